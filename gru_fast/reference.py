@@ -355,3 +355,10 @@ def gru_backward(cache, dy, dh_n=None):
         "bias_ih": d_bias_ih if has_bias else None,
         "bias_hh": d_bias_hh if has_bias else None,
     }
+
+
+from .layer import GRU as _GRULayer  # noqa: E402  (bottom import: layer does not import reference)
+class GRU(_GRULayer):
+    """GRU layer computed with the reference functions (same API as gru_fast.GRU)."""
+    _forward_fn = staticmethod(gru_forward)
+    _backward_fn = staticmethod(gru_backward)

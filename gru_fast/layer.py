@@ -1,0 +1,606 @@
+"""The GRU layer: stacked layers, both directions, batch-first, variable lengths, step.
+
+:class:`GRU` owns the parameters (named like ``torch.nn.GRU.state_dict()``) and composes
+the functional core: one ``gru_forward`` / ``gru_backward`` call per (layer, direction),
+so time never loops in Python. The math backend is a pair of class attributes,
+``_forward_fn`` and ``_backward_fn``; ``gru_fast.GRU`` uses the compiled
+``gru_fast.functional`` functions and ``gru_fast.reference.GRU`` the NumPy reference,
+with everything else (validation, composition, parameters) shared.
+
+Dtype policy
+------------
+The layer's ``dtype`` (float32 or float64) decides. Like ``torch.nn.GRU``, a NumPy array
+of another dtype passed to :meth:`GRU.forward`, :meth:`GRU.backward` or :meth:`GRU.step`
+raises ``TypeError`` (no silent cast); plain Python sequences (lists, tuples, scalars)
+carry no dtype and are converted to the layer's dtype. :meth:`GRU.load_state_dict`
+follows ``torch.nn.Module.load_state_dict``: any real floating array is accepted and cast
+to the layer's dtype; non-floating values raise ``TypeError``.
+"""
+
+import numbers
+
+import numpy as np
+
+__all__ = ["GRU"]
+
+_SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class _LayerCache:
+    """What :meth:`GRU.backward` needs from one :meth:`GRU.forward` call.
+
+    Opaque to users. ``token`` identifies the layer that made it, so a cache handed to
+    another layer (even one of identical shapes) is refused instead of silently
+    producing gradients of someone else's weights.
+    """
+
+    __slots__ = ("token", "seq_len", "batch_size", "batch_first", "dtype", "lengths",
+                 "run_caches")
+
+    def __init__(self, token, seq_len, batch_size, batch_first, dtype, lengths,
+                 run_caches):
+        self.token = token
+        self.seq_len = seq_len
+        self.batch_size = batch_size
+        self.batch_first = batch_first
+        self.dtype = dtype
+        self.lengths = lengths
+        self.run_caches = run_caches
+
+    def __repr__(self):
+        return (f"<GRU cache: T={self.seq_len}, B={self.batch_size}, "
+                f"dtype={self.dtype.name}, {len(self.run_caches)} core runs>")
+
+
+def _positive_int(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} "
+                        f"({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+class GRU:
+    """Multi-layer gated recurrent unit, optionally bidirectional, on the CPU.
+
+    Every layer computes, for each time step (gate rows stacked reset ``r``, update
+    ``z``, candidate ``n`` as in ``torch.nn.GRU``)::
+
+        r_t = sigmoid(x_t W_ir^T + b_ir + h_{t-1} W_hr^T + b_hr)
+        z_t = sigmoid(x_t W_iz^T + b_iz + h_{t-1} W_hz^T + b_hz)
+        n_t = tanh(x_t W_in^T + b_in + (r_t * h_{t-1}) W_hn^T + b_hn)   reset_after=False
+        n_t = tanh(x_t W_in^T + b_in + r_t * (h_{t-1} W_hn^T + b_hn))   reset_after=True
+        h_t = z_t * h_{t-1} + (1 - z_t) * n_t
+
+    Layer ``k > 0`` takes the output of layer ``k - 1`` (both directions concatenated)
+    as its input.
+
+    Parameters
+    ----------
+    input_size : int
+        Number of features ``I`` of the input ``x``.
+    hidden_size : int
+        Number of features ``H`` of the hidden state.
+    num_layers : int, default 1
+        Number of stacked GRU layers.
+    bias : bool, default True
+        Whether the layers have the biases ``bias_ih`` and ``bias_hh``.
+    batch_first : bool, default False
+        If True, ``x`` and ``y`` are (batch, time, features) instead of
+        (time, batch, features). Hidden states are always (layers*D, batch, H).
+    bidirectional : bool, default False
+        If True, every layer also runs over the sequence backwards (``D = 2``); the two
+        outputs are concatenated along the feature axis, forward first.
+    reset_after : bool, default False
+        Candidate-state variant: False is the classic GRU (reset applied before the
+        recurrent product), True is the variant of ``torch.nn.GRU``, cuDNN and Keras.
+        Load a ``torch.nn.GRU`` state_dict into a layer with ``reset_after=True``.
+    dtype : {numpy.float32, numpy.float64}, default numpy.float32
+        Floating type of the parameters; every array passed in must have it.
+    seed : None, int or numpy.random.Generator, optional
+        Seed of the ``numpy.random.default_rng`` that initialises the parameters
+        uniformly in ``[-1/sqrt(hidden_size), 1/sqrt(hidden_size)]`` (PyTorch's rule).
+
+    Attributes
+    ----------
+    params : dict of str to numpy.ndarray
+        The parameters, named exactly like the keys of ``torch.nn.GRU.state_dict()``:
+        per layer ``k``, ``weight_ih_l{k}`` (3H, I or D*H), ``weight_hh_l{k}`` (3H, H),
+        ``bias_ih_l{k}`` (3H,), ``bias_hh_l{k}`` (3H,), then the same with suffix
+        ``_reverse`` when bidirectional. Arrays may be updated in place (e.g. by an
+        optimiser); use :meth:`load_state_dict` to replace them.
+    num_directions : int
+        ``D``: 2 if bidirectional else 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import gru_fast
+    >>> gru = gru_fast.GRU(8, 16, num_layers=2, seed=0)
+    >>> x = np.zeros((5, 3, 8), dtype=np.float32)
+    >>> y, h_n = gru(x)
+    >>> y.shape, h_n.shape
+    ((5, 3, 16), (2, 3, 16))
+    """
+
+    # The math backend. ``None`` means gru_fast.functional, imported on first use so that
+    # this module (and gru_fast.reference, which subclasses GRU) imports without the
+    # compiled core. Subclasses bind other functions with ``staticmethod(...)``.
+    _forward_fn = None
+    _backward_fn = None
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True,
+                 batch_first=False, bidirectional=False, reset_after=False,
+                 dtype=np.float32, seed=None):
+        self._input_size = _positive_int(input_size, "input_size")
+        self._hidden_size = _positive_int(hidden_size, "hidden_size")
+        self._num_layers = _positive_int(num_layers, "num_layers")
+        self._bias = bool(bias)
+        self._batch_first = bool(batch_first)
+        self._bidirectional = bool(bidirectional)
+        self._reset_after = bool(reset_after)
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError as exc:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from exc
+        if dtype not in _SUPPORTED_DTYPES:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        self._dtype = dtype
+        # Identity of this layer, stored in every cache it makes.
+        self._token = object()
+
+        rng = np.random.default_rng(seed)
+        bound = 1.0 / np.sqrt(self._hidden_size)
+        self.params = {}
+        for name, shape in self._param_shapes().items():
+            values = rng.uniform(-bound, bound, size=shape)
+            self.params[name] = values.astype(self._dtype, copy=False)
+
+    # ------------------------------------------------------------------ properties
+    input_size = property(lambda self: self._input_size, doc="Input features I.")
+    hidden_size = property(lambda self: self._hidden_size, doc="Hidden features H.")
+    num_layers = property(lambda self: self._num_layers, doc="Number of layers.")
+    bias = property(lambda self: self._bias, doc="Whether the layers have biases.")
+    batch_first = property(lambda self: self._batch_first,
+                           doc="Whether x and y are (batch, time, features).")
+    bidirectional = property(lambda self: self._bidirectional,
+                             doc="Whether every layer also runs backwards.")
+    reset_after = property(lambda self: self._reset_after,
+                           doc="Candidate-state variant (True: torch.nn.GRU's).")
+    dtype = property(lambda self: self._dtype, doc="Floating dtype of the parameters.")
+
+    @property
+    def num_directions(self):
+        """int : 2 if bidirectional else 1."""
+        return 2 if self._bidirectional else 1
+
+    def __repr__(self):
+        options = [f"{self._input_size}", f"{self._hidden_size}"]
+        if self._num_layers != 1:
+            options.append(f"num_layers={self._num_layers}")
+        if not self._bias:
+            options.append("bias=False")
+        if self._batch_first:
+            options.append("batch_first=True")
+        if self._bidirectional:
+            options.append("bidirectional=True")
+        if self._reset_after:
+            options.append("reset_after=True")
+        options.append(f"dtype={self._dtype.name}")
+        return f"{type(self).__name__}({', '.join(options)})"
+
+    # ------------------------------------------------------------------ parameters
+    def _names(self, layer, direction):
+        suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+        names = ["weight_ih" + suffix, "weight_hh" + suffix]
+        if self._bias:
+            names += ["bias_ih" + suffix, "bias_hh" + suffix]
+        return names
+
+    def _param_shapes(self):
+        """Names and shapes of the parameters, in torch.nn.GRU's state_dict order."""
+        H = self._hidden_size
+        shapes = {}
+        for layer in range(self._num_layers):
+            layer_input = self._input_size if layer == 0 else self.num_directions * H
+            for direction in range(self.num_directions):
+                names = self._names(layer, direction)
+                shapes[names[0]] = (3 * H, layer_input)
+                shapes[names[1]] = (3 * H, H)
+                if self._bias:
+                    shapes[names[2]] = (3 * H,)
+                    shapes[names[3]] = (3 * H,)
+        return shapes
+
+    def _check_params(self):
+        """Make sure ``params`` still holds arrays the core can take (cheap)."""
+        if not isinstance(self.params, dict):
+            raise TypeError(f"params must be a dict, got {type(self.params).__name__}")
+        for name, shape in self._param_shapes().items():
+            value = self.params.get(name)
+            if value is None:
+                raise ValueError(f"params is missing {name!r}")
+            if not isinstance(value, np.ndarray):
+                raise TypeError(f"params[{name!r}] must be a numpy.ndarray, got "
+                                f"{type(value).__name__}")
+            if value.shape != shape:
+                raise ValueError(f"params[{name!r}] has shape {value.shape}, "
+                                 f"expected {shape}")
+            if value.dtype != self._dtype:
+                raise TypeError(f"params[{name!r}] has dtype {value.dtype}, expected "
+                                f"{self._dtype} (the layer's dtype)")
+
+    def state_dict(self):
+        """Return a copy of the parameters.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Fresh copies of :attr:`params`, in ``torch.nn.GRU.state_dict()`` order and
+            with its key names.
+        """
+        return {name: np.array(value, copy=True) for name, value in self.params.items()}
+
+    def load_state_dict(self, state_dict):
+        """Replace the parameters by copies of those in ``state_dict``.
+
+        The names must be exactly those of :attr:`params` (no missing and no unexpected
+        keys) and every array must have the expected shape. Like
+        ``torch.nn.Module.load_state_dict``, any real floating array is accepted and cast
+        to the layer's dtype; integer, boolean, complex or object arrays are refused.
+        Nothing is changed unless every entry is valid.
+
+        Parameters
+        ----------
+        state_dict : mapping of str to array_like
+            For example the result of :meth:`state_dict`, or
+            ``{k: v.numpy() for k, v in torch_gru.state_dict().items()}``.
+
+        Raises
+        ------
+        ValueError
+            If keys are missing or unexpected, or an array has the wrong shape.
+        TypeError
+            If ``state_dict`` is not a mapping or an entry is not a real floating array.
+        """
+        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+            raise TypeError(f"state_dict must be a mapping of name to array, got "
+                            f"{type(state_dict).__name__}")
+        shapes = self._param_shapes()
+        keys = list(state_dict.keys())
+        missing = [name for name in shapes if name not in state_dict]
+        unexpected = [key for key in keys if key not in shapes]
+        if missing or unexpected:
+            parts = []
+            if missing:
+                parts.append(f"missing keys {missing}")
+            if unexpected:
+                parts.append(f"unexpected keys {unexpected}")
+            raise ValueError(f"load_state_dict: {' and '.join(parts)} for {self!r}")
+        new_params = {}
+        for name, shape in shapes.items():
+            value = state_dict[name]
+            if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch.Tensor
+                value = value.detach().cpu().numpy()
+            value = np.asarray(value)
+            if value.dtype.kind != "f":
+                raise TypeError(f"load_state_dict: {name!r} has dtype {value.dtype}, "
+                                f"expected a real floating array (cast to "
+                                f"{self._dtype})")
+            if value.shape != shape:
+                raise ValueError(f"load_state_dict: {name!r} has shape {value.shape}, "
+                                 f"expected {shape}")
+            new_params[name] = np.array(value, dtype=self._dtype, order="C", copy=True)
+        self.params = new_params
+
+    # ------------------------------------------------------------------ validation
+    def _backend(self):
+        forward_fn, backward_fn = type(self)._forward_fn, type(self)._backward_fn
+        if forward_fn is None or backward_fn is None:
+            from . import functional
+            forward_fn = forward_fn or functional.gru_forward
+            backward_fn = backward_fn or functional.gru_backward
+        return forward_fn, backward_fn
+
+    def _as_array(self, value, name):
+        """``value`` as an array of the layer's dtype; ndarrays must already have it."""
+        if isinstance(value, np.ndarray):
+            if value.dtype != self._dtype:
+                raise TypeError(f"{name} has dtype {value.dtype}, but the layer's dtype "
+                                f"is {self._dtype}; cast it with "
+                                f"{name}.astype(np.{self._dtype.name})")
+            return value
+        if hasattr(value, "__array__") and hasattr(value, "dtype"):
+            # Array-likes with a dtype of their own (e.g. torch tensors): same rule.
+            array = np.asarray(value)
+            if array.dtype != self._dtype:
+                raise TypeError(f"{name} has dtype {array.dtype}, but the layer's dtype "
+                                f"is {self._dtype}")
+            return array
+        try:
+            return np.asarray(value, dtype=self._dtype)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be an array of {self._dtype}, got "
+                            f"{type(value).__name__}: {exc}") from exc
+
+    def _check_x(self, x):
+        x = self._as_array(x, "x")
+        layout = "(B, T, I)" if self._batch_first else "(T, B, I)"
+        if x.ndim != 3:
+            raise ValueError(f"x must be 3-D {layout}, got shape {x.shape} "
+                             f"({x.ndim}-D); for a single sequence add a batch axis")
+        if x.shape[2] != self._input_size:
+            raise ValueError(f"x has {x.shape[2]} features (shape {x.shape}), expected "
+                             f"input_size={self._input_size}")
+        return x
+
+    def _check_state(self, h, name, batch_size, num_states):
+        """An initial state (num_states, B, H) or None."""
+        if h is None:
+            return None
+        h = self._as_array(h, name)
+        expected = (num_states, batch_size, self._hidden_size)
+        if h.shape != expected:
+            raise ValueError(f"{name} has shape {h.shape}, expected {expected} "
+                             f"(num_layers*num_directions, batch, hidden_size)")
+        return np.ascontiguousarray(h)
+
+    @staticmethod
+    def _check_lengths(lengths, batch_size, seq_len):
+        if lengths is None:
+            return None
+        if hasattr(lengths, "detach") and hasattr(lengths, "cpu"):  # torch lengths
+            lengths = lengths.detach().cpu().numpy()
+        array = np.asarray(lengths)
+        if array.ndim != 1 or array.shape[0] != batch_size:
+            raise ValueError(f"lengths must have shape ({batch_size},) (one per batch "
+                             f"row), got shape {array.shape}")
+        if array.dtype.kind == "f":
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"lengths must be finite, got {array}")
+            if not np.all(array == np.round(array)):
+                raise ValueError(f"lengths must be whole numbers, got {array}")
+        elif array.dtype.kind not in "iu":
+            raise TypeError(f"lengths must be integers, got dtype {array.dtype}")
+        if array.size and (array.min() < 0 or array.max() > seq_len):
+            raise ValueError(f"lengths must lie in [0, T={seq_len}], got {array}")
+        return array.astype(np.int64)
+
+    # ------------------------------------------------------------------ computation
+    def forward(self, x, h0=None, lengths=None, return_cache=False):
+        """Run every layer and direction over the whole sequence.
+
+        Parameters
+        ----------
+        x : array_like
+            Input sequence, (T, B, I), or (B, T, I) when ``batch_first``. A NumPy array
+            must have the layer's dtype.
+        h0 : array_like, optional
+            Initial states (num_layers*D, B, H), ordered ``[l0_fwd, l0_rev, l1_fwd,
+            ...]`` like ``torch.nn.GRU``. Zeros when omitted.
+        lengths : array_like of int, optional
+            Valid length of every batch row, ``0 <= lengths[b] <= T``, in any order
+            (packed-sequence semantics): row ``b`` runs steps ``0..lengths[b]-1`` only
+            (the reverse direction runs them backwards from ``lengths[b]-1``), ``y`` is 0
+            at the padded steps and ``h_n`` holds the state after the last valid step.
+        return_cache : bool, default False
+            Also return the cache that :meth:`backward` needs.
+
+        Returns
+        -------
+        y : numpy.ndarray
+            Outputs of the last layer, (T, B, D*H) or (B, T, D*H) when ``batch_first``;
+            the forward direction in ``[..., :H]``, the reverse one in ``[..., H:]``.
+        h_n : numpy.ndarray
+            Final states (num_layers*D, B, H), ordered like ``h0``.
+        cache : object
+            Only when ``return_cache``; pass it to :meth:`backward` of this layer.
+
+        Raises
+        ------
+        ValueError
+            If a shape or ``lengths`` is wrong.
+        TypeError
+            If an array has another dtype than the layer.
+        """
+        self._check_params()
+        forward_fn, _ = self._backend()
+        x = self._check_x(x)
+        if self._batch_first:
+            x = x.transpose(1, 0, 2)
+        seq_len, batch_size = x.shape[0], x.shape[1]
+        D = self.num_directions
+        h0 = self._check_state(h0, "h0", batch_size, self._num_layers * D)
+        lengths = self._check_lengths(lengths, batch_size, seq_len)
+
+        layer_input = np.ascontiguousarray(x)
+        final_states = []
+        run_caches = []
+        for layer in range(self._num_layers):
+            outputs = []
+            for direction in range(D):
+                index = layer * D + direction
+                weights = [self.params[name] for name in self._names(layer, direction)]
+                if not self._bias:
+                    weights += [None, None]
+                result = forward_fn(
+                    layer_input, None if h0 is None else h0[index], *weights,
+                    reset_after=self._reset_after, lengths=lengths,
+                    reverse=(direction == 1), return_cache=return_cache)
+                outputs.append(result[0])
+                final_states.append(result[1])
+                if return_cache:
+                    run_caches.append(result[2])
+            layer_input = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
+
+        y = layer_input
+        if self._batch_first:
+            y = y.transpose(1, 0, 2)
+        h_n = np.stack(final_states, axis=0)
+        if not return_cache:
+            return y, h_n
+        cache = _LayerCache(self._token, seq_len, batch_size, self._batch_first,
+                            self._dtype, lengths, run_caches)
+        return y, h_n, cache
+
+    def __call__(self, x, h0=None, lengths=None):
+        """Run the layer; same as :meth:`forward` without a cache.
+
+        Parameters
+        ----------
+        x, h0, lengths
+            As in :meth:`forward`.
+
+        Returns
+        -------
+        y : numpy.ndarray
+            (T, B, D*H), or (B, T, D*H) when ``batch_first``.
+        h_n : numpy.ndarray
+            (num_layers*D, B, H).
+        """
+        return self.forward(x, h0, lengths)
+
+    def backward(self, cache, dy, dh_n=None):
+        """Backpropagate through time, all layers and directions.
+
+        Parameters
+        ----------
+        cache : object
+            The cache returned by ``self.forward(..., return_cache=True)``.
+        dy : array_like or None
+            Gradient of the loss with respect to ``y``, shaped like ``y``. ``None``
+            means zeros (a loss on ``h_n`` only). Values at padded steps are ignored.
+        dh_n : array_like, optional
+            Gradient with respect to ``h_n``, (num_layers*D, B, H); zeros if omitted.
+
+        Returns
+        -------
+        dx : numpy.ndarray
+            Gradient with respect to ``x``, shaped like ``x``; 0 at padded steps.
+        dh0 : numpy.ndarray
+            Gradient with respect to ``h0``, (num_layers*D, B, H) (also when the forward
+            used the default zero state).
+        grads : dict of str to numpy.ndarray
+            Gradients of the parameters, keyed and ordered like :attr:`params`.
+
+        Raises
+        ------
+        TypeError
+            If ``cache`` is not a cache from :meth:`forward`, or a dtype is wrong.
+        ValueError
+            If ``cache`` comes from another layer, or ``dy`` / ``dh_n`` has the wrong
+            shape.
+        """
+        if not isinstance(cache, _LayerCache):
+            raise TypeError(f"cache must be the object returned by "
+                            f"forward(..., return_cache=True), got "
+                            f"{type(cache).__name__}")
+        if cache.token is not self._token:
+            raise ValueError("cache was made by the forward of another GRU layer; pass "
+                             "the cache returned by this layer's forward")
+        _, backward_fn = self._backend()
+        D = self.num_directions
+        H = self._hidden_size
+        seq_len, batch_size = cache.seq_len, cache.batch_size
+        num_states = self._num_layers * D
+        y_shape = ((batch_size, seq_len, D * H) if self._batch_first
+                   else (seq_len, batch_size, D * H))
+        if dy is None:
+            dy = np.zeros((seq_len, batch_size, D * H), dtype=self._dtype)
+        else:
+            dy = self._as_array(dy, "dy")
+            if dy.shape != y_shape:
+                raise ValueError(f"dy has shape {dy.shape}, expected {y_shape} "
+                                 f"(the shape of y from the forward of this cache)")
+            if self._batch_first:
+                dy = dy.transpose(1, 0, 2)
+        if dh_n is not None:
+            dh_n = self._as_array(dh_n, "dh_n")
+            expected = (num_states, batch_size, H)
+            if dh_n.shape != expected:
+                raise ValueError(f"dh_n has shape {dh_n.shape}, expected {expected} "
+                                 f"(num_layers*num_directions, batch, hidden_size)")
+            dh_n = np.ascontiguousarray(dh_n)
+
+        grads_by_layer = [None] * self._num_layers
+        dh0 = np.empty((num_states, batch_size, H), dtype=self._dtype)
+        d_output = np.ascontiguousarray(dy)
+        for layer in reversed(range(self._num_layers)):
+            d_input = None
+            layer_grads = {}
+            for direction in range(D):
+                index = layer * D + direction
+                d_y = d_output if D == 1 else np.ascontiguousarray(
+                    d_output[:, :, direction * H:(direction + 1) * H])
+                result = backward_fn(cache.run_caches[index], d_y,
+                                     None if dh_n is None else dh_n[index])
+                d_input = result["x"] if d_input is None else d_input + result["x"]
+                dh0[index] = 0.0 if result["h0"] is None else result["h0"]
+                names = self._names(layer, direction)
+                layer_grads[names[0]] = result["weight_ih"]
+                layer_grads[names[1]] = result["weight_hh"]
+                if self._bias:
+                    layer_grads[names[2]] = result["bias_ih"]
+                    layer_grads[names[3]] = result["bias_hh"]
+            grads_by_layer[layer] = layer_grads
+            d_output = d_input
+
+        dx = d_output
+        if self._batch_first:
+            dx = dx.transpose(1, 0, 2)
+        grads = {}
+        for layer_grads in grads_by_layer:
+            grads.update(layer_grads)
+        grads = {name: grads[name] for name in self.params if name in grads}
+        return dx, dh0, grads
+
+    def step(self, x_t, h=None):
+        """Advance every layer by one time step (streaming inference).
+
+        Equivalent to :meth:`forward` on a sequence of length 1, with one core call per
+        layer; feeding a sequence step by step ends in the ``h_n`` of :meth:`forward`.
+
+        Parameters
+        ----------
+        x_t : array_like
+            Input at this step, (B, I).
+        h : array_like, optional
+            States after the previous step, (num_layers, B, H); zeros if omitted.
+
+        Returns
+        -------
+        numpy.ndarray
+            New states (num_layers, B, H); ``h[-1]`` is the last layer's output.
+
+        Raises
+        ------
+        ValueError
+            If the layer is bidirectional (the reverse direction needs the whole
+            sequence), or a shape is wrong.
+        TypeError
+            If an array has another dtype than the layer.
+        """
+        if self._bidirectional:
+            raise ValueError("step() needs a unidirectional GRU: the reverse direction "
+                             "of a bidirectional layer depends on future inputs; use "
+                             "forward() on the whole sequence")
+        self._check_params()
+        forward_fn, _ = self._backend()
+        x_t = self._as_array(x_t, "x_t")
+        if x_t.ndim != 2 or x_t.shape[1] != self._input_size:
+            raise ValueError(f"x_t must be (B, I) with I=input_size="
+                             f"{self._input_size}, got shape {x_t.shape}")
+        batch_size = x_t.shape[0]
+        h = self._check_state(h, "h", batch_size, self._num_layers)
+        layer_input = np.ascontiguousarray(x_t)[None]
+        new_states = []
+        for layer in range(self._num_layers):
+            weights = [self.params[name] for name in self._names(layer, 0)]
+            if not self._bias:
+                weights += [None, None]
+            y, h_new = forward_fn(layer_input, None if h is None else h[layer], *weights,
+                                  reset_after=self._reset_after)
+            new_states.append(h_new)
+            layer_input = y
+        return np.stack(new_states, axis=0)
