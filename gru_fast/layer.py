@@ -333,6 +333,9 @@ class GRU:
         if x.shape[2] != self._input_size:
             raise ValueError(f"x has {x.shape[2]} features (shape {x.shape}), expected "
                              f"input_size={self._input_size}")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"x must have at least one time step and one batch row, "
+                             f"got shape {x.shape} {layout}")
         return x
 
     def _check_state(self, h, name, batch_size, num_states):
@@ -591,6 +594,9 @@ class GRU:
         if x_t.ndim != 2 or x_t.shape[1] != self._input_size:
             raise ValueError(f"x_t must be (B, I) with I=input_size="
                              f"{self._input_size}, got shape {x_t.shape}")
+        if x_t.shape[0] == 0:
+            raise ValueError(f"x_t must have at least one batch row, got shape "
+                             f"{x_t.shape}")
         batch_size = x_t.shape[0]
         h = self._check_state(h, "h", batch_size, self._num_layers)
         layer_input = np.ascontiguousarray(x_t)[None]

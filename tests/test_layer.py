@@ -1,4 +1,4 @@
-"""gru_fast.GRU: every option against the reference GRU, gradients, step, state_dict, errors.
+"""gru_fast.GRU against the reference GRU on every option; gradients, step, errors.
 
 The oracle is ``gru_fast.reference.GRU`` (the same layer code bound to the NumPy
 reference functions); the reference layer itself is checked by central finite
@@ -242,7 +242,7 @@ def test_step_matches_forward(cls, num_layers, reset_after, dtype):
                                   layer.step(x[:, 0], np.zeros_like(h0)))
 
 
-# --------------------------------------------------------------------- params / state_dict
+# ------------------------------------------------------------- params / state_dict
 
 @pytest.mark.parametrize("cls", both_classes())
 def test_params_names_shapes_and_init(cls):
@@ -297,7 +297,8 @@ def test_state_dict_round_trip(cls):
     single.load_state_dict(source)
     for name in source:
         assert single.params[name].dtype == np.float32
-        np.testing.assert_array_equal(single.params[name], source[name].astype(np.float32))
+        np.testing.assert_array_equal(single.params[name],
+                                      source[name].astype(np.float32))
     # Lists are accepted too.
     single.load_state_dict({k: v.tolist() for k, v in source.items()})
     assert single.params["bias_hh_l1"].dtype == np.float32
@@ -368,6 +369,12 @@ def test_forward_input_errors(cls, batch_first):
     bad_features = np.zeros(x.shape[:2] + (I + 1,), dtype=np.float32)
     with pytest.raises(ValueError, match=rf"x has {I + 1} features .*input_size={I}"):
         layer(bad_features)
+    empty_time = np.zeros((B, 0, I) if batch_first else (0, B, I), dtype=np.float32)
+    with pytest.raises(ValueError, match="at least one time step and one batch row"):
+        layer(empty_time)
+    empty_batch = np.zeros((0, T, I) if batch_first else (T, 0, I), dtype=np.float32)
+    with pytest.raises(ValueError, match="at least one time step and one batch row"):
+        layer(empty_batch)
     with pytest.raises(TypeError, match="x has dtype float64, but the layer's dtype "
                                         "is float32"):
         layer(x.astype(np.float64))
@@ -471,6 +478,8 @@ def test_step_errors(cls):
         layer.step(np.zeros((B, 2), dtype=np.float32))
     with pytest.raises(ValueError, match=r"h has shape \(4, 4\), expected \(2, 4, 4\)"):
         layer.step(np.zeros((B, I), dtype=np.float32), np.zeros((B, H), np.float32))
+    with pytest.raises(ValueError, match="x_t must have at least one batch row"):
+        layer.step(np.zeros((0, I), dtype=np.float32))
     with pytest.raises(TypeError, match="x_t has dtype float64"):
         layer.step(np.zeros((B, I)))
 
