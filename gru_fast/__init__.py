@@ -1,0 +1,22 @@
+"""gru_fast: fast CPU Gated Recurrent Units with exact gradients, NumPy in and out.
+
+The compiled core (Cython over scipy's BLAS) runs a whole sequence of one
+layer and one direction with the GIL released; `gru_fast.reference` is the
+pure-NumPy oracle with the same API.
+
+Public API
+----------
+gru_forward, gru_backward
+    One layer, one direction, whole sequence (see `gru_fast.functional`).
+GRU
+    Stacked, bidirectional, batch-first layer with parameters named like
+    ``torch.nn.GRU`` (see `gru_fast.layer`).
+reference, interop
+    The NumPy oracle; converters to and from PyTorch, Keras and ONNX.
+"""
+
+from .functional import GRUCache, gru_backward, gru_forward
+from .layer import GRU
+
+__version__ = "0.1.0"
+__all__ = ["GRU", "GRUCache", "gru_backward", "gru_forward", "__version__"]

@@ -1,0 +1,84 @@
+"""Packed-sequence layout: which rows of which step the compiled core runs.
+
+Rows are sorted by length, longest first (stable), so the rows still running
+at step t are a prefix of the sorted batch.  Packed arrays hold those rows
+step after step, as PyTorch's PackedSequence does: step t occupies packed rows
+``offsets[t]:offsets[t + 1]`` and packed row p belongs to row ``out_rows[p]``
+of the time-major (T*B, ...) view of x and y.  Padding costs no work.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Packing:
+    """Where each step's rows live; see the module docstring."""
+
+    seq_len: int
+    batch_size: int
+    batch_sizes: np.ndarray  # (T,) intp, non-increasing
+    offsets: np.ndarray  # (T + 1,) intp
+    out_rows: np.ndarray  # (N,) intp
+    order: np.ndarray | None  # (B,) sorted position -> original row; None when identity
+
+    @property
+    def n_rows(self):
+        """N, the number of (step, row) pairs that run."""
+        return int(self.offsets[-1])
+
+    @property
+    def is_identity(self):
+        """True when every row runs every step: packed arrays are the (T*B, ...) views."""
+        return self.order is None
+
+    def pack(self, array_2d):
+        """Gather the valid rows of a (T*B, F) array into a new (N, F) array."""
+        return array_2d[self.out_rows]
+
+    def unpack(self, packed, n_features, dtype):
+        """Scatter (N, F) packed rows into a zero-padded (T, B, F) array."""
+        full = np.zeros((self.seq_len * self.batch_size, n_features), dtype=dtype)
+        full[self.out_rows] = packed
+        return full.reshape(self.seq_len, self.batch_size, n_features)
+
+    def sort_rows(self, batch_major):
+        """Return a new (B, F) array with rows in sorted (longest first) order."""
+        if self.order is None:
+            return np.array(batch_major, copy=True, order="C")
+        return np.ascontiguousarray(batch_major[self.order])
+
+    def unsort_rows(self, sorted_rows):
+        """Inverse of `sort_rows`: rows back in the caller's batch order."""
+        if self.order is None:
+            return sorted_rows
+        rows = np.empty_like(sorted_rows)
+        rows[self.order] = sorted_rows
+        return rows
+
+
+def make_packing(lengths, seq_len, batch_size):
+    """Build the `Packing` for validated `lengths` (int array or None).
+
+    Lengths that are all equal to the sequence length give the identity
+    packing, so the full-length case never gathers or scatters.
+    """
+    if lengths is None or bool(np.all(lengths == seq_len)):
+        return Packing(
+            seq_len=seq_len,
+            batch_size=batch_size,
+            batch_sizes=np.full(seq_len, batch_size, dtype=np.intp),
+            offsets=np.arange(seq_len + 1, dtype=np.intp) * batch_size,
+            out_rows=np.arange(seq_len * batch_size, dtype=np.intp),
+            order=None,
+        )
+    order = np.argsort(-lengths, kind="stable").astype(np.intp)
+    sorted_lengths = lengths[order]
+    steps = np.arange(seq_len)
+    active = steps[:, None] < sorted_lengths[None, :]  # (T, B), each row a prefix
+    batch_sizes = active.sum(axis=1).astype(np.intp)
+    offsets = np.zeros(seq_len + 1, dtype=np.intp)
+    np.cumsum(batch_sizes, out=offsets[1:])
+    out_rows = (steps[:, None] * batch_size + order[None, :])[active].astype(np.intp)
+    return Packing(seq_len, batch_size, batch_sizes, offsets, out_rows, order)

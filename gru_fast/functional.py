@@ -1,0 +1,320 @@
+"""The fast functional API: validate, allocate, call the compiled core, wrap.
+
+`gru_forward` and `gru_backward` have the signatures and results of
+`gru_fast.reference`; the work happens in `gru_fast._core`, one call for the
+whole sequence with the GIL released.  This module owns the checks and every
+allocation; the core neither checks nor allocates.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _core
+from ._packing import Packing, make_packing
+from ._validation import as_float_array, as_lengths, check_flag, check_shape
+
+# Rows of the input projection computed per GEMM when no cache is kept: the
+# projection is done a chunk of steps at a time so that forward without a
+# cache needs O(B*H) memory beyond its outputs, yet each GEMM stays large.
+PROJECTION_CHUNK_ROWS = 256
+
+
+@dataclass(frozen=True)
+class ForwardArgs:
+    """Validated forward arguments: C-contiguous arrays of one dtype, and sizes."""
+
+    x: np.ndarray
+    h0: np.ndarray | None
+    weight_ih: np.ndarray
+    weight_hh: np.ndarray
+    bias_ih: np.ndarray | None
+    bias_hh: np.ndarray | None
+    lengths: np.ndarray | None
+    reset_after: bool
+    reverse: bool
+
+    @property
+    def dims(self):
+        """(T, B, I, H)."""
+        seq_len, batch_size, input_size = self.x.shape
+        return seq_len, batch_size, input_size, self.weight_hh.shape[1]
+
+
+def validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
+                          reset_after, lengths, reverse):
+    """Check every forward argument; return them as a `ForwardArgs`.
+
+    Raises TypeError for wrong types or dtypes and ValueError for wrong ranks,
+    shapes or lengths, naming the argument and the shapes seen.  Arrays are
+    returned C-contiguous (copied only when they were not).
+    """
+    reset_after = check_flag(reset_after, "reset_after")
+    reverse = check_flag(reverse, "reverse")
+    weight_hh = as_float_array(weight_hh, "weight_hh", 2)
+    dtype = weight_hh.dtype
+    weight_ih = as_float_array(weight_ih, "weight_ih", 2, dtype)
+    x = as_float_array(x, "x", 3, dtype)
+
+    three_h, hidden_size = weight_hh.shape
+    if hidden_size < 1 or three_h != 3 * hidden_size:
+        raise ValueError(
+            f"weight_hh must have shape (3*H, H) with H >= 1, got {weight_hh.shape}"
+        )
+    seq_len, batch_size, input_size = x.shape
+    if seq_len < 1 or batch_size < 1 or input_size < 1:
+        raise ValueError(f"x must have shape (T, B, I) with T, B, I >= 1, got {x.shape}")
+    check_shape(weight_ih, (3 * hidden_size, input_size), "weight_ih",
+                f"(3*H, I) for H={hidden_size} from weight_hh and I={input_size} from x")
+
+    if (bias_ih is None) != (bias_hh is None):
+        raise ValueError("bias_ih and bias_hh must both be given or both be None")
+    if bias_ih is not None:
+        bias_ih = as_float_array(bias_ih, "bias_ih", 1, dtype)
+        bias_hh = as_float_array(bias_hh, "bias_hh", 1, dtype)
+        check_shape(bias_ih, (3 * hidden_size,), "bias_ih", f"(3*H,) for H={hidden_size}")
+        check_shape(bias_hh, (3 * hidden_size,), "bias_hh", f"(3*H,) for H={hidden_size}")
+    if h0 is not None:
+        h0 = as_float_array(h0, "h0", 2, dtype)
+        check_shape(h0, (batch_size, hidden_size), "h0",
+                    f"(B, H) for B={batch_size} from x and H={hidden_size}")
+    lengths = as_lengths(lengths, batch_size, seq_len)
+
+    contiguous = np.ascontiguousarray
+    return ForwardArgs(
+        x=contiguous(x), h0=h0, weight_ih=contiguous(weight_ih),
+        weight_hh=contiguous(weight_hh),
+        bias_ih=None if bias_ih is None else contiguous(bias_ih),
+        bias_hh=None if bias_hh is None else contiguous(bias_hh),
+        lengths=lengths, reset_after=reset_after, reverse=reverse,
+    )
+
+
+@dataclass(frozen=True)
+class GRUCache:
+    """What `gru_backward` needs from a `gru_forward(..., return_cache=True)` call.
+
+    Every array is owned by the cache (never shared with the caller), so
+    changing inputs or outputs after the forward pass cannot corrupt it.  Size
+    in bytes, with N = number of valid (step, row) pairs (T*B without
+    lengths) and itemsize 4 or 8: ``itemsize * (N*(I + 5H) + 3H*(I + H))``
+    (packed inputs, the 4H gate block and the H entering states per row, plus
+    copies of the weights).  See `nbytes`.
+    """
+
+    x_packed: np.ndarray  # (N, I)
+    gates: np.ndarray  # (N, 4H): r, z, n, and hn (reset_after) or r*h_prev
+    h_prev: np.ndarray  # (N, H) state entering each step
+    weight_ih: np.ndarray  # (3H, I)
+    weight_hh: np.ndarray  # (3H, H)
+    packing: Packing
+    hidden_size: int
+    reset_after: bool
+    reverse: bool
+    has_bias: bool
+
+    @property
+    def nbytes(self):
+        """Bytes held by the cache's arrays."""
+        arrays = (self.x_packed, self.gates, self.h_prev, self.weight_ih, self.weight_hh)
+        return sum(array.nbytes for array in arrays)
+
+    @property
+    def dtype(self):
+        """The dtype of the forward call."""
+        return self.gates.dtype
+
+
+def _owned(array, caller_array):
+    """`array`, copied if it may share memory with an array the caller holds."""
+    if caller_array is not None and np.may_share_memory(array, caller_array):
+        return array.copy()
+    return array
+
+
+def _folded_biases(bias_ih, bias_hh, hidden_size, reset_after, dtype):
+    """Biases as the core adds them: (b_ih + b_hh where they add directly, b_hn).
+
+    For reset_after=True, b_hn sits inside r ∘ (h W_hn^T + b_hn) and stays apart.
+    """
+    bias_gates = np.zeros(3 * hidden_size, dtype=dtype)
+    bias_hn = np.zeros(hidden_size, dtype=dtype)
+    if bias_ih is not None:
+        bias_gates += bias_ih
+        bias_gates += bias_hh
+        if reset_after:
+            bias_gates[2 * hidden_size:] -= bias_hh[2 * hidden_size:]
+            bias_hn[:] = bias_hh[2 * hidden_size:]
+    return bias_gates, bias_hn
+
+
+def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
+                reset_after=False, lengths=None, reverse=False, return_cache=False):
+    """Run one GRU layer in one direction over a whole sequence.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I)
+        Time-major input, float32 or float64 (the weights' dtype).
+    h0 : ndarray, shape (B, H), or None
+        Initial state; None means zeros.
+    weight_ih : ndarray, shape (3H, I)
+        Input weights, gate rows ordered reset, update, candidate (r, z, n).
+    weight_hh : ndarray, shape (3H, H)
+        Recurrent weights, same gate order.  Its dtype is the call's dtype.
+    bias_ih, bias_hh : ndarray, shape (3H,), or None
+        Input and recurrent biases; both or neither.
+    reset_after : bool, default False
+        False: n = tanh(x W_in^T + b_in + (r ∘ h) W_hn^T + b_hn), the classic
+        GRU.  True: n = tanh(x W_in^T + b_in + r ∘ (h W_hn^T + b_hn)), as in
+        PyTorch, cuDNN and Keras' default.
+    lengths : array_like of int, shape (B,), optional
+        Valid steps per row, 0..T, any order.  Row b runs steps 0..len_b-1;
+        y is zero beyond; h_n is the state after the row's last step.
+    reverse : bool, default False
+        Run each row from its last valid step down to step 0.
+    return_cache : bool, default False
+        Also return what `gru_backward` needs.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+        The state after every step, zero at padded positions.
+    h_n : ndarray, shape (B, H)
+        The final state of every row.
+    cache : GRUCache
+        Only with ``return_cache=True``.
+
+    Raises
+    ------
+    TypeError
+        For a dtype other than float32/float64, mixed dtypes, or non-boolean flags.
+    ValueError
+        For wrong ranks or shapes, one bias without the other, or lengths
+        of the wrong size, not whole numbers, or outside 0..T.
+    """
+    return_cache = check_flag(return_cache, "return_cache")
+    args = validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
+                                 reset_after, lengths, reverse)
+    seq_len, batch_size, input_size, hidden_size = args.dims
+    dtype = args.weight_hh.dtype
+    packing = make_packing(args.lengths, seq_len, batch_size)
+
+    x_rows = args.x.reshape(seq_len * batch_size, input_size)
+    x_packed = x_rows if packing.is_identity else packing.pack(x_rows)
+    if args.h0 is None:
+        state = np.zeros((batch_size, hidden_size), dtype=dtype)
+    else:
+        state = packing.sort_rows(args.h0)
+    bias_gates, bias_hn = _folded_biases(args.bias_ih, args.bias_hh, hidden_size,
+                                         args.reset_after, dtype)
+
+    alloc_y = np.empty if packing.is_identity else np.zeros
+    y = alloc_y((seq_len, batch_size, hidden_size), dtype=dtype)
+    history_rows = packing.n_rows if return_cache else batch_size
+    gates = np.empty((history_rows, 4 * hidden_size), dtype=dtype)
+    h_prev = np.empty((history_rows, hidden_size), dtype=dtype)
+    proj_rows = max(batch_size, min(PROJECTION_CHUNK_ROWS, packing.n_rows))
+    proj = np.empty((proj_rows, 3 * hidden_size), dtype=dtype)
+    hidden = np.empty((batch_size, 3 * hidden_size), dtype=dtype)
+
+    _core.forward_sequence(
+        x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
+        args.weight_ih, args.weight_hh, bias_gates, bias_hn,
+        state, y.reshape(seq_len * batch_size, hidden_size),
+        gates, h_prev, proj, hidden, args.reset_after, args.reverse, return_cache,
+    )
+    h_n = packing.unsort_rows(state)
+    if not return_cache:
+        return y, h_n
+    cache = GRUCache(
+        x_packed=_owned(x_packed, x),
+        gates=gates,
+        h_prev=h_prev,
+        weight_ih=_owned(args.weight_ih, weight_ih),
+        weight_hh=_owned(args.weight_hh, weight_hh),
+        packing=packing,
+        hidden_size=hidden_size,
+        reset_after=args.reset_after,
+        reverse=args.reverse,
+        has_bias=args.bias_ih is not None,
+    )
+    return y, h_n, cache
+
+
+def gru_backward(cache, dy, dh_n=None):
+    """Backpropagation through time for a `gru_forward` call.
+
+    Parameters
+    ----------
+    cache : GRUCache
+        From ``gru_forward(..., return_cache=True)``; it can be used again.
+    dy : ndarray, shape (T, B, H)
+        Gradient of the loss with respect to y; padded positions are ignored.
+    dh_n : ndarray, shape (B, H), or None
+        Gradient with respect to h_n; None means zeros.
+
+    Returns
+    -------
+    dict
+        Gradients keyed "x" (T, B, I), "h0" (B, H), "weight_ih" (3H, I),
+        "weight_hh" (3H, H), "bias_ih" and "bias_hh" (3H,) or None when the
+        forward pass had no bias.  "x" is zero at padded positions.
+
+    Raises
+    ------
+    TypeError
+        If `cache` is not a GRUCache or dy/dh_n have another dtype.
+    ValueError
+        If dy or dh_n do not have the shapes of the forward call.
+    """
+    if not isinstance(cache, GRUCache):
+        raise TypeError(
+            "cache must be the GRUCache returned by gru_fast.gru_forward(..., "
+            f"return_cache=True), got {type(cache).__name__}"
+        )
+    packing = cache.packing
+    seq_len, batch_size = packing.seq_len, packing.batch_size
+    hidden_size = cache.hidden_size
+    input_size = cache.x_packed.shape[1]
+    dtype = cache.dtype
+    dy = as_float_array(dy, "dy", 3, dtype)
+    check_shape(dy, (seq_len, batch_size, hidden_size), "dy",
+                "(T, B, H) of the forward call that made the cache")
+    if dh_n is None:
+        dh = np.zeros((batch_size, hidden_size), dtype=dtype)
+    else:
+        dh_n = as_float_array(dh_n, "dh_n", 2, dtype)
+        check_shape(dh_n, (batch_size, hidden_size), "dh_n",
+                    "(B, H) of the forward call that made the cache")
+        dh = packing.sort_rows(dh_n)
+
+    n_rows = packing.n_rows
+    d_gi = np.empty((n_rows, 3 * hidden_size), dtype=dtype)
+    d_gh = np.empty((n_rows if cache.reset_after else 1, 3 * hidden_size), dtype=dtype)
+    dq = np.empty((1 if cache.reset_after else batch_size, hidden_size), dtype=dtype)
+    dx_packed = np.empty((n_rows, input_size), dtype=dtype)
+    d_weight_ih = np.empty_like(cache.weight_ih)
+    d_weight_hh = np.empty_like(cache.weight_hh)
+    d_bias_ih = np.zeros(3 * hidden_size, dtype=dtype)
+    d_bias_hh = np.zeros(3 * hidden_size, dtype=dtype)
+
+    _core.backward_sequence(
+        cache.x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
+        cache.weight_ih, cache.weight_hh, cache.gates, cache.h_prev,
+        np.ascontiguousarray(dy).reshape(seq_len * batch_size, hidden_size),
+        dh, d_gi, d_gh, dq, dx_packed, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh,
+        cache.reset_after, cache.reverse, cache.has_bias,
+    )
+    if packing.is_identity:
+        dx = dx_packed.reshape(seq_len, batch_size, input_size)
+    else:
+        dx = packing.unpack(dx_packed, input_size, dtype)
+    return {
+        "x": dx,
+        "h0": packing.unsort_rows(dh),
+        "weight_ih": d_weight_ih,
+        "weight_hh": d_weight_hh,
+        "bias_ih": d_bias_ih if cache.has_bias else None,
+        "bias_hh": d_bias_hh if cache.has_bias else None,
+    }

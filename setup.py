@@ -1,0 +1,39 @@
+"""Build the compiled core of gru_fast (Cython over scipy's BLAS).
+
+Compiler directives are set once here.  Set GRU_FAST_BOUNDSCHECK=1 at build
+time to turn bounds, wraparound and initialisation checks back on (debugging),
+and GRU_FAST_NATIVE=0 to build without -march=native (portable binaries).
+"""
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+checks = os.environ.get("GRU_FAST_BOUNDSCHECK", "0") == "1"
+native = os.environ.get("GRU_FAST_NATIVE", "1") == "1"
+
+directives = {
+    "language_level": 3,
+    "boundscheck": checks,
+    "wraparound": checks,
+    "initializedcheck": checks,
+    "cdivision": True,
+    "embedsignature": True,
+}
+
+compile_args = ["-O3", "-fno-math-errno"]
+if native:
+    compile_args.append("-march=native")
+
+extensions = [
+    Extension(
+        "gru_fast._core",
+        sources=["src/_core.pyx"],
+        include_dirs=["src"],
+        extra_compile_args=compile_args,
+    ),
+]
+
+setup(
+    ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["src"]),
+)

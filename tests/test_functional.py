@@ -1,0 +1,369 @@
+"""The compiled fast path (gru_fast.gru_forward/gru_backward) against the NumPy reference."""
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import gru_fast
+from gru_fast import reference
+
+RTOL_OUTPUT = {np.float32: 2e-4, np.float64: 1e-9}
+RTOL_GRAD = {np.float32: 2e-4, np.float64: 1e-8}
+GRAD_NAMES = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def make_problem(rng, seq_len, batch_size, input_size, hidden_size, dtype,
+                 bias=True, with_h0=True):
+    """Random GRU arguments of one dtype, scaled like a trained layer."""
+    scale = 1.0 / np.sqrt(hidden_size)
+
+    def uniform(*shape):
+        return rng.uniform(-2 * scale, 2 * scale, shape).astype(dtype)
+
+    return {
+        "x": rng.standard_normal((seq_len, batch_size, input_size)).astype(dtype),
+        "h0": rng.standard_normal((batch_size, hidden_size)).astype(dtype) if with_h0 else None,
+        "weight_ih": uniform(3 * hidden_size, input_size),
+        "weight_hh": uniform(3 * hidden_size, hidden_size),
+        "bias_ih": uniform(3 * hidden_size) if bias else None,
+        "bias_hh": uniform(3 * hidden_size) if bias else None,
+    }
+
+
+def assert_close(actual, expected, rtol, name):
+    """allclose with an absolute floor of rtol times the largest expected magnitude."""
+    assert actual.dtype == expected.dtype, name
+    assert actual.shape == expected.shape, name
+    atol = rtol * max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=name)
+
+
+def run_both(problem, dtype, rng, **options):
+    """Forward and backward on both paths; assert everything agrees."""
+    y, h_n, cache = gru_fast.gru_forward(**problem, **options, return_cache=True)
+    y_ref, h_n_ref, cache_ref = reference.gru_forward(**problem, **options, return_cache=True)
+    assert_close(y, y_ref, RTOL_OUTPUT[dtype], "y")
+    assert_close(h_n, h_n_ref, RTOL_OUTPUT[dtype], "h_n")
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dh_n = rng.standard_normal(h_n.shape).astype(dtype)
+    grads = gru_fast.gru_backward(cache, dy, dh_n)
+    grads_ref = reference.gru_backward(cache_ref, dy, dh_n)
+    assert set(grads) == set(GRAD_NAMES)
+    for name in GRAD_NAMES:
+        if grads_ref[name] is None:
+            assert grads[name] is None, name
+        else:
+            assert_close(grads[name], grads_ref[name], RTOL_GRAD[dtype], "d" + name)
+    return y, h_n, grads
+
+
+LENGTH_CASES = {
+    "none": None,
+    "unsorted_with_0_and_T": [3, 0, 6, 1, 6],
+    "all_T": [6, 6, 6, 6, 6],
+    "all_0": [0, 0, 0, 0, 0],
+    "sorted": [6, 4, 4, 2, 1],
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reset_after", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("with_h0", [True, False])
+@pytest.mark.parametrize("lengths", list(LENGTH_CASES), ids=list(LENGTH_CASES))
+def test_matches_reference(dtype, reset_after, reverse, bias, with_h0, lengths):
+    rng = np.random.default_rng(hash((reset_after, reverse, bias, with_h0, lengths)) % 2**32)
+    problem = make_problem(rng, 6, 5, 7, 11, dtype, bias=bias, with_h0=with_h0)
+    run_both(problem, dtype, rng, reset_after=reset_after, reverse=reverse,
+             lengths=LENGTH_CASES[lengths])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 3, 2, 5), (9, 1, 4, 3), (4, 2, 1, 1),
+                                   (3, 17, 13, 33), (2, 3, 70, 9)])
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_edge_shapes(dtype, shape, reset_after):
+    rng = np.random.default_rng(sum(shape))
+    problem = make_problem(rng, *shape, dtype)
+    run_both(problem, dtype, rng, reset_after=reset_after)
+    lengths = rng.integers(0, shape[0] + 1, size=shape[1])
+    run_both(problem, dtype, rng, reset_after=reset_after, lengths=lengths, reverse=True)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seq_len=st.integers(1, 7), batch_size=st.integers(1, 6), input_size=st.integers(1, 9),
+    hidden_size=st.integers(1, 10), reset_after=st.booleans(), reverse=st.booleans(),
+    use_lengths=st.booleans(), seed=st.integers(0, 2**31),
+)
+def test_random_shapes_float64(seq_len, batch_size, input_size, hidden_size, reset_after,
+                               reverse, use_lengths, seed):
+    rng = np.random.default_rng(seed)
+    problem = make_problem(rng, seq_len, batch_size, input_size, hidden_size, np.float64)
+    lengths = rng.integers(0, seq_len + 1, size=batch_size) if use_lengths else None
+    run_both(problem, np.float64, rng, reset_after=reset_after, reverse=reverse,
+             lengths=lengths)
+
+
+def test_chunked_projection_spans_many_chunks():
+    """More packed rows than one projection chunk: chunk boundaries in both directions."""
+    rng = np.random.default_rng(7)
+    seq_len, batch_size = 40, 13  # 520 rows > PROJECTION_CHUNK_ROWS (256)
+    assert seq_len * batch_size > 2 * gru_fast.functional.PROJECTION_CHUNK_ROWS
+    problem = make_problem(rng, seq_len, batch_size, 5, 6, np.float64)
+    lengths = rng.integers(0, seq_len + 1, size=batch_size)
+    for reverse in (False, True):
+        for reset_after in (False, True):
+            y_cached, _, _ = run_both(problem, np.float64, rng, reset_after=reset_after,
+                                      reverse=reverse, lengths=lengths)
+            y, h_n = gru_fast.gru_forward(**problem, reset_after=reset_after, reverse=reverse,
+                                          lengths=lengths)
+            np.testing.assert_array_equal(y, y_cached)
+
+
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_without_cache_equals_with_cache(reset_after):
+    rng = np.random.default_rng(3)
+    problem = make_problem(rng, 8, 4, 3, 5, np.float32)
+    lengths = [8, 2, 0, 5]
+    y, h_n = gru_fast.gru_forward(**problem, reset_after=reset_after, lengths=lengths)
+    y_c, h_n_c, _ = gru_fast.gru_forward(**problem, reset_after=reset_after, lengths=lengths,
+                                         return_cache=True)
+    np.testing.assert_array_equal(y, y_c)
+    np.testing.assert_array_equal(h_n, h_n_c)
+
+
+def test_padding_is_zero_and_padded_dy_is_ignored():
+    rng = np.random.default_rng(4)
+    problem = make_problem(rng, 5, 3, 2, 4, np.float64)
+    lengths = np.array([2, 5, 0])
+    y, h_n, cache = gru_fast.gru_forward(**problem, lengths=lengths, return_cache=True)
+    padded = np.arange(5)[:, None] >= lengths[None, :]
+    assert np.all(y[padded] == 0)
+    assert np.all(y[~padded] != 0)
+    np.testing.assert_array_equal(h_n[2], problem["h0"][2])
+    dy = rng.standard_normal(y.shape)
+    grads = gru_fast.gru_backward(cache, dy)
+    dy_noisy = dy.copy()
+    dy_noisy[padded] = np.nan  # never read
+    grads_noisy = gru_fast.gru_backward(cache, dy_noisy)
+    for name in GRAD_NAMES:
+        np.testing.assert_array_equal(grads[name], grads_noisy[name])
+    assert np.all(grads["x"][padded] == 0)
+
+
+def test_nan_in_padded_input_does_not_leak():
+    rng = np.random.default_rng(5)
+    problem = make_problem(rng, 4, 2, 3, 3, np.float64)
+    lengths = [4, 1]
+    clean = run_both(problem, np.float64, rng, lengths=lengths)
+    problem["x"][1:, 1] = np.nan
+    y, h_n, cache = gru_fast.gru_forward(**problem, lengths=lengths, return_cache=True)
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(h_n))
+    grads = gru_fast.gru_backward(cache, np.ones_like(y))
+    for name in GRAD_NAMES:
+        assert np.all(np.isfinite(grads[name])), name
+    np.testing.assert_array_equal(y, clean[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_inputs_are_not_modified_and_outputs_are_owned(dtype):
+    rng = np.random.default_rng(6)
+    problem = make_problem(rng, 5, 3, 4, 6, dtype)
+    before = {name: array.copy() for name, array in problem.items()}
+    lengths = np.array([5, 3, 0])
+    lengths_before = lengths.copy()
+    y, h_n, cache = gru_fast.gru_forward(**problem, lengths=lengths, return_cache=True)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dh_n = rng.standard_normal(h_n.shape).astype(dtype)
+    dy_before, dh_n_before = dy.copy(), dh_n.copy()
+    grads = gru_fast.gru_backward(cache, dy, dh_n)
+    for name, array in problem.items():
+        np.testing.assert_array_equal(array, before[name], err_msg=name)
+    np.testing.assert_array_equal(lengths, lengths_before)
+    np.testing.assert_array_equal(dy, dy_before)
+    np.testing.assert_array_equal(dh_n, dh_n_before)
+    outputs = [y, h_n] + [g for g in grads.values() if g is not None]
+    for output in outputs:
+        assert output.dtype == dtype
+        for array in list(problem.values()) + [dy, dh_n]:
+            assert not np.shares_memory(output, array)
+
+
+def test_cache_is_independent_of_caller_arrays_and_reusable():
+    rng = np.random.default_rng(8)
+    problem = make_problem(rng, 4, 3, 2, 5, np.float64)
+    y, _, cache = gru_fast.gru_forward(**problem, return_cache=True)
+    dy = rng.standard_normal(y.shape)
+    first = gru_fast.gru_backward(cache, dy)
+    for array in problem.values():
+        array[...] = 123.0  # the caller reuses its buffers after the forward pass
+    y[...] = -1.0
+    second = gru_fast.gru_backward(cache, dy)
+    for name in GRAD_NAMES:
+        np.testing.assert_array_equal(first[name], second[name])
+
+
+def test_non_contiguous_inputs_are_accepted():
+    rng = np.random.default_rng(9)
+    problem = make_problem(rng, 5, 4, 3, 6, np.float64)
+    strided = {
+        "x": np.asfortranarray(problem["x"]),
+        "h0": np.asfortranarray(problem["h0"]),
+        "weight_ih": np.asfortranarray(problem["weight_ih"]),
+        "weight_hh": np.repeat(problem["weight_hh"], 2, axis=1)[:, ::2],
+        "bias_ih": np.repeat(problem["bias_ih"], 2)[::2],
+        "bias_hh": problem["bias_hh"],
+    }
+    assert not strided["weight_hh"].flags.c_contiguous
+    y, h_n = gru_fast.gru_forward(**strided, reset_after=True)
+    y_ref, h_n_ref = reference.gru_forward(**problem, reset_after=True)
+    assert_close(y, y_ref, 1e-9, "y")
+    assert_close(h_n, h_n_ref, 1e-9, "h_n")
+
+
+def test_cache_nbytes_matches_documented_formula():
+    rng = np.random.default_rng(10)
+    seq_len, batch_size, input_size, hidden_size = 6, 4, 5, 7
+    for dtype in (np.float32, np.float64):
+        problem = make_problem(rng, seq_len, batch_size, input_size, hidden_size, dtype)
+        for lengths in (None, [6, 2, 0, 3]):
+            n_rows = seq_len * batch_size if lengths is None else sum(lengths)
+            _, _, cache = gru_fast.gru_forward(**problem, lengths=lengths, return_cache=True)
+            itemsize = np.dtype(dtype).itemsize
+            expected = itemsize * (n_rows * (input_size + 5 * hidden_size)
+                                   + 3 * hidden_size * (input_size + hidden_size))
+            assert cache.nbytes == expected
+
+
+def test_concurrent_calls_from_threads_agree():
+    rng = np.random.default_rng(11)
+    problems = [make_problem(rng, 20, 8, 16, 32, np.float64) for _ in range(4)]
+    expected = [gru_fast.gru_forward(**p, reset_after=True)[0] for p in problems]
+    results = [None] * len(problems)
+
+    def work(index):
+        for _ in range(5):
+            results[index] = gru_fast.gru_forward(**problems[index], reset_after=True)[0]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(problems))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+# ---------------------------------------------------------------- bad input
+
+def good_args(dtype=np.float32):
+    rng = np.random.default_rng(12)
+    return make_problem(rng, 3, 2, 4, 5, dtype)
+
+
+@pytest.mark.parametrize("name, value, error, match", [
+    ("x", np.zeros((3, 2), np.float32), ValueError, r"x must be 3-D, got shape \(3, 2\)"),
+    ("x", np.zeros((3, 2, 7), np.float32), ValueError, r"weight_ih must have shape \(15, 7\)"),
+    ("x", np.zeros((0, 2, 4), np.float32), ValueError, r"x must have shape \(T, B, I\)"),
+    ("x", np.zeros((3, 2, 4), np.float64), TypeError, r"x has dtype float64 but the weights"),
+    ("x", np.zeros((3, 2, 4), np.int64), TypeError, r"x must have dtype float32 or float64"),
+    ("x", np.zeros((3, 2, 4), np.float16), TypeError, r"x must have dtype float32 or float64"),
+    ("x", np.zeros((3, 2, 4), np.complex64), TypeError, r"x must have dtype"),
+    ("x", "not an array", TypeError, r"x must have dtype"),
+    ("x", None, TypeError, r"x must be an array, got None"),
+    ("h0", np.zeros((2, 6), np.float32), ValueError, r"h0 must have shape \(2, 5\)"),
+    ("h0", np.zeros((1, 2, 5), np.float32), ValueError, r"h0 must be 2-D"),
+    ("weight_ih", np.zeros((14, 4), np.float32), ValueError, r"weight_ih must have shape \(15, 4\)"),
+    ("weight_hh", np.zeros((15, 4), np.float32), ValueError, r"weight_hh must have shape \(3\*H, H\)"),
+    ("weight_hh", np.zeros((15,), np.float32), ValueError, r"weight_hh must be 2-D"),
+    ("weight_hh", np.zeros((15, 5), np.int32), TypeError, r"weight_hh must have dtype"),
+    ("bias_ih", np.zeros(14, np.float32), ValueError, r"bias_ih must have shape \(15,\)"),
+    ("bias_hh", np.zeros((1, 15), np.float32), ValueError, r"bias_hh must be 1-D"),
+    ("bias_hh", None, ValueError, r"bias_ih and bias_hh must both be given"),
+    ("bias_ih", np.zeros(15, np.float64), TypeError, r"bias_ih has dtype float64"),
+])
+def test_bad_arrays_raise(name, value, error, match):
+    args = good_args()
+    args[name] = value
+    with pytest.raises(error, match=match):
+        gru_fast.gru_forward(**args)
+
+
+@pytest.mark.parametrize("lengths, error, match", [
+    ([3, 4], ValueError, r"lengths must lie in 0..3"),
+    ([-1, 2], ValueError, r"lengths must lie in 0..3"),
+    ([3], ValueError, r"lengths must have shape \(2,\)"),
+    ([[3, 3]], ValueError, r"lengths must have shape \(2,\)"),
+    ([np.nan, 2], ValueError, r"lengths must be finite"),
+    ([np.inf, 2], ValueError, r"lengths must be finite"),
+    ([2.5, 2], ValueError, r"lengths must be whole numbers"),
+    ([True, False], TypeError, r"lengths must hold integers"),
+    (["a", "b"], TypeError, r"lengths must hold integers"),
+])
+def test_bad_lengths_raise(lengths, error, match):
+    with pytest.raises(error, match=match):
+        gru_fast.gru_forward(**good_args(), lengths=lengths)
+
+
+def test_float_lengths_with_whole_values_are_accepted():
+    args = good_args(np.float64)
+    y_float, _ = gru_fast.gru_forward(**args, lengths=np.array([3.0, 1.0]))
+    y_int, _ = gru_fast.gru_forward(**args, lengths=[3, 1])
+    np.testing.assert_array_equal(y_float, y_int)
+
+
+@pytest.mark.parametrize("flag", ["reset_after", "reverse", "return_cache"])
+def test_non_boolean_flags_raise(flag):
+    with pytest.raises(TypeError, match=flag):
+        gru_fast.gru_forward(**good_args(), **{flag: "yes"})
+
+
+def test_backward_rejects_bad_cache_and_gradients():
+    args = good_args()
+    y, h_n, cache = gru_fast.gru_forward(**args, return_cache=True)
+    _, _, ref_cache = reference.gru_forward(**args, return_cache=True)
+    with pytest.raises(TypeError, match="cache must be the GRUCache"):
+        gru_fast.gru_backward(ref_cache, np.zeros_like(y))
+    with pytest.raises(TypeError, match="cache must be the GRUCache"):
+        gru_fast.gru_backward(None, np.zeros_like(y))
+    with pytest.raises(ValueError, match=r"dy must have shape \(3, 2, 5\)"):
+        gru_fast.gru_backward(cache, np.zeros((3, 3, 5), np.float32))
+    with pytest.raises(ValueError, match=r"dy must have shape \(3, 2, 5\)"):
+        gru_fast.gru_backward(cache, np.zeros((4, 2, 5), np.float32))
+    with pytest.raises(ValueError, match=r"dy must be 3-D"):
+        gru_fast.gru_backward(cache, np.zeros((3, 2), np.float32))
+    with pytest.raises(TypeError, match=r"dy has dtype float64"):
+        gru_fast.gru_backward(cache, np.zeros((3, 2, 5), np.float64))
+    with pytest.raises(ValueError, match=r"dh_n must have shape \(2, 5\)"):
+        gru_fast.gru_backward(cache, np.zeros_like(y), np.zeros((2, 4), np.float32))
+    with pytest.raises(TypeError, match=r"dh_n has dtype float64"):
+        gru_fast.gru_backward(cache, np.zeros_like(y), np.zeros((2, 5), np.float64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    x_shape=st.lists(st.integers(0, 4), min_size=1, max_size=4),
+    h0_shape=st.lists(st.integers(0, 6), min_size=1, max_size=3),
+    hidden=st.integers(0, 4),
+    input_size=st.integers(0, 5),
+)
+def test_random_bad_shapes_raise_cleanly_or_run(x_shape, h0_shape, hidden, input_size):
+    """Any shape combination either runs and matches the reference, or raises ValueError."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape)
+    h0 = rng.standard_normal(h0_shape)
+    weight_ih = rng.standard_normal((3 * hidden, input_size))
+    weight_hh = rng.standard_normal((3 * hidden, hidden))
+    try:
+        y, h_n = gru_fast.gru_forward(x, h0, weight_ih, weight_hh)
+    except ValueError as error:
+        assert str(error)
+        return
+    y_ref, h_n_ref = reference.gru_forward(x, h0, weight_ih, weight_hh)
+    assert_close(y, y_ref, 1e-9, "y")
+    assert_close(h_n, h_n_ref, 1e-9, "h_n")
