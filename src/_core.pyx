@@ -198,7 +198,8 @@ cdef void _backward_loop(
         bint reset_after, bint reverse, bint with_bias) noexcept nogil:
     cdef Py_ssize_t H = hidden_size
     cdef Py_ssize_t step, t, b, j, n_active, row
-    cdef floating r, z, cand, extra, hp, d_h, d_an, d_ar, d_az
+    cdef floating r, z, cand, hn, d_h, d_an, d_ar, d_az
+    cdef floating one = 1  # a typed 1: a bare literal would promote float math to double
     cdef const floating* gt
     cdef const floating* dy_row
     cdef const floating* hprev_row
@@ -221,25 +222,31 @@ cdef void _backward_loop(
             dh_row = dh + b * H
             dgi_row = d_gi + row * 3 * H
             dgh_row = d_gh + row * 3 * H
-            for j in range(H):
-                r = gt[j]
-                z = gt[H + j]
-                cand = gt[2 * H + j]
-                extra = gt[3 * H + j]
-                hp = hprev_row[j]
-                d_h = dh_row[j] + dy_row[j]             # dL/dh_t
-                d_an = d_h * (1 - z) * (1 - cand * cand)  # dL/d(pre-tanh of n)
-                d_az = d_h * (hp - cand) * z * (1 - z)   # dL/d(pre-sigmoid of z)
-                dgi_row[H + j] = d_az
-                dgi_row[2 * H + j] = d_an
-                dh_row[j] = d_h * z                      # direct path h_{t-1} -> h_t
-                if reset_after:
-                    # extra = hn; n pre-activation = ... + r ∘ hn
-                    d_ar = d_an * extra * r * (1 - r)
+            if reset_after:
+                for j in range(H):
+                    r = gt[j]
+                    z = gt[H + j]
+                    cand = gt[2 * H + j]
+                    hn = gt[3 * H + j]
+                    d_h = dh_row[j] + dy_row[j]               # dL/dh_t
+                    d_an = d_h * (one - z) * (one - cand * cand)  # dL/d(pre-tanh of n)
+                    d_az = d_h * (hprev_row[j] - cand) * z * (one - z)
+                    d_ar = d_an * hn * r * (one - r)             # n = tanh(... + r ∘ hn)
                     dgi_row[j] = d_ar
+                    dgi_row[H + j] = d_az
+                    dgi_row[2 * H + j] = d_an
                     dgh_row[j] = d_ar
                     dgh_row[H + j] = d_az
                     dgh_row[2 * H + j] = d_an * r
+                    dh_row[j] = d_h * z                        # direct path h_{t-1} -> h_t
+            else:
+                for j in range(H):
+                    z = gt[H + j]
+                    cand = gt[2 * H + j]
+                    d_h = dh_row[j] + dy_row[j]
+                    dgi_row[H + j] = d_h * (hprev_row[j] - cand) * z * (one - z)
+                    dgi_row[2 * H + j] = d_h * (one - z) * (one - cand * cand)
+                    dh_row[j] = d_h * z
         if reset_after:
             # dh[:n] (n, H) += d_gh[rows] (n, 3H) @ W_hh (3H, H)
             gemm(False, False, <int> n_active, hidden_size, 3 * hidden_size,
@@ -259,7 +266,7 @@ cdef void _backward_loop(
                 dq_row = dq + b * H
                 for j in range(H):
                     r = gt[j]
-                    dgi_row[j] = dq_row[j] * hprev_row[j] * r * (1 - r)
+                    dgi_row[j] = dq_row[j] * hprev_row[j] * r * (one - r)
                     dh_row[j] += dq_row[j] * r
             # dh[:n] (n, H) += d_gi[rows, :2H] (n, 2H) @ W_hh[:2H] (2H, H)
             gemm(False, False, <int> n_active, hidden_size, 2 * hidden_size,
@@ -352,3 +359,12 @@ def backward_sequence(const floating[:, ::1] x,
                        &d_bias_ih[0], &d_bias_hh[0],
                        seq_len, n_rows, <int> x.shape[1], <int> dh.shape[1],
                        reset_after, reverse, with_bias)
+
+
+def activations(const floating[::1] values, floating[::1] sigmoid_out, floating[::1] tanh_out):
+    """Apply the core's sigmoid and tanh to `values` (for accuracy tests)."""
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(values.shape[0]):
+            sigmoid_out[i] = sigmoid(values[i])
+            tanh_out[i] = tanh_(values[i])

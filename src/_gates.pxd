@@ -1,24 +1,29 @@
 # Scalar gate math shared by the forward and backward loops of the core.
 #
-# Everything here is `inline noexcept nogil` so that it folds into the typed
-# loops of _core.pyx.  The activations are the only transcendental functions
-# of the core; they live here so that there is one place to make them faster.
+# Everything here inlines into the typed loops of _core.pyx.  The activations
+# are the only transcendental functions of the core; their vectorizable
+# implementation is in _activations.h (see there for the method and accuracy).
 
 from cython cimport floating
-from libc.math cimport exp, expf, tanh, tanhf
+
+cdef extern from "_activations.h" nogil:
+    float gf_sigmoid_float(float a)
+    double gf_sigmoid_double(double a)
+    float gf_tanh_float(float a)
+    double gf_tanh_double(double a)
 
 
 cdef inline floating sigmoid(floating a) noexcept nogil:
-    """σ(a) = 1 / (1 + exp(-a)), exact to the libm exp of the dtype."""
+    """σ(a) = 1 / (1 + exp(-a)) in the dtype of a, vectorizable."""
     if floating is float:
-        return 1.0 / (1.0 + expf(-a))
+        return gf_sigmoid_float(a)
     else:
-        return 1.0 / (1.0 + exp(-a))
+        return gf_sigmoid_double(a)
 
 
 cdef inline floating tanh_(floating a) noexcept nogil:
-    """tanh(a) in the dtype of a."""
+    """tanh(a) in the dtype of a, vectorizable."""
     if floating is float:
-        return tanhf(a)
+        return gf_tanh_float(a)
     else:
-        return tanh(a)
+        return gf_tanh_double(a)
