@@ -4,6 +4,8 @@ Every check raises before any compiled code runs, with a message that names
 the argument and says what was seen and what was expected.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -100,3 +102,73 @@ def as_lengths(lengths, batch_size, seq_len, name="lengths"):
             f"got min {array.min()} and max {array.max()}"
         )
     return array.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class ForwardArgs:
+    """Validated forward arguments: C-contiguous arrays of one dtype, and sizes."""
+
+    x: np.ndarray
+    h0: np.ndarray | None
+    weight_ih: np.ndarray
+    weight_hh: np.ndarray
+    bias_ih: np.ndarray | None
+    bias_hh: np.ndarray | None
+    lengths: np.ndarray | None
+    reset_after: bool
+    reverse: bool
+
+    @property
+    def dims(self):
+        """(T, B, I, H)."""
+        seq_len, batch_size, input_size = self.x.shape
+        return seq_len, batch_size, input_size, self.weight_hh.shape[1]
+
+
+def validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
+                          reset_after, lengths, reverse):
+    """Check every forward argument; return them as a `ForwardArgs`.
+
+    Raises TypeError for wrong types or dtypes and ValueError for wrong ranks,
+    shapes or lengths, naming the argument and the shapes seen.  Arrays are
+    returned C-contiguous (copied only when they were not).
+    """
+    reset_after = check_flag(reset_after, "reset_after")
+    reverse = check_flag(reverse, "reverse")
+    weight_hh = as_float_array(weight_hh, "weight_hh", 2)
+    dtype = weight_hh.dtype
+    weight_ih = as_float_array(weight_ih, "weight_ih", 2, dtype)
+    x = as_float_array(x, "x", 3, dtype)
+
+    three_h, hidden_size = weight_hh.shape
+    if hidden_size < 1 or three_h != 3 * hidden_size:
+        raise ValueError(
+            f"weight_hh must have shape (3*H, H) with H >= 1, got {weight_hh.shape}"
+        )
+    seq_len, batch_size, input_size = x.shape
+    if input_size < 1:
+        raise ValueError(f"x must have shape (T, B, I) with I >= 1 features, got {x.shape}")
+    check_shape(weight_ih, (3 * hidden_size, input_size), "weight_ih",
+                f"(3*H, I) for H={hidden_size} from weight_hh and I={input_size} from x")
+
+    if (bias_ih is None) != (bias_hh is None):
+        raise ValueError("bias_ih and bias_hh must both be given or both be None")
+    if bias_ih is not None:
+        bias_ih = as_float_array(bias_ih, "bias_ih", 1, dtype)
+        bias_hh = as_float_array(bias_hh, "bias_hh", 1, dtype)
+        check_shape(bias_ih, (3 * hidden_size,), "bias_ih", f"(3*H,) for H={hidden_size}")
+        check_shape(bias_hh, (3 * hidden_size,), "bias_hh", f"(3*H,) for H={hidden_size}")
+    if h0 is not None:
+        h0 = as_float_array(h0, "h0", 2, dtype)
+        check_shape(h0, (batch_size, hidden_size), "h0",
+                    f"(B, H) for B={batch_size} from x and H={hidden_size}")
+    lengths = as_lengths(lengths, batch_size, seq_len)
+
+    contiguous = np.ascontiguousarray
+    return ForwardArgs(
+        x=contiguous(x), h0=h0, weight_ih=contiguous(weight_ih),
+        weight_hh=contiguous(weight_hh),
+        bias_ih=None if bias_ih is None else contiguous(bias_ih),
+        bias_hh=None if bias_hh is None else contiguous(bias_hh),
+        lengths=lengths, reset_after=reset_after, reverse=reverse,
+    )

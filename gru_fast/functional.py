@@ -12,82 +12,22 @@ import numpy as np
 
 from . import _core
 from ._packing import Packing, make_packing
-from ._validation import as_float_array, as_lengths, check_flag, check_shape
+from ._validation import as_float_array, check_flag, check_shape, validate_forward_args
 
 # Rows of the input projection computed per GEMM when no cache is kept: the
 # projection is done a chunk of steps at a time so that forward without a
 # cache needs O(B*H) memory beyond its outputs, yet each GEMM stays large.
 PROJECTION_CHUNK_ROWS = 256
 
-
-@dataclass(frozen=True)
-class ForwardArgs:
-    """Validated forward arguments: C-contiguous arrays of one dtype, and sizes."""
-
-    x: np.ndarray
-    h0: np.ndarray | None
-    weight_ih: np.ndarray
-    weight_hh: np.ndarray
-    bias_ih: np.ndarray | None
-    bias_hh: np.ndarray | None
-    lengths: np.ndarray | None
-    reset_after: bool
-    reverse: bool
-
-    @property
-    def dims(self):
-        """(T, B, I, H)."""
-        seq_len, batch_size, input_size = self.x.shape
-        return seq_len, batch_size, input_size, self.weight_hh.shape[1]
+# Per-step recurrent products of at most this many multiply-adds (B * 3H * H)
+# use the core's hand-written kernel: below it a BLAS call costs more than the
+# arithmetic (measured with bench/compare.py; see README).
+SMALL_PRODUCT_MAX_MACS = 1 << 18
 
 
-def validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
-                          reset_after, lengths, reverse):
-    """Check every forward argument; return them as a `ForwardArgs`.
-
-    Raises TypeError for wrong types or dtypes and ValueError for wrong ranks,
-    shapes or lengths, naming the argument and the shapes seen.  Arrays are
-    returned C-contiguous (copied only when they were not).
-    """
-    reset_after = check_flag(reset_after, "reset_after")
-    reverse = check_flag(reverse, "reverse")
-    weight_hh = as_float_array(weight_hh, "weight_hh", 2)
-    dtype = weight_hh.dtype
-    weight_ih = as_float_array(weight_ih, "weight_ih", 2, dtype)
-    x = as_float_array(x, "x", 3, dtype)
-
-    three_h, hidden_size = weight_hh.shape
-    if hidden_size < 1 or three_h != 3 * hidden_size:
-        raise ValueError(
-            f"weight_hh must have shape (3*H, H) with H >= 1, got {weight_hh.shape}"
-        )
-    seq_len, batch_size, input_size = x.shape
-    if seq_len < 1 or batch_size < 1 or input_size < 1:
-        raise ValueError(f"x must have shape (T, B, I) with T, B, I >= 1, got {x.shape}")
-    check_shape(weight_ih, (3 * hidden_size, input_size), "weight_ih",
-                f"(3*H, I) for H={hidden_size} from weight_hh and I={input_size} from x")
-
-    if (bias_ih is None) != (bias_hh is None):
-        raise ValueError("bias_ih and bias_hh must both be given or both be None")
-    if bias_ih is not None:
-        bias_ih = as_float_array(bias_ih, "bias_ih", 1, dtype)
-        bias_hh = as_float_array(bias_hh, "bias_hh", 1, dtype)
-        check_shape(bias_ih, (3 * hidden_size,), "bias_ih", f"(3*H,) for H={hidden_size}")
-        check_shape(bias_hh, (3 * hidden_size,), "bias_hh", f"(3*H,) for H={hidden_size}")
-    if h0 is not None:
-        h0 = as_float_array(h0, "h0", 2, dtype)
-        check_shape(h0, (batch_size, hidden_size), "h0",
-                    f"(B, H) for B={batch_size} from x and H={hidden_size}")
-    lengths = as_lengths(lengths, batch_size, seq_len)
-
-    contiguous = np.ascontiguousarray
-    return ForwardArgs(
-        x=contiguous(x), h0=h0, weight_ih=contiguous(weight_ih),
-        weight_hh=contiguous(weight_hh),
-        bias_ih=None if bias_ih is None else contiguous(bias_ih),
-        bias_hh=None if bias_hh is None else contiguous(bias_hh),
-        lengths=lengths, reset_after=reset_after, reverse=reverse,
-    )
+def use_small_kernel(batch_size, hidden_size):
+    """Whether the per-step recurrent products skip BLAS for the small kernel."""
+    return batch_size * 3 * hidden_size * hidden_size <= SMALL_PRODUCT_MAX_MACS
 
 
 @dataclass(frozen=True)
@@ -217,12 +157,15 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     proj_rows = max(batch_size, min(PROJECTION_CHUNK_ROWS, packing.n_rows))
     proj = np.empty((proj_rows, 3 * hidden_size), dtype=dtype)
     hidden = np.empty((batch_size, 3 * hidden_size), dtype=dtype)
+    small = use_small_kernel(batch_size, hidden_size)
+    weight_hh_t = (np.ascontiguousarray(args.weight_hh.T) if small
+                   else np.empty((1, 1), dtype=dtype))
 
     _core.forward_sequence(
         x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
-        args.weight_ih, args.weight_hh, bias_gates, bias_hn,
+        args.weight_ih, args.weight_hh, weight_hh_t, bias_gates, bias_hn,
         state, y.reshape(seq_len * batch_size, hidden_size),
-        gates, h_prev, proj, hidden, args.reset_after, args.reverse, return_cache,
+        gates, h_prev, proj, hidden, args.reset_after, args.reverse, return_cache, small,
     )
     h_n = packing.unsort_rows(state)
     if not return_cache:
@@ -305,6 +248,7 @@ def gru_backward(cache, dy, dh_n=None):
         np.ascontiguousarray(dy).reshape(seq_len * batch_size, hidden_size),
         dh, d_gi, d_gh, dq, dx_packed, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh,
         cache.reset_after, cache.reverse, cache.has_bias,
+        use_small_kernel(batch_size, hidden_size),
     )
     if packing.is_identity:
         dx = dx_packed.reshape(seq_len, batch_size, input_size)

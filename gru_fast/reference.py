@@ -41,6 +41,8 @@ an inactive row passes its incoming state gradient through unchanged.
 
 import numpy as np
 
+from ._validation import as_float_array, check_flag, check_shape, validate_forward_args
+
 __all__ = ["gru_forward", "gru_backward"]
 
 _SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -50,34 +52,6 @@ def _sigmoid(a):
     """Logistic sigmoid without overflow for large ``|a|``, in the dtype of ``a``."""
     e = np.exp(-np.abs(a))
     return np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
-
-
-def _as_array(name, value, dtype, ndim):
-    """Convert ``value`` to an ndarray of ``dtype`` and check its rank."""
-    array = np.asarray(value, dtype=dtype)
-    if array.ndim != ndim:
-        raise ValueError(
-            f"{name} must have {ndim} dimensions, got shape {array.shape}"
-        )
-    return array
-
-
-def _check_lengths(lengths, T, B):
-    """Return ``lengths`` as an int64 array of shape (B,) with 0 <= len <= T."""
-    values = np.asarray(lengths)
-    if values.shape != (B,):
-        raise ValueError(
-            f"lengths must have shape ({B},) (one per batch row), got {values.shape}"
-        )
-    if values.dtype.kind not in "iu":
-        if values.dtype.kind not in "fb" or not np.all(np.isfinite(values)) or not (
-            np.all(values == np.round(values))
-        ):
-            raise ValueError(f"lengths must be integers, got {values!r}")
-    values = values.astype(np.int64)
-    if np.any(values < 0) or np.any(values > T):
-        raise ValueError(f"lengths must lie in [0, {T}] (T = {T}), got {values}")
-    return values
 
 
 def gru_forward(
@@ -150,46 +124,22 @@ def gru_forward(
         If a shape is obviously wrong, only one bias is given, or ``lengths`` is out
         of range.
     """
-    dtype = np.asarray(weight_ih).dtype
-    if dtype not in _SUPPORTED_DTYPES:
-        raise TypeError(f"weight_ih must be float32 or float64, got {dtype}")
-    weight_ih = _as_array("weight_ih", weight_ih, dtype, 2)
-    weight_hh = _as_array("weight_hh", weight_hh, dtype, 2)
-    x = _as_array("x", x, dtype, 3)
-    T, B, I = x.shape
-    H = weight_hh.shape[1]
-    if weight_hh.shape != (3 * H, H):
-        raise ValueError(f"weight_hh must have shape (3H, H), got {weight_hh.shape}")
-    if weight_ih.shape != (3 * H, I):
-        raise ValueError(
-            f"weight_ih must have shape (3H, I) = ({3 * H}, {I}), got {weight_ih.shape}"
-        )
-    if (bias_ih is None) != (bias_hh is None):
-        raise ValueError("bias_ih and bias_hh must both be given or both be None")
-    has_bias = bias_ih is not None
-    if has_bias:
-        bias_ih = _as_array("bias_ih", bias_ih, dtype, 1)
-        bias_hh = _as_array("bias_hh", bias_hh, dtype, 1)
-        if bias_ih.shape != (3 * H,) or bias_hh.shape != (3 * H,):
-            raise ValueError(
-                f"bias_ih and bias_hh must have shape ({3 * H},), "
-                f"got {bias_ih.shape} and {bias_hh.shape}"
-            )
-    else:
-        bias_ih = np.zeros(3 * H, dtype=dtype)
-        bias_hh = np.zeros(3 * H, dtype=dtype)
-    has_h0 = h0 is not None
-    if has_h0:
-        h0 = _as_array("h0", h0, dtype, 2)
-        if h0.shape != (B, H):
-            raise ValueError(f"h0 must have shape (B, H) = ({B}, {H}), got {h0.shape}")
-    else:
-        h0 = np.zeros((B, H), dtype=dtype)
-    if lengths is None:
-        length_array = None
+    args = validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
+                                 reset_after, lengths, reverse)
+    return_cache = check_flag(return_cache, "return_cache")
+    T, B, I, H = args.dims
+    dtype = args.weight_hh.dtype
+    x, weight_ih, weight_hh = args.x, args.weight_ih, args.weight_hh
+    reset_after, reverse = args.reset_after, args.reverse
+    has_bias = args.bias_ih is not None
+    bias_ih = args.bias_ih if has_bias else np.zeros(3 * H, dtype=dtype)
+    bias_hh = args.bias_hh if has_bias else np.zeros(3 * H, dtype=dtype)
+    has_h0 = args.h0 is not None
+    h0 = args.h0 if has_h0 else np.zeros((B, H), dtype=dtype)
+    length_array = args.lengths
+    if length_array is None:
         active = np.ones((T, B), dtype=bool)
     else:
-        length_array = _check_lengths(lengths, T, B)
         active = np.arange(T)[:, None] < length_array[None, :]
 
     W_ir, W_iz, W_in = weight_ih[:H], weight_ih[H : 2 * H], weight_ih[2 * H :]
@@ -280,15 +230,13 @@ def gru_backward(cache, dy, dh_n=None):
     """
     T, B, I, H = cache["shape"]
     dtype = cache["dtype"]
-    dy = _as_array("dy", dy, dtype, 3)
-    if dy.shape != (T, B, H):
-        raise ValueError(f"dy must have shape (T, B, H) = {(T, B, H)}, got {dy.shape}")
+    dy = as_float_array(dy, "dy", 3, dtype)
+    check_shape(dy, (T, B, H), "dy", "(T, B, H) of the forward call that made the cache")
     if dh_n is None:
         dh_n = np.zeros((B, H), dtype=dtype)
     else:
-        dh_n = _as_array("dh_n", dh_n, dtype, 2)
-        if dh_n.shape != (B, H):
-            raise ValueError(f"dh_n must have shape (B, H) = {(B, H)}, got {dh_n.shape}")
+        dh_n = as_float_array(dh_n, "dh_n", 2, dtype)
+        check_shape(dh_n, (B, H), "dh_n", "(B, H) of the forward call that made the cache")
 
     reset_after = cache["reset_after"]
     x, active = cache["x"], cache["active"]

@@ -24,7 +24,7 @@
 # steps at a time into `proj`, so memory beyond the outputs stays O(B·H).
 
 from cython cimport floating
-from _blas cimport gemm
+from _blas cimport gemm, small_gemm
 from _gates cimport sigmoid, tanh_
 
 
@@ -39,16 +39,38 @@ cdef inline void _project_inputs(
          <floating> 0.0, proj, 3 * hidden_size)
 
 
+cdef inline void _times_transposed(
+        bint small, int m, int n, int k, const floating* a, int lda,
+        const floating* w, int ldw, const floating* w_t, int ldw_t,
+        floating* c, int ldc) noexcept nogil:
+    """C (m, n) = A (m, k) @ W.T, W (n, k) at w; W.T (k, n) at w_t when small."""
+    if small:
+        small_gemm(m, n, k, a, lda, w_t, ldw_t, False, c, ldc)
+    else:
+        gemm(False, True, m, n, k, <floating> 1.0, a, lda, w, ldw, <floating> 0.0, c, ldc)
+
+
+cdef inline void _times(
+        bint small, int m, int n, int k, const floating* a, int lda,
+        const floating* w, int ldw, bint accumulate, floating* c, int ldc) noexcept nogil:
+    """C (m, n) = A (m, k) @ W (k, n), plus C if accumulate."""
+    if small:
+        small_gemm(m, n, k, a, lda, w, ldw, accumulate, c, ldc)
+    else:
+        gemm(False, False, m, n, k, <floating> 1.0, a, lda, w, ldw,
+             <floating> (1.0 if accumulate else 0.0), c, ldc)
+
+
 cdef void _forward_loop(
         const floating* x, const Py_ssize_t* batch_sizes,
         const Py_ssize_t* offsets, const Py_ssize_t* out_rows,
-        const floating* weight_ih, const floating* weight_hh,
+        const floating* weight_ih, const floating* weight_hh, const floating* weight_hh_t,
         const floating* bias_gates, const floating* bias_hn,
         floating* state, floating* y,
         floating* gates, floating* h_prev,
         floating* proj, Py_ssize_t proj_rows, floating* hidden,
         Py_ssize_t seq_len, int input_size, int hidden_size,
-        bint reset_after, bint reverse, bint store_history) noexcept nogil:
+        bint reset_after, bint reverse, bint store_history, bint small) noexcept nogil:
     cdef Py_ssize_t H = hidden_size
     cdef Py_ssize_t step, t, b, j, n_active, row, gate_row, chunk_lo = 0, chunk_hi = 0
     cdef floating r, z, cand, hn, hp, h_new
@@ -81,14 +103,14 @@ cdef void _forward_loop(
 
         if reset_after:
             # hidden[:n] (n, 3H) = state[:n] (n, H) @ W_hh.T (H, 3H)
-            gemm(False, True, <int> n_active, 3 * hidden_size, hidden_size,
-                 <floating> 1.0, state, hidden_size, weight_hh, hidden_size,
-                 <floating> 0.0, hidden, 3 * hidden_size)
+            _times_transposed(small, <int> n_active, 3 * hidden_size, hidden_size,
+                              state, hidden_size, weight_hh, hidden_size,
+                              weight_hh_t, 3 * hidden_size, hidden, 3 * hidden_size)
         else:
             # hidden[:n, :2H] (n, 2H) = state[:n] (n, H) @ W_hh[:2H].T (H, 2H)
-            gemm(False, True, <int> n_active, 2 * hidden_size, hidden_size,
-                 <floating> 1.0, state, hidden_size, weight_hh, hidden_size,
-                 <floating> 0.0, hidden, 3 * hidden_size)
+            _times_transposed(small, <int> n_active, 2 * hidden_size, hidden_size,
+                              state, hidden_size, weight_hh, hidden_size,
+                              weight_hh_t, 3 * hidden_size, hidden, 3 * hidden_size)
 
         for b in range(n_active):
             row = offsets[t] + b
@@ -127,10 +149,9 @@ cdef void _forward_loop(
         if not reset_after:
             gt = gates + (offsets[t] if store_history else 0) * 4 * H
             # hidden[:n, 2H:] (n, H) = q[:n] (n, H) @ W_hh[2H:].T (H, H),  q = r ∘ h_prev
-            gemm(False, True, <int> n_active, hidden_size, hidden_size,
-                 <floating> 1.0, gt + 3 * H, 4 * hidden_size,
-                 weight_hh + 2 * H * H, hidden_size,
-                 <floating> 0.0, hidden + 2 * H, 3 * hidden_size)
+            _times_transposed(small, <int> n_active, hidden_size, hidden_size,
+                              gt + 3 * H, 4 * hidden_size, weight_hh + 2 * H * H, hidden_size,
+                              weight_hh_t + 2 * H, 3 * hidden_size, hidden + 2 * H, 3 * hidden_size)
             for b in range(n_active):
                 row = offsets[t] + b
                 gate_row = row if store_history else b
@@ -155,6 +176,7 @@ def forward_sequence(const floating[:, ::1] x,
                      const Py_ssize_t[::1] out_rows,
                      const floating[:, ::1] weight_ih,
                      const floating[:, ::1] weight_hh,
+                     const floating[:, ::1] weight_hh_t,
                      const floating[::1] bias_gates,
                      const floating[::1] bias_hn,
                      floating[:, ::1] state,
@@ -163,12 +185,14 @@ def forward_sequence(const floating[:, ::1] x,
                      floating[:, ::1] h_prev,
                      floating[:, ::1] proj,
                      floating[:, ::1] hidden,
-                     bint reset_after, bint reverse, bint store_history):
+                     bint reset_after, bint reverse, bint store_history, bint small):
     """Run one GRU layer in one direction over a packed sequence (GIL released).
 
     Shapes (N packed rows, T steps, B batch rows sorted by length, H hidden):
     x (N, I); batch_sizes (T,); offsets (T+1,); out_rows (N,);
-    weight_ih (3H, I); weight_hh (3H, H); bias_gates (3H,) = b_ih plus b_hh
+    weight_ih (3H, I); weight_hh (3H, H); weight_hh_t (H, 3H) = W_hh.T when
+    `small` (the per-step products then use the hand-written small_gemm
+    instead of BLAS), else any (1, 1) array; bias_gates (3H,) = b_ih plus b_hh
     folded in wherever it adds directly; bias_hn (H,) = b_hn when reset_after
     (zeros otherwise); state (B, H) in/out; y (T*B, H) out (padding untouched);
     gates (N, 4H) and h_prev (N, H) when store_history, else (B, 4H) and
@@ -179,11 +203,12 @@ def forward_sequence(const floating[:, ::1] x,
         return
     with nogil:
         _forward_loop(&x[0, 0], &batch_sizes[0], &offsets[0], &out_rows[0],
-                      &weight_ih[0, 0], &weight_hh[0, 0], &bias_gates[0], &bias_hn[0],
+                      &weight_ih[0, 0], &weight_hh[0, 0], &weight_hh_t[0, 0],
+                      &bias_gates[0], &bias_hn[0],
                       &state[0, 0], &y[0, 0], &gates[0, 0], &h_prev[0, 0],
                       &proj[0, 0], proj.shape[0], &hidden[0, 0],
                       seq_len, <int> x.shape[1], <int> state.shape[1],
-                      reset_after, reverse, store_history)
+                      reset_after, reverse, store_history, small)
 
 
 cdef void _backward_loop(
@@ -195,7 +220,7 @@ cdef void _backward_loop(
         floating* dx, floating* d_weight_ih, floating* d_weight_hh,
         floating* d_bias_ih, floating* d_bias_hh,
         Py_ssize_t seq_len, Py_ssize_t n_rows, int input_size, int hidden_size,
-        bint reset_after, bint reverse, bint with_bias) noexcept nogil:
+        bint reset_after, bint reverse, bint with_bias, bint small) noexcept nogil:
     cdef Py_ssize_t H = hidden_size
     cdef Py_ssize_t step, t, b, j, n_active, row
     cdef floating r, z, cand, hn, d_h, d_an, d_ar, d_az
@@ -249,14 +274,14 @@ cdef void _backward_loop(
                     dh_row[j] = d_h * z
         if reset_after:
             # dh[:n] (n, H) += d_gh[rows] (n, 3H) @ W_hh (3H, H)
-            gemm(False, False, <int> n_active, hidden_size, 3 * hidden_size,
-                 <floating> 1.0, d_gh + offsets[t] * 3 * H, 3 * hidden_size,
-                 weight_hh, hidden_size, <floating> 1.0, dh, hidden_size)
+            _times(small, <int> n_active, hidden_size, 3 * hidden_size,
+                   d_gh + offsets[t] * 3 * H, 3 * hidden_size, weight_hh, hidden_size,
+                   True, dh, hidden_size)
         else:
             # dq[:n] (n, H) = d_an[rows] (n, H) @ W_hh[2H:] (H, H),  q = r ∘ h_prev
-            gemm(False, False, <int> n_active, hidden_size, hidden_size,
-                 <floating> 1.0, d_gi + offsets[t] * 3 * H + 2 * H, 3 * hidden_size,
-                 weight_hh + 2 * H * H, hidden_size, <floating> 0.0, dq, hidden_size)
+            _times(small, <int> n_active, hidden_size, hidden_size,
+                   d_gi + offsets[t] * 3 * H + 2 * H, 3 * hidden_size,
+                   weight_hh + 2 * H * H, hidden_size, False, dq, hidden_size)
             for b in range(n_active):
                 row = offsets[t] + b
                 gt = gates + row * 4 * H
@@ -269,9 +294,9 @@ cdef void _backward_loop(
                     dgi_row[j] = dq_row[j] * hprev_row[j] * r * (one - r)
                     dh_row[j] += dq_row[j] * r
             # dh[:n] (n, H) += d_gi[rows, :2H] (n, 2H) @ W_hh[:2H] (2H, H)
-            gemm(False, False, <int> n_active, hidden_size, 2 * hidden_size,
-                 <floating> 1.0, d_gi + offsets[t] * 3 * H, 3 * hidden_size,
-                 weight_hh, hidden_size, <floating> 1.0, dh, hidden_size)
+            _times(small, <int> n_active, hidden_size, 2 * hidden_size,
+                   d_gi + offsets[t] * 3 * H, 3 * hidden_size, weight_hh, hidden_size,
+                   True, dh, hidden_size)
 
     # Everything below is over all N packed rows at once.
     # dx (N, I) = d_gi (N, 3H) @ W_ih (3H, I)
@@ -332,7 +357,7 @@ def backward_sequence(const floating[:, ::1] x,
                       floating[:, ::1] d_weight_hh,
                       floating[::1] d_bias_ih,
                       floating[::1] d_bias_hh,
-                      bint reset_after, bint reverse, bint with_bias):
+                      bint reset_after, bint reverse, bint with_bias, bint small):
     """Backpropagation through time for one layer and direction (GIL released).
 
     Takes the packed layout and the cache written by `forward_sequence` with
@@ -341,7 +366,8 @@ def backward_sequence(const floating[:, ::1] x,
     gradients d_gi (N, 3H) = dL/d(x W_ih^T + b_ih) and, for reset_after,
     d_gh (N, 3H) = dL/d(h W_hh^T + b_hh) (unused otherwise); dq (B, H) is
     scratch.  Outputs dx (N, I), d_weight_ih (3H, I), d_weight_hh (3H, H) and
-    the bias gradients (3H,) when with_bias.
+    the bias gradients (3H,) when with_bias.  `small` selects the hand-written
+    kernel for the per-step products (see forward_sequence).
     """
     cdef Py_ssize_t seq_len = batch_sizes.shape[0]
     cdef Py_ssize_t n_rows = x.shape[0]
@@ -358,7 +384,7 @@ def backward_sequence(const floating[:, ::1] x,
                        &dx[0, 0], &d_weight_ih[0, 0], &d_weight_hh[0, 0],
                        &d_bias_ih[0], &d_bias_hh[0],
                        seq_len, n_rows, <int> x.shape[1], <int> dh.shape[1],
-                       reset_after, reverse, with_bias)
+                       reset_after, reverse, with_bias, small)
 
 
 def activations(const floating[::1] values, floating[::1] sigmoid_out, floating[::1] tanh_out):

@@ -15,6 +15,14 @@ RTOL_GRAD = {np.float32: 2e-4, np.float64: 1e-8}
 GRAD_NAMES = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
+@pytest.fixture(autouse=True, params=["blas", "small_kernel"])
+def per_step_kernel(request, monkeypatch):
+    """Run every test with both implementations of the per-step recurrent products."""
+    use_small = request.param == "small_kernel"
+    monkeypatch.setattr(gru_fast.functional, "use_small_kernel", lambda b, h: use_small)
+    return request.param
+
+
 def make_problem(rng, seq_len, batch_size, input_size, hidden_size, dtype,
                  bias=True, with_h0=True):
     """Random GRU arguments of one dtype, scaled like a trained layer."""
@@ -94,7 +102,7 @@ def test_edge_shapes(dtype, shape, reset_after):
     run_both(problem, dtype, rng, reset_after=reset_after, lengths=lengths, reverse=True)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(
     seq_len=st.integers(1, 7), batch_size=st.integers(1, 6), input_size=st.integers(1, 9),
     hidden_size=st.integers(1, 10), reset_after=st.booleans(), reverse=st.booleans(),
@@ -107,6 +115,19 @@ def test_random_shapes_float64(seq_len, batch_size, input_size, hidden_size, res
     lengths = rng.integers(0, seq_len + 1, size=batch_size) if use_lengths else None
     run_both(problem, np.float64, rng, reset_after=reset_after, reverse=reverse,
              lengths=lengths)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 2, 4), (4, 0, 2, 4), (0, 0, 2, 4)])
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_empty_sequences_and_batches(shape, reset_after):
+    """T = 0 returns h0 unchanged; B = 0 returns empty arrays; gradients follow."""
+    rng = np.random.default_rng(sum(shape))
+    problem = make_problem(rng, *shape, np.float64)
+    y, h_n, grads = run_both(problem, np.float64, rng, reset_after=reset_after)
+    assert y.shape == shape[:2] + (shape[3],)
+    np.testing.assert_array_equal(h_n, problem["h0"])
+    assert not np.shares_memory(h_n, problem["h0"])
+    assert np.all(grads["weight_ih"] == 0) and np.all(grads["weight_hh"] == 0)
 
 
 def test_chunked_projection_spans_many_chunks():
@@ -269,7 +290,7 @@ def good_args(dtype=np.float32):
 @pytest.mark.parametrize("name, value, error, match", [
     ("x", np.zeros((3, 2), np.float32), ValueError, r"x must be 3-D, got shape \(3, 2\)"),
     ("x", np.zeros((3, 2, 7), np.float32), ValueError, r"weight_ih must have shape \(15, 7\)"),
-    ("x", np.zeros((0, 2, 4), np.float32), ValueError, r"x must have shape \(T, B, I\)"),
+    ("x", np.zeros((3, 2, 0), np.float32), ValueError, r"x must have shape \(T, B, I\) with I >= 1"),
     ("x", np.zeros((3, 2, 4), np.float64), TypeError, r"x has dtype float64 but the weights"),
     ("x", np.zeros((3, 2, 4), np.int64), TypeError, r"x must have dtype float32 or float64"),
     ("x", np.zeros((3, 2, 4), np.float16), TypeError, r"x must have dtype float32 or float64"),
@@ -345,7 +366,8 @@ def test_backward_rejects_bad_cache_and_gradients():
         gru_fast.gru_backward(cache, np.zeros_like(y), np.zeros((2, 5), np.float64))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     x_shape=st.lists(st.integers(0, 4), min_size=1, max_size=4),
     h0_shape=st.lists(st.integers(0, 6), min_size=1, max_size=3),
