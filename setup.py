@@ -24,7 +24,7 @@ directives = {
 # The gate loops read and write several arrays through pointers; GCC vectorizes
 # them only after runtime alias checks, and its default limit (10 checks) is
 # below what a fused GRU gate loop needs.
-compile_args = ["-O3", "-fno-math-errno", "--param", "vect-max-version-for-alias-checks=64"]
+compile_args = ["-O3", "-fno-math-errno", "--param", "vect-max-version-for-alias-checks=256"]
 if native:
     compile_args.append("-march=native")
 
