@@ -21,6 +21,8 @@ import numbers
 
 import numpy as np
 
+from ._validation import as_lengths
+
 __all__ = ["GRU"]
 
 _SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -351,24 +353,9 @@ class GRU:
 
     @staticmethod
     def _check_lengths(lengths, batch_size, seq_len):
-        if lengths is None:
-            return None
         if hasattr(lengths, "detach") and hasattr(lengths, "cpu"):  # torch lengths
             lengths = lengths.detach().cpu().numpy()
-        array = np.asarray(lengths)
-        if array.ndim != 1 or array.shape[0] != batch_size:
-            raise ValueError(f"lengths must have shape ({batch_size},) (one per batch "
-                             f"row), got shape {array.shape}")
-        if array.dtype.kind == "f":
-            if not np.all(np.isfinite(array)):
-                raise ValueError(f"lengths must be finite, got {array}")
-            if not np.all(array == np.round(array)):
-                raise ValueError(f"lengths must be whole numbers, got {array}")
-        elif array.dtype.kind not in "iu":
-            raise TypeError(f"lengths must be integers, got dtype {array.dtype}")
-        if array.size and (array.min() < 0 or array.max() > seq_len):
-            raise ValueError(f"lengths must lie in [0, T={seq_len}], got {array}")
-        return array.astype(np.int64)
+        return as_lengths(lengths, batch_size, seq_len)
 
     # ------------------------------------------------------------------ computation
     def forward(self, x, h0=None, lengths=None, return_cache=False):
