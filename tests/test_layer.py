@@ -403,7 +403,7 @@ def test_forward_input_errors(cls, batch_first):
         layer(x, h0, [1.5, 1.0, 2.0, 3.0])
     with pytest.raises(TypeError, match="lengths must hold integers, got dtype"):
         layer(x, h0, ["1", "2", "3", "4"])
-    with pytest.raises(TypeError, match="lengths must be integers, got dtype bool"):
+    with pytest.raises(TypeError, match="lengths must hold integers, got dtype bool"):
         layer(x, h0, [True, False, True, True])
 
 
