@@ -7,6 +7,7 @@ step after step, as PyTorch's PackedSequence does: step t occupies packed rows
 of the time-major (T*B, ...) view of x and y.  Padding costs no work.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ class Packing:
     batch_size: int
     batch_sizes: np.ndarray  # (T,) intp, non-increasing
     offsets: np.ndarray  # (T + 1,) intp
-    out_rows: np.ndarray  # (N,) intp
+    out_rows: np.ndarray  # (N,) intp; empty for the identity (no O(T*B) index)
     order: np.ndarray | None  # (B,) sorted position -> original row; None when identity
 
     @property
@@ -58,6 +59,17 @@ class Packing:
         return rows
 
 
+@functools.lru_cache(maxsize=64)
+def _identity_packing(seq_len, batch_size):
+    """The packing where every row runs every step; shared, so read-only."""
+    batch_sizes = np.full(seq_len, batch_size, dtype=np.intp)
+    offsets = np.arange(seq_len + 1, dtype=np.intp) * batch_size
+    out_rows = np.empty(0, dtype=np.intp)
+    for array in (batch_sizes, offsets, out_rows):
+        array.flags.writeable = False
+    return Packing(seq_len, batch_size, batch_sizes, offsets, out_rows, order=None)
+
+
 def make_packing(lengths, seq_len, batch_size):
     """Build the `Packing` for validated `lengths` (int array or None).
 
@@ -65,14 +77,7 @@ def make_packing(lengths, seq_len, batch_size):
     packing, so the full-length case never gathers or scatters.
     """
     if lengths is None or bool(np.all(lengths == seq_len)):
-        return Packing(
-            seq_len=seq_len,
-            batch_size=batch_size,
-            batch_sizes=np.full(seq_len, batch_size, dtype=np.intp),
-            offsets=np.arange(seq_len + 1, dtype=np.intp) * batch_size,
-            out_rows=np.arange(seq_len * batch_size, dtype=np.intp),
-            order=None,
-        )
+        return _identity_packing(seq_len, batch_size)
     order = np.argsort(-lengths, kind="stable").astype(np.intp)
     sorted_lengths = lengths[order]
     steps = np.arange(seq_len)

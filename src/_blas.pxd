@@ -37,6 +37,61 @@ cdef inline void gemm(bint transpose_a, bint transpose_b,
               <double*> a, &lda, &beta, c, &ldc)
 
 
+cdef inline void _small_gemm_rows(int n_rows, int col_lo, int col_hi, int k,
+                                  const floating* a, int lda,
+                                  const floating* b, int ldb,
+                                  bint accumulate, floating* c, int ldc) noexcept nogil:
+    """C[:n_rows, col_lo:col_hi] (+)= A[:n_rows] @ B[:, col_lo:col_hi], n_rows <= 4.
+
+    The generic path: each C element is loaded and stored once per p.
+    """
+    cdef Py_ssize_t r, p, j
+    cdef floating a_rp
+    cdef floating* c_row
+    cdef const floating* b_row
+    for r in range(n_rows):
+        c_row = c + r * ldc
+        if not accumulate:
+            for j in range(col_lo, col_hi):
+                c_row[j] = 0
+        for p in range(k):
+            a_rp = a[r * lda + p]
+            b_row = b + p * ldb
+            for j in range(col_lo, col_hi):
+                c_row[j] += a_rp * b_row[j]
+
+
+cdef inline void _small_gemm_row(int n, int k, const floating* a,
+                                 const floating* b, int ldb,
+                                 bint accumulate, floating* c) noexcept nogil:
+    """c (n,) (+)= a (k,) @ B (k, n) for one row, in tiles of 64 columns.
+
+    A single row has no other rows to share loads of B with; 128 columns give
+    four independent vector accumulators (float), enough to hide the FMA latency.
+    """
+    cdef Py_ssize_t p, j, col
+    cdef floating a_p
+    cdef floating acc[64]
+    cdef const floating* b_row
+    cdef int full_cols = n - n % 64
+    for col in range(0, full_cols, 64):
+        for j in range(64):
+            acc[j] = 0
+        for p in range(k):
+            a_p = a[p]
+            b_row = b + p * ldb + col
+            for j in range(64):
+                acc[j] += a_p * b_row[j]
+        if accumulate:
+            for j in range(64):
+                c[col + j] += acc[j]
+        else:
+            for j in range(64):
+                c[col + j] = acc[j]
+    if full_cols < n:
+        _small_gemm_rows(1, full_cols, n, k, a, k, b, ldb, accumulate, c, n)
+
+
 cdef inline void small_gemm(int m, int n, int k,
                             const floating* a, int lda,
                             const floating* b, int ldb,
@@ -44,47 +99,57 @@ cdef inline void small_gemm(int m, int n, int k,
     """C (m, n) = A (m, k) @ B (k, n) (+ C if accumulate), row-major, no BLAS.
 
     For the tiny per-step products of small batches, where a BLAS call costs
-    more than the arithmetic.  Rows of C are computed four at a time so that
-    each row of B is loaded once per four rows; the inner loop runs along a
-    row of B and C and vectorizes without reassociating sums.
+    more than the arithmetic.  C is computed in tiles of 4 rows x 32 columns
+    held in local accumulators (registers, once vectorized) over the whole k
+    loop, so each step of k loads 32 values of B and broadcasts 4 of A, and C
+    is written once.  Rows left over take `_small_gemm_row`; columns that do
+    not fill a tile take the generic path.
     """
-    cdef Py_ssize_t i, p, j
-    cdef floating a0, a1, a2, a3, bj
+    cdef Py_ssize_t i, p, j, col
+    cdef floating a0, a1, a2, a3, b_j
+    cdef floating acc0[32]
+    cdef floating acc1[32]
+    cdef floating acc2[32]
+    cdef floating acc3[32]
     cdef const floating* b_row
     cdef floating* c0
-    cdef floating* c1
-    cdef floating* c2
-    cdef floating* c3
-    for i in range(0, m - 3, 4):
-        c0 = c + i * ldc
-        c1 = c0 + ldc
-        c2 = c1 + ldc
-        c3 = c2 + ldc
-        if not accumulate:
-            for j in range(n):
-                c0[j] = 0
-                c1[j] = 0
-                c2[j] = 0
-                c3[j] = 0
-        for p in range(k):
-            a0 = a[i * lda + p]
-            a1 = a[(i + 1) * lda + p]
-            a2 = a[(i + 2) * lda + p]
-            a3 = a[(i + 3) * lda + p]
-            b_row = b + p * ldb
-            for j in range(n):
-                bj = b_row[j]
-                c0[j] += a0 * bj
-                c1[j] += a1 * bj
-                c2[j] += a2 * bj
-                c3[j] += a3 * bj
-    for i in range(m - m % 4, m):
-        c0 = c + i * ldc
-        if not accumulate:
-            for j in range(n):
-                c0[j] = 0
-        for p in range(k):
-            a0 = a[i * lda + p]
-            b_row = b + p * ldb
-            for j in range(n):
-                c0[j] += a0 * b_row[j]
+    cdef int full_cols = n - n % 32
+    cdef int full_rows = m - m % 4
+    for col in range(0, full_cols, 32):
+        for i in range(0, full_rows, 4):
+            for j in range(32):
+                acc0[j] = 0
+                acc1[j] = 0
+                acc2[j] = 0
+                acc3[j] = 0
+            for p in range(k):
+                a0 = a[i * lda + p]
+                a1 = a[(i + 1) * lda + p]
+                a2 = a[(i + 2) * lda + p]
+                a3 = a[(i + 3) * lda + p]
+                b_row = b + p * ldb + col
+                for j in range(32):
+                    b_j = b_row[j]
+                    acc0[j] += a0 * b_j
+                    acc1[j] += a1 * b_j
+                    acc2[j] += a2 * b_j
+                    acc3[j] += a3 * b_j
+            c0 = c + i * ldc + col
+            if accumulate:
+                for j in range(32):
+                    c0[j] += acc0[j]
+                    c0[ldc + j] += acc1[j]
+                    c0[2 * ldc + j] += acc2[j]
+                    c0[3 * ldc + j] += acc3[j]
+            else:
+                for j in range(32):
+                    c0[j] = acc0[j]
+                    c0[ldc + j] = acc1[j]
+                    c0[2 * ldc + j] = acc2[j]
+                    c0[3 * ldc + j] = acc3[j]
+    for i in range(full_rows, m):
+        _small_gemm_row(n, k, a + i * lda, b, ldb, accumulate, c + i * ldc)
+    if full_cols < n:
+        for i in range(0, full_rows, 4):
+            _small_gemm_rows(4, full_cols, n, k, a + i * lda, lda, b, ldb,
+                             accumulate, c + i * ldc, ldc)

@@ -9,7 +9,8 @@
 #   step, only those rows: step t occupies packed rows offsets[t] to
 #   offsets[t+1].  Without lengths the packing is the identity and the packed
 #   input is x itself, reshaped to (T*B, I).
-# * out_rows[p] is the row of y (viewed as (T*B, H)) that packed row p writes.
+# * out_rows[p] is the row of y (viewed as (T*B, H)) that packed row p writes;
+#   an empty out_rows means the identity (packed row p is row p of y).
 # * state (B, H) holds the running hidden state of every sorted batch row: h0
 #   on entry, h_n on exit.  Rows that have not started (reverse direction) or
 #   have finished keep their value untouched, which is exactly the packed
@@ -121,7 +122,7 @@ cdef void _forward_loop(
             gt = gates + gate_row * 4 * H
             hprev_row = h_prev + gate_row * H
             if reset_after:
-                y_row = y + out_rows[row] * H
+                y_row = y + (out_rows[row] if out_rows != NULL else row) * H
                 for j in range(H):
                     hp = hs[j]
                     r = sigmoid(g[j] + rec[j] + bias_gates[j])
@@ -159,7 +160,7 @@ cdef void _forward_loop(
                 rec = hidden + b * 3 * H
                 hs = state + b * H
                 gt = gates + gate_row * 4 * H
-                y_row = y + out_rows[row] * H
+                y_row = y + (out_rows[row] if out_rows != NULL else row) * H
                 for j in range(H):
                     hp = hs[j]
                     z = gt[H + j]
@@ -189,7 +190,8 @@ def forward_sequence(const floating[:, ::1] x,
     """Run one GRU layer in one direction over a packed sequence (GIL released).
 
     Shapes (N packed rows, T steps, B batch rows sorted by length, H hidden):
-    x (N, I); batch_sizes (T,); offsets (T+1,); out_rows (N,);
+    x (N, I); batch_sizes (T,); offsets (T+1,); out_rows (N,) or (0,) for
+    the identity;
     weight_ih (3H, I); weight_hh (3H, H); weight_hh_t (H, 3H) = W_hh.T when
     `small` (the per-step products then use the hand-written small_gemm
     instead of BLAS), else any (1, 1) array; bias_gates (3H,) = b_ih plus b_hh
@@ -202,7 +204,8 @@ def forward_sequence(const floating[:, ::1] x,
     if seq_len == 0 or x.shape[0] == 0:
         return
     with nogil:
-        _forward_loop(&x[0, 0], &batch_sizes[0], &offsets[0], &out_rows[0],
+        _forward_loop(&x[0, 0], &batch_sizes[0], &offsets[0],
+                      &out_rows[0] if out_rows.shape[0] > 0 else NULL,
                       &weight_ih[0, 0], &weight_hh[0, 0], &weight_hh_t[0, 0],
                       &bias_gates[0], &bias_hn[0],
                       &state[0, 0], &y[0, 0], &gates[0, 0], &h_prev[0, 0],
@@ -243,7 +246,7 @@ cdef void _backward_loop(
             row = offsets[t] + b
             gt = gates + row * 4 * H
             hprev_row = h_prev + row * H
-            dy_row = dy + out_rows[row] * H
+            dy_row = dy + (out_rows[row] if out_rows != NULL else row) * H
             dh_row = dh + b * H
             dgi_row = d_gi + row * 3 * H
             dgh_row = d_gh + row * 3 * H
@@ -378,7 +381,8 @@ def backward_sequence(const floating[:, ::1] x,
         d_bias_hh[...] = 0
         return
     with nogil:
-        _backward_loop(&x[0, 0], &batch_sizes[0], &offsets[0], &out_rows[0],
+        _backward_loop(&x[0, 0], &batch_sizes[0], &offsets[0],
+                       &out_rows[0] if out_rows.shape[0] > 0 else NULL,
                        &weight_ih[0, 0], &weight_hh[0, 0], &gates[0, 0], &h_prev[0, 0],
                        &dy[0, 0], &dh[0, 0], &d_gi[0, 0], &d_gh[0, 0], &dq[0, 0],
                        &dx[0, 0], &d_weight_ih[0, 0], &d_weight_hh[0, 0],

@@ -92,7 +92,7 @@ def test_matches_reference(dtype, reset_after, reverse, bias, with_h0, lengths):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 3, 2, 5), (9, 1, 4, 3), (4, 2, 1, 1),
-                                   (3, 17, 13, 33), (2, 3, 70, 9)])
+                                   (3, 17, 13, 33), (2, 3, 70, 9), (5, 1, 3, 40), (4, 6, 2, 45)])
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_edge_shapes(dtype, shape, reset_after):
     rng = np.random.default_rng(sum(shape))
