@@ -17,6 +17,7 @@ reference, interop
 
 from .functional import GRUCache, gru_backward, gru_forward
 from .layer import GRU
+from . import interop, reference  # noqa: F401  (gru_fast.reference.* without another import)
 
 __version__ = "0.1.0"
 __all__ = ["GRU", "GRUCache", "gru_backward", "gru_forward", "__version__"]

@@ -1,0 +1,22 @@
+"""The README's usage example runs as written and does what its comments say."""
+
+import pathlib
+import re
+
+import numpy as np
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_usage_example_runs():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    namespace = {}
+    exec(compile(blocks[0], "README.md usage", "exec"), namespace)  # noqa: S102
+    T, B, I, H = (namespace[name] for name in "TBIH")
+    assert namespace["y"].shape == (T, B, 2 * H)
+    assert namespace["h_n"].shape == (4, B, H)
+    assert namespace["dx"].shape == (T, B, I)
+    grads = namespace["grads"]
+    assert set(grads) == {"x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"}
+    assert grads["bias_ih"] is None and np.all(np.isfinite(grads["x"]))
+    assert set(namespace["param_grads"]) == set(namespace["gru"].params)
