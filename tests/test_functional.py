@@ -389,3 +389,21 @@ def test_random_bad_shapes_raise_cleanly_or_run(x_shape, h0_shape, hidden, input
     y_ref, h_n_ref = reference.gru_forward(x, h0, weight_ih, weight_hh)
     assert_close(y, y_ref, 1e-9, "y")
     assert_close(h_n, h_n_ref, 1e-9, "h_n")
+
+
+def test_read_only_and_big_endian_inputs():
+    """Read-only arrays work (nothing is written into inputs); big-endian floats are refused."""
+    rng = np.random.default_rng(13)
+    problem = make_problem(rng, 4, 3, 2, 5, np.float32)
+    for array in problem.values():
+        array.flags.writeable = False
+    y, h_n, cache = gru_fast.gru_forward(**problem, lengths=[4, 0, 2], return_cache=True)
+    dy = np.ones_like(y)
+    dy.flags.writeable = False
+    grads = gru_fast.gru_backward(cache, dy)
+    y_ref, _ = reference.gru_forward(**problem, lengths=[4, 0, 2])
+    assert_close(y, y_ref, RTOL_OUTPUT[np.float32], "y")
+    assert grads["x"].flags.writeable
+    swapped = dict(problem, x=problem["x"].astype(">f4"))
+    with pytest.raises(TypeError, match="x must have dtype float32 or float64, got >f4"):
+        gru_fast.gru_forward(**swapped)
