@@ -82,15 +82,14 @@ def _folded_biases(bias_ih, bias_hh, hidden_size, reset_after, dtype):
 
     For reset_after=True, b_hn sits inside r ∘ (h W_hn^T + b_hn) and stays apart.
     """
-    bias_gates = np.zeros(3 * hidden_size, dtype=dtype)
-    bias_hn = np.zeros(hidden_size, dtype=dtype)
-    if bias_ih is not None:
-        bias_gates += bias_ih
-        bias_gates += bias_hh
-        if reset_after:
-            bias_gates[2 * hidden_size:] -= bias_hh[2 * hidden_size:]
-            bias_hn[:] = bias_hh[2 * hidden_size:]
-    return bias_gates, bias_hn
+    if bias_ih is None:
+        return np.zeros(3 * hidden_size, dtype=dtype), np.zeros(hidden_size, dtype=dtype)
+    if not reset_after:
+        return bias_ih + bias_hh, np.zeros(hidden_size, dtype=dtype)
+    recurrent_rz = 2 * hidden_size
+    bias_gates = bias_ih.copy()
+    bias_gates[:recurrent_rz] += bias_hh[:recurrent_rz]
+    return bias_gates, bias_hh[recurrent_rz:]
 
 
 def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
@@ -163,8 +162,7 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     proj = np.empty((proj_rows, 3 * hidden_size), dtype=dtype)
     hidden = np.empty((batch_size, 3 * hidden_size), dtype=dtype)
     small = use_small_kernel(batch_size, hidden_size)
-    weight_hh_t = (np.ascontiguousarray(args.weight_hh.T) if small
-                   else np.empty((1, 1), dtype=dtype))
+    weight_hh_t = np.empty((hidden_size, 3 * hidden_size) if small else (1, 1), dtype=dtype)
 
     _core.forward_sequence(
         x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,

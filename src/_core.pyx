@@ -40,6 +40,17 @@ cdef inline void _project_inputs(
          <floating> 0.0, proj, 3 * hidden_size)
 
 
+cdef inline void _transpose(const floating* matrix, Py_ssize_t n_rows, Py_ssize_t n_cols,
+                            floating* out) noexcept nogil:
+    """out (n_cols, n_rows) = matrix (n_rows, n_cols).T, in 16x16 blocks."""
+    cdef Py_ssize_t i0, j0, i, j
+    for i0 in range(0, n_rows, 16):
+        for j0 in range(0, n_cols, 16):
+            for i in range(i0, min(i0 + 16, n_rows)):
+                for j in range(j0, min(j0 + 16, n_cols)):
+                    out[j * n_rows + i] = matrix[i * n_cols + j]
+
+
 cdef inline void _times_transposed(
         bint small, int m, int n, int k, const floating* a, int lda,
         const floating* w, int ldw, const floating* w_t, int ldw_t,
@@ -65,7 +76,7 @@ cdef inline void _times(
 cdef void _forward_loop(
         const floating* x, const Py_ssize_t* batch_sizes,
         const Py_ssize_t* offsets, const Py_ssize_t* out_rows,
-        const floating* weight_ih, const floating* weight_hh, const floating* weight_hh_t,
+        const floating* weight_ih, const floating* weight_hh, floating* weight_hh_t,
         const floating* bias_gates, const floating* bias_hn,
         floating* state, floating* y,
         floating* gates, floating* h_prev,
@@ -81,6 +92,9 @@ cdef void _forward_loop(
     cdef floating* gt
     cdef floating* hprev_row
     cdef floating* y_row
+
+    if small:
+        _transpose(weight_hh, 3 * H, H, weight_hh_t)
 
     for step in range(seq_len):
         t = seq_len - 1 - step if reverse else step
@@ -177,7 +191,7 @@ def forward_sequence(const floating[:, ::1] x,
                      const Py_ssize_t[::1] out_rows,
                      const floating[:, ::1] weight_ih,
                      const floating[:, ::1] weight_hh,
-                     const floating[:, ::1] weight_hh_t,
+                     floating[:, ::1] weight_hh_t,
                      const floating[::1] bias_gates,
                      const floating[::1] bias_hn,
                      floating[:, ::1] state,
@@ -192,9 +206,9 @@ def forward_sequence(const floating[:, ::1] x,
     Shapes (N packed rows, T steps, B batch rows sorted by length, H hidden):
     x (N, I); batch_sizes (T,); offsets (T+1,); out_rows (N,) or (0,) for
     the identity;
-    weight_ih (3H, I); weight_hh (3H, H); weight_hh_t (H, 3H) = W_hh.T when
-    `small` (the per-step products then use the hand-written small_gemm
-    instead of BLAS), else any (1, 1) array; bias_gates (3H,) = b_ih plus b_hh
+    weight_ih (3H, I); weight_hh (3H, H); weight_hh_t (H, 3H) is scratch that
+    receives W_hh.T when `small` (the per-step products then use the
+    hand-written small_gemm instead of BLAS), else any (1, 1) array; bias_gates (3H,) = b_ih plus b_hh
     folded in wherever it adds directly; bias_hn (H,) = b_hn when reset_after
     (zeros otherwise); state (B, H) in/out; y (T*B, H) out (padding untouched);
     gates (N, 4H) and h_prev (N, H) when store_history, else (B, 4H) and
