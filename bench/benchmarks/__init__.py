@@ -1,0 +1,7 @@
+"""asv benchmarks of gru_fast (see docs/benchmarks.md).
+
+Modules: ``bench_functional`` (gru_forward / gru_backward), ``bench_lengths``
+(variable lengths versus a padded batch), ``bench_layer`` (the GRU layer:
+stacked, bidirectional, step) and ``bench_reference`` (the NumPy oracle on
+small shapes).  Every benchmark is class based with ``params``/``param_names``.
+"""
