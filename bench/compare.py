@@ -106,6 +106,36 @@ def git_state():
         return {"commit": None, "core_modified_since_commit": None}
 
 
+AVX2_CORES = {"haswell", "zen", "sandybridge", "nehalem", "core2", "prescott", "atom"}
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def openblas_kernel_warning(blas):
+    """A note when OpenBLAS runs kernels below what the CPU supports (AVX-512 unused)."""
+    if "avx512f" not in cpu_flags():
+        return None
+    slow = sorted({entry["architecture"] for entry in blas
+                   if entry["internal_api"] == "openblas"
+                   and str(entry["architecture"]).lower() in AVX2_CORES})
+    if not slow:
+        return None
+    return (f"note: the CPU has AVX-512 but OpenBLAS chose its {'/'.join(slow)} (AVX2) "
+            "kernels, so the sgemm 'peak' below is about half of what the hardware "
+            "does (peers with their own AVX-512 GEMM, e.g. ONNX Runtime's MLAS, can "
+            "exceed it); OPENBLAS_CORETYPE=SkylakeX in the environment selects the "
+            "AVX-512 kernels")
+
+
 def blas_info():
     from threadpoolctl import threadpool_info
     return [{key: entry.get(key) for key in
@@ -546,6 +576,76 @@ def evaluate_targets(results, lengths_rows, peak, shape_names):
     return targets
 
 
+def markdown_report(out, command):
+    """The results as Markdown: machine, command, the table of ratios, the targets."""
+    meta, results = out["meta"], out["results"]
+    shape_names = list(out["shapes"])
+    lines = [
+        f"Measured {meta['date']} at commit `{(meta['commit'] or 'unknown')[:10]}`"
+        + (" (plus uncommitted core changes)" if meta["core_modified_since_commit"] else "")
+        + f" with `{command}`: {meta['cpu']}, {meta['usable_cores']} cores, "
+        f"{meta['threads']} threads for every contestant; Python {meta['python']}, "
+        f"NumPy {meta['numpy']}, "
+        + ", ".join(f"{name} {version}" for name, version in meta["peers"].items()
+                    if name != "reference")
+        + "; BLAS " + ", ".join(sorted({f"{b['internal_api']} {b['version']} "
+                                        f"({b['architecture']})" for b in meta["blas"]
+                                        if b["internal_api"] == "openblas"}))
+        + f". sgemm peak ({PEAK_N}x{PEAK_N} float32) {out['sgemm_peak_gflops']:.0f} GFLOP/s. "
+        f"Median of {meta['repeats']} interleaved repetitions; other work on the machine "
+        f"during the run: {meta['background_cores_during_run'] or 0:.2f} cores.",
+        "",
+        "Times are medians; `x PyTorch` etc. is the peer's time divided by gru_fast's "
+        "(above 1: gru_fast is faster); % peak is gru_fast's useful FLOP rate over the "
+        "sgemm peak.",
+        "",
+        "| task | shape (T, B, I, H) | gru_fast | x PyTorch | x ONNX Runtime | "
+        "x NumPy ref. | % peak |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for task, title, *_ in TASKS:
+        for shape in shape_names:
+            entries = results.get(task, {}).get(shape, {})
+            if "gru_fast" not in entries:
+                continue
+            ours = entries["gru_fast"]
+            ratios = [f"{entries[p]['median'] / ours['median']:.2f}x" if p in entries else "-"
+                      for p in ("torch", "onnxruntime", "reference")]
+            lines.append(f"| {title} | {shape} {tuple(SHAPES[shape])} | "
+                         f"{fmt_time(ours['median'])} | " + " | ".join(ratios)
+                         + f" | {100 * ours['fraction_of_peak']:.0f}% |")
+    if out["lengths"]:
+        lines += ["", "Variable lengths (float32, reset_after=True): lengths spread evenly "
+                  "over 1..T versus the full-length batch (ideal: mean length / T).", "",
+                  "| shape | pass | full length | spread | ratio | ideal |",
+                  "|---|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['shape']} | {r['pass']} | {fmt_time(r['full_median'])} | "
+                  f"{fmt_time(r['spread_median'])} | {r['ratio']:.2f} | "
+                  f"{r['mean_length_fraction']:.2f} |" for r in out["lengths"]]
+    lines += ["", "Memory of `gru_forward` without a cache: bytes NumPy allocates beyond "
+              "`y` and `h_n` (tracemalloc), and the cache `return_cache=True` keeps.", "",
+              "| shape | dtype | extra | extra / (B·H·itemsize) | growth per step (4T→8T) "
+              "| cache |", "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {m['shape']} | {m['dtype']} | {fmt_bytes(m['extra_bytes'])} | "
+              f"{m['extra_in_BH']:.0f} | "
+              + (f"{m['growth_per_step']:.0f} B" if "growth_per_step" in m else "-")
+              + f" | {fmt_bytes(m['cache_bytes'])} |"
+              for m in out["memory"] if m["reset_after"]]
+    lines += ["", "Targets of issue 5:", ""]
+    for t in out["targets"]:
+        if t["ratio"] is None:
+            value = "not measured"
+        elif "peak" in t["target"]:
+            value = f"{100 * t['ratio']:.0f}% (target >= {100 * t['threshold']:.0f}%)"
+        elif t["target"].startswith("memory"):
+            value = f"{t['ratio']:.0f} B/step (target <= {t['threshold']})"
+        else:
+            value = f"{t['ratio']:.2f}x (target {t['comparison']} {t['threshold']}x)"
+        mark = {"met": "met", "MISSED": "**missed**"}.get(t["status"], t["status"])
+        lines.append(f"- {mark}: {t['target']}, {t['shape']}: {value}")
+    return "\n".join(lines) + "\n"
+
+
 def plot(results, peak, shape_names, path):
     try:
         import matplotlib
@@ -611,6 +711,8 @@ def parse_args(argv):
                         help="exit with status 1 when a target is missed")
     parser.add_argument("--json", default=str(HERE / "results" / "compare.json"),
                         help="where to write the JSON results ('' for none)")
+    parser.add_argument("--markdown", default="",
+                        help="also write the results as Markdown tables to this path")
     parser.add_argument("--png", default=str(HERE / "results" / "compare.png"),
                         help="where to write the PNG chart ('' for none)")
     args = parser.parse_args(argv)
@@ -677,6 +779,10 @@ def main(argv=None):
                 + (f", {entry['architecture']} kernels" if entry['architecture'] else "")
                 + f") {Path(entry['filepath']).name}")
         log(f"peers: {peers}")
+        meta["openblas_kernel_note"] = openblas_kernel_warning(meta["blas"])
+        if meta["openblas_kernel_note"]:
+            log(meta["openblas_kernel_note"])
+        meta["openblas_coretype_env"] = os.environ.get("OPENBLAS_CORETYPE")
         meta["background_cores_before"] = background_load(1.0)
         if meta["background_cores_before"] is not None:
             log(f"other work on the machine before the run: "
@@ -875,6 +981,14 @@ def main(argv=None):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out, indent=1))
         log(f"JSON: {path}")
+    if args.markdown:
+        path = Path(args.markdown)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        command = "python bench/compare.py" + "".join(
+            f" {a}" for a in (argv if argv is not None else sys.argv[1:])
+            if not a.startswith("--markdown") and a != args.markdown)
+        path.write_text(markdown_report(out, command))
+        log(f"Markdown: {path}")
     if args.png:
         if plot(results, peak, args.shapes, Path(args.png)):
             log(f"PNG: {args.png}")
