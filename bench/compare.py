@@ -129,10 +129,13 @@ def openblas_kernel_warning(blas):
                    and str(entry["architecture"]).lower() in AVX2_CORES})
     if not slow:
         return None
-    return (f"note: the CPU has AVX-512 but OpenBLAS chose its {'/'.join(slow)} (AVX2) "
-            "kernels, so the sgemm 'peak' below is about half of what the hardware "
-            "does (peers with their own AVX-512 GEMM, e.g. ONNX Runtime's MLAS, can "
-            "exceed it); OPENBLAS_CORETYPE=SkylakeX in the environment selects the "
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    why = (f"OPENBLAS_CORETYPE={coretype} is set in the environment"
+           if coretype else "OpenBLAS chose them")
+    return (f"note: the CPU has AVX-512 but OpenBLAS runs its {'/'.join(slow)} (AVX2) "
+            f"kernels ({why}), so the sgemm 'peak' below is about half of what the "
+            "hardware does, and peers with their own AVX-512 GEMM (ONNX Runtime's MLAS) "
+            "can exceed it; unset OPENBLAS_CORETYPE or set it to SkylakeX for the "
             "AVX-512 kernels")
 
 
@@ -640,7 +643,9 @@ def markdown_report(out, command):
         elif t["target"].startswith("memory"):
             value = f"{t['ratio']:.0f} B/step (target <= {t['threshold']})"
         else:
-            value = f"{t['ratio']:.2f}x (target {t['comparison']} {t['threshold']}x)"
+            digits = 3 if "lengths" in t["target"] else 2
+            value = (f"{t['ratio']:.{digits}f}x "
+                     f"(target {t['comparison']} {t['threshold']}x)")
         mark = {"met": "met", "MISSED": "**missed**"}.get(t["status"], t["status"])
         lines.append(f"- {mark}: {t['target']}, {t['shape']}: {value}")
     return "\n".join(lines) + "\n"
@@ -963,7 +968,8 @@ def main(argv=None):
         elif t["target"].startswith("memory"):
             value = f"{t['ratio']:.0f} B/step (<= {t['threshold']}); {t['note']}"
         else:
-            value = f"{t['ratio']:.2f}x ({t['comparison']} {t['threshold']}x)"
+            digits = 3 if "lengths" in t["target"] else 2
+            value = f"{t['ratio']:.{digits}f}x ({t['comparison']} {t['threshold']}x)"
         log(f"  [{t['status']:>12}] {t['target']}, {t['shape']}: {value}")
     n_met = sum(t["status"] == "met" for t in targets)
     n_missed = sum(t["status"] == "MISSED" for t in targets)
@@ -984,9 +990,17 @@ def main(argv=None):
     if args.markdown:
         path = Path(args.markdown)
         path.parent.mkdir(parents=True, exist_ok=True)
-        command = "python bench/compare.py" + "".join(
-            f" {a}" for a in (argv if argv is not None else sys.argv[1:])
-            if not a.startswith("--markdown") and a != args.markdown)
+        given, kept = list(argv if argv is not None else sys.argv[1:]), []
+        while given:  # the command, less where its outputs went
+            arg = given.pop(0)
+            if arg.split("=")[0] in ("--markdown", "--json", "--png"):
+                if "=" not in arg and given:
+                    given.pop(0)
+                continue
+            kept.append(arg)
+        coretype = os.environ.get("OPENBLAS_CORETYPE")
+        command = ((f"OPENBLAS_CORETYPE={coretype} " if coretype is not None else "")
+                   + " ".join(["python bench/compare.py", *kept]))
         path.write_text(markdown_report(out, command))
         log(f"Markdown: {path}")
     if args.png:
