@@ -350,11 +350,11 @@ class Contestant:
         """Time `number` back-to-back calls (steady state), after one untimed call.
 
         The untimed call wakes the contestant's worker threads, which went to sleep
-        while the others ran (waking them costs milliseconds on a VM); it is skipped
-        when one call fills the sample anyway.
+        while the others ran (waking them costs milliseconds on a VM), and lets the
+        allocator get back the memory the contestant uses (first-touch page faults
+        are expensive in this VM).  Every contestant gets it, whatever its speed.
         """
-        if self.number > 1:
-            self.fn()
+        self.fn()
         monitor = LoadMonitor()
         gc_was_enabled = gc.isenabled()
         gc.disable()

@@ -19,20 +19,39 @@ from ._validation import as_float_array, check_flag, check_shape, validate_forwa
 # cache needs O(B*H) memory beyond its outputs, yet each GEMM stays large.
 PROJECTION_CHUNK_ROWS = 256
 
-# The per-step recurrent products of small batches use the core's hand-written
-# kernel instead of BLAS: for a few rows, a BLAS call costs more than its
-# arithmetic and a row-at-a-time product is bound by reading W_hh anyway.
-# Measured side by side here (AMD EPYC, OpenBLAS 0.3.30, 2 threads): the kernel
-# is 3.4x faster at B=1, H=64; 1.5x at B=4, H=256; 1.2x at B=8, H=128; even at
-# B=8, H=256; 0.8x at B=16, H=128.
-SMALL_KERNEL_MAX_ROWS = 4
-SMALL_KERNEL_MAX_MACS = 1 << 19
+# Time steps with few active rows compute their recurrent products with the
+# core's hand-written kernel instead of BLAS: OpenBLAS repacks all of W_hh on
+# every call, so a call costs about the same for 1 row as for 32 (73 us vs 83 us
+# for H=256 here), while the kernel's cost grows with the rows.  Limits from
+# side-by-side runs of bench/compare.py's shapes and spread lengths (AMD EPYC,
+# OpenBLAS 0.3.30 Haswell kernels, 2 threads): the kernel is 3.4x faster at
+# B=1, H=64, 1.5x at B=8, H=128, 1.2x at B=8, H=512, and slower from B=16,
+# H=512 on; the forward pass also pays one transpose of W_hh to use it.
+SMALL_KERNEL_ROWS_BY_HIDDEN = ((256, 12), (512, 8))
+SMALL_KERNEL_ROWS_LARGE_HIDDEN = 4
 
 
-def use_small_kernel(batch_size, hidden_size):
-    """Whether the per-step recurrent products skip BLAS for the small kernel."""
-    macs_per_step = batch_size * 3 * hidden_size * hidden_size
-    return batch_size <= SMALL_KERNEL_MAX_ROWS or macs_per_step <= SMALL_KERNEL_MAX_MACS
+def small_kernel_rows(hidden_size):
+    """Steps with at most this many active rows skip BLAS for the small kernel.
+
+    Decided per step, so a batch whose rows end early moves to the small kernel
+    as it thins out.
+    """
+    for largest_hidden, rows in SMALL_KERNEL_ROWS_BY_HIDDEN:
+        if hidden_size <= largest_hidden:
+            return rows
+    return SMALL_KERNEL_ROWS_LARGE_HIDDEN
+
+
+def _forward_small_rows(batch_sizes, hidden_size):
+    """`small_kernel_rows`, or 0 where too few steps qualify to repay transposing W_hh."""
+    rows = small_kernel_rows(hidden_size)
+    active = batch_sizes[batch_sizes > 0]
+    qualifying = int(np.count_nonzero(active <= rows))
+    large_hidden = hidden_size > SMALL_KERNEL_ROWS_BY_HIDDEN[-1][0]
+    if qualifying == 0 or (large_hidden and 2 * qualifying < active.size):
+        return 0
+    return rows
 
 
 @dataclass(frozen=True)
@@ -161,14 +180,14 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     proj_rows = max(batch_size, min(PROJECTION_CHUNK_ROWS, packing.n_rows))
     proj = np.empty((proj_rows, 3 * hidden_size), dtype=dtype)
     hidden = np.empty((batch_size, 3 * hidden_size), dtype=dtype)
-    small = use_small_kernel(batch_size, hidden_size)
-    weight_hh_t = np.empty((hidden_size, 3 * hidden_size) if small else (1, 1), dtype=dtype)
+    small_rows = _forward_small_rows(packing.batch_sizes, hidden_size)
+    weight_hh_t = np.empty((hidden_size, 3 * hidden_size) if small_rows else (1, 1), dtype=dtype)
 
     _core.forward_sequence(
         x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
         args.weight_ih, args.weight_hh, weight_hh_t, bias_gates, bias_hn,
         state, y.reshape(seq_len * batch_size, hidden_size),
-        gates, h_prev, proj, hidden, args.reset_after, args.reverse, return_cache, small,
+        gates, h_prev, proj, hidden, args.reset_after, args.reverse, return_cache, small_rows,
     )
     h_n = packing.unsort_rows(state)
     if not return_cache:
@@ -251,7 +270,7 @@ def gru_backward(cache, dy, dh_n=None):
         np.ascontiguousarray(dy).reshape(seq_len * batch_size, hidden_size),
         dh, d_gi, d_gh, dq, dx_packed, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh,
         cache.reset_after, cache.reverse, cache.has_bias,
-        use_small_kernel(batch_size, hidden_size),
+        small_kernel_rows(hidden_size),
     )
     if packing.is_identity:
         dx = dx_packed.reshape(seq_len, batch_size, input_size)

@@ -99,7 +99,23 @@ cdef inline void small_gemm(int m, int n, int k,
     """C (m, n) = A (m, k) @ B (k, n) (+ C if accumulate), row-major, no BLAS.
 
     For the tiny per-step products of small batches, where a BLAS call costs
-    more than the arithmetic.  C is computed in tiles of 4 rows x 32 columns
+    more than the arithmetic.  k is split into blocks of 128 so that the panel
+    of B one column tile reads (128 x 32 values) stays in L1 while every tile
+    of rows goes over it.
+    """
+    cdef int p0
+    for p0 in range(0, k, 128):
+        _small_gemm_k_block(m, n, min(128, k - p0), a + p0, lda, b + p0 * ldb, ldb,
+                            accumulate or p0 > 0, c, ldc)
+
+
+cdef inline void _small_gemm_k_block(int m, int n, int k,
+                                     const floating* a, int lda,
+                                     const floating* b, int ldb,
+                                     bint accumulate, floating* c, int ldc) noexcept nogil:
+    """C (m, n) (+)= A (m, k) @ B (k, n), one block of k (see small_gemm).
+
+    C is computed in tiles of 4 rows x 32 columns
     held in local accumulators (registers, once vectorized) over the whole k
     loop, so each step of k loads 32 values of B and broadcasts 4 of A, and C
     is written once.  Rows left over take `_small_gemm_row`; columns that do

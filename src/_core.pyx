@@ -82,7 +82,8 @@ cdef void _forward_loop(
         floating* gates, floating* h_prev,
         floating* proj, Py_ssize_t proj_rows, floating* hidden,
         Py_ssize_t seq_len, int input_size, int hidden_size,
-        bint reset_after, bint reverse, bint store_history, bint small) noexcept nogil:
+        bint reset_after, bint reverse, bint store_history,
+        Py_ssize_t small_rows) noexcept nogil:
     cdef Py_ssize_t H = hidden_size
     cdef Py_ssize_t step, t, b, j, n_active, row, gate_row, chunk_lo = 0, chunk_hi = 0
     cdef floating r, z, cand, hn, hp, h_new
@@ -93,7 +94,8 @@ cdef void _forward_loop(
     cdef floating* hprev_row
     cdef floating* y_row
 
-    if small:
+    cdef bint small
+    if small_rows > 0:
         _transpose(weight_hh, 3 * H, H, weight_hh_t)
 
     for step in range(seq_len):
@@ -101,6 +103,7 @@ cdef void _forward_loop(
         n_active = batch_sizes[t]
         if n_active == 0:
             continue
+        small = n_active <= small_rows  # hand-written kernel for this step's products
 
         # Input projection, a chunk of steps at a time (never more than
         # proj_rows packed rows, and always at least the current step).
@@ -200,15 +203,17 @@ def forward_sequence(const floating[:, ::1] x,
                      floating[:, ::1] h_prev,
                      floating[:, ::1] proj,
                      floating[:, ::1] hidden,
-                     bint reset_after, bint reverse, bint store_history, bint small):
+                     bint reset_after, bint reverse, bint store_history,
+                     Py_ssize_t small_rows):
     """Run one GRU layer in one direction over a packed sequence (GIL released).
 
     Shapes (N packed rows, T steps, B batch rows sorted by length, H hidden):
     x (N, I); batch_sizes (T,); offsets (T+1,); out_rows (N,) or (0,) for
     the identity;
-    weight_ih (3H, I); weight_hh (3H, H); weight_hh_t (H, 3H) is scratch that
-    receives W_hh.T when `small` (the per-step products then use the
-    hand-written small_gemm instead of BLAS), else any (1, 1) array; bias_gates (3H,) = b_ih plus b_hh
+    weight_ih (3H, I); weight_hh (3H, H); the per-step products of steps with
+    at most `small_rows` active rows use the hand-written small_gemm instead
+    of BLAS, and then weight_hh_t (H, 3H) is scratch that receives W_hh.T
+    (with small_rows = 0 it may be any (1, 1) array); bias_gates (3H,) = b_ih plus b_hh
     folded in wherever it adds directly; bias_hn (H,) = b_hn when reset_after
     (zeros otherwise); state (B, H) in/out; y (T*B, H) out (padding untouched);
     gates (N, 4H) and h_prev (N, H) when store_history, else (B, 4H) and
@@ -225,7 +230,7 @@ def forward_sequence(const floating[:, ::1] x,
                       &state[0, 0], &y[0, 0], &gates[0, 0], &h_prev[0, 0],
                       &proj[0, 0], proj.shape[0], &hidden[0, 0],
                       seq_len, <int> x.shape[1], <int> state.shape[1],
-                      reset_after, reverse, store_history, small)
+                      reset_after, reverse, store_history, small_rows)
 
 
 cdef void _backward_loop(
@@ -237,10 +242,12 @@ cdef void _backward_loop(
         floating* dx, floating* d_weight_ih, floating* d_weight_hh,
         floating* d_bias_ih, floating* d_bias_hh,
         Py_ssize_t seq_len, Py_ssize_t n_rows, int input_size, int hidden_size,
-        bint reset_after, bint reverse, bint with_bias, bint small) noexcept nogil:
+        bint reset_after, bint reverse, bint with_bias,
+        Py_ssize_t small_rows) noexcept nogil:
     cdef Py_ssize_t H = hidden_size
     cdef Py_ssize_t step, t, b, j, n_active, row
     cdef floating r, z, cand, hn, d_h, d_an, d_ar, d_az
+    cdef bint small
     cdef floating one = 1  # a typed 1: a bare literal would promote float math to double
     cdef const floating* gt
     cdef const floating* dy_row
@@ -256,6 +263,7 @@ cdef void _backward_loop(
         n_active = batch_sizes[t]
         if n_active == 0:
             continue
+        small = n_active <= small_rows
         for b in range(n_active):
             row = offsets[t] + b
             gt = gates + row * 4 * H
@@ -374,7 +382,8 @@ def backward_sequence(const floating[:, ::1] x,
                       floating[:, ::1] d_weight_hh,
                       floating[::1] d_bias_ih,
                       floating[::1] d_bias_hh,
-                      bint reset_after, bint reverse, bint with_bias, bint small):
+                      bint reset_after, bint reverse, bint with_bias,
+                      Py_ssize_t small_rows):
     """Backpropagation through time for one layer and direction (GIL released).
 
     Takes the packed layout and the cache written by `forward_sequence` with
@@ -383,8 +392,8 @@ def backward_sequence(const floating[:, ::1] x,
     gradients d_gi (N, 3H) = dL/d(x W_ih^T + b_ih) and, for reset_after,
     d_gh (N, 3H) = dL/d(h W_hh^T + b_hh) (unused otherwise); dq (B, H) is
     scratch.  Outputs dx (N, I), d_weight_ih (3H, I), d_weight_hh (3H, H) and
-    the bias gradients (3H,) when with_bias.  `small` selects the hand-written
-    kernel for the per-step products (see forward_sequence).
+    the bias gradients (3H,) when with_bias.  Steps with at most `small_rows`
+    active rows use the hand-written kernel (see forward_sequence).
     """
     cdef Py_ssize_t seq_len = batch_sizes.shape[0]
     cdef Py_ssize_t n_rows = x.shape[0]
@@ -402,7 +411,7 @@ def backward_sequence(const floating[:, ::1] x,
                        &dx[0, 0], &d_weight_ih[0, 0], &d_weight_hh[0, 0],
                        &d_bias_ih[0], &d_bias_hh[0],
                        seq_len, n_rows, <int> x.shape[1], <int> dh.shape[1],
-                       reset_after, reverse, with_bias, small)
+                       reset_after, reverse, with_bias, small_rows)
 
 
 def activations(const floating[::1] values, floating[::1] sigmoid_out, floating[::1] tanh_out):

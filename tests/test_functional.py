@@ -15,11 +15,18 @@ RTOL_GRAD = {np.float32: 2e-4, np.float64: 1e-8}
 GRAD_NAMES = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
-@pytest.fixture(autouse=True, params=["blas", "small_kernel"])
+SMALL_KERNEL_ROWS = {"blas": 0, "small_kernel": 10**9, "switching": 2}
+
+
+@pytest.fixture(autouse=True, params=list(SMALL_KERNEL_ROWS))
 def per_step_kernel(request, monkeypatch):
-    """Run every test with both implementations of the per-step recurrent products."""
-    use_small = request.param == "small_kernel"
-    monkeypatch.setattr(gru_fast.functional, "use_small_kernel", lambda b, h: use_small)
+    """Run every test with BLAS, with the small kernel, and switching per step.
+
+    "switching" gives steps with at most 2 active rows to the small kernel, so
+    batches with lengths change kernels partway through the sequence.
+    """
+    rows = SMALL_KERNEL_ROWS[request.param]
+    monkeypatch.setattr(gru_fast.functional, "small_kernel_rows", lambda hidden_size: rows)
     return request.param
 
 
@@ -92,7 +99,7 @@ def test_matches_reference(dtype, reset_after, reverse, bias, with_h0, lengths):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 3, 2, 5), (9, 1, 4, 3), (4, 2, 1, 1),
-                                   (3, 17, 13, 33), (2, 3, 70, 9), (5, 1, 3, 40), (4, 6, 2, 45)])
+                                   (3, 17, 13, 33), (2, 3, 70, 9), (5, 1, 3, 40), (4, 6, 2, 45), (3, 5, 130, 140)])
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_edge_shapes(dtype, shape, reset_after):
     rng = np.random.default_rng(sum(shape))
