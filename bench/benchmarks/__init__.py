@@ -1,4 +1,4 @@
-"""asv benchmarks of gru_fast (see docs/benchmarks.md).
+"""asv benchmarks of gru_fast (see bench/README.md).
 
 Modules: ``bench_functional`` (gru_forward / gru_backward), ``bench_lengths``
 (variable lengths versus a padded batch), ``bench_layer`` (the GRU layer:
