@@ -579,6 +579,19 @@ def evaluate_targets(results, lengths_rows, peak, shape_names):
     return targets
 
 
+def target_value(target):
+    """The measured value of one target and its threshold, as printed and in Markdown."""
+    if target["ratio"] is None:
+        return "not measured"
+    if "peak" in target["target"]:
+        return f"{100 * target['ratio']:.1f}% (target >= {100 * target['threshold']:.0f}%)"
+    if target["target"].startswith("memory"):
+        return f"{target['ratio']:.0f} B/step (target <= {target['threshold']})"
+    digits = 3 if "lengths" in target["target"] else 2
+    return (f"{target['ratio']:.{digits}f}x "
+            f"(target {target['comparison']} {target['threshold']}x)")
+
+
 def markdown_report(out, command):
     """The results as Markdown: machine, command, the table of ratios, the targets."""
     meta, results = out["meta"], out["results"]
@@ -636,16 +649,7 @@ def markdown_report(out, command):
               for m in out["memory"] if m["reset_after"]]
     lines += ["", "Targets of issue 5:", ""]
     for t in out["targets"]:
-        if t["ratio"] is None:
-            value = "not measured"
-        elif "peak" in t["target"]:
-            value = f"{100 * t['ratio']:.0f}% (target >= {100 * t['threshold']:.0f}%)"
-        elif t["target"].startswith("memory"):
-            value = f"{t['ratio']:.0f} B/step (target <= {t['threshold']})"
-        else:
-            digits = 3 if "lengths" in t["target"] else 2
-            value = (f"{t['ratio']:.{digits}f}x "
-                     f"(target {t['comparison']} {t['threshold']}x)")
+        value = target_value(t)
         mark = {"met": "met", "MISSED": "**missed**"}.get(t["status"], t["status"])
         lines.append(f"- {mark}: {t['target']}, {t['shape']}: {value}")
     return "\n".join(lines) + "\n"
@@ -961,15 +965,9 @@ def main(argv=None):
                  f"{m['growth_per_step'] / batch_size:.1f} B per (step, row)"))
     log("== targets (issue 5)")
     for t in targets:
-        if t["ratio"] is None:
-            value = "-"
-        elif "peak" in t["target"]:
-            value = f"{100 * t['ratio']:.1f}% (>= {100 * t['threshold']:.0f}%)"
-        elif t["target"].startswith("memory"):
-            value = f"{t['ratio']:.0f} B/step (<= {t['threshold']}); {t['note']}"
-        else:
-            digits = 3 if "lengths" in t["target"] else 2
-            value = f"{t['ratio']:.{digits}f}x ({t['comparison']} {t['threshold']}x)"
+        value = target_value(t)
+        if t["ratio"] is not None and t.get("note"):
+            value += f"; {t['note']}"
         log(f"  [{t['status']:>12}] {t['target']}, {t['shape']}: {value}")
     n_met = sum(t["status"] == "met" for t in targets)
     n_missed = sum(t["status"] == "MISSED" for t in targets)
