@@ -24,7 +24,11 @@ directives = {
 # The gate loops read and write several arrays through pointers; GCC vectorizes
 # them only after runtime alias checks, and its default limit (10 checks) is
 # below what a fused GRU gate loop needs.
-compile_args = ["-O3", "-fno-math-errno", "--param", "vect-max-version-for-alias-checks=256"]
+compile_args = ["-O3", "-fno-math-errno", "--param", "vect-max-version-for-alias-checks=256",
+                "-fopenmp"]
+# OpenMP runs the per-step work of one sequence on several threads (see
+# src/_core.pyx); the thread count is OpenMP's, which threadpoolctl controls.
+link_args = ["-fopenmp"]
 if native:
     compile_args.append("-march=native")
 
@@ -34,6 +38,7 @@ extensions = [
         sources=["src/_core.pyx"],
         include_dirs=["src"],
         extra_compile_args=compile_args,
+        extra_link_args=link_args,
     ),
 ]
 

@@ -19,39 +19,30 @@ from ._validation import as_float_array, check_flag, check_shape, validate_forwa
 # cache needs O(B*H) memory beyond its outputs, yet each GEMM stays large.
 PROJECTION_CHUNK_ROWS = 256
 
-# Time steps with few active rows compute their recurrent products with the
-# core's hand-written kernel instead of BLAS: OpenBLAS repacks all of W_hh on
-# every call, so a call costs about the same for 1 row as for 32 (73 us vs 83 us
-# for H=256 here), while the kernel's cost grows with the rows.  Limits from
-# side-by-side runs of bench/compare.py's shapes and spread lengths (AMD EPYC,
-# OpenBLAS 0.3.30 Haswell kernels, 2 threads): the kernel is 3.4x faster at
-# B=1, H=64, 1.5x at B=8, H=128, 1.2x at B=8, H=512, and slower from B=16,
-# H=512 on; the forward pass also pays one transpose of W_hh to use it.
-SMALL_KERNEL_ROWS_BY_HIDDEN = ((256, 12), (512, 8))
-SMALL_KERNEL_ROWS_LARGE_HIDDEN = 4
+# The time loop runs on several threads (one OpenMP region for the whole
+# sequence, each thread owning whole panels of 32 hidden units) once a step
+# has enough work to repay the barriers between threads, two per step.
+THREADED_MIN_WORK = 8192  # B * H
 
 
-def small_kernel_rows(hidden_size):
-    """Steps with at most this many active rows skip BLAS for the small kernel.
+def core_threads(batch_size, hidden_size):
+    """Threads for one core call: OpenMP's count (threadpoolctl sets it), or 1.
 
-    Decided per step, so a batch whose rows end early moves to the small kernel
-    as it thins out.
+    Parameters
+    ----------
+    batch_size, hidden_size : int
+        B and H of the call.
+
+    Returns
+    -------
+    int
+        How many threads run the time loop; never more than there are
+        panels of 32 hidden units to share.
     """
-    for largest_hidden, rows in SMALL_KERNEL_ROWS_BY_HIDDEN:
-        if hidden_size <= largest_hidden:
-            return rows
-    return SMALL_KERNEL_ROWS_LARGE_HIDDEN
-
-
-def _forward_small_rows(batch_sizes, hidden_size):
-    """`small_kernel_rows`, or 0 where too few steps qualify to repay transposing W_hh."""
-    rows = small_kernel_rows(hidden_size)
-    active = batch_sizes[batch_sizes > 0]
-    qualifying = int(np.count_nonzero(active <= rows))
-    large_hidden = hidden_size > SMALL_KERNEL_ROWS_BY_HIDDEN[-1][0]
-    if qualifying == 0 or (large_hidden and 2 * qualifying < active.size):
-        return 0
-    return rows
+    if batch_size * hidden_size < THREADED_MIN_WORK:
+        return 1
+    panels = -(-hidden_size // _core.PANEL_WIDTH)
+    return max(1, min(_core.max_threads(), panels))
 
 
 @dataclass(frozen=True)
@@ -180,14 +171,16 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     proj_rows = max(batch_size, min(PROJECTION_CHUNK_ROWS, packing.n_rows))
     proj = np.empty((proj_rows, 3 * hidden_size), dtype=dtype)
     hidden = np.empty((batch_size, 3 * hidden_size), dtype=dtype)
-    small_rows = _forward_small_rows(packing.batch_sizes, hidden_size)
-    weight_hh_t = np.empty((hidden_size, 3 * hidden_size) if small_rows else (1, 1), dtype=dtype)
+    padded = _core.padded_hidden(hidden_size)
+    packed_ih = np.empty(3 * padded * input_size, dtype=dtype)
+    packed_hh = np.empty(3 * padded * hidden_size, dtype=dtype)
 
     _core.forward_sequence(
         x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
-        args.weight_ih, args.weight_hh, weight_hh_t, bias_gates, bias_hn,
+        args.weight_ih, args.weight_hh, packed_ih, packed_hh, bias_gates, bias_hn,
         state, y.reshape(seq_len * batch_size, hidden_size),
-        gates, h_prev, proj, hidden, args.reset_after, args.reverse, return_cache, small_rows,
+        gates, h_prev, proj, hidden, args.reset_after, args.reverse, return_cache,
+        core_threads(batch_size, hidden_size),
     )
     h_n = packing.unsort_rows(state)
     if not return_cache:
@@ -258,6 +251,12 @@ def gru_backward(cache, dy, dh_n=None):
     d_gi = np.empty((n_rows, 3 * hidden_size), dtype=dtype)
     d_gh = np.empty((n_rows if cache.reset_after else 1, 3 * hidden_size), dtype=dtype)
     dq = np.empty((1 if cache.reset_after else batch_size, hidden_size), dtype=dtype)
+    padded_hidden = _core.padded_hidden(hidden_size)
+    padded_input = _core.padded_hidden(input_size)
+    packed_ih = np.empty(padded_input * 3 * hidden_size, dtype=dtype)
+    packed_hh = np.empty(padded_hidden * 3 * hidden_size, dtype=dtype)
+    packed_x = np.empty(padded_input * n_rows, dtype=dtype)
+    packed_h = np.empty(padded_hidden * n_rows, dtype=dtype)
     dx_packed = np.empty((n_rows, input_size), dtype=dtype)
     d_weight_ih = np.empty_like(cache.weight_ih)
     d_weight_hh = np.empty_like(cache.weight_hh)
@@ -268,9 +267,9 @@ def gru_backward(cache, dy, dh_n=None):
         cache.x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
         cache.weight_ih, cache.weight_hh, cache.gates, cache.h_prev,
         np.ascontiguousarray(dy).reshape(seq_len * batch_size, hidden_size),
-        dh, d_gi, d_gh, dq, dx_packed, d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh,
-        cache.reset_after, cache.reverse, cache.has_bias,
-        small_kernel_rows(hidden_size),
+        dh, d_gi, d_gh, dq, packed_ih, packed_hh, packed_x, packed_h, dx_packed, d_weight_ih, d_weight_hh,
+        d_bias_ih, d_bias_hh, cache.reset_after, cache.reverse, cache.has_bias,
+        core_threads(batch_size, hidden_size),
     )
     if packing.is_identity:
         dx = dx_packed.reshape(seq_len, batch_size, input_size)

@@ -23,69 +23,77 @@
 # Without a cache (store_history=False) `gates` and `h_prev` are (B, ...)
 # scratch rewritten every step; the input projection is computed a chunk of
 # steps at a time into `proj`, so memory beyond the outputs stays O(B·H).
+#
+# Products.  Every step multiplies the few active rows by the same weights.
+# BLAS would repack the weights at every call, so the time loops use the
+# packed kernel of _kernel.h instead: each call packs its weights once into
+# panels of 32 columns, per gate, padded to Hp = 32 * ceil(H / 32) columns:
+#   forward:  packed_ih[g] = W_ih[gH:(g+1)H].T (I, Hp), packed_hh[g] likewise (H, Hp)
+#   backward: packed_hh = W_hh (3H, H) as panels of its columns (3H, Hp)
+# The products of backward over all rows at once (dx and the weight
+# gradients) are large, and go to BLAS after the loop.
+#
+# Threads.  The time loop runs on n_threads OpenMP threads (one parallel
+# region for the whole sequence; threadpoolctl and OMP_NUM_THREADS set the
+# count).  Thread i owns a range of hidden units, the same units in the r, z
+# and n blocks, in whole panels, and does all the work of its units: packing
+# their weights, their columns of the projection and of the recurrent
+# product, and their gates.  A step reads the whole previous state (forward)
+# or the gate gradients of every unit (backward), so threads meet at a barrier
+# wherever one reads what another wrote; between barriers no thread reads a
+# column another writes.
 
 from cython cimport floating
-from _blas cimport gemm, small_gemm
+from cython.parallel cimport parallel
+cimport openmp
 from _gates cimport sigmoid, tanh_
+from _kernel cimport PANEL, pack, pack_transposed, packed_gemm, packed_gemm_at
+
+cdef extern from "_parallel.h" nogil:
+    void barrier "gf_barrier"()
 
 
-cdef inline void _project_inputs(
-        const floating* x, const floating* weight_ih,
-        floating* proj, Py_ssize_t first_row, Py_ssize_t n_rows,
-        int input_size, int hidden_size) noexcept nogil:
-    # proj[:n_rows] (n_rows, 3H) = x[first_row:first_row+n_rows] (n_rows, I) @ W_ih.T (I, 3H)
-    gemm(False, True, <int> n_rows, 3 * hidden_size, input_size,
-         <floating> 1.0, x + first_row * input_size, input_size,
-         weight_ih, input_size,
-         <floating> 0.0, proj, 3 * hidden_size)
+def max_threads():
+    """Threads a parallel region of the core gets by default (OpenMP's setting)."""
+    return openmp.omp_get_max_threads()
 
 
-cdef inline void _transpose(const floating* matrix, Py_ssize_t n_rows, Py_ssize_t n_cols,
-                            floating* out) noexcept nogil:
-    """out (n_cols, n_rows) = matrix (n_rows, n_cols).T, in 16x16 blocks."""
-    cdef Py_ssize_t i0, j0, i, j
-    for i0 in range(0, n_rows, 16):
-        for j0 in range(0, n_cols, 16):
-            for i in range(i0, min(i0 + 16, n_rows)):
-                for j in range(j0, min(j0 + 16, n_cols)):
-                    out[j * n_rows + i] = matrix[i * n_cols + j]
+PANEL_WIDTH = PANEL  # columns per panel of the packed weights
 
 
-cdef inline void _times_transposed(
-        bint small, int m, int n, int k, const floating* a, int lda,
-        const floating* w, int ldw, const floating* w_t, int ldw_t,
-        floating* c, int ldc) noexcept nogil:
-    """C (m, n) = A (m, k) @ W.T, W (n, k) at w; W.T (k, n) at w_t when small."""
-    if small:
-        small_gemm(m, n, k, a, lda, w_t, ldw_t, False, c, ldc)
-    else:
-        gemm(False, True, m, n, k, <floating> 1.0, a, lda, w, ldw, <floating> 0.0, c, ldc)
+def padded_hidden(hidden_size):
+    """Hp: H rounded up to whole panels, the gate width of the packed weights."""
+    return -(-hidden_size // PANEL) * PANEL
 
 
-cdef inline void _times(
-        bint small, int m, int n, int k, const floating* a, int lda,
-        const floating* w, int ldw, bint accumulate, floating* c, int ldc) noexcept nogil:
-    """C (m, n) = A (m, k) @ W (k, n), plus C if accumulate."""
-    if small:
-        small_gemm(m, n, k, a, lda, w, ldw, accumulate, c, ldc)
-    else:
-        gemm(False, False, m, n, k, <floating> 1.0, a, lda, w, ldw,
-             <floating> (1.0 if accumulate else 0.0), c, ldc)
+cdef inline void _unit_range(Py_ssize_t hidden_size, int thread, int n_threads,
+                             Py_ssize_t* first, Py_ssize_t* last) noexcept nogil:
+    """Hidden units [first, last) of `thread` of `n_threads`, in whole panels (maybe none).
+
+    Whole panels also keep two threads from writing the same 64-byte line of a row.
+    """
+    cdef Py_ssize_t n_panels = (hidden_size + PANEL - 1) // PANEL
+    first[0] = min(hidden_size, (thread * n_panels // n_threads) * PANEL)
+    last[0] = min(hidden_size, ((thread + 1) * n_panels // n_threads) * PANEL)
 
 
 cdef void _forward_loop(
         const floating* x, const Py_ssize_t* batch_sizes,
         const Py_ssize_t* offsets, const Py_ssize_t* out_rows,
-        const floating* weight_ih, const floating* weight_hh, floating* weight_hh_t,
+        const floating* weight_ih, const floating* weight_hh,
+        floating* packed_ih, floating* packed_hh,
         const floating* bias_gates, const floating* bias_hn,
         floating* state, floating* y,
         floating* gates, floating* h_prev,
         floating* proj, Py_ssize_t proj_rows, floating* hidden,
         Py_ssize_t seq_len, int input_size, int hidden_size,
         bint reset_after, bint reverse, bint store_history,
-        Py_ssize_t small_rows) noexcept nogil:
-    cdef Py_ssize_t H = hidden_size
+        int thread, int n_threads) noexcept nogil:
+    """The forward time loop, as run by `thread` of `n_threads` (see forward_sequence)."""
+    cdef Py_ssize_t H = hidden_size, I = input_size
+    cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
     cdef Py_ssize_t step, t, b, j, n_active, row, gate_row, chunk_lo = 0, chunk_hi = 0
+    cdef Py_ssize_t gate, lo, hi
     cdef floating r, z, cand, hn, hp, h_new
     cdef const floating* g
     cdef const floating* rec
@@ -93,17 +101,24 @@ cdef void _forward_loop(
     cdef floating* gt
     cdef floating* hprev_row
     cdef floating* y_row
+    cdef bint threaded = n_threads > 1
+    _unit_range(H, thread, n_threads, &lo, &hi)
+    cdef int n_units = <int> (hi - lo)
+    # This thread's panels of gate g start at packed_*[g * Hp * K + lo * K].
+    cdef floating* own_ih = packed_ih + lo * I
+    cdef floating* own_hh = packed_hh + lo * H
 
-    cdef bint small
-    if small_rows > 0:
-        _transpose(weight_hh, 3 * H, H, weight_hh_t)
+    for gate in range(3):
+        pack_transposed(weight_ih + (gate * H + lo) * I, I, n_units, input_size,
+                        own_ih + gate * Hp * I)
+        pack_transposed(weight_hh + (gate * H + lo) * H, H, n_units, hidden_size,
+                        own_hh + gate * Hp * H)
 
     for step in range(seq_len):
         t = seq_len - 1 - step if reverse else step
         n_active = batch_sizes[t]
         if n_active == 0:
             continue
-        small = n_active <= small_rows  # hand-written kernel for this step's products
 
         # Input projection, a chunk of steps at a time (never more than
         # proj_rows packed rows, and always at least the current step).
@@ -116,19 +131,18 @@ cdef void _forward_loop(
             else:
                 while chunk_hi < seq_len and offsets[chunk_hi + 1] - offsets[chunk_lo] <= proj_rows:
                     chunk_hi += 1
-            _project_inputs(x, weight_ih, proj, offsets[chunk_lo],
-                            offsets[chunk_hi] - offsets[chunk_lo], input_size, hidden_size)
+            for gate in range(3):
+                # proj[:rows, gH+lo:gH+hi] = x[chunk rows] (rows, I) @ W_ih[gH+lo:gH+hi].T (I, hi-lo)
+                packed_gemm(<int> (offsets[chunk_hi] - offsets[chunk_lo]), n_units, input_size,
+                            x + offsets[chunk_lo] * I, I, own_ih + gate * Hp * I, I * PANEL,
+                            False, proj + gate * H + lo, 3 * H)
 
-        if reset_after:
-            # hidden[:n] (n, 3H) = state[:n] (n, H) @ W_hh.T (H, 3H)
-            _times_transposed(small, <int> n_active, 3 * hidden_size, hidden_size,
-                              state, hidden_size, weight_hh, hidden_size,
-                              weight_hh_t, 3 * hidden_size, hidden, 3 * hidden_size)
-        else:
-            # hidden[:n, :2H] (n, 2H) = state[:n] (n, H) @ W_hh[:2H].T (H, 2H)
-            _times_transposed(small, <int> n_active, 2 * hidden_size, hidden_size,
-                              state, hidden_size, weight_hh, hidden_size,
-                              weight_hh_t, 3 * hidden_size, hidden, 3 * hidden_size)
+        for gate in range(3 if reset_after else 2):
+            # hidden[:n, gH+lo:gH+hi] = state[:n] (n, H) @ W_hh[gH+lo:gH+hi].T (H, hi-lo)
+            packed_gemm(<int> n_active, n_units, hidden_size, state, H,
+                        own_hh + gate * Hp * H, H * PANEL, False, hidden + gate * H + lo, 3 * H)
+        if threaded and reset_after:
+            barrier()  # every thread has read the state the gate loop overwrites
 
         for b in range(n_active):
             row = offsets[t] + b
@@ -140,7 +154,7 @@ cdef void _forward_loop(
             hprev_row = h_prev + gate_row * H
             if reset_after:
                 y_row = y + (out_rows[row] if out_rows != NULL else row) * H
-                for j in range(H):
+                for j in range(lo, hi):
                     hp = hs[j]
                     r = sigmoid(g[j] + rec[j] + bias_gates[j])
                     z = sigmoid(g[H + j] + rec[H + j] + bias_gates[H + j])
@@ -155,7 +169,7 @@ cdef void _forward_loop(
                     hs[j] = h_new
                     y_row[j] = h_new
             else:
-                for j in range(H):
+                for j in range(lo, hi):
                     hp = hs[j]
                     r = sigmoid(g[j] + rec[j] + bias_gates[j])
                     z = sigmoid(g[H + j] + rec[H + j] + bias_gates[H + j])
@@ -165,11 +179,12 @@ cdef void _forward_loop(
                     hprev_row[j] = hp
 
         if not reset_after:
+            if threaded:
+                barrier()  # q = r ∘ h_prev is complete
             gt = gates + (offsets[t] if store_history else 0) * 4 * H
-            # hidden[:n, 2H:] (n, H) = q[:n] (n, H) @ W_hh[2H:].T (H, H),  q = r ∘ h_prev
-            _times_transposed(small, <int> n_active, hidden_size, hidden_size,
-                              gt + 3 * H, 4 * hidden_size, weight_hh + 2 * H * H, hidden_size,
-                              weight_hh_t + 2 * H, 3 * hidden_size, hidden + 2 * H, 3 * hidden_size)
+            # hidden[:n, 2H+lo:2H+hi] = q[:n] (n, H) @ W_hh[2H+lo:2H+hi].T (H, hi-lo),  q = r ∘ h_prev
+            packed_gemm(<int> n_active, n_units, hidden_size, gt + 3 * H, 4 * H,
+                        own_hh + 2 * Hp * H, H * PANEL, False, hidden + 2 * H + lo, 3 * H)
             for b in range(n_active):
                 row = offsets[t] + b
                 gate_row = row if store_history else b
@@ -178,7 +193,7 @@ cdef void _forward_loop(
                 hs = state + b * H
                 gt = gates + gate_row * 4 * H
                 y_row = y + (out_rows[row] if out_rows != NULL else row) * H
-                for j in range(H):
+                for j in range(lo, hi):
                     hp = hs[j]
                     z = gt[H + j]
                     cand = tanh_(g[2 * H + j] + bias_gates[2 * H + j] + rec[2 * H + j])
@@ -186,6 +201,8 @@ cdef void _forward_loop(
                     gt[2 * H + j] = cand
                     hs[j] = h_new
                     y_row[j] = h_new
+        if threaded:
+            barrier()  # the new state is complete before the next step reads it
 
 
 def forward_sequence(const floating[:, ::1] x,
@@ -194,7 +211,8 @@ def forward_sequence(const floating[:, ::1] x,
                      const Py_ssize_t[::1] out_rows,
                      const floating[:, ::1] weight_ih,
                      const floating[:, ::1] weight_hh,
-                     floating[:, ::1] weight_hh_t,
+                     floating[::1] packed_ih,
+                     floating[::1] packed_hh,
                      const floating[::1] bias_gates,
                      const floating[::1] bias_hn,
                      floating[:, ::1] state,
@@ -204,50 +222,77 @@ def forward_sequence(const floating[:, ::1] x,
                      floating[:, ::1] proj,
                      floating[:, ::1] hidden,
                      bint reset_after, bint reverse, bint store_history,
-                     Py_ssize_t small_rows):
+                     int n_threads):
     """Run one GRU layer in one direction over a packed sequence (GIL released).
 
-    Shapes (N packed rows, T steps, B batch rows sorted by length, H hidden):
+    Shapes (N packed rows, T steps, B batch rows sorted by length, H hidden,
+    Hp = padded_hidden(H)):
     x (N, I); batch_sizes (T,); offsets (T+1,); out_rows (N,) or (0,) for
-    the identity;
-    weight_ih (3H, I); weight_hh (3H, H); the per-step products of steps with
-    at most `small_rows` active rows use the hand-written small_gemm instead
-    of BLAS, and then weight_hh_t (H, 3H) is scratch that receives W_hh.T
-    (with small_rows = 0 it may be any (1, 1) array); bias_gates (3H,) = b_ih plus b_hh
-    folded in wherever it adds directly; bias_hn (H,) = b_hn when reset_after
-    (zeros otherwise); state (B, H) in/out; y (T*B, H) out (padding untouched);
-    gates (N, 4H) and h_prev (N, H) when store_history, else (B, 4H) and
-    (B, H) scratch; proj (P, 3H) with P >= B; hidden (B, 3H).
+    the identity; weight_ih (3H, I); weight_hh (3H, H); packed_ih (3*Hp*I,)
+    and packed_hh (3*Hp*H,) scratch for the packed weights; bias_gates (3H,)
+    = b_ih plus b_hh folded in wherever it adds directly; bias_hn (H,) = b_hn
+    when reset_after (zeros otherwise); state (B, H) in/out; y (T*B, H) out
+    (padding untouched); gates (N, 4H) and h_prev (N, H) when store_history,
+    else (B, 4H) and (B, H) scratch; proj (P, 3H) with P >= B; hidden (B, 3H).
+    The time loop runs on n_threads OpenMP threads (one runs it serially).
     """
     cdef Py_ssize_t seq_len = batch_sizes.shape[0]
     if seq_len == 0 or x.shape[0] == 0:
         return
-    with nogil:
-        _forward_loop(&x[0, 0], &batch_sizes[0], &offsets[0],
-                      &out_rows[0] if out_rows.shape[0] > 0 else NULL,
-                      &weight_ih[0, 0], &weight_hh[0, 0], &weight_hh_t[0, 0],
-                      &bias_gates[0], &bias_hn[0],
-                      &state[0, 0], &y[0, 0], &gates[0, 0], &h_prev[0, 0],
-                      &proj[0, 0], proj.shape[0], &hidden[0, 0],
-                      seq_len, <int> x.shape[1], <int> state.shape[1],
-                      reset_after, reverse, store_history, small_rows)
+    cdef const floating* x_ = &x[0, 0]
+    cdef const Py_ssize_t* batch_sizes_ = &batch_sizes[0]
+    cdef const Py_ssize_t* offsets_ = &offsets[0]
+    cdef const Py_ssize_t* out_rows_ = &out_rows[0] if out_rows.shape[0] > 0 else NULL
+    cdef const floating* weight_ih_ = &weight_ih[0, 0]
+    cdef const floating* weight_hh_ = &weight_hh[0, 0]
+    cdef floating* packed_ih_ = &packed_ih[0]
+    cdef floating* packed_hh_ = &packed_hh[0]
+    cdef const floating* bias_gates_ = &bias_gates[0]
+    cdef const floating* bias_hn_ = &bias_hn[0]
+    cdef floating* state_ = &state[0, 0]
+    cdef floating* y_ = &y[0, 0]
+    cdef floating* gates_ = &gates[0, 0]
+    cdef floating* h_prev_ = &h_prev[0, 0]
+    cdef floating* proj_ = &proj[0, 0]
+    cdef floating* hidden_ = &hidden[0, 0]
+    cdef Py_ssize_t proj_rows = proj.shape[0]
+    cdef int input_size = <int> x.shape[1]
+    cdef int hidden_size = <int> state.shape[1]
+    if n_threads <= 1:
+        with nogil:
+            _forward_loop(x_, batch_sizes_, offsets_, out_rows_, weight_ih_, weight_hh_,
+                          packed_ih_, packed_hh_, bias_gates_, bias_hn_,
+                          state_, y_, gates_, h_prev_, proj_, proj_rows, hidden_,
+                          seq_len, input_size, hidden_size,
+                          reset_after, reverse, store_history, 0, 1)
+        return
+    with nogil, parallel(num_threads=n_threads):
+        _forward_loop(x_, batch_sizes_, offsets_, out_rows_, weight_ih_, weight_hh_,
+                      packed_ih_, packed_hh_, bias_gates_, bias_hn_,
+                      state_, y_, gates_, h_prev_, proj_, proj_rows, hidden_,
+                      seq_len, input_size, hidden_size,
+                      reset_after, reverse, store_history,
+                      openmp.omp_get_thread_num(), openmp.omp_get_num_threads())
 
 
 cdef void _backward_loop(
-        const floating* x, const Py_ssize_t* batch_sizes,
+        const Py_ssize_t* batch_sizes,
         const Py_ssize_t* offsets, const Py_ssize_t* out_rows,
-        const floating* weight_ih, const floating* weight_hh,
+        const floating* weight_hh, floating* packed_hh,
         const floating* gates, const floating* h_prev, const floating* dy,
         floating* dh, floating* d_gi, floating* d_gh, floating* dq,
-        floating* dx, floating* d_weight_ih, floating* d_weight_hh,
-        floating* d_bias_ih, floating* d_bias_hh,
-        Py_ssize_t seq_len, Py_ssize_t n_rows, int input_size, int hidden_size,
-        bint reset_after, bint reverse, bint with_bias,
-        Py_ssize_t small_rows) noexcept nogil:
+        Py_ssize_t seq_len, int hidden_size, bint reset_after, bint reverse,
+        int thread, int n_threads) noexcept nogil:
+    """The backward time loop, run by `thread` of `n_threads` (see backward_sequence).
+
+    A thread writes the gate gradients and dh of its own units only; the
+    products dh[:, lo:hi] += d_gates @ W_hh[:, lo:hi] read the gate gradients
+    of every unit, after a barrier.
+    """
     cdef Py_ssize_t H = hidden_size
-    cdef Py_ssize_t step, t, b, j, n_active, row
+    cdef Py_ssize_t step, t, b, j, n_active, row, lo, hi
     cdef floating r, z, cand, hn, d_h, d_an, d_ar, d_az
-    cdef bint small
+    cdef bint threaded = n_threads > 1
     cdef floating one = 1  # a typed 1: a bare literal would promote float math to double
     cdef const floating* gt
     cdef const floating* dy_row
@@ -256,6 +301,11 @@ cdef void _backward_loop(
     cdef floating* dgi_row
     cdef floating* dgh_row
     cdef floating* dq_row
+    _unit_range(H, thread, n_threads, &lo, &hi)
+    cdef int n_units = <int> (hi - lo)
+    # This thread's panels: W_hh[:, lo:hi] as panels of 3H rows.
+    cdef floating* own_hh = packed_hh + lo * 3 * H
+    pack(weight_hh + lo, H, n_units, 3 * hidden_size, own_hh)
 
     # Backward walks the steps in the opposite order of the forward pass.
     for step in range(seq_len):
@@ -263,7 +313,6 @@ cdef void _backward_loop(
         n_active = batch_sizes[t]
         if n_active == 0:
             continue
-        small = n_active <= small_rows
         for b in range(n_active):
             row = offsets[t] + b
             gt = gates + row * 4 * H
@@ -273,7 +322,7 @@ cdef void _backward_loop(
             dgi_row = d_gi + row * 3 * H
             dgh_row = d_gh + row * 3 * H
             if reset_after:
-                for j in range(H):
+                for j in range(lo, hi):
                     r = gt[j]
                     z = gt[H + j]
                     cand = gt[2 * H + j]
@@ -290,23 +339,23 @@ cdef void _backward_loop(
                     dgh_row[2 * H + j] = d_an * r
                     dh_row[j] = d_h * z                        # direct path h_{t-1} -> h_t
             else:
-                for j in range(H):
+                for j in range(lo, hi):
                     z = gt[H + j]
                     cand = gt[2 * H + j]
                     d_h = dh_row[j] + dy_row[j]
                     dgi_row[H + j] = d_h * (hprev_row[j] - cand) * z * (one - z)
                     dgi_row[2 * H + j] = d_h * (one - z) * (one - cand * cand)
                     dh_row[j] = d_h * z
+        if threaded:
+            barrier()  # this step's gate gradients are complete
         if reset_after:
-            # dh[:n] (n, H) += d_gh[rows] (n, 3H) @ W_hh (3H, H)
-            _times(small, <int> n_active, hidden_size, 3 * hidden_size,
-                   d_gh + offsets[t] * 3 * H, 3 * hidden_size, weight_hh, hidden_size,
-                   True, dh, hidden_size)
+            # dh[:n, lo:hi] (n, hi-lo) += d_gh[rows] (n, 3H) @ W_hh[:, lo:hi] (3H, hi-lo)
+            packed_gemm(<int> n_active, n_units, 3 * hidden_size, d_gh + offsets[t] * 3 * H, 3 * H,
+                        own_hh, 3 * H * PANEL, True, dh + lo, H)
         else:
-            # dq[:n] (n, H) = d_an[rows] (n, H) @ W_hh[2H:] (H, H),  q = r ∘ h_prev
-            _times(small, <int> n_active, hidden_size, hidden_size,
-                   d_gi + offsets[t] * 3 * H + 2 * H, 3 * hidden_size,
-                   weight_hh + 2 * H * H, hidden_size, False, dq, hidden_size)
+            # dq[:n, lo:hi] (n, hi-lo) = d_an[rows] (n, H) @ W_hh[2H:, lo:hi] (H, hi-lo),  q = r ∘ h_prev
+            packed_gemm(<int> n_active, n_units, hidden_size, d_gi + offsets[t] * 3 * H + 2 * H,
+                        3 * H, own_hh + 2 * H * PANEL, 3 * H * PANEL, False, dq + lo, H)
             for b in range(n_active):
                 row = offsets[t] + b
                 gt = gates + row * 4 * H
@@ -314,54 +363,106 @@ cdef void _backward_loop(
                 dh_row = dh + b * H
                 dgi_row = d_gi + row * 3 * H
                 dq_row = dq + b * H
-                for j in range(H):
+                for j in range(lo, hi):
                     r = gt[j]
                     dgi_row[j] = dq_row[j] * hprev_row[j] * r * (one - r)
                     dh_row[j] += dq_row[j] * r
-            # dh[:n] (n, H) += d_gi[rows, :2H] (n, 2H) @ W_hh[:2H] (2H, H)
-            _times(small, <int> n_active, hidden_size, 2 * hidden_size,
-                   d_gi + offsets[t] * 3 * H, 3 * hidden_size, weight_hh, hidden_size,
-                   True, dh, hidden_size)
+            if threaded:
+                barrier()  # the reset-gate gradients are complete
+            # dh[:n, lo:hi] (n, hi-lo) += d_gi[rows, :2H] (n, 2H) @ W_hh[:2H, lo:hi] (2H, hi-lo)
+            packed_gemm(<int> n_active, n_units, 2 * hidden_size, d_gi + offsets[t] * 3 * H, 3 * H,
+                        own_hh, 3 * H * PANEL, True, dh + lo, H)
 
-    # Everything below is over all N packed rows at once.
-    # dx (N, I) = d_gi (N, 3H) @ W_ih (3H, I)
-    gemm(False, False, <int> n_rows, input_size, 3 * hidden_size,
-         <floating> 1.0, d_gi, 3 * hidden_size, weight_ih, input_size,
-         <floating> 0.0, dx, input_size)
-    # dW_ih (3H, I) = d_gi.T (3H, N) @ x (N, I)
-    gemm(True, False, 3 * hidden_size, input_size, <int> n_rows,
-         <floating> 1.0, d_gi, 3 * hidden_size, x, input_size,
-         <floating> 0.0, d_weight_ih, input_size)
+
+cdef void _gradients_over_rows(
+        const floating* x, const floating* weight_ih,
+        const floating* gates, const floating* h_prev,
+        const floating* d_gi, const floating* d_gh,
+        floating* packed_ih, floating* packed_x, floating* packed_h,
+        floating* dx, floating* d_weight_ih, floating* d_weight_hh,
+        floating* d_bias_ih, floating* d_bias_hh,
+        Py_ssize_t n_rows, int input_size, int hidden_size,
+        bint reset_after, bint with_bias, int thread, int n_threads) noexcept nogil:
+    """dx, the weight and the bias gradients from the gate gradients of all N rows.
+
+    Run by `thread` of `n_threads` after the time loop: the thread computes
+    its own panels of input columns (dx, dW_ih) and of hidden units (dW_hh,
+    the biases).  Ip = I and Hp = H rounded up to whole panels:
+    packed_ih (Ip*3H,), packed_x (Ip*N,) and packed_h (Hp*N,) are scratch.
+    """
+    cdef Py_ssize_t H = hidden_size, I = input_size, N = n_rows
+    cdef Py_ssize_t lo, hi, in_lo, in_hi, gate
+    _unit_range(H, thread, n_threads, &lo, &hi)
+    _unit_range(I, thread, n_threads, &in_lo, &in_hi)
+    cdef int n_units = <int> (hi - lo)
+    cdef int n_inputs = <int> (in_hi - in_lo)
+
+    # dx[:, in_lo:in_hi] (N, n_in) = d_gi (N, 3H) @ W_ih[:, in_lo:in_hi] (3H, n_in)
+    pack(weight_ih + in_lo, I, n_inputs, 3 * hidden_size, packed_ih + in_lo * 3 * H)
+    packed_gemm(<int> N, n_inputs, 3 * hidden_size, d_gi, 3 * H,
+                packed_ih + in_lo * 3 * H, 3 * H * PANEL, False, dx + in_lo, I)
+    # dW_ih[:, in_lo:in_hi] (3H, n_in) = d_gi.T (3H, N) @ x[:, in_lo:in_hi] (N, n_in)
+    pack(x + in_lo, I, n_inputs, <int> N, packed_x + in_lo * N)
+    packed_gemm_at(3 * hidden_size, n_inputs, <int> N, d_gi, 3 * H,
+                   packed_x + in_lo * N, N * PANEL, d_weight_ih + in_lo, I)
+
+    pack(h_prev + lo, H, n_units, <int> N, packed_h + lo * N)
     if reset_after:
-        # dW_hh (3H, H) = d_gh.T (3H, N) @ h_prev (N, H)
-        gemm(True, False, 3 * hidden_size, hidden_size, <int> n_rows,
-             <floating> 1.0, d_gh, 3 * hidden_size, h_prev, hidden_size,
-             <floating> 0.0, d_weight_hh, hidden_size)
+        # dW_hh[:, lo:hi] (3H, n) = d_gh.T (3H, N) @ h_prev[:, lo:hi] (N, n)
+        packed_gemm_at(3 * hidden_size, n_units, <int> N, d_gh, 3 * H,
+                       packed_h + lo * N, N * PANEL, d_weight_hh + lo, H)
     else:
-        # dW_hh[:2H] (2H, H) = d_gi[:, :2H].T (2H, N) @ h_prev (N, H)
-        gemm(True, False, 2 * hidden_size, hidden_size, <int> n_rows,
-             <floating> 1.0, d_gi, 3 * hidden_size, h_prev, hidden_size,
-             <floating> 0.0, d_weight_hh, hidden_size)
-        # dW_hh[2H:] (H, H) = d_an.T (H, N) @ q (N, H),  q = gates[:, 3H:]
-        gemm(True, False, hidden_size, hidden_size, <int> n_rows,
-             <floating> 1.0, d_gi + 2 * H, 3 * hidden_size, gates + 3 * H, 4 * hidden_size,
-             <floating> 0.0, d_weight_hh + 2 * H * H, hidden_size)
+        # dW_hh[:2H, lo:hi] (2H, n) = d_gi[:, :2H].T (2H, N) @ h_prev[:, lo:hi] (N, n)
+        packed_gemm_at(2 * hidden_size, n_units, <int> N, d_gi, 3 * H,
+                       packed_h + lo * N, N * PANEL, d_weight_hh + lo, H)
+        # dW_hh[2H:, lo:hi] (H, n) = d_an.T (H, N) @ q[:, lo:hi] (N, n),  q = gates[:, 3H:]
+        pack(gates + 3 * H + lo, 4 * H, n_units, <int> N, packed_h + lo * N)
+        packed_gemm_at(hidden_size, n_units, <int> N, d_gi + 2 * H, 3 * H,
+                       packed_h + lo * N, N * PANEL, d_weight_hh + 2 * H * H + lo, H)
     if with_bias:
-        _column_sums(d_gi, n_rows, 3 * H, d_bias_ih)
-        _column_sums(d_gh if reset_after else d_gi, n_rows, 3 * H, d_bias_hh)
+        for gate in range(3):
+            # b_ih[gH+lo:gH+hi] = sum over rows of d_gi[:, gH+lo:gH+hi]; b_hh likewise
+            _column_sums(d_gi, N, 3 * H, gate * H + lo, gate * H + hi, d_bias_ih)
+            _column_sums(d_gh if reset_after else d_gi, N, 3 * H,
+                         gate * H + lo, gate * H + hi, d_bias_hh)
 
 
-cdef inline void _column_sums(const floating* matrix, Py_ssize_t n_rows,
-                              Py_ssize_t n_cols, floating* out) noexcept nogil:
-    """out (n_cols,) = sum over rows of matrix (n_rows, n_cols)."""
+cdef inline void _column_sums(const floating* matrix, Py_ssize_t n_rows, Py_ssize_t n_cols,
+                              Py_ssize_t col_lo, Py_ssize_t col_hi,
+                              floating* out) noexcept nogil:
+    """out[col_lo:col_hi] = sum over rows of matrix[:, col_lo:col_hi]; matrix (n_rows, n_cols)."""
     cdef Py_ssize_t i, j
     cdef const floating* row
-    for j in range(n_cols):
+    for j in range(col_lo, col_hi):
         out[j] = 0
     for i in range(n_rows):
         row = matrix + i * n_cols
-        for j in range(n_cols):
+        for j in range(col_lo, col_hi):
             out[j] += row[j]
+
+
+cdef void _backward_thread(
+        const floating* x, const Py_ssize_t* batch_sizes,
+        const Py_ssize_t* offsets, const Py_ssize_t* out_rows,
+        const floating* weight_ih, const floating* weight_hh,
+        const floating* gates, const floating* h_prev, const floating* dy,
+        floating* dh, floating* d_gi, floating* d_gh, floating* dq,
+        floating* packed_ih, floating* packed_hh, floating* packed_x, floating* packed_h,
+        floating* dx, floating* d_weight_ih, floating* d_weight_hh,
+        floating* d_bias_ih, floating* d_bias_hh,
+        Py_ssize_t seq_len, Py_ssize_t n_rows, int input_size, int hidden_size,
+        bint reset_after, bint reverse, bint with_bias,
+        int thread, int n_threads) noexcept nogil:
+    """All of backward for `thread` of `n_threads`: the time loop, then the products over rows."""
+    _backward_loop(batch_sizes, offsets, out_rows, weight_hh, packed_hh, gates, h_prev, dy,
+                   dh, d_gi, d_gh, dq, seq_len, hidden_size, reset_after, reverse,
+                   thread, n_threads)
+    if n_threads > 1:
+        barrier()  # the gate gradients of every row and unit are complete
+    _gradients_over_rows(x, weight_ih, gates, h_prev, d_gi, d_gh,
+                         packed_ih, packed_x, packed_h, dx, d_weight_ih, d_weight_hh,
+                         d_bias_ih, d_bias_hh, n_rows, input_size, hidden_size,
+                         reset_after, with_bias, thread, n_threads)
 
 
 def backward_sequence(const floating[:, ::1] x,
@@ -377,23 +478,28 @@ def backward_sequence(const floating[:, ::1] x,
                       floating[:, ::1] d_gi,
                       floating[:, ::1] d_gh,
                       floating[:, ::1] dq,
+                      floating[::1] packed_ih,
+                      floating[::1] packed_hh,
+                      floating[::1] packed_x,
+                      floating[::1] packed_h,
                       floating[:, ::1] dx,
                       floating[:, ::1] d_weight_ih,
                       floating[:, ::1] d_weight_hh,
                       floating[::1] d_bias_ih,
                       floating[::1] d_bias_hh,
                       bint reset_after, bint reverse, bint with_bias,
-                      Py_ssize_t small_rows):
+                      int n_threads):
     """Backpropagation through time for one layer and direction (GIL released).
 
     Takes the packed layout and the cache written by `forward_sequence` with
     store_history.  dy (T*B, H) is read only at valid rows; dh (B, H) holds
     dL/dh_n on entry (sorted rows) and dL/dh0 on exit.  Writes the gate
     gradients d_gi (N, 3H) = dL/d(x W_ih^T + b_ih) and, for reset_after,
-    d_gh (N, 3H) = dL/d(h W_hh^T + b_hh) (unused otherwise); dq (B, H) is
-    scratch.  Outputs dx (N, I), d_weight_ih (3H, I), d_weight_hh (3H, H) and
-    the bias gradients (3H,) when with_bias.  Steps with at most `small_rows`
-    active rows use the hand-written kernel (see forward_sequence).
+    d_gh (N, 3H) = dL/d(h W_hh^T + b_hh) (unused otherwise).  Scratch, with
+    Ip and Hp = I and H rounded up to whole panels (padded_hidden): dq (B, H),
+    packed_ih (Ip*3H,), packed_hh (Hp*3H,), packed_x (Ip*N,), packed_h
+    (Hp*N,).  Outputs dx (N, I), d_weight_ih (3H, I), d_weight_hh (3H, H) and
+    the bias gradients (3H,) when with_bias.  Runs on n_threads OpenMP threads.
     """
     cdef Py_ssize_t seq_len = batch_sizes.shape[0]
     cdef Py_ssize_t n_rows = x.shape[0]
@@ -403,15 +509,47 @@ def backward_sequence(const floating[:, ::1] x,
         d_bias_ih[...] = 0
         d_bias_hh[...] = 0
         return
-    with nogil:
-        _backward_loop(&x[0, 0], &batch_sizes[0], &offsets[0],
-                       &out_rows[0] if out_rows.shape[0] > 0 else NULL,
-                       &weight_ih[0, 0], &weight_hh[0, 0], &gates[0, 0], &h_prev[0, 0],
-                       &dy[0, 0], &dh[0, 0], &d_gi[0, 0], &d_gh[0, 0], &dq[0, 0],
-                       &dx[0, 0], &d_weight_ih[0, 0], &d_weight_hh[0, 0],
-                       &d_bias_ih[0], &d_bias_hh[0],
-                       seq_len, n_rows, <int> x.shape[1], <int> dh.shape[1],
-                       reset_after, reverse, with_bias, small_rows)
+    cdef const floating* x_ = &x[0, 0]
+    cdef const Py_ssize_t* batch_sizes_ = &batch_sizes[0]
+    cdef const Py_ssize_t* offsets_ = &offsets[0]
+    cdef const Py_ssize_t* out_rows_ = &out_rows[0] if out_rows.shape[0] > 0 else NULL
+    cdef const floating* weight_ih_ = &weight_ih[0, 0]
+    cdef const floating* weight_hh_ = &weight_hh[0, 0]
+    cdef const floating* gates_ = &gates[0, 0]
+    cdef const floating* h_prev_ = &h_prev[0, 0]
+    cdef const floating* dy_ = &dy[0, 0]
+    cdef floating* dh_ = &dh[0, 0]
+    cdef floating* d_gi_ = &d_gi[0, 0]
+    cdef floating* d_gh_ = &d_gh[0, 0]
+    cdef floating* dq_ = &dq[0, 0]
+    cdef floating* packed_ih_ = &packed_ih[0]
+    cdef floating* packed_hh_ = &packed_hh[0]
+    cdef floating* packed_x_ = &packed_x[0]
+    cdef floating* packed_h_ = &packed_h[0]
+    cdef floating* dx_ = &dx[0, 0]
+    cdef floating* d_weight_ih_ = &d_weight_ih[0, 0]
+    cdef floating* d_weight_hh_ = &d_weight_hh[0, 0]
+    cdef floating* d_bias_ih_ = &d_bias_ih[0]
+    cdef floating* d_bias_hh_ = &d_bias_hh[0]
+    cdef int input_size = <int> x.shape[1]
+    cdef int hidden_size = <int> dh.shape[1]
+    if n_threads <= 1:
+        with nogil:
+            _backward_thread(x_, batch_sizes_, offsets_, out_rows_, weight_ih_, weight_hh_,
+                             gates_, h_prev_, dy_, dh_, d_gi_, d_gh_, dq_,
+                             packed_ih_, packed_hh_, packed_x_, packed_h_,
+                             dx_, d_weight_ih_, d_weight_hh_, d_bias_ih_, d_bias_hh_,
+                             seq_len, n_rows, input_size, hidden_size,
+                             reset_after, reverse, with_bias, 0, 1)
+        return
+    with nogil, parallel(num_threads=n_threads):
+        _backward_thread(x_, batch_sizes_, offsets_, out_rows_, weight_ih_, weight_hh_,
+                         gates_, h_prev_, dy_, dh_, d_gi_, d_gh_, dq_,
+                         packed_ih_, packed_hh_, packed_x_, packed_h_,
+                         dx_, d_weight_ih_, d_weight_hh_, d_bias_ih_, d_bias_hh_,
+                         seq_len, n_rows, input_size, hidden_size,
+                         reset_after, reverse, with_bias,
+                         openmp.omp_get_thread_num(), openmp.omp_get_num_threads())
 
 
 def activations(const floating[::1] values, floating[::1] sigmoid_out, floating[::1] tanh_out):

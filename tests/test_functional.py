@@ -15,19 +15,19 @@ RTOL_GRAD = {np.float32: 2e-4, np.float64: 1e-8}
 GRAD_NAMES = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
-SMALL_KERNEL_ROWS = {"blas": 0, "small_kernel": 10**9, "switching": 2}
+CORE_THREADS = {"one_thread": 1, "two_threads": 2, "three_threads": 3}
 
 
-@pytest.fixture(autouse=True, params=list(SMALL_KERNEL_ROWS))
-def per_step_kernel(request, monkeypatch):
-    """Run every test with BLAS, with the small kernel, and switching per step.
+@pytest.fixture(autouse=True, params=list(CORE_THREADS))
+def core_threads(request, monkeypatch):
+    """Run every test on one, two and three threads of the core, whatever the shape.
 
-    "switching" gives steps with at most 2 active rows to the small kernel, so
-    batches with lengths change kernels partway through the sequence.
+    Three threads on these small shapes leave some threads without hidden
+    units or input columns, which must still meet every barrier.
     """
-    rows = SMALL_KERNEL_ROWS[request.param]
-    monkeypatch.setattr(gru_fast.functional, "small_kernel_rows", lambda hidden_size: rows)
-    return request.param
+    n_threads = CORE_THREADS[request.param]
+    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda batch, hidden: n_threads)
+    return n_threads
 
 
 def make_problem(rng, seq_len, batch_size, input_size, hidden_size, dtype,
@@ -122,6 +122,28 @@ def test_random_shapes_float64(seq_len, batch_size, input_size, hidden_size, res
     lengths = rng.integers(0, seq_len + 1, size=batch_size) if use_lengths else None
     run_both(problem, np.float64, rng, reset_after=reset_after, reverse=reverse,
              lengths=lengths)
+
+
+# Shapes over several panels of 32 columns, for every tile of the packed
+# kernel: B = 19 and 13 leave 3 and 5 rows after the 8-row tiles (float) and
+# 3 and 1 after 4-row tiles (double); H and I that are not multiples of 32
+# leave partial panels; I = 150, 3H > 128 and N = T*B > 256 cross the blocks
+# of k; three threads on H = 70 (3 panels) each own one.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(16, 19, 65, 70), (20, 13, 150, 33), (3, 9, 31, 96)])
+@pytest.mark.parametrize("reset_after", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("use_lengths", [False, True])
+def test_shapes_over_several_panels(dtype, shape, reset_after, reverse, use_lengths):
+    rng = np.random.default_rng(sum(shape) + reverse)
+    problem = make_problem(rng, *shape, dtype)
+    lengths = rng.integers(0, shape[0] + 1, size=shape[1]) if use_lengths else None
+    options = dict(reset_after=reset_after, reverse=reverse, lengths=lengths)
+    y, h_n, _ = run_both(problem, dtype, rng, **options)
+    # Without a cache the projection runs in chunks (N > 256 rows here).
+    y_alone, h_n_alone = gru_fast.gru_forward(**problem, **options)
+    assert_close(y_alone, y, RTOL_OUTPUT[dtype], "y without cache")
+    assert_close(h_n_alone, h_n, RTOL_OUTPUT[dtype], "h_n without cache")
 
 
 @pytest.mark.parametrize("shape", [(0, 3, 2, 4), (4, 0, 2, 4), (0, 0, 2, 4)])

@@ -1,0 +1,64 @@
+# The packed GEMM kernel of _kernel.h, fused over float and double.
+#
+# The per-step products of the core (and the forward input projection) use
+# it: the weights are packed once per call into panels of 32 columns, then
+# every step runs register tiles over the packed panels (see _kernel.h).
+# The large products of the backward pass stay with BLAS (_blas.pxd).
+
+from cython cimport floating
+
+cdef extern from "_kernel.h" nogil:
+    enum: PANEL "GF_PANEL"
+    void gf_packed_gemm_float(int m, int n, int k, const float* a, Py_ssize_t lda,
+                              Py_ssize_t a_step, const float* panels, Py_ssize_t panel_stride,
+                              int accumulate, float* c, Py_ssize_t ldc)
+    void gf_packed_gemm_double(int m, int n, int k, const double* a, Py_ssize_t lda,
+                               Py_ssize_t a_step, const double* panels, Py_ssize_t panel_stride,
+                               int accumulate, double* c, Py_ssize_t ldc)
+    void gf_pack_transposed_float(const float* w, Py_ssize_t ldw, int n, int k, float* panels)
+    void gf_pack_transposed_double(const double* w, Py_ssize_t ldw, int n, int k, double* panels)
+    void gf_pack_float(const float* w, Py_ssize_t ldw, int n, int k, float* panels)
+    void gf_pack_double(const double* w, Py_ssize_t ldw, int n, int k, double* panels)
+
+
+cdef inline void packed_gemm(int m, int n, int k, const floating* a, Py_ssize_t lda,
+                             const floating* panels, Py_ssize_t panel_stride,
+                             bint accumulate, floating* c, Py_ssize_t ldc) noexcept nogil:
+    """C (m, n) = A (m, k) @ B (k, n) (+ C if accumulate), B packed by `pack*`.
+
+    panels points at the first panel (offset by p0 * PANEL to start at row
+    p0 of B); panel q is at panels + q * panel_stride.  A is row-major with
+    row stride lda.
+    """
+    if floating is float:
+        gf_packed_gemm_float(m, n, k, a, lda, 1, panels, panel_stride, accumulate, c, ldc)
+    else:
+        gf_packed_gemm_double(m, n, k, a, lda, 1, panels, panel_stride, accumulate, c, ldc)
+
+
+cdef inline void packed_gemm_at(int m, int n, int k, const floating* a, Py_ssize_t lda,
+                                const floating* panels, Py_ssize_t panel_stride,
+                                floating* c, Py_ssize_t ldc) noexcept nogil:
+    """C (m, n) = A.T @ B for A (k, m) row-major with row stride lda, B packed."""
+    if floating is float:
+        gf_packed_gemm_float(m, n, k, a, 1, lda, panels, panel_stride, False, c, ldc)
+    else:
+        gf_packed_gemm_double(m, n, k, a, 1, lda, panels, panel_stride, False, c, ldc)
+
+
+cdef inline void pack_transposed(const floating* w, Py_ssize_t ldw, int n, int k,
+                                 floating* panels) noexcept nogil:
+    """Pack B = W.T for packed_gemm; W (n, k), row stride ldw; panels k * PANEL apart."""
+    if floating is float:
+        gf_pack_transposed_float(w, ldw, n, k, panels)
+    else:
+        gf_pack_transposed_double(w, ldw, n, k, panels)
+
+
+cdef inline void pack(const floating* w, Py_ssize_t ldw, int n, int k,
+                      floating* panels) noexcept nogil:
+    """Pack B = W for packed_gemm; W (k, n), row stride ldw; panels k * PANEL apart."""
+    if floating is float:
+        gf_pack_float(w, ldw, n, k, panels)
+    else:
+        gf_pack_double(w, ldw, n, k, panels)

@@ -1,0 +1,144 @@
+/* The packed GEMM kernel for one dtype; included twice by _kernel.h.
+ *
+ * Before inclusion: GF_T (float or double), GF_LANES (GF_T values per 64-byte
+ * vector), GF_MR (rows per register tile), GF_KB (k values per block) and
+ * GF_NAME(x) (appends the dtype to a name).
+ */
+
+typedef GF_T GF_NAME(vec) __attribute__((vector_size(64)));
+/* The same vector type at the alignment of one element, for loads and stores
+ * at addresses that are not multiples of 64 bytes. */
+typedef GF_T GF_NAME(uvec) __attribute__((vector_size(64), aligned(sizeof(GF_T))));
+
+#define GF_NV (GF_PANEL / GF_LANES)  /* vectors per panel row */
+
+
+/* C[:R, :ncols] (+)= A[:R, :k] @ P[:k, :ncols] for one panel P (k x 32,
+ * rows 32 values apart) and R <= GF_MR rows of A, A[i, p] at a[i * lda +
+ * p * a_step].  R is a constant at every
+ * call, so after inlining the R x GF_NV accumulators live in registers: each
+ * step of k loads one panel row (GF_NV vectors) and broadcasts R values of A
+ * into R * GF_NV independent FMAs. */
+static inline __attribute__((always_inline)) void
+GF_NAME(tile)(const int R, int k, const GF_T* a, ptrdiff_t lda, const ptrdiff_t a_step,
+              const GF_T* panel, int ncols, int accumulate, GF_T* c, ptrdiff_t ldc)
+{
+    GF_NAME(vec) acc[GF_MR][GF_NV];
+    GF_NAME(vec) b[GF_NV];
+    int i, v, p, j;
+    for (i = 0; i < R; i++)
+        for (v = 0; v < GF_NV; v++)
+            acc[i][v] = (GF_NAME(vec)){0};
+    for (p = 0; p < k; p++) {
+        for (v = 0; v < GF_NV; v++)
+            b[v] = *(const GF_NAME(uvec)*)(panel + (ptrdiff_t)p * GF_PANEL + v * GF_LANES);
+        for (i = 0; i < R; i++) {
+            GF_T a_ip = a[i * lda + p * a_step];
+            for (v = 0; v < GF_NV; v++)
+                acc[i][v] += a_ip * b[v];
+        }
+    }
+    for (i = 0; i < R; i++) {
+        GF_T* c_row = c + i * ldc;
+        if (ncols == GF_PANEL) {
+            for (v = 0; v < GF_NV; v++) {
+                GF_NAME(uvec)* out = (GF_NAME(uvec)*)(c_row + v * GF_LANES);
+                *out = accumulate ? *out + acc[i][v] : acc[i][v];
+            }
+        } else {
+            GF_T row[GF_PANEL];
+            memcpy(row, acc[i], sizeof(row));
+            for (j = 0; j < ncols; j++)
+                c_row[j] = accumulate ? c_row[j] + row[j] : row[j];
+        }
+    }
+}
+
+
+/* All row tiles of one panel: C[:m, :ncols] (+)= A[:m, :k] @ P. */
+static inline __attribute__((always_inline)) void
+GF_NAME(panel_rows)(int m, int k, const GF_T* a, ptrdiff_t lda, const ptrdiff_t a_step,
+                    const GF_T* panel, int ncols, int accumulate, GF_T* c, ptrdiff_t ldc)
+{
+    int i;
+    for (i = 0; i + GF_MR <= m; i += GF_MR)
+        GF_NAME(tile)(GF_MR, k, a + i * lda, lda, a_step, panel, ncols, accumulate,
+                      c + i * ldc, ldc);
+#if GF_MR > 4
+    if (m - i >= 4) {
+        GF_NAME(tile)(4, k, a + i * lda, lda, a_step, panel, ncols, accumulate, c + i * ldc, ldc);
+        i += 4;
+    }
+#endif
+    if (m - i >= 2) {
+        GF_NAME(tile)(2, k, a + i * lda, lda, a_step, panel, ncols, accumulate, c + i * ldc, ldc);
+        i += 2;
+    }
+    if (m - i >= 1)
+        GF_NAME(tile)(1, k, a + i * lda, lda, a_step, panel, ncols, accumulate, c + i * ldc, ldc);
+}
+
+
+/* C (m, n) (+)= A (m, k) @ Bp, where Bp is B (k, n) packed into panels of 32
+ * columns: column block q of B is the k x 32 array at panels + q *
+ * panel_stride (rows 32 values apart, zero-padded past n).  C is row-major
+ * with row stride ldc; A[i, p] is at a[i * lda + p * a_step] (a_step = 1 for
+ * a row-major A, lda = 1 for the transpose of a row-major matrix).  k is split
+ * into blocks of GF_KB so that the slice of a panel that every row tile reads
+ * stays in L1. */
+static void GF_NAME(packed_gemm)(int m, int n, int k, const GF_T* a, ptrdiff_t lda,
+                                 ptrdiff_t a_step, const GF_T* panels, ptrdiff_t panel_stride,
+                                 int accumulate, GF_T* c, ptrdiff_t ldc)
+{
+    int p0, q, kb, ncols, acc;
+    const GF_T* panel;
+    for (p0 = 0; p0 < k; p0 += GF_KB) {
+        kb = k - p0 < GF_KB ? k - p0 : GF_KB;
+        acc = accumulate || p0 > 0;
+        for (q = 0; q * GF_PANEL < n; q++) {
+            panel = panels + q * panel_stride + (ptrdiff_t)p0 * GF_PANEL;
+            ncols = n - q * GF_PANEL < GF_PANEL ? n - q * GF_PANEL : GF_PANEL;
+            if (a_step == 1)  /* the common case, with unit steps known to the compiler */
+                GF_NAME(panel_rows)(m, kb, a + p0, lda, 1, panel, ncols, acc,
+                                    c + q * GF_PANEL, ldc);
+            else
+                GF_NAME(panel_rows)(m, kb, a + p0 * a_step, lda, a_step, panel, ncols, acc,
+                                    c + q * GF_PANEL, ldc);
+        }
+    }
+}
+
+
+/* Pack B = W.T, W (n, k) row-major with row stride ldw: panels[q][p][j] =
+ * W[32q + j, p], zero for 32q + j >= n; panels are k * 32 values apart. */
+static void GF_NAME(pack_transposed)(const GF_T* w, ptrdiff_t ldw, int n, int k, GF_T* panels)
+{
+    int q, j, p;
+    for (q = 0; q * GF_PANEL < n; q++) {
+        GF_T* panel = panels + (ptrdiff_t)q * k * GF_PANEL;
+        for (j = 0; j < GF_PANEL; j++) {
+            int col = q * GF_PANEL + j;
+            const GF_T* w_row = w + (ptrdiff_t)col * ldw;
+            for (p = 0; p < k; p++)
+                panel[(ptrdiff_t)p * GF_PANEL + j] = col < n ? w_row[p] : 0;
+        }
+    }
+}
+
+
+/* Pack B = W, W (k, n) row-major with row stride ldw: panels[q][p][j] =
+ * W[p, 32q + j], zero for 32q + j >= n; panels are k * 32 values apart. */
+static void GF_NAME(pack)(const GF_T* w, ptrdiff_t ldw, int n, int k, GF_T* panels)
+{
+    int q, j, p;
+    for (q = 0; q * GF_PANEL < n; q++) {
+        GF_T* panel = panels + (ptrdiff_t)q * k * GF_PANEL;
+        for (p = 0; p < k; p++) {
+            const GF_T* w_row = w + (ptrdiff_t)p * ldw + q * GF_PANEL;
+            for (j = 0; j < GF_PANEL; j++)
+                panel[(ptrdiff_t)p * GF_PANEL + j] = q * GF_PANEL + j < n ? w_row[j] : 0;
+        }
+    }
+}
+
+#undef GF_NV
