@@ -22,7 +22,9 @@ PROJECTION_CHUNK_ROWS = 256
 # The time loop runs on several threads (one OpenMP region for the whole
 # sequence, each thread owning whole panels of 32 hidden units) once a step
 # has enough work to repay the barriers between threads, two per step.
-THREADED_MIN_WORK = 8192  # B * H
+# Measured here (forward, T=100, float32, 1 vs 2 threads): B=1, H=64: 89 vs
+# 264 us; B=1, H=256: 657 vs 572 us; B=2, H=128: 345 vs 256 us.
+THREADED_MIN_WORK = 256  # B * H
 
 
 def core_threads(batch_size, hidden_size):

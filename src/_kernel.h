@@ -11,7 +11,7 @@
  * Measured on AMD EPYC (Zen 5), one core, B (k, n) = (512, 768), m = 64:
  * float 250 GFLOP/s; double 116 GFLOP/s with 8 rows, 59 with 4 (GCC then
  * reloads every panel vector once per row, and the loads become the limit).
- * The row remainder takes one 4-, 2- and 1-row tile, so GF_MR may not exceed 8.
+ * Rows left after the 8-row tiles take one tile of their own count.
  */
 #ifndef GRU_FAST_KERNEL_H
 #define GRU_FAST_KERNEL_H

@@ -1,9 +1,16 @@
 # The packed GEMM kernel of _kernel.h, fused over float and double.
 #
-# The per-step products of the core (and the forward input projection) use
-# it: the weights are packed once per call into panels of 32 columns, then
-# every step runs register tiles over the packed panels (see _kernel.h).
-# The large products of the backward pass stay with BLAS (_blas.pxd).
+# Every matrix product of the core goes through `packed_gemm` or
+# `packed_gemm_at`: the right-hand operand (a weight, or x / h_prev for the
+# weight gradients) is packed once per call into panels of 32 columns, then
+# register tiles run over the panels (see _kernel.h).
+#
+# Why not BLAS (scipy.linalg.cython_blas, which the core called until this
+# kernel): OpenBLAS repacks its operand at every call, so the per-step
+# products paid for packing all of W_hh at every step whether 1 row or 64
+# was active; its spinning worker threads fought the core's own threads for
+# the cores; and the OpenBLAS build here runs its AVX2 kernels.  Measured in
+# the issue-5 notes and bench/README.md.
 
 from cython cimport floating
 

@@ -11,51 +11,78 @@ typedef GF_T GF_NAME(vec) __attribute__((vector_size(64)));
 typedef GF_T GF_NAME(uvec) __attribute__((vector_size(64), aligned(sizeof(GF_T))));
 
 #define GF_NV (GF_PANEL / GF_LANES)  /* vectors per panel row */
+#if GF_MR != 8
+#error "panel_rows handles a remainder of at most 7 rows"
+#endif
 
 
 /* C[:R, :ncols] (+)= A[:R, :k] @ P[:k, :ncols] for one panel P (k x 32,
  * rows 32 values apart) and R <= GF_MR rows of A, A[i, p] at a[i * lda +
- * p * a_step].  R is a constant at every
- * call, so after inlining the R x GF_NV accumulators live in registers: each
- * step of k loads one panel row (GF_NV vectors) and broadcasts R values of A
- * into R * GF_NV independent FMAs. */
+ * p * a_step].  R is a constant at every call, so after inlining the
+ * accumulators live in registers: each step of k loads one panel row
+ * (GF_NV vectors) and broadcasts R values of A into R * GF_NV FMAs.  An FMA
+ * takes 4 cycles and two issue per cycle, so 8 independent chains keep the
+ * units busy; tiles of fewer rows (R * GF_NV < 8) split k over U sets of
+ * accumulators, summed at the end. */
+#define GF_SETS(R) ((R) * GF_NV >= 8 ? 1 : 8 / ((R) * GF_NV))
 static inline __attribute__((always_inline)) void
 GF_NAME(tile)(const int R, int k, const GF_T* a, ptrdiff_t lda, const ptrdiff_t a_step,
               const GF_T* panel, int ncols, int accumulate, GF_T* c, ptrdiff_t ldc)
 {
-    GF_NAME(vec) acc[GF_MR][GF_NV];
+    const int U = GF_SETS(R);
+    GF_NAME(vec) acc[GF_SETS(1)][GF_MR][GF_NV];
     GF_NAME(vec) b[GF_NV];
-    int i, v, p, j;
-    for (i = 0; i < R; i++)
-        for (v = 0; v < GF_NV; v++)
-            acc[i][v] = (GF_NAME(vec)){0};
-    for (p = 0; p < k; p++) {
+    int i, v, p, u, j;
+    for (u = 0; u < U; u++)
+        for (i = 0; i < R; i++)
+            for (v = 0; v < GF_NV; v++)
+                acc[u][i][v] = (GF_NAME(vec)){0};
+    for (p = 0; p + U <= k; p += U) {
+        for (u = 0; u < U; u++) {
+            for (v = 0; v < GF_NV; v++)
+                b[v] = *(const GF_NAME(uvec)*)(panel + (ptrdiff_t)(p + u) * GF_PANEL + v * GF_LANES);
+            for (i = 0; i < R; i++) {
+                GF_T a_ip = a[i * lda + (p + u) * a_step];
+                for (v = 0; v < GF_NV; v++)
+                    acc[u][i][v] += a_ip * b[v];
+            }
+        }
+    }
+    for (; p < k; p++) {
         for (v = 0; v < GF_NV; v++)
             b[v] = *(const GF_NAME(uvec)*)(panel + (ptrdiff_t)p * GF_PANEL + v * GF_LANES);
         for (i = 0; i < R; i++) {
             GF_T a_ip = a[i * lda + p * a_step];
             for (v = 0; v < GF_NV; v++)
-                acc[i][v] += a_ip * b[v];
+                acc[0][i][v] += a_ip * b[v];
         }
     }
+    for (u = 1; u < U; u++)
+        for (i = 0; i < R; i++)
+            for (v = 0; v < GF_NV; v++)
+                acc[0][i][v] += acc[u][i][v];
     for (i = 0; i < R; i++) {
         GF_T* c_row = c + i * ldc;
         if (ncols == GF_PANEL) {
             for (v = 0; v < GF_NV; v++) {
                 GF_NAME(uvec)* out = (GF_NAME(uvec)*)(c_row + v * GF_LANES);
-                *out = accumulate ? *out + acc[i][v] : acc[i][v];
+                *out = accumulate ? *out + acc[0][i][v] : acc[0][i][v];
             }
         } else {
             GF_T row[GF_PANEL];
-            memcpy(row, acc[i], sizeof(row));
+            memcpy(row, acc[0][i], sizeof(row));
             for (j = 0; j < ncols; j++)
                 c_row[j] = accumulate ? c_row[j] + row[j] : row[j];
         }
     }
 }
+#undef GF_SETS
 
 
-/* All row tiles of one panel: C[:m, :ncols] (+)= A[:m, :k] @ P. */
+/* All row tiles of one panel: C[:m, :ncols] (+)= A[:m, :k] @ P.  Full tiles
+ * of GF_MR rows, then one tile of the remaining rows: every pass over the
+ * panel costs about the same (its loads are the limit with few rows), so
+ * the remainder takes one pass, not one per power of two. */
 static inline __attribute__((always_inline)) void
 GF_NAME(panel_rows)(int m, int k, const GF_T* a, ptrdiff_t lda, const ptrdiff_t a_step,
                     const GF_T* panel, int ncols, int accumulate, GF_T* c, ptrdiff_t ldc)
@@ -64,18 +91,18 @@ GF_NAME(panel_rows)(int m, int k, const GF_T* a, ptrdiff_t lda, const ptrdiff_t 
     for (i = 0; i + GF_MR <= m; i += GF_MR)
         GF_NAME(tile)(GF_MR, k, a + i * lda, lda, a_step, panel, ncols, accumulate,
                       c + i * ldc, ldc);
-#if GF_MR > 4
-    if (m - i >= 4) {
-        GF_NAME(tile)(4, k, a + i * lda, lda, a_step, panel, ncols, accumulate, c + i * ldc, ldc);
-        i += 4;
+    a += i * lda;
+    c += i * ldc;
+    switch (m - i) {  /* GF_MR is 8 */
+    case 7: GF_NAME(tile)(7, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+    case 6: GF_NAME(tile)(6, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+    case 5: GF_NAME(tile)(5, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+    case 4: GF_NAME(tile)(4, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+    case 3: GF_NAME(tile)(3, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+    case 2: GF_NAME(tile)(2, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+    case 1: GF_NAME(tile)(1, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+    default: break;
     }
-#endif
-    if (m - i >= 2) {
-        GF_NAME(tile)(2, k, a + i * lda, lda, a_step, panel, ncols, accumulate, c + i * ldc, ldc);
-        i += 2;
-    }
-    if (m - i >= 1)
-        GF_NAME(tile)(1, k, a + i * lda, lda, a_step, panel, ncols, accumulate, c + i * ldc, ldc);
 }
 
 
