@@ -17,29 +17,34 @@
 #define GRU_FAST_KERNEL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #define GF_PANEL 32  /* columns per packed panel */
 
 #define GF_T float
+#define GF_ITYPE int32_t
 #define GF_LANES 16
 #define GF_MR 8
 #define GF_KB 256
 #define GF_NAME(x) gf_##x##_float
 #include "_kernel_impl.h"
 #undef GF_T
+#undef GF_ITYPE
 #undef GF_LANES
 #undef GF_MR
 #undef GF_KB
 #undef GF_NAME
 
 #define GF_T double
+#define GF_ITYPE int64_t
 #define GF_LANES 8
 #define GF_MR 8
 #define GF_KB 128
 #define GF_NAME(x) gf_##x##_double
 #include "_kernel_impl.h"
 #undef GF_T
+#undef GF_ITYPE
 #undef GF_LANES
 #undef GF_MR
 #undef GF_KB

@@ -9,6 +9,8 @@ typedef GF_T GF_NAME(vec) __attribute__((vector_size(64)));
 /* The same vector type at the alignment of one element, for loads and stores
  * at addresses that are not multiples of 64 bytes. */
 typedef GF_T GF_NAME(uvec) __attribute__((vector_size(64), aligned(sizeof(GF_T))));
+/* Shuffle indices for GF_NAME(vec): integers of the same width. */
+typedef GF_ITYPE GF_NAME(ivec) __attribute__((vector_size(64)));
 
 #define GF_NV (GF_PANEL / GF_LANES)  /* vectors per panel row */
 #if GF_MR != 8
@@ -136,19 +138,73 @@ static void GF_NAME(packed_gemm)(int m, int n, int k, const GF_T* a, ptrdiff_t l
 }
 
 
+/* Shuffle indices of the butterfly stages of transpose_block, stage s for
+ * sub-blocks of b = GF_LANES >> (s + 1). */
+typedef struct {
+    GF_NAME(ivec) keep[4];
+    GF_NAME(ivec) swap[4];
+} GF_NAME(transpose_masks);
+
+static inline void GF_NAME(make_transpose_masks)(GF_NAME(transpose_masks)* masks)
+{
+    int s, b, lane;
+    for (s = 0, b = GF_LANES / 2; b >= 1; s++, b /= 2)
+        for (lane = 0; lane < GF_LANES; lane++) {
+            masks->keep[s][lane] = (lane & b) == 0 ? lane : GF_LANES + lane - b;
+            masks->swap[s][lane] = (lane & b) == 0 ? lane + b : GF_LANES + lane;
+        }
+}
+
+/* rows[p] becomes column p of the GF_LANES x GF_LANES block held in rows:
+ * log2(GF_LANES) butterfly stages, each swapping the off-diagonal sub-blocks
+ * of size b between rows r and r + b with two-source shuffles (vpermt2ps /
+ * vpermt2pd on AVX-512). */
+static inline __attribute__((always_inline)) void
+GF_NAME(transpose_block)(GF_NAME(vec)* rows, const GF_NAME(transpose_masks)* masks)
+{
+    GF_NAME(vec) x, y;
+    int s, b, r;
+    for (s = 0, b = GF_LANES / 2; b >= 1; s++, b /= 2)
+        for (r = 0; r < GF_LANES; r++) {
+            if (r & b)
+                continue;
+            x = rows[r];
+            y = rows[r + b];
+            rows[r] = __builtin_shuffle(x, y, masks->keep[s]);
+            rows[r + b] = __builtin_shuffle(x, y, masks->swap[s]);
+        }
+}
+
+
 /* Pack B = W.T, W (n, k) row-major with row stride ldw: panels[q][p][j] =
- * W[32q + j, p], zero for 32q + j >= n; panels are k * 32 values apart. */
+ * W[32q + j, p], zero for 32q + j >= n; panels are k * 32 values apart.
+ * Whole GF_LANES x GF_LANES blocks are transposed in registers; the edges
+ * (n or k not a multiple of GF_LANES) element by element. */
 static void GF_NAME(pack_transposed)(const GF_T* w, ptrdiff_t ldw, int n, int k, GF_T* panels)
 {
-    int q, j, p;
+    GF_NAME(vec) block[GF_LANES];
+    GF_NAME(transpose_masks) masks;
+    int q, j, j0, p, p0, cols;
+    GF_NAME(make_transpose_masks)(&masks);
     for (q = 0; q * GF_PANEL < n; q++) {
         GF_T* panel = panels + (ptrdiff_t)q * k * GF_PANEL;
-        for (j = 0; j < GF_PANEL; j++) {
-            int col = q * GF_PANEL + j;
-            const GF_T* w_row = w + (ptrdiff_t)col * ldw;
-            for (p = 0; p < k; p++)
-                panel[(ptrdiff_t)p * GF_PANEL + j] = col < n ? w_row[p] : 0;
+        const GF_T* w_rows = w + (ptrdiff_t)q * GF_PANEL * ldw;
+        cols = n - q * GF_PANEL < GF_PANEL ? n - q * GF_PANEL : GF_PANEL;
+        for (p0 = 0; p0 + GF_LANES <= k; p0 += GF_LANES) {
+            for (j0 = 0; j0 + GF_LANES <= cols; j0 += GF_LANES) {
+                for (j = 0; j < GF_LANES; j++)
+                    block[j] = *(const GF_NAME(uvec)*)(w_rows + (ptrdiff_t)(j0 + j) * ldw + p0);
+                GF_NAME(transpose_block)(block, &masks);
+                for (p = 0; p < GF_LANES; p++)
+                    *(GF_NAME(uvec)*)(panel + (ptrdiff_t)(p0 + p) * GF_PANEL + j0) = block[p];
+            }
+            for (j = j0; j < GF_PANEL; j++)
+                for (p = p0; p < p0 + GF_LANES; p++)
+                    panel[(ptrdiff_t)p * GF_PANEL + j] = j < cols ? w_rows[(ptrdiff_t)j * ldw + p] : 0;
         }
+        for (j = 0; j < GF_PANEL; j++)
+            for (p = p0; p < k; p++)
+                panel[(ptrdiff_t)p * GF_PANEL + j] = j < cols ? w_rows[(ptrdiff_t)j * ldw + p] : 0;
     }
 }
 
