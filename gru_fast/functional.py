@@ -180,7 +180,7 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     _core.forward_sequence(
         x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
         args.weight_ih, args.weight_hh, packed_ih, packed_hh, bias_gates, bias_hn,
-        state, y.reshape(seq_len * batch_size, hidden_size),
+        state, np.empty_like(state), y.reshape(seq_len * batch_size, hidden_size),
         gates, h_prev, proj, hidden, args.reset_after, args.reverse, return_cache,
         core_threads(batch_size, hidden_size),
     )

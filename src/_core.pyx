@@ -83,21 +83,33 @@ cdef void _forward_loop(
         const floating* weight_ih, const floating* weight_hh,
         floating* packed_ih, floating* packed_hh,
         const floating* bias_gates, const floating* bias_hn,
-        floating* state, floating* y,
+        floating* state, floating* state_scratch, Py_ssize_t batch_size, floating* y,
         floating* gates, floating* h_prev,
         floating* proj, Py_ssize_t proj_rows, floating* hidden,
         Py_ssize_t seq_len, int input_size, int hidden_size,
         bint reset_after, bint reverse, bint store_history,
         int thread, int n_threads) noexcept nogil:
-    """The forward time loop, as run by `thread` of `n_threads` (see forward_sequence)."""
+    """The forward time loop, as run by `thread` of `n_threads` (see forward_sequence).
+
+    The state alternates between two buffers, `state` and `state_scratch`:
+    a step reads one and writes the other, so no thread overwrites a state
+    that another is still reading, and one barrier per step is enough for
+    reset_after (two for the classic variant, whose second product reads
+    r ∘ h_prev of every unit).  A row whose last step wrote the scratch
+    buffer is copied back to `state` at once (its own columns, by each thread).
+    """
     cdef Py_ssize_t H = hidden_size, I = input_size
     cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
-    cdef Py_ssize_t step, t, b, j, n_active, row, gate_row, chunk_lo = 0, chunk_hi = 0
+    cdef Py_ssize_t step, t, b, j, n_active, n_next, row, gate_row, chunk_lo = 0, chunk_hi = 0
     cdef Py_ssize_t gate, lo, hi
     cdef floating r, z, cand, hn, hp, h_new
     cdef const floating* g
     cdef const floating* rec
     cdef floating* hs
+    cdef floating* hs_new
+    cdef floating* h_read = state
+    cdef floating* h_write = state_scratch
+    cdef floating* swap
     cdef floating* gt
     cdef floating* hprev_row
     cdef floating* y_row
@@ -108,6 +120,10 @@ cdef void _forward_loop(
     cdef floating* own_ih = packed_ih + lo * I
     cdef floating* own_hh = packed_hh + lo * H
 
+    # Rows that start late (reverse direction) find h0 in either buffer.
+    for b in range(batch_size):
+        for j in range(lo, hi):
+            state_scratch[b * H + j] = state[b * H + j]
     for gate in range(3):
         pack_transposed(weight_ih + (gate * H + lo) * I, I, n_units, input_size,
                         own_ih + gate * Hp * I)
@@ -138,18 +154,17 @@ cdef void _forward_loop(
                             False, proj + gate * H + lo, 3 * H)
 
         for gate in range(3 if reset_after else 2):
-            # hidden[:n, gH+lo:gH+hi] = state[:n] (n, H) @ W_hh[gH+lo:gH+hi].T (H, hi-lo)
-            packed_gemm(<int> n_active, n_units, hidden_size, state, H,
+            # hidden[:n, gH+lo:gH+hi] = h_prev[:n] (n, H) @ W_hh[gH+lo:gH+hi].T (H, hi-lo)
+            packed_gemm(<int> n_active, n_units, hidden_size, h_read, H,
                         own_hh + gate * Hp * H, H * PANEL, False, hidden + gate * H + lo, 3 * H)
-        if threaded and reset_after:
-            barrier()  # every thread has read the state the gate loop overwrites
 
         for b in range(n_active):
             row = offsets[t] + b
             gate_row = row if store_history else b
             g = proj + (row - offsets[chunk_lo]) * 3 * H
             rec = hidden + b * 3 * H
-            hs = state + b * H
+            hs = h_read + b * H
+            hs_new = h_write + b * H
             gt = gates + gate_row * 4 * H
             hprev_row = h_prev + gate_row * H
             if reset_after:
@@ -166,7 +181,7 @@ cdef void _forward_loop(
                     gt[2 * H + j] = cand
                     gt[3 * H + j] = hn
                     hprev_row[j] = hp
-                    hs[j] = h_new
+                    hs_new[j] = h_new
                     y_row[j] = h_new
             else:
                 for j in range(lo, hi):
@@ -190,7 +205,8 @@ cdef void _forward_loop(
                 gate_row = row if store_history else b
                 g = proj + (row - offsets[chunk_lo]) * 3 * H
                 rec = hidden + b * 3 * H
-                hs = state + b * H
+                hs = h_read + b * H
+                hs_new = h_write + b * H
                 gt = gates + gate_row * 4 * H
                 y_row = y + (out_rows[row] if out_rows != NULL else row) * H
                 for j in range(lo, hi):
@@ -199,10 +215,24 @@ cdef void _forward_loop(
                     cand = tanh_(g[2 * H + j] + bias_gates[2 * H + j] + rec[2 * H + j])
                     h_new = cand + z * (hp - cand)
                     gt[2 * H + j] = cand
-                    hs[j] = h_new
+                    hs_new[j] = h_new
                     y_row[j] = h_new
+
         if threaded:
             barrier()  # the new state is complete before the next step reads it
+        # Rows whose sequence ends here keep their last state in `state`.
+        # (After the barrier: until then other threads may read `state`.)
+        if reverse:
+            n_next = batch_sizes[t - 1] if t > 0 else 0
+        else:
+            n_next = batch_sizes[t + 1] if t + 1 < seq_len else 0
+        if h_write != state:
+            for b in range(n_next, n_active):
+                for j in range(lo, hi):
+                    state[b * H + j] = h_write[b * H + j]
+        swap = h_read
+        h_read = h_write
+        h_write = swap
 
 
 def forward_sequence(const floating[:, ::1] x,
@@ -216,6 +246,7 @@ def forward_sequence(const floating[:, ::1] x,
                      const floating[::1] bias_gates,
                      const floating[::1] bias_hn,
                      floating[:, ::1] state,
+                     floating[:, ::1] state_scratch,
                      floating[:, ::1] y,
                      floating[:, ::1] gates,
                      floating[:, ::1] h_prev,
@@ -231,7 +262,7 @@ def forward_sequence(const floating[:, ::1] x,
     the identity; weight_ih (3H, I); weight_hh (3H, H); packed_ih (3*Hp*I,)
     and packed_hh (3*Hp*H,) scratch for the packed weights; bias_gates (3H,)
     = b_ih plus b_hh folded in wherever it adds directly; bias_hn (H,) = b_hn
-    when reset_after (zeros otherwise); state (B, H) in/out; y (T*B, H) out
+    when reset_after (zeros otherwise); state (B, H) in/out and state_scratch (B, H); y (T*B, H) out
     (padding untouched); gates (N, 4H) and h_prev (N, H) when store_history,
     else (B, 4H) and (B, H) scratch; proj (P, 3H) with P >= B; hidden (B, 3H).
     The time loop runs on n_threads OpenMP threads (one runs it serially).
@@ -250,6 +281,8 @@ def forward_sequence(const floating[:, ::1] x,
     cdef const floating* bias_gates_ = &bias_gates[0]
     cdef const floating* bias_hn_ = &bias_hn[0]
     cdef floating* state_ = &state[0, 0]
+    cdef floating* state_scratch_ = &state_scratch[0, 0]
+    cdef Py_ssize_t batch_size = state.shape[0]
     cdef floating* y_ = &y[0, 0]
     cdef floating* gates_ = &gates[0, 0]
     cdef floating* h_prev_ = &h_prev[0, 0]
@@ -262,14 +295,16 @@ def forward_sequence(const floating[:, ::1] x,
         with nogil:
             _forward_loop(x_, batch_sizes_, offsets_, out_rows_, weight_ih_, weight_hh_,
                           packed_ih_, packed_hh_, bias_gates_, bias_hn_,
-                          state_, y_, gates_, h_prev_, proj_, proj_rows, hidden_,
+                          state_, state_scratch_, batch_size, y_, gates_, h_prev_,
+                      proj_, proj_rows, hidden_,
                           seq_len, input_size, hidden_size,
                           reset_after, reverse, store_history, 0, 1)
         return
     with nogil, parallel(num_threads=n_threads):
         _forward_loop(x_, batch_sizes_, offsets_, out_rows_, weight_ih_, weight_hh_,
                       packed_ih_, packed_hh_, bias_gates_, bias_hn_,
-                      state_, y_, gates_, h_prev_, proj_, proj_rows, hidden_,
+                      state_, state_scratch_, batch_size, y_, gates_, h_prev_,
+                      proj_, proj_rows, hidden_,
                       seq_len, input_size, hidden_size,
                       reset_after, reverse, store_history,
                       openmp.omp_get_thread_num(), openmp.omp_get_num_threads())
