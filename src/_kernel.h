@@ -21,6 +21,7 @@
 #include <string.h>
 
 #define GF_PANEL 32  /* columns per packed panel */
+#define GF_A_IN_L2 (1 << 20)  /* bytes of A that stay in L2 (half of it, here) */
 
 #define GF_T float
 #define GF_ITYPE int32_t
