@@ -20,13 +20,33 @@
 #include <stdint.h>
 #include <string.h>
 
-#define GF_PANEL 32  /* columns per packed panel */
+/* Vector width, panel width (columns per packed panel) and rows per tile for
+ * the target the core is compiled for.  AVX-512 (-march=native here): 64-byte
+ * vectors, panels of 32, tiles of 8 rows.  Otherwise (AVX2, or the x86-64
+ * baseline of GRU_FAST_NATIVE=0 builds) 16 registers only: 32- or 16-byte
+ * vectors, panels of 16, and tiles of at most 12 accumulators. */
+#if defined(__AVX512F__)
+#define GF_VEC_BYTES 64
+#define GF_PANEL 32
+#define GF_CHAINS 16
+#define GF_TILE_ROWS(nv) 8
+#elif defined(__AVX__)
+#define GF_VEC_BYTES 32
+#define GF_PANEL 16
+#define GF_CHAINS 12
+#define GF_TILE_ROWS(nv) (12 / (nv))
+#else
+#define GF_VEC_BYTES 16
+#define GF_PANEL 16
+#define GF_CHAINS 12
+#define GF_TILE_ROWS(nv) (12 / (nv) > 0 ? 12 / (nv) : 1)
+#endif
 #define GF_A_IN_L2 (1 << 20)  /* bytes of A that stay in L2 (half of it, here) */
 
 #define GF_T float
 #define GF_ITYPE int32_t
-#define GF_LANES 16
-#define GF_MR 8
+#define GF_LANES (GF_VEC_BYTES / 4)
+#define GF_MR GF_TILE_ROWS(GF_PANEL / GF_LANES)
 #define GF_KB 256
 #define GF_NAME(x) gf_##x##_float
 #include "_kernel_impl.h"
@@ -39,8 +59,8 @@
 
 #define GF_T double
 #define GF_ITYPE int64_t
-#define GF_LANES 8
-#define GF_MR 8
+#define GF_LANES (GF_VEC_BYTES / 8)
+#define GF_MR GF_TILE_ROWS(GF_PANEL / GF_LANES)
 #define GF_KB 128
 #define GF_NAME(x) gf_##x##_double
 #include "_kernel_impl.h"

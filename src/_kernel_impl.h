@@ -1,16 +1,16 @@
 /* The packed GEMM kernel for one dtype; included twice by _kernel.h.
  *
- * Before inclusion: GF_T (float or double), GF_LANES (GF_T values per 64-byte
+ * Before inclusion: GF_T (float or double), GF_LANES (GF_T values per
  * vector), GF_MR (rows per register tile), GF_KB (k values per block) and
  * GF_NAME(x) (appends the dtype to a name).
  */
 
-typedef GF_T GF_NAME(vec) __attribute__((vector_size(64)));
+typedef GF_T GF_NAME(vec) __attribute__((vector_size(GF_VEC_BYTES)));
 /* The same vector type at the alignment of one element, for loads and stores
  * at addresses that are not multiples of 64 bytes. */
-typedef GF_T GF_NAME(uvec) __attribute__((vector_size(64), aligned(sizeof(GF_T))));
+typedef GF_T GF_NAME(uvec) __attribute__((vector_size(GF_VEC_BYTES), aligned(sizeof(GF_T))));
 /* Shuffle indices for GF_NAME(vec): integers of the same width. */
-typedef GF_ITYPE GF_NAME(ivec) __attribute__((vector_size(64)));
+typedef GF_ITYPE GF_NAME(ivec) __attribute__((vector_size(GF_VEC_BYTES)));
 
 #define GF_NV (GF_PANEL / GF_LANES)  /* vectors per panel row */
 /* Keep a loaded vector in a register: without this GCC folds the load into
@@ -24,7 +24,7 @@ typedef GF_ITYPE GF_NAME(ivec) __attribute__((vector_size(64)));
 #define GF_IN_REGISTER(x) ((void)0)
 #endif
 #endif
-#if GF_MR != 8
+#if GF_MR > 8
 #error "panel_rows handles a remainder of at most 7 rows"
 #endif
 
@@ -39,7 +39,7 @@ typedef GF_ITYPE GF_NAME(ivec) __attribute__((vector_size(64)));
  * sets of accumulators, summed at the end.  Measured, one core, float,
  * (k, n) = (128, 384): 1 row 90, 2 rows 149, 4 rows 223, 8 rows 248 GFLOP/s
  * (before the U sets and GF_IN_REGISTER: 88, 95, 99, 254). */
-#define GF_SETS(R) ((R) * GF_NV >= 16 ? 1 : 16 / ((R) * GF_NV))
+#define GF_SETS(R) ((R) * GF_NV >= GF_CHAINS ? 1 : GF_CHAINS / ((R) * GF_NV))
 static inline __attribute__((always_inline)) void
 GF_NAME(tile)(const int R, int k, const GF_T* a, ptrdiff_t lda, const ptrdiff_t a_step,
               const GF_T* panel, int ncols, int accumulate, GF_T* c, ptrdiff_t ldc)
@@ -111,14 +111,28 @@ GF_NAME(panel_rows)(int m, int k, const GF_T* a, ptrdiff_t lda, const ptrdiff_t 
                       c + i * ldc, ldc);
     a += i * lda;
     c += i * ldc;
-    switch (m - i) {  /* GF_MR is 8 */
+    switch (m - i) {  /* fewer than GF_MR rows */
+#if GF_MR > 7
     case 7: GF_NAME(tile)(7, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+#endif
+#if GF_MR > 6
     case 6: GF_NAME(tile)(6, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+#endif
+#if GF_MR > 5
     case 5: GF_NAME(tile)(5, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+#endif
+#if GF_MR > 4
     case 4: GF_NAME(tile)(4, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+#endif
+#if GF_MR > 3
     case 3: GF_NAME(tile)(3, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+#endif
+#if GF_MR > 2
     case 2: GF_NAME(tile)(2, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+#endif
+#if GF_MR > 1
     case 1: GF_NAME(tile)(1, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+#endif
     default: break;
     }
 }
