@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gru_fast
+from gru_fast import _core
 from gru_fast import reference
 
 RTOL_OUTPUT = {np.float32: 2e-4, np.float64: 1e-9}
@@ -15,6 +16,8 @@ RTOL_GRAD = {np.float32: 2e-4, np.float64: 1e-8}
 GRAD_NAMES = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
+# The real thread choice, before the fixture below replaces it in every test.
+real_core_threads = gru_fast.functional.core_threads
 CORE_THREADS = {"one_thread": 1, "two_threads": 2, "three_threads": 3}
 
 
@@ -436,3 +439,15 @@ def test_read_only_and_big_endian_inputs():
     swapped = dict(problem, x=problem["x"].astype(">f4"))
     with pytest.raises(TypeError, match="x must have dtype float32 or float64, got >f4"):
         gru_fast.gru_forward(**swapped)
+
+
+def test_core_threads_follow_openmp_and_the_work():
+    """Threads come from OpenMP's setting (so threadpoolctl limits them), one for tiny steps."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    panels = 512 // _core.PANEL_WIDTH
+    assert real_core_threads(64, 512) == min(_core.max_threads(), panels)
+    assert real_core_threads(1, 64) == 1  # B*H below gru_fast.functional.THREADED_MIN_WORK
+    assert real_core_threads(64, _core.PANEL_WIDTH) == 1  # one panel of units to share
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert _core.max_threads() == 1
+        assert real_core_threads(64, 512) == 1
