@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core
+from . import _core, _workspace
 from ._packing import Packing, make_packing
 from ._validation import as_float_array, check_flag, check_shape, validate_forward_args
 
@@ -168,19 +168,24 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     alloc_y = np.empty if packing.is_identity else np.zeros
     y = alloc_y((seq_len, batch_size, hidden_size), dtype=dtype)
     history_rows = packing.n_rows if return_cache else batch_size
-    gates = np.empty((history_rows, 4 * hidden_size), dtype=dtype)
-    h_prev = np.empty((history_rows, hidden_size), dtype=dtype)
+    if return_cache:  # kept by the cache
+        gates = np.empty((history_rows, 4 * hidden_size), dtype=dtype)
+        h_prev = np.empty((history_rows, hidden_size), dtype=dtype)
+    else:
+        gates = _workspace.scratch("gates", (history_rows, 4 * hidden_size), dtype)
+        h_prev = _workspace.scratch("h_prev", (history_rows, hidden_size), dtype)
     proj_rows = max(batch_size, min(PROJECTION_CHUNK_ROWS, packing.n_rows))
-    proj = np.empty((proj_rows, 3 * hidden_size), dtype=dtype)
-    hidden = np.empty((batch_size, 3 * hidden_size), dtype=dtype)
+    proj = _workspace.scratch("proj", (proj_rows, 3 * hidden_size), dtype)
+    hidden = _workspace.scratch("hidden", (batch_size, 3 * hidden_size), dtype)
     padded = _core.padded_hidden(hidden_size)
-    packed_ih = np.empty(3 * padded * input_size, dtype=dtype)
-    packed_hh = np.empty(3 * padded * hidden_size, dtype=dtype)
+    packed_ih = _workspace.scratch("packed_ih", (3 * padded * input_size,), dtype)
+    packed_hh = _workspace.scratch("packed_hh", (3 * padded * hidden_size,), dtype)
+    state_scratch = _workspace.scratch("state", (batch_size, hidden_size), dtype)
 
     _core.forward_sequence(
         x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
         args.weight_ih, args.weight_hh, packed_ih, packed_hh, bias_gates, bias_hn,
-        state, np.empty_like(state), y.reshape(seq_len * batch_size, hidden_size),
+        state, state_scratch, y.reshape(seq_len * batch_size, hidden_size),
         gates, h_prev, proj, hidden, args.reset_after, args.reverse, return_cache,
         core_threads(batch_size, hidden_size),
     )
@@ -250,15 +255,16 @@ def gru_backward(cache, dy, dh_n=None):
         dh = packing.sort_rows(dh_n)
 
     n_rows = packing.n_rows
-    d_gi = np.empty((n_rows, 3 * hidden_size), dtype=dtype)
-    d_gh = np.empty((n_rows if cache.reset_after else 1, 3 * hidden_size), dtype=dtype)
-    dq = np.empty((1 if cache.reset_after else batch_size, hidden_size), dtype=dtype)
+    d_gi = _workspace.scratch("d_gi", (n_rows, 3 * hidden_size), dtype)
+    d_gh = _workspace.scratch("d_gh", (n_rows if cache.reset_after else 1, 3 * hidden_size),
+                              dtype)
+    dq = _workspace.scratch("dq", (1 if cache.reset_after else batch_size, hidden_size), dtype)
     padded_hidden = _core.padded_hidden(hidden_size)
     padded_input = _core.padded_hidden(input_size)
-    packed_ih = np.empty(padded_input * 3 * hidden_size, dtype=dtype)
-    packed_hh = np.empty(padded_hidden * 3 * hidden_size, dtype=dtype)
-    packed_x = np.empty(padded_input * n_rows, dtype=dtype)
-    packed_h = np.empty(padded_hidden * n_rows, dtype=dtype)
+    packed_ih = _workspace.scratch("packed_ih", (padded_input * 3 * hidden_size,), dtype)
+    packed_hh = _workspace.scratch("packed_hh", (padded_hidden * 3 * hidden_size,), dtype)
+    packed_x = _workspace.scratch("packed_x", (padded_input * n_rows,), dtype)
+    packed_h = _workspace.scratch("packed_h", (padded_hidden * n_rows,), dtype)
     dx_packed = np.empty((n_rows, input_size), dtype=dtype)
     d_weight_ih = np.empty_like(cache.weight_ih)
     d_weight_hh = np.empty_like(cache.weight_hh)

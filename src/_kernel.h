@@ -7,10 +7,11 @@
  * Written with GCC vector extensions: with -march=native on an AVX-512 CPU a
  * vector is one zmm register, elsewhere the compiler splits it.
  *
- * Tiles are 8 rows x 32 columns: 16 zmm accumulators for float, 32 for double.
- * Measured on AMD EPYC (Zen 5), one core, B (k, n) = (512, 768), m = 64:
- * float 250 GFLOP/s; double 116 GFLOP/s with 8 rows, 59 with 4 (GCC then
- * reloads every panel vector once per row, and the loads become the limit).
+ * With AVX-512, tiles are 8 rows x 32 columns for float (16 zmm accumulators)
+ * and 6 x 32 for double (24).  Measured on AMD EPYC (Zen 5), one core, B
+ * (k, n) = (256, 768), m = 64: float 250 GFLOP/s; double 123 with 6 rows,
+ * 113 with 8 (32 accumulators spill), 59 with 4 before the panel row was
+ * kept in registers (see GF_IN_REGISTER).
  * Rows left after the 8-row tiles take one tile of their own count.
  */
 #ifndef GRU_FAST_KERNEL_H
@@ -22,14 +23,15 @@
 
 /* Vector width, panel width (columns per packed panel) and rows per tile for
  * the target the core is compiled for.  AVX-512 (-march=native here): 64-byte
- * vectors, panels of 32, tiles of 8 rows.  Otherwise (AVX2, or the x86-64
+ * vectors, panels of 32, tiles of 8 rows (6 in double).  Otherwise (AVX2, or the x86-64
  * baseline of GRU_FAST_NATIVE=0 builds) 16 registers only: 32- or 16-byte
  * vectors, panels of 16, and tiles of at most 12 accumulators. */
 #if defined(__AVX512F__)
 #define GF_VEC_BYTES 64
 #define GF_PANEL 32
 #define GF_CHAINS 16
-#define GF_TILE_ROWS(nv) 8
+/* at most 24 of the 32 registers hold accumulators, and at most 8 rows */
+#define GF_TILE_ROWS(nv) (24 / (nv) < 8 ? 24 / (nv) : 8)
 #elif defined(__AVX__)
 #define GF_VEC_BYTES 32
 #define GF_PANEL 16

@@ -299,9 +299,16 @@ def test_concurrent_calls_from_threads_agree():
     expected = [gru_fast.gru_forward(**p, reset_after=True)[0] for p in problems]
     results = [None] * len(problems)
 
+    dy = rng.standard_normal((20, 8, 32))
+    expected_grads = [gru_fast.gru_backward(
+        gru_fast.gru_forward(**p, reset_after=True, return_cache=True)[2], dy) for p in problems]
+    grads = [None] * len(problems)
+
     def work(index):
         for _ in range(5):
             results[index] = gru_fast.gru_forward(**problems[index], reset_after=True)[0]
+            cache = gru_fast.gru_forward(**problems[index], reset_after=True, return_cache=True)[2]
+            grads[index] = gru_fast.gru_backward(cache, dy)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(problems))]
     for thread in threads:
@@ -310,6 +317,28 @@ def test_concurrent_calls_from_threads_agree():
         thread.join()
     for got, want in zip(results, expected):
         np.testing.assert_array_equal(got, want)
+    for got, want in zip(grads, expected_grads):
+        for name in GRAD_NAMES:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_later_calls_leave_earlier_results_alone():
+    """The core's scratch is reused between calls; nothing returned or cached may share it."""
+    rng = np.random.default_rng(13)
+    first, second = (make_problem(rng, 7, 5, 9, 40, np.float64) for _ in range(2))
+    y, h_n, cache = gru_fast.gru_forward(**first, reset_after=True, return_cache=True)
+    y_alone, h_n_alone = gru_fast.gru_forward(**first, reset_after=True)
+    dy = rng.standard_normal(y.shape)
+    grads = gru_fast.gru_backward(cache, dy)
+    kept = [a.copy() for a in (y, h_n, y_alone, h_n_alone, *grads.values())]
+    _, _, other_cache = gru_fast.gru_forward(**second, reset_after=True, return_cache=True)
+    gru_fast.gru_forward(**second, reset_after=True)
+    gru_fast.gru_backward(other_cache, dy)
+    for before, after in zip(kept, (y, h_n, y_alone, h_n_alone, *grads.values())):
+        np.testing.assert_array_equal(after, before)
+    again = gru_fast.gru_backward(cache, dy)
+    for name in GRAD_NAMES:
+        np.testing.assert_array_equal(again[name], grads[name], err_msg=name)
 
 
 # ---------------------------------------------------------------- bad input
