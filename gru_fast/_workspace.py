@@ -18,6 +18,11 @@ import numpy as np
 _local = threading.local()
 
 
+# Below this many bytes a fresh array is cheaper than looking one up: NumPy
+# serves it from its own small-block cache, without new pages.
+FRESH_BELOW_BYTES = 1 << 18
+
+
 def scratch(name, shape, dtype):
     """An uninitialized C-contiguous array, reused by this thread's next call.
 
@@ -26,20 +31,23 @@ def scratch(name, shape, dtype):
     name : str
         What the array is for; two arrays in use at the same time need two names.
     shape : tuple of int
-    dtype : numpy dtype
+    dtype : numpy.dtype
 
     Returns
     -------
     ndarray
         A view of this thread's buffer for (name, dtype), valid until the next
-        `scratch` call with the same name and dtype on this thread.
+        `scratch` call with the same name and dtype on this thread; small
+        arrays are simply new.
     """
-    pool = _local.__dict__.setdefault("pool", {})
     size = prod(shape)
-    key = (name, np.dtype(dtype))
+    if size * dtype.itemsize < FRESH_BELOW_BYTES:
+        return np.empty(shape, dtype=dtype)
+    pool = _local.__dict__.setdefault("pool", {})
+    key = (name, dtype)
     buffer = pool.get(key)
     if buffer is None or buffer.size < size:
-        buffer = np.empty(max(size, 1), dtype=dtype)
+        buffer = np.empty(size, dtype=dtype)
         pool[key] = buffer
     return buffer[:size].reshape(shape)
 
