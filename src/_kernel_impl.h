@@ -212,8 +212,18 @@ GF_NAME(transpose_block)(GF_NAME(vec)* rows, const GF_NAME(transpose_masks)* mas
                 continue;
             x = rows[r];
             y = rows[r + b];
+#if defined(__GNUC__) && !defined(__clang__) && !defined(GF_NO_BUILTIN_SHUFFLE)
             rows[r] = __builtin_shuffle(x, y, masks->keep[s]);
             rows[r + b] = __builtin_shuffle(x, y, masks->swap[s]);
+#else
+            {   /* the same selection lane by lane (clang has no __builtin_shuffle) */
+                int lane;
+                for (lane = 0; lane < GF_LANES; lane++) {
+                    rows[r][lane] = (lane & b) == 0 ? x[lane] : y[lane - b];
+                    rows[r + b][lane] = (lane & b) == 0 ? x[lane + b] : y[lane];
+                }
+            }
+#endif
         }
 }
 
