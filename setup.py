@@ -1,4 +1,4 @@
-"""Build the compiled core of gru_fast (Cython over scipy's BLAS).
+"""Build the compiled core of gru_fast (Cython, a C GEMM kernel, OpenMP).
 
 Compiler directives are set once here.  Set GRU_FAST_BOUNDSCHECK=1 at build
 time to turn bounds, wraparound and initialisation checks back on (debugging),

@@ -1,7 +1,7 @@
 """gru_fast: fast CPU Gated Recurrent Units with exact gradients, NumPy in and out.
 
-The compiled core (Cython over scipy's BLAS) runs a whole sequence of one
-layer and one direction with the GIL released; `gru_fast.reference` is the
+The compiled core (Cython, with a packed-weight GEMM kernel and OpenMP threads)
+runs a whole sequence of one layer and one direction with the GIL released; `gru_fast.reference` is the
 pure-NumPy oracle with the same API.
 
 Public API

@@ -25,13 +25,14 @@
 # steps at a time into `proj`, so memory beyond the outputs stays O(B·H).
 #
 # Products.  Every step multiplies the few active rows by the same weights.
-# BLAS would repack the weights at every call, so the time loops use the
-# packed kernel of _kernel.h instead: each call packs its weights once into
-# panels of 32 columns, per gate, padded to Hp = 32 * ceil(H / 32) columns:
+# BLAS would repack the weights at every call, so every product of the core
+# uses the packed kernel of _kernel.h: each call packs its weights once into
+# panels of 32 columns (16 without AVX-512), per gate, padded to Hp columns:
 #   forward:  packed_ih[g] = W_ih[gH:(g+1)H].T (I, Hp), packed_hh[g] likewise (H, Hp)
 #   backward: packed_hh = W_hh (3H, H) as panels of its columns (3H, Hp)
-# The products of backward over all rows at once (dx and the weight
-# gradients) are large, and go to BLAS after the loop.
+# Backward's products over all rows at once (dx and the weight gradients)
+# run after the time loop, in the same parallel region, on packed W_ih, x and
+# h_prev (see _gradients_over_rows).
 #
 # Threads.  The time loop runs on n_threads OpenMP threads (one parallel
 # region for the whole sequence; threadpoolctl and OMP_NUM_THREADS set the
