@@ -6,6 +6,7 @@ whole sequence with the GIL released.  This module owns the checks and every
 allocation; the core neither checks nor allocates.
 """
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,29 @@ def core_threads(batch_size, hidden_size):
         return 1
     panels = -(-hidden_size // _core.PANEL_WIDTH)
     return max(1, min(_core.max_threads(), panels))
+
+
+# GNU OpenMP's worker threads do not survive fork(): in a child forked from a
+# process that already ran a parallel region (multiprocessing's default start
+# method on Linux), the first parallel region waits for them forever.  A
+# forked child therefore runs the core on one thread, outside any region.
+_in_forked_child = False
+
+
+def _note_forked_child():
+    global _in_forked_child
+    _in_forked_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_note_forked_child)
+
+
+def _threads_for_call(batch_size, hidden_size):
+    """`core_threads`, or 1 in a forked child (see above)."""
+    if _in_forked_child:
+        return 1
+    return core_threads(batch_size, hidden_size)
 
 
 @dataclass(frozen=True)
@@ -187,7 +211,7 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
         args.weight_ih, args.weight_hh, packed_ih, packed_hh, bias_gates, bias_hn,
         state, state_scratch, y.reshape(seq_len * batch_size, hidden_size),
         gates, h_prev, proj, hidden, args.reset_after, args.reverse, return_cache,
-        core_threads(batch_size, hidden_size),
+        _threads_for_call(batch_size, hidden_size),
     )
     h_n = packing.unsort_rows(state)
     if not return_cache:
@@ -277,7 +301,7 @@ def gru_backward(cache, dy, dh_n=None):
         np.ascontiguousarray(dy).reshape(seq_len * batch_size, hidden_size),
         dh, d_gi, d_gh, dq, packed_ih, packed_hh, packed_x, packed_h, dx_packed, d_weight_ih, d_weight_hh,
         d_bias_ih, d_bias_hh, cache.reset_after, cache.reverse, cache.has_bias,
-        core_threads(batch_size, hidden_size),
+        _threads_for_call(batch_size, hidden_size),
     )
     if packing.is_identity:
         dx = dx_packed.reshape(seq_len, batch_size, input_size)

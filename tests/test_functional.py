@@ -1,5 +1,6 @@
 """The compiled fast path (gru_fast.gru_forward/gru_backward) against the NumPy reference."""
 
+import multiprocessing
 import threading
 
 import numpy as np
@@ -483,3 +484,27 @@ def test_core_threads_follow_openmp_and_the_work():
     with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
         assert _core.max_threads() == 1
         assert real_core_threads(64, 512) == 1
+
+
+def _forward_in_child(problem, queue):
+    queue.put(gru_fast.gru_forward(**problem, reset_after=True)[0])
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
+                    reason="needs the fork start method")
+def test_forked_child_after_threaded_calls_does_not_hang(core_threads):
+    """GNU OpenMP's threads do not survive fork; a forked child must still compute."""
+    rng = np.random.default_rng(14)
+    problem = make_problem(rng, 6, 8, 5, 70, np.float64)
+    expected = gru_fast.gru_forward(**problem, reset_after=True)[0]  # threads start here
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_forward_in_child, args=(problem, queue))
+    child.start()
+    try:
+        got = queue.get(timeout=60)
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+    np.testing.assert_array_equal(got, expected)
