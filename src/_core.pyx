@@ -62,9 +62,9 @@ def max_threads():
 PANEL_WIDTH = PANEL  # columns per panel of the packed weights
 
 
-def padded_hidden(hidden_size):
-    """Hp: H rounded up to whole panels, the gate width of the packed weights."""
-    return -(-hidden_size // PANEL) * PANEL
+def padded_to_panels(width):
+    """`width` rounded up to whole panels: Hp and Ip, the padded widths of packed operands."""
+    return -(-width // PANEL) * PANEL
 
 
 cdef inline void _unit_range(Py_ssize_t hidden_size, int thread, int n_threads,
@@ -258,7 +258,7 @@ def forward_sequence(const floating[:, ::1] x,
     """Run one GRU layer in one direction over a packed sequence (GIL released).
 
     Shapes (N packed rows, T steps, B batch rows sorted by length, H hidden,
-    Hp = padded_hidden(H)):
+    Hp = padded_to_panels(H)):
     x (N, I); batch_sizes (T,); offsets (T+1,); out_rows (N,) or (0,) for
     the identity; weight_ih (3H, I); weight_hh (3H, H); packed_ih (3*Hp*I,)
     and packed_hh (3*Hp*H,) scratch for the packed weights; bias_gates (3H,)
@@ -532,7 +532,7 @@ def backward_sequence(const floating[:, ::1] x,
     dL/dh_n on entry (sorted rows) and dL/dh0 on exit.  Writes the gate
     gradients d_gi (N, 3H) = dL/d(x W_ih^T + b_ih) and, for reset_after,
     d_gh (N, 3H) = dL/d(h W_hh^T + b_hh) (unused otherwise).  Scratch, with
-    Ip and Hp = I and H rounded up to whole panels (padded_hidden): dq (B, H),
+    Ip and Hp = I and H rounded up to whole panels (padded_to_panels): dq (B, H),
     packed_ih (Ip*3H,), packed_hh (Hp*3H,), packed_x (Ip*N,), packed_h
     (Hp*N,).  Outputs dx (N, I), d_weight_ih (3H, I), d_weight_hh (3H, H) and
     the bias gradients (3H,) when with_bias.  Runs on n_threads OpenMP threads.
