@@ -55,8 +55,3 @@ def scratch(name, shape, dtype):
 def release():
     """Free the scratch buffers this thread keeps (they are made again when needed)."""
     _local.__dict__.pop("pool", None)
-
-
-def nbytes():
-    """Bytes of scratch this thread keeps."""
-    return sum(buffer.nbytes for buffer in _local.__dict__.get("pool", {}).values())
