@@ -180,51 +180,57 @@ static void GF_NAME(packed_gemm)(int m, int n, int k, const GF_T* a, ptrdiff_t l
 }
 
 
-/* Shuffle indices of the butterfly stages of transpose_block, stage s for
- * sub-blocks of b = GF_LANES >> (s + 1). */
-typedef struct {
-    GF_NAME(ivec) keep[4];
-    GF_NAME(ivec) swap[4];
-} GF_NAME(transpose_masks);
-
-static inline void GF_NAME(make_transpose_masks)(GF_NAME(transpose_masks)* masks)
+/* One butterfly stage of transpose_block: for every row r with (r & b) == 0,
+ * swap the b-wide off-diagonal sub-blocks of rows r and r + b.  b is a
+ * constant at every call, so after inlining the row loop unrolls, the rows
+ * stay in registers and each swap is two two-source shuffles (vpermt2ps /
+ * vpermt2pd on AVX-512) with constant index vectors. */
+static inline __attribute__((always_inline)) void
+GF_NAME(transpose_stage)(GF_NAME(vec)* rows, const int b)
 {
-    int s, b, lane;
-    for (s = 0, b = GF_LANES / 2; b >= 1; s++, b /= 2)
+    GF_NAME(vec) x, y;
+    int r, lane;
+#if defined(__GNUC__) && !defined(__clang__) && !defined(GF_NO_BUILTIN_SHUFFLE)
+    GF_NAME(ivec) keep, swap;
+    for (lane = 0; lane < GF_LANES; lane++) {
+        keep[lane] = (lane & b) == 0 ? lane : GF_LANES + lane - b;
+        swap[lane] = (lane & b) == 0 ? lane + b : GF_LANES + lane;
+    }
+#endif
+#pragma GCC unroll 16
+    for (r = 0; r < GF_LANES; r++) {
+        if (r & b)
+            continue;
+        x = rows[r];
+        y = rows[r + b];
+#if defined(__GNUC__) && !defined(__clang__) && !defined(GF_NO_BUILTIN_SHUFFLE)
+        rows[r] = __builtin_shuffle(x, y, keep);
+        rows[r + b] = __builtin_shuffle(x, y, swap);
+#else
+        /* the same selection lane by lane (clang has no __builtin_shuffle) */
         for (lane = 0; lane < GF_LANES; lane++) {
-            masks->keep[s][lane] = (lane & b) == 0 ? lane : GF_LANES + lane - b;
-            masks->swap[s][lane] = (lane & b) == 0 ? lane + b : GF_LANES + lane;
+            rows[r][lane] = (lane & b) == 0 ? x[lane] : y[lane - b];
+            rows[r + b][lane] = (lane & b) == 0 ? x[lane + b] : y[lane];
         }
+#endif
+    }
 }
 
 /* rows[p] becomes column p of the GF_LANES x GF_LANES block held in rows:
- * log2(GF_LANES) butterfly stages, each swapping the off-diagonal sub-blocks
- * of size b between rows r and r + b with two-source shuffles (vpermt2ps /
- * vpermt2pd on AVX-512). */
+ * log2(GF_LANES) butterfly stages, sub-blocks of GF_LANES / 2 down to 1. */
 static inline __attribute__((always_inline)) void
-GF_NAME(transpose_block)(GF_NAME(vec)* rows, const GF_NAME(transpose_masks)* masks)
+GF_NAME(transpose_block)(GF_NAME(vec)* rows)
 {
-    GF_NAME(vec) x, y;
-    int s, b, r;
-    for (s = 0, b = GF_LANES / 2; b >= 1; s++, b /= 2)
-        for (r = 0; r < GF_LANES; r++) {
-            if (r & b)
-                continue;
-            x = rows[r];
-            y = rows[r + b];
-#if defined(__GNUC__) && !defined(__clang__) && !defined(GF_NO_BUILTIN_SHUFFLE)
-            rows[r] = __builtin_shuffle(x, y, masks->keep[s]);
-            rows[r + b] = __builtin_shuffle(x, y, masks->swap[s]);
-#else
-            {   /* the same selection lane by lane (clang has no __builtin_shuffle) */
-                int lane;
-                for (lane = 0; lane < GF_LANES; lane++) {
-                    rows[r][lane] = (lane & b) == 0 ? x[lane] : y[lane - b];
-                    rows[r + b][lane] = (lane & b) == 0 ? x[lane + b] : y[lane];
-                }
-            }
+#if GF_LANES >= 16
+    GF_NAME(transpose_stage)(rows, 8);
 #endif
-        }
+#if GF_LANES >= 8
+    GF_NAME(transpose_stage)(rows, 4);
+#endif
+#if GF_LANES >= 4
+    GF_NAME(transpose_stage)(rows, 2);
+#endif
+    GF_NAME(transpose_stage)(rows, 1);
 }
 
 
@@ -235,20 +241,22 @@ GF_NAME(transpose_block)(GF_NAME(vec)* rows, const GF_NAME(transpose_masks)* mas
 static void GF_NAME(pack_transposed)(const GF_T* w, ptrdiff_t ldw, int n, int k, GF_T* panels)
 {
     GF_NAME(vec) block[GF_LANES];
-    GF_NAME(transpose_masks) masks;
     int q, j, j0, p, p0, cols;
-    GF_NAME(make_transpose_masks)(&masks);
     for (q = 0; q * GF_PANEL < n; q++) {
         GF_T* panel = panels + (ptrdiff_t)q * k * GF_PANEL;
         const GF_T* w_rows = w + (ptrdiff_t)q * GF_PANEL * ldw;
         cols = n - q * GF_PANEL < GF_PANEL ? n - q * GF_PANEL : GF_PANEL;
         for (p0 = 0; p0 + GF_LANES <= k; p0 += GF_LANES) {
             for (j0 = 0; j0 + GF_LANES <= cols; j0 += GF_LANES) {
-                for (j = 0; j < GF_LANES; j++)
-                    block[j] = *(const GF_NAME(uvec)*)(w_rows + (ptrdiff_t)(j0 + j) * ldw + p0);
-                GF_NAME(transpose_block)(block, &masks);
-                for (p = 0; p < GF_LANES; p++)
-                    *(GF_NAME(uvec)*)(panel + (ptrdiff_t)(p0 + p) * GF_PANEL + j0) = block[p];
+                /* one moving pointer each way: 16 precomputed row addresses
+                 * would not fit the registers left beside the block */
+                const GF_T* source = w_rows + (ptrdiff_t)j0 * ldw + p0;
+                GF_T* target = panel + (ptrdiff_t)p0 * GF_PANEL + j0;
+                for (j = 0; j < GF_LANES; j++, source += ldw)
+                    block[j] = *(const GF_NAME(uvec)*)source;
+                GF_NAME(transpose_block)(block);
+                for (p = 0; p < GF_LANES; p++, target += GF_PANEL)
+                    *(GF_NAME(uvec)*)target = block[p];
             }
             for (j = j0; j < GF_PANEL; j++)
                 for (p = p0; p < p0 + GF_LANES; p++)
