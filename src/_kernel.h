@@ -28,17 +28,20 @@
  * vectors, panels of 16, and tiles of at most 12 accumulators. */
 #if defined(__AVX512F__)
 #define GF_VEC_BYTES 64
+#define GF_VEC_REGS 32
 #define GF_PANEL 32
 #define GF_CHAINS 16
 /* at most 24 of the 32 registers hold accumulators, and at most 8 rows */
 #define GF_TILE_ROWS(nv) (24 / (nv) < 8 ? 24 / (nv) : 8)
 #elif defined(__AVX__)
 #define GF_VEC_BYTES 32
+#define GF_VEC_REGS 16
 #define GF_PANEL 16
 #define GF_CHAINS 12
 #define GF_TILE_ROWS(nv) (12 / (nv))
 #else
 #define GF_VEC_BYTES 16
+#define GF_VEC_REGS 16
 #define GF_PANEL 16
 #define GF_CHAINS 12
 #define GF_TILE_ROWS(nv) (12 / (nv) > 0 ? 12 / (nv) : 1)

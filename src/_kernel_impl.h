@@ -29,72 +29,149 @@ typedef GF_ITYPE GF_NAME(ivec) __attribute__((vector_size(GF_VEC_BYTES)));
 #endif
 
 
-/* C[:R, :ncols] (+)= A[:R, :k] @ P[:k, :ncols] for one panel P (k x 32,
- * rows 32 values apart) and R <= GF_MR rows of A, A[i, p] at a[i * lda +
- * p * a_step].  R is a constant at every call, so after inlining the
- * accumulators live in registers: each step of k loads one panel row
- * (GF_NV vectors) and broadcasts R values of A into R * GF_NV FMAs.  An FMA
- * takes 4 cycles and two issue per cycle, so at least 8 independent chains
- * keep the units busy; tiles of fewer rows (R * GF_NV < 16) split k over U
- * sets of accumulators, summed at the end.  Measured, one core, float,
- * (k, n) = (128, 384): 1 row 90, 2 rows 149, 4 rows 223, 8 rows 248 GFLOP/s
- * (before the U sets and GF_IN_REGISTER: 88, 95, 99, 254). */
-#define GF_SETS(R) ((R) * GF_NV >= GF_CHAINS ? 1 : GF_CHAINS / ((R) * GF_NV))
+/* C[:R, :32 P] (+)= A[:R, :k] @ [P_0 .. P_{P-1}] for P consecutive panels
+ * (each k x 32, rows 32 values apart, panel_stride values from one to the
+ * next; the last has only ncols_last columns of C to write) and R <= GF_MR
+ * rows of A, A[i, p] at a[i * lda + p * a_step].  R and P are constants at
+ * every call, so after inlining the accumulators live in registers: each
+ * step of k loads P panel rows (P * GF_NV vectors) and broadcasts R values
+ * of A into R * P * GF_NV FMAs.  An FMA takes 4 cycles and two issue per
+ * cycle, so at least 8 independent chains keep the units busy; tiles with
+ * fewer accumulators than GF_CHAINS split k over U sets, summed at the end.
+ * The loads are the limit with few rows (about one vector load per cycle
+ * here), so 4 to 7 rows take several panels at once: one broadcast of A
+ * then feeds P times as many FMAs.  Measured, one core, float, (k, n) =
+ * (128, 384), GFLOP/s, one panel at a time: 1 row 90, 2 rows 149, 4 rows
+ * 223, 8 rows 248 (before the U sets and GF_IN_REGISTER: 88, 95, 99, 254);
+ * 4 rows over 3 panels at a time: 159 -> 207 where one panel ran at 159,
+ * and (k, n) = (1024, 512), from L3: 143 -> 189. */
+#define GF_SETS(R, P) ((R) * (P) * GF_NV >= GF_CHAINS ? 1 : GF_CHAINS / ((R) * (P) * GF_NV))
+#define GF_MAX_WIDE 4  /* most panels in one tile */
 static inline __attribute__((always_inline)) void
-GF_NAME(tile)(const int R, int k, const GF_T* a, ptrdiff_t lda, const ptrdiff_t a_step,
-              const GF_T* panel, int ncols, int accumulate, GF_T* c, ptrdiff_t ldc)
+GF_NAME(tile)(const int R, const int P, int k, const GF_T* a, ptrdiff_t lda,
+              const ptrdiff_t a_step, const GF_T* panel, ptrdiff_t panel_stride,
+              int ncols_last, int accumulate, GF_T* c, ptrdiff_t ldc)
 {
-    const int U = GF_SETS(R);
-    GF_NAME(vec) acc[GF_SETS(1)][GF_MR][GF_NV];
-    GF_NAME(vec) b[GF_NV];
-    int i, v, p, u, j;
+    const int U = GF_SETS(R, P);
+    const int W = P * GF_NV;  /* vectors per row of the tile */
+    GF_NAME(vec) acc[GF_SETS(1, 1)][GF_MR][GF_MAX_WIDE * GF_NV];
+    GF_NAME(vec) b[GF_MAX_WIDE * GF_NV];
+    int i, v, p, u, j, w, ncols;
     for (u = 0; u < U; u++)
         for (i = 0; i < R; i++)
-            for (v = 0; v < GF_NV; v++)
-                acc[u][i][v] = (GF_NAME(vec)){0};
+            for (w = 0; w < W; w++)
+                acc[u][i][w] = (GF_NAME(vec)){0};
     for (p = 0; p + U <= k; p += U) {
         for (u = 0; u < U; u++) {
-            for (v = 0; v < GF_NV; v++) {
-                b[v] = *(const GF_NAME(uvec)*)(panel + (ptrdiff_t)(p + u) * GF_PANEL + v * GF_LANES);
+            for (w = 0; w < W; w++) {
+                b[w] = *(const GF_NAME(uvec)*)(panel + (w / GF_NV) * panel_stride
+                                               + (ptrdiff_t)(p + u) * GF_PANEL
+                                               + (w % GF_NV) * GF_LANES);
                 if (R <= 4)
-                    GF_IN_REGISTER(b[v]);
+                    GF_IN_REGISTER(b[w]);
             }
             for (i = 0; i < R; i++) {
                 GF_T a_ip = a[i * lda + (p + u) * a_step];
-                for (v = 0; v < GF_NV; v++)
-                    acc[u][i][v] += a_ip * b[v];
+                for (w = 0; w < W; w++)
+                    acc[u][i][w] += a_ip * b[w];
             }
         }
     }
     for (; p < k; p++) {
-        for (v = 0; v < GF_NV; v++)
-            b[v] = *(const GF_NAME(uvec)*)(panel + (ptrdiff_t)p * GF_PANEL + v * GF_LANES);
+        for (w = 0; w < W; w++)
+            b[w] = *(const GF_NAME(uvec)*)(panel + (w / GF_NV) * panel_stride
+                                           + (ptrdiff_t)p * GF_PANEL + (w % GF_NV) * GF_LANES);
         for (i = 0; i < R; i++) {
             GF_T a_ip = a[i * lda + p * a_step];
-            for (v = 0; v < GF_NV; v++)
-                acc[0][i][v] += a_ip * b[v];
+            for (w = 0; w < W; w++)
+                acc[0][i][w] += a_ip * b[w];
         }
     }
     for (u = 1; u < U; u++)
         for (i = 0; i < R; i++)
-            for (v = 0; v < GF_NV; v++)
-                acc[0][i][v] += acc[u][i][v];
+            for (w = 0; w < W; w++)
+                acc[0][i][w] += acc[u][i][w];
     for (i = 0; i < R; i++) {
-        GF_T* c_row = c + i * ldc;
-        if (ncols == GF_PANEL) {
-            for (v = 0; v < GF_NV; v++) {
-                GF_NAME(uvec)* out = (GF_NAME(uvec)*)(c_row + v * GF_LANES);
-                *out = accumulate ? *out + acc[0][i][v] : acc[0][i][v];
+        for (w = 0; w < W; w += GF_NV) {
+            GF_T* c_row = c + i * ldc + (w / GF_NV) * GF_PANEL;
+            ncols = w + GF_NV < W ? GF_PANEL : ncols_last;
+            if (ncols == GF_PANEL) {
+                for (v = 0; v < GF_NV; v++) {
+                    GF_NAME(uvec)* out = (GF_NAME(uvec)*)(c_row + v * GF_LANES);
+                    *out = accumulate ? *out + acc[0][i][w + v] : acc[0][i][w + v];
+                }
+            } else {
+                GF_T row[GF_PANEL];
+                memcpy(row, &acc[0][i][w], sizeof(row));
+                for (j = 0; j < ncols; j++)
+                    c_row[j] = accumulate ? c_row[j] + row[j] : row[j];
             }
-        } else {
-            GF_T row[GF_PANEL];
-            memcpy(row, acc[0][i], sizeof(row));
-            for (j = 0; j < ncols; j++)
-                c_row[j] = accumulate ? c_row[j] + row[j] : row[j];
         }
     }
 }
+
+/* Panels per tile for R rows (R < GF_MR): as many as keep the accumulators
+ * and the loaded panel rows within the vector registers, two spare
+ * (P * GF_NV * (R + 1) <= GF_VEC_REGS - 2), at most GF_MAX_WIDE. */
+#define GF_WIDE_RAW(R) ((GF_VEC_REGS - 2) / (GF_NV * ((R) + 1)))
+#define GF_WIDE(R) (GF_WIDE_RAW(R) < 1 ? 1 : GF_WIDE_RAW(R) > GF_MAX_WIDE ? GF_MAX_WIDE : GF_WIDE_RAW(R))
+
+/* C (R, n) (+)= A (R, k) @ Bp for R < GF_MR rows, panel_stride apart: one
+ * tile of GF_WIDE(R) panels at a time over all of k, the panels left over
+ * one by one. */
+static inline __attribute__((always_inline)) void
+GF_NAME(few_rows)(const int R, int n, int k, const GF_T* a, ptrdiff_t lda,
+                  const ptrdiff_t a_step, const GF_T* panels, ptrdiff_t panel_stride,
+                  int accumulate, GF_T* c, ptrdiff_t ldc)
+{
+    const int P = GF_WIDE(R);
+    int n_panels = (n + GF_PANEL - 1) / GF_PANEL;
+    int q = 0;
+#define GF_LAST_COLS(q, P) (n - ((q) + (P) - 1) * GF_PANEL < GF_PANEL ? n - ((q) + (P) - 1) * GF_PANEL : GF_PANEL)
+    if (P > 1)
+        for (; q + P <= n_panels; q += P)
+            GF_NAME(tile)(R, P, k, a, lda, a_step, panels + q * panel_stride, panel_stride,
+                          GF_LAST_COLS(q, P), accumulate, c + q * GF_PANEL, ldc);
+    if (P > 2 && q + 2 <= n_panels) {  /* two of the panels left, together */
+        GF_NAME(tile)(R, 2, k, a, lda, a_step, panels + q * panel_stride, panel_stride,
+                      GF_LAST_COLS(q, 2), accumulate, c + q * GF_PANEL, ldc);
+        q += 2;
+    }
+#undef GF_LAST_COLS
+    for (; q < n_panels; q++)
+        GF_NAME(tile)(R, 1, k, a, lda, a_step, panels + q * panel_stride, panel_stride,
+                      n - q * GF_PANEL < GF_PANEL ? n - q * GF_PANEL : GF_PANEL,
+                      accumulate, c + q * GF_PANEL, ldc);
+}
+
 #undef GF_SETS
+
+
+/* few_rows for any m from 4 to GF_MR - 1, through a switch so that each
+ * call has a constant row count (1 to 3 rows never come here). */
+static inline __attribute__((always_inline)) void
+GF_NAME(few_rows_any)(int m, int n, int k, const GF_T* a, ptrdiff_t lda,
+                      const ptrdiff_t a_step, const GF_T* panels, ptrdiff_t panel_stride,
+                      int accumulate, GF_T* c, ptrdiff_t ldc)
+{
+#define GF_FEW(R) GF_NAME(few_rows)(R, n, k, a, lda, a_step, panels, panel_stride, accumulate, c, ldc)
+    switch (m) {
+#if GF_MR > 7
+    case 7: GF_FEW(7); break;
+#endif
+#if GF_MR > 6
+    case 6: GF_FEW(6); break;
+#endif
+#if GF_MR > 5
+    case 5: GF_FEW(5); break;
+#endif
+#if GF_MR > 4
+    case 4: GF_FEW(4); break;
+#endif
+    default: break;
+    }
+#undef GF_FEW
+}
 
 
 /* All row tiles of one panel: C[:m, :ncols] (+)= A[:m, :k] @ P.  Full tiles
@@ -107,31 +184,31 @@ GF_NAME(panel_rows)(int m, int k, const GF_T* a, ptrdiff_t lda, const ptrdiff_t 
 {
     int i;
     for (i = 0; i + GF_MR <= m; i += GF_MR)
-        GF_NAME(tile)(GF_MR, k, a + i * lda, lda, a_step, panel, ncols, accumulate,
+        GF_NAME(tile)(GF_MR, 1, k, a + i * lda, lda, a_step, panel, 0, ncols, accumulate,
                       c + i * ldc, ldc);
     a += i * lda;
     c += i * ldc;
     switch (m - i) {  /* fewer than GF_MR rows */
 #if GF_MR > 7
-    case 7: GF_NAME(tile)(7, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+    case 7: GF_NAME(tile)(7, 1, k, a, lda, a_step, panel, 0, ncols, accumulate, c, ldc); break;
 #endif
 #if GF_MR > 6
-    case 6: GF_NAME(tile)(6, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+    case 6: GF_NAME(tile)(6, 1, k, a, lda, a_step, panel, 0, ncols, accumulate, c, ldc); break;
 #endif
 #if GF_MR > 5
-    case 5: GF_NAME(tile)(5, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+    case 5: GF_NAME(tile)(5, 1, k, a, lda, a_step, panel, 0, ncols, accumulate, c, ldc); break;
 #endif
 #if GF_MR > 4
-    case 4: GF_NAME(tile)(4, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+    case 4: GF_NAME(tile)(4, 1, k, a, lda, a_step, panel, 0, ncols, accumulate, c, ldc); break;
 #endif
 #if GF_MR > 3
-    case 3: GF_NAME(tile)(3, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+    case 3: GF_NAME(tile)(3, 1, k, a, lda, a_step, panel, 0, ncols, accumulate, c, ldc); break;
 #endif
 #if GF_MR > 2
-    case 2: GF_NAME(tile)(2, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+    case 2: GF_NAME(tile)(2, 1, k, a, lda, a_step, panel, 0, ncols, accumulate, c, ldc); break;
 #endif
 #if GF_MR > 1
-    case 1: GF_NAME(tile)(1, k, a, lda, a_step, panel, ncols, accumulate, c, ldc); break;
+    case 1: GF_NAME(tile)(1, 1, k, a, lda, a_step, panel, 0, ncols, accumulate, c, ldc); break;
 #endif
     default: break;
     }
@@ -160,6 +237,19 @@ static void GF_NAME(packed_gemm)(int m, int n, int k, const GF_T* a, ptrdiff_t l
     int n_panels = (n + GF_PANEL - 1) / GF_PANEL;
     int q0;
     const GF_T* panel;
+    /* 4 to GF_MR - 1 rows: one row tile, several panels at a time (see
+     * tile).  With 1 to 3 rows several panels lost when the panels came
+     * from L2 (float, (k, n) = (128, 384): 83 -> 61, 136 -> 123, 188 -> 151
+     * GFLOP/s) and gained little otherwise, so those stay one panel at a
+     * time. */
+    if (m < GF_MR && m >= 4 && panels_inside) {
+        if (a_step != 1) {
+            GF_NAME(few_rows_any)(m, n, k, a, lda, a_step, panels, panel_stride, accumulate, c, ldc);
+        } else {
+            GF_NAME(few_rows_any)(m, n, k, a, lda, 1, panels, panel_stride, accumulate, c, ldc);
+        }
+        return;
+    }
     for (q0 = 0; q0 < n_panels; q0 += q_step) {
         q_end = q0 + q_step < n_panels ? q0 + q_step : n_panels;
         for (p0 = 0; p0 < k; p0 += GF_KB) {

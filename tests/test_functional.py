@@ -153,6 +153,17 @@ def test_shapes_over_several_panels(dtype, shape, reset_after, reverse, use_leng
     assert_close(h_n_alone, h_n, RTOL_OUTPUT[dtype], "h_n without cache")
 
 
+# Every row count a step can have, up to two full tiles and a remainder, over
+# H = 150 (five panels, the last partial): rows 4 to 7 go several panels at a
+# time (three, then two, then one), the rest one panel at a time.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch_size", range(1, 18))
+def test_every_row_count_over_several_panels(dtype, batch_size):
+    rng = np.random.default_rng(batch_size)
+    problem = make_problem(rng, 3, batch_size, 20, 150, dtype)
+    run_both(problem, dtype, rng, reset_after=True)
+
+
 @pytest.mark.parametrize("shape", [(0, 3, 2, 4), (4, 0, 2, 4), (0, 0, 2, 4)])
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_empty_sequences_and_batches(shape, reset_after):
