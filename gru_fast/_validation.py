@@ -4,7 +4,7 @@ Every check raises before any compiled code runs, with a message that names
 the argument and says what was seen and what was expected.
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -104,9 +104,12 @@ def as_lengths(lengths, batch_size, seq_len, name="lengths"):
     return array.astype(np.int64)
 
 
-@dataclass(frozen=True)
-class ForwardArgs:
-    """Validated forward arguments: C-contiguous arrays of one dtype, and sizes."""
+class ForwardArgs(NamedTuple):
+    """Validated forward arguments: C-contiguous arrays of one dtype, and sizes.
+
+    A NamedTuple rather than a frozen dataclass: it is made on every call, and
+    a frozen dataclass' constructor cost about 1 us of a 12 us call here.
+    """
 
     x: np.ndarray
     h0: np.ndarray | None
