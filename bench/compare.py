@@ -326,6 +326,7 @@ class Contestant:
         self.task, self.contestant, self.fn, self.warm = task, contestant, fn, warm
         self.flops, self.shape_name = flops, shape_name
         self.number = 1
+        self.follows = None  # a Contestant: sampled right after it, for paired ratios
         self.samples = []  # seconds per call, one per repetition
         self.other_load = []  # cores busy with other work during each sample
 
@@ -394,18 +395,22 @@ def run_round_robin(contestants, repeats, min_time, pause, max_wait, log):
     `pause` seconds separate two samples, so that the worker threads a library keeps
     spinning after a call (ONNX Runtime, OpenMP, OpenBLAS) have gone idle before the
     next contestant starts; before each repetition we wait (up to `max_wait` s) until
-    no other process is using the CPU.
+    no other process is using the CPU.  A contestant that `follows` another is
+    sampled right after it in every repetition, so that the ratio of the two
+    samples of one repetition compares them under the same machine conditions.
     """
     for contestant in contestants:
         contestant.calibrate(min_time)
         time.sleep(pause)
+    leaders = [c for c in contestants if c.follows is None]
     waited = 0.0
     for rep in range(repeats):
         waited += wait_until_quiet(max_wait)
-        start = rep % len(contestants)
-        for contestant in contestants[start:] + contestants[:start]:
-            time.sleep(pause)
-            contestant.sample()
+        start = rep % len(leaders)
+        for leader in leaders[start:] + leaders[:start]:
+            for contestant in [leader] + [c for c in contestants if c.follows is leader]:
+                time.sleep(pause)
+                contestant.sample()
         log(".", end="")
     return waited
 
@@ -849,8 +854,10 @@ def main(argv=None):
                 lengths = spread_lengths(seq_len, batch_size)
                 for pass_, task in (("fwd", "fwd_f32_ra1"), ("fwdbwd", "fb_f32_ra1")):
                     fn = gru_fast_callable(problems["float32"], True, pass_, lengths)
-                    contestants.append(Contestant(task, "gru_fast_spread_lengths", fn,
-                                                  None, shape_name))
+                    spread = Contestant(task, "gru_fast_spread_lengths", fn, None, shape_name)
+                    spread.follows = next(c for c in contestants
+                                          if c.task == task and c.contestant == "gru_fast")
+                    contestants.append(spread)
             peak_contestant = Contestant("sgemm", "sgemm", sgemm_callable(),
                                          2 * PEAK_N ** 3, shape_name)
             contestants.append(peak_contestant)
@@ -863,13 +870,15 @@ def main(argv=None):
                 if c.task == "sgemm":
                     continue
                 if c.contestant == "gru_fast_spread_lengths":
-                    full = next(o for o in contestants if o.task == c.task
-                                and o.contestant == "gru_fast")
+                    full = c.follows
                     pass_ = "forward" if c.task.startswith("fwd_") else "forward+backward"
+                    # The median of the per-repetition ratios: each spread sample
+                    # is taken right after its full-length sample.
                     lengths_rows.append(dict(
                         shape=shape_name, pass_=pass_, task=c.task,
                         full_median=full.median, spread_median=c.median,
-                        ratio=c.median / full.median,
+                        ratio=statistics.median(
+                            s / f for s, f in zip(c.samples, full.samples)),
                         mean_length_fraction=float(lengths.mean() / seq_len)))
                     continue
                 results.setdefault(c.task, {}).setdefault(shape_name, {})[c.contestant] = dict(
