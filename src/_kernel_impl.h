@@ -110,10 +110,13 @@ GF_NAME(tile)(const int R, const int P, int k, const GF_T* a, ptrdiff_t lda,
     }
 }
 
-/* Panels per tile for R rows (R < GF_MR): as many as keep the accumulators
- * and the loaded panel rows within the vector registers, two spare
- * (P * GF_NV * (R + 1) <= GF_VEC_REGS - 2), at most GF_MAX_WIDE. */
-#define GF_WIDE_RAW(R) ((GF_VEC_REGS - 2) / (GF_NV * ((R) + 1)))
+/* Panels per tile for R rows (R < GF_MR): for 4 rows or more, as many as
+ * keep the accumulators and the loaded panel rows within the vector
+ * registers, two spare (P * GF_NV * (R + 1) <= GF_VEC_REGS - 2), at most
+ * GF_MAX_WIDE.  1 to 3 rows go one panel at a time: with several, they lost
+ * when the panels came from L2 (float, (k, n) = (128, 384): 83 -> 61,
+ * 136 -> 123, 188 -> 151 GFLOP/s) and gained little otherwise. */
+#define GF_WIDE_RAW(R) ((R) < 4 ? 1 : (GF_VEC_REGS - 2) / (GF_NV * ((R) + 1)))
 #define GF_WIDE(R) (GF_WIDE_RAW(R) < 1 ? 1 : GF_WIDE_RAW(R) > GF_MAX_WIDE ? GF_MAX_WIDE : GF_WIDE_RAW(R))
 
 /* C (R, n) (+)= A (R, k) @ Bp for R < GF_MR rows, panel_stride apart: one
@@ -147,8 +150,8 @@ GF_NAME(few_rows)(const int R, int n, int k, const GF_T* a, ptrdiff_t lda,
 #undef GF_SETS
 
 
-/* few_rows for any m from 4 to GF_MR - 1, through a switch so that each
- * call has a constant row count (1 to 3 rows never come here). */
+/* few_rows for any m from 1 to GF_MR - 1, through a switch so that each
+ * call has a constant row count. */
 static inline __attribute__((always_inline)) void
 GF_NAME(few_rows_any)(int m, int n, int k, const GF_T* a, ptrdiff_t lda,
                       const ptrdiff_t a_step, const GF_T* panels, ptrdiff_t panel_stride,
@@ -167,6 +170,15 @@ GF_NAME(few_rows_any)(int m, int n, int k, const GF_T* a, ptrdiff_t lda,
 #endif
 #if GF_MR > 4
     case 4: GF_FEW(4); break;
+#endif
+#if GF_MR > 3
+    case 3: GF_FEW(3); break;
+#endif
+#if GF_MR > 2
+    case 2: GF_FEW(2); break;
+#endif
+#if GF_MR > 1
+    case 1: GF_FEW(1); break;
 #endif
     default: break;
     }
@@ -188,30 +200,8 @@ GF_NAME(panel_rows)(int m, int k, const GF_T* a, ptrdiff_t lda, const ptrdiff_t 
                       c + i * ldc, ldc);
     a += i * lda;
     c += i * ldc;
-    switch (m - i) {  /* fewer than GF_MR rows */
-#if GF_MR > 7
-    case 7: GF_NAME(tile)(7, 1, k, a, lda, a_step, panel, 0, ncols, accumulate, c, ldc); break;
-#endif
-#if GF_MR > 6
-    case 6: GF_NAME(tile)(6, 1, k, a, lda, a_step, panel, 0, ncols, accumulate, c, ldc); break;
-#endif
-#if GF_MR > 5
-    case 5: GF_NAME(tile)(5, 1, k, a, lda, a_step, panel, 0, ncols, accumulate, c, ldc); break;
-#endif
-#if GF_MR > 4
-    case 4: GF_NAME(tile)(4, 1, k, a, lda, a_step, panel, 0, ncols, accumulate, c, ldc); break;
-#endif
-#if GF_MR > 3
-    case 3: GF_NAME(tile)(3, 1, k, a, lda, a_step, panel, 0, ncols, accumulate, c, ldc); break;
-#endif
-#if GF_MR > 2
-    case 2: GF_NAME(tile)(2, 1, k, a, lda, a_step, panel, 0, ncols, accumulate, c, ldc); break;
-#endif
-#if GF_MR > 1
-    case 1: GF_NAME(tile)(1, 1, k, a, lda, a_step, panel, 0, ncols, accumulate, c, ldc); break;
-#endif
-    default: break;
-    }
+    if (m > i)  /* fewer than GF_MR rows left: one tile over this one panel */
+        GF_NAME(few_rows_any)(m - i, ncols, k, a, lda, a_step, panel, 0, accumulate, c, ldc);
 }
 
 
@@ -237,12 +227,7 @@ static void GF_NAME(packed_gemm)(int m, int n, int k, const GF_T* a, ptrdiff_t l
     int n_panels = (n + GF_PANEL - 1) / GF_PANEL;
     int q0;
     const GF_T* panel;
-    /* 4 to GF_MR - 1 rows: one row tile, several panels at a time (see
-     * tile).  With 1 to 3 rows several panels lost when the panels came
-     * from L2 (float, (k, n) = (128, 384): 83 -> 61, 136 -> 123, 188 -> 151
-     * GFLOP/s) and gained little otherwise, so those stay one panel at a
-     * time. */
-    if (m < GF_MR && m >= 4 && panels_inside) {
+    if (m < GF_MR && panels_inside) {  /* one row tile, over all of k at once */
         if (a_step != 1) {
             GF_NAME(few_rows_any)(m, n, k, a, lda, a_step, panels, panel_stride, accumulate, c, ldc);
         } else {
