@@ -8,6 +8,9 @@ Public API
 ----------
 gru_forward, gru_backward
     One layer, one direction, whole sequence (see `gru_fast.functional`).
+FrozenGRU
+    One layer and direction with weights packed once, for inference
+    (see `gru_fast.frozen`).
 GRU
     Stacked, bidirectional, batch-first layer with parameters named like
     ``torch.nn.GRU`` (see `gru_fast.layer`).
@@ -15,9 +18,10 @@ reference, interop
     The NumPy oracle; converters to and from PyTorch, Keras and ONNX.
 """
 
+from .frozen import FrozenGRU
 from .functional import GRUCache, gru_backward, gru_forward
 from .layer import GRU
 from . import interop, reference  # noqa: F401  (gru_fast.reference.* without another import)
 
 __version__ = "0.1.0"
-__all__ = ["GRU", "GRUCache", "gru_backward", "gru_forward", "__version__"]
+__all__ = ["FrozenGRU", "GRU", "GRUCache", "gru_backward", "gru_forward", "__version__"]

@@ -104,6 +104,22 @@ def as_lengths(lengths, batch_size, seq_len, name="lengths"):
     return array.astype(np.int64)
 
 
+def check_state_and_lengths(h0, lengths, x_shape, hidden_size, dtype, state_name="h0"):
+    """Check h0 (B, H) or None and lengths against x's (T, B, I); return them.
+
+    `state_name` names h0 in error messages.
+
+    h0 comes back as an array of `dtype` (the caller's own object when it
+    already was one: never write into it), lengths as int64 or None.
+    """
+    seq_len, batch_size, _ = x_shape
+    if h0 is not None:
+        h0 = as_float_array(h0, state_name, 2, dtype)
+        check_shape(h0, (batch_size, hidden_size), state_name,
+                    f"(B, H) for B={batch_size} from x and H={hidden_size}")
+    return h0, as_lengths(lengths, batch_size, seq_len)
+
+
 class ForwardArgs(NamedTuple):
     """Validated forward arguments: C-contiguous arrays of one dtype, and sizes.
 
@@ -161,11 +177,7 @@ def validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
         bias_hh = as_float_array(bias_hh, "bias_hh", 1, dtype)
         check_shape(bias_ih, (3 * hidden_size,), "bias_ih", f"(3*H,) for H={hidden_size}")
         check_shape(bias_hh, (3 * hidden_size,), "bias_hh", f"(3*H,) for H={hidden_size}")
-    if h0 is not None:
-        h0 = as_float_array(h0, "h0", 2, dtype)
-        check_shape(h0, (batch_size, hidden_size), "h0",
-                    f"(B, H) for B={batch_size} from x and H={hidden_size}")
-    lengths = as_lengths(lengths, batch_size, seq_len)
+    h0, lengths = check_state_and_lengths(h0, lengths, x.shape, hidden_size, dtype)
 
     contiguous = np.ascontiguousarray
     return ForwardArgs(

@@ -17,14 +17,34 @@ import numpy as np
 
 _local = threading.local()
 
+# Every buffer starts on a cache line, which is also one AVX-512 vector: the
+# kernel loads each packed panel row as two 64-byte vectors, and a vector that
+# straddles two lines costs two loads.  NumPy's own arrays start on 16 bytes
+# only; with them, 1 x 64 @ 64 x 192 ran at 95 GFLOP/s, aligned at 159.
+ALIGNMENT = 64
 
-# Below this many bytes a fresh array is cheaper than looking one up: NumPy
-# serves it from its own small-block cache, without new pages.
-FRESH_BELOW_BYTES = 1 << 18
+
+def aligned_empty(size, dtype):
+    """An uninitialized 1-D array of `size` values whose data starts on ALIGNMENT bytes.
+
+    Parameters
+    ----------
+    size : int
+    dtype : numpy.dtype
+
+    Returns
+    -------
+    ndarray
+        A view of a slightly larger byte buffer (which it keeps alive).
+    """
+    dtype = np.dtype(dtype)
+    raw = np.empty(size * dtype.itemsize + ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start:start + size * dtype.itemsize].view(dtype)
 
 
 def scratch(name, shape, dtype):
-    """An uninitialized C-contiguous array, reused by this thread's next call.
+    """An uninitialized C-contiguous array on ALIGNMENT bytes, reused by this thread's next call.
 
     Parameters
     ----------
@@ -37,17 +57,14 @@ def scratch(name, shape, dtype):
     -------
     ndarray
         A view of this thread's buffer for (name, dtype), valid until the next
-        `scratch` call with the same name and dtype on this thread; small
-        arrays are simply new.
+        `scratch` call with the same name and dtype on this thread.
     """
     size = prod(shape)
-    if size * dtype.itemsize < FRESH_BELOW_BYTES:
-        return np.empty(shape, dtype=dtype)
     pool = _local.__dict__.setdefault("pool", {})
     key = (name, dtype)
     buffer = pool.get(key)
     if buffer is None or buffer.size < size:
-        buffer = np.empty(size, dtype=dtype)
+        buffer = aligned_empty(size, dtype)
         pool[key] = buffer
     return buffer[:size].reshape(shape)
 

@@ -113,10 +113,12 @@ def _owned(array, caller_array):
     return array
 
 
-def _folded_biases(bias_ih, bias_hh, hidden_size, reset_after, dtype):
+def fold_biases(bias_ih, bias_hh, hidden_size, reset_after, dtype):
     """Biases as the core adds them: (b_ih + b_hh where they add directly, b_hn).
 
-    For reset_after=True, b_hn sits inside r ∘ (h W_hn^T + b_hn) and stays apart.
+    For reset_after=True, b_hn sits inside r ∘ (h W_hn^T + b_hn) and stays apart;
+    for the classic variant, and without biases, the second array is zeros.
+    Both are new arrays or views the core only reads.
     """
     if bias_ih is None:
         return np.zeros(3 * hidden_size, dtype=dtype), np.zeros(hidden_size, dtype=dtype)
@@ -126,6 +128,67 @@ def _folded_biases(bias_ih, bias_hh, hidden_size, reset_after, dtype):
     bias_gates = bias_ih.copy()
     bias_gates[:recurrent_rz] += bias_hh[:recurrent_rz]
     return bias_gates, bias_hh[recurrent_rz:]
+
+
+def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, reverse,
+                keep_history, *, weights=None, packed=None):
+    """Allocate the outputs and scratch of a forward pass and run the core on them.
+
+    Arguments are already validated: x (T, B, I) C-contiguous, h0 (B, H) or
+    None, lengths int64 or None, biases from `fold_biases`.  The weights come
+    either as ``weights=(weight_ih, weight_hh)``, packed by the core during
+    the call, or as ``packed=(packed_ih, packed_hh)`` from
+    ``_core.pack_forward_weights``.
+
+    Returns
+    -------
+    y, h_n : ndarray
+        (T, B, H) and (B, H), owned by the caller.
+    run : tuple
+        (packing, x_packed, gates, h_prev), what a cache keeps; gates and
+        h_prev are per-step history only when `keep_history`.
+    """
+    seq_len, batch_size, input_size = x.shape
+    dtype = bias_gates.dtype
+    packing = make_packing(lengths, seq_len, batch_size)
+
+    x_rows = x.reshape(seq_len * batch_size, input_size)
+    x_packed = x_rows if packing.is_identity else packing.pack(x_rows)
+    if h0 is None:
+        state = np.zeros((batch_size, hidden_size), dtype=dtype)
+    else:
+        state = packing.sort_rows(h0)
+
+    alloc_y = np.empty if packing.is_identity else np.zeros
+    y = alloc_y((seq_len, batch_size, hidden_size), dtype=dtype)
+    history_rows = packing.n_rows if keep_history else batch_size
+    if keep_history:  # kept by the cache
+        gates = np.empty((history_rows, 4 * hidden_size), dtype=dtype)
+        h_prev = np.empty((history_rows, hidden_size), dtype=dtype)
+    else:
+        gates = _workspace.scratch("gates", (history_rows, 4 * hidden_size), dtype)
+        h_prev = _workspace.scratch("h_prev", (history_rows, hidden_size), dtype)
+    proj_rows = max(batch_size, min(PROJECTION_CHUNK_ROWS, packing.n_rows))
+    proj = _workspace.scratch("proj", (proj_rows, 3 * hidden_size), dtype)
+    hidden = _workspace.scratch("hidden", (batch_size, 3 * hidden_size), dtype)
+    if packed is None:
+        weight_ih, weight_hh = weights
+        padded = _core.padded_to_panels(hidden_size)
+        packed_ih = _workspace.scratch("packed_ih", (3 * padded * input_size,), dtype)
+        packed_hh = _workspace.scratch("packed_hh", (3 * padded * hidden_size,), dtype)
+    else:
+        weight_ih = weight_hh = None
+        packed_ih, packed_hh = packed
+    state_scratch = _workspace.scratch("state", (batch_size, hidden_size), dtype)
+
+    _core.forward_sequence(
+        x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
+        weight_ih, weight_hh, packed_ih, packed_hh, bias_gates, bias_hn,
+        state, state_scratch, y.reshape(seq_len * batch_size, hidden_size),
+        gates, h_prev, proj, hidden, reset_after, reverse, keep_history,
+        _threads_for_call(batch_size, hidden_size), packed is None,
+    )
+    return y, packing.unsort_rows(state), (packing, x_packed, gates, h_prev)
 
 
 def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
@@ -176,46 +239,15 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     return_cache = check_flag(return_cache, "return_cache")
     args = validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
                                  reset_after, lengths, reverse)
-    seq_len, batch_size, input_size, hidden_size = args.dims
-    dtype = args.weight_hh.dtype
-    packing = make_packing(args.lengths, seq_len, batch_size)
-
-    x_rows = args.x.reshape(seq_len * batch_size, input_size)
-    x_packed = x_rows if packing.is_identity else packing.pack(x_rows)
-    if args.h0 is None:
-        state = np.zeros((batch_size, hidden_size), dtype=dtype)
-    else:
-        state = packing.sort_rows(args.h0)
-    bias_gates, bias_hn = _folded_biases(args.bias_ih, args.bias_hh, hidden_size,
-                                         args.reset_after, dtype)
-
-    alloc_y = np.empty if packing.is_identity else np.zeros
-    y = alloc_y((seq_len, batch_size, hidden_size), dtype=dtype)
-    history_rows = packing.n_rows if return_cache else batch_size
-    if return_cache:  # kept by the cache
-        gates = np.empty((history_rows, 4 * hidden_size), dtype=dtype)
-        h_prev = np.empty((history_rows, hidden_size), dtype=dtype)
-    else:
-        gates = _workspace.scratch("gates", (history_rows, 4 * hidden_size), dtype)
-        h_prev = _workspace.scratch("h_prev", (history_rows, hidden_size), dtype)
-    proj_rows = max(batch_size, min(PROJECTION_CHUNK_ROWS, packing.n_rows))
-    proj = _workspace.scratch("proj", (proj_rows, 3 * hidden_size), dtype)
-    hidden = _workspace.scratch("hidden", (batch_size, 3 * hidden_size), dtype)
-    padded = _core.padded_to_panels(hidden_size)
-    packed_ih = _workspace.scratch("packed_ih", (3 * padded * input_size,), dtype)
-    packed_hh = _workspace.scratch("packed_hh", (3 * padded * hidden_size,), dtype)
-    state_scratch = _workspace.scratch("state", (batch_size, hidden_size), dtype)
-
-    _core.forward_sequence(
-        x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
-        args.weight_ih, args.weight_hh, packed_ih, packed_hh, bias_gates, bias_hn,
-        state, state_scratch, y.reshape(seq_len * batch_size, hidden_size),
-        gates, h_prev, proj, hidden, args.reset_after, args.reverse, return_cache,
-        _threads_for_call(batch_size, hidden_size),
-    )
-    h_n = packing.unsort_rows(state)
+    hidden_size = args.weight_hh.shape[1]
+    bias_gates, bias_hn = fold_biases(args.bias_ih, args.bias_hh, hidden_size,
+                                      args.reset_after, args.weight_hh.dtype)
+    y, h_n, run = run_forward(args.x, args.h0, args.lengths, bias_gates, bias_hn,
+                              hidden_size, args.reset_after, args.reverse, return_cache,
+                              weights=(args.weight_ih, args.weight_hh))
     if not return_cache:
         return y, h_n
+    packing, x_packed, gates, h_prev = run
     cache = GRUCache(
         x_packed=_owned(x_packed, x),
         gates=gates,

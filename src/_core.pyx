@@ -78,6 +78,45 @@ cdef inline void _unit_range(Py_ssize_t hidden_size, int thread, int n_threads,
     last[0] = min(hidden_size, ((thread + 1) * n_panels // n_threads) * PANEL)
 
 
+cdef inline void _pack_forward_weights(
+        const floating* weight_ih, const floating* weight_hh,
+        floating* own_ih, floating* own_hh, Py_ssize_t lo, int n_units,
+        int input_size, int hidden_size) noexcept nogil:
+    """Pack hidden units [lo, lo + n_units) of every gate, as forward's products read them.
+
+    own_ih = packed_ih + lo * I and own_hh = packed_hh + lo * H: gate g's panels
+    start at packed_*[g * Hp * K], each K x PANEL (K = I or H), so the units of a
+    thread are whole panels wherever `lo` is a multiple of PANEL.
+    """
+    cdef Py_ssize_t H = hidden_size, I = input_size
+    cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
+    cdef int gate
+    for gate in range(3):
+        # packed_ih[g] = W_ih[gH+lo : gH+lo+n_units].T  (I, n_units) as panels
+        pack_transposed(weight_ih + (gate * H + lo) * I, I, n_units, input_size,
+                        own_ih + gate * Hp * I)
+        # packed_hh[g] = W_hh[gH+lo : gH+lo+n_units].T  (H, n_units) as panels
+        pack_transposed(weight_hh + (gate * H + lo) * H, H, n_units, hidden_size,
+                        own_hh + gate * Hp * H)
+
+
+def pack_forward_weights(const floating[:, ::1] weight_ih,
+                         const floating[:, ::1] weight_hh,
+                         floating[::1] packed_ih,
+                         floating[::1] packed_hh):
+    """Pack the weights once, as forward_sequence(..., pack_weights=True) would.
+
+    weight_ih (3H, I), weight_hh (3H, H); packed_ih (3*Hp*I,) and packed_hh
+    (3*Hp*H,) are filled (Hp = padded_to_panels(H)).  The layout does not
+    depend on the thread count, so the result serves any later call.
+    """
+    cdef int hidden_size = <int> weight_hh.shape[1]
+    cdef int input_size = <int> weight_ih.shape[1]
+    with nogil:
+        _pack_forward_weights(&weight_ih[0, 0], &weight_hh[0, 0], &packed_ih[0],
+                              &packed_hh[0], 0, hidden_size, input_size, hidden_size)
+
+
 cdef void _forward_loop(
         const floating* x, const Py_ssize_t* batch_sizes,
         const Py_ssize_t* offsets, const Py_ssize_t* out_rows,
@@ -88,7 +127,7 @@ cdef void _forward_loop(
         floating* gates, floating* h_prev,
         floating* proj, Py_ssize_t proj_rows, floating* hidden,
         Py_ssize_t seq_len, int input_size, int hidden_size,
-        bint reset_after, bint reverse, bint store_history,
+        bint reset_after, bint reverse, bint store_history, bint pack_weights,
         int thread, int n_threads) noexcept nogil:
     """The forward time loop, as run by `thread` of `n_threads` (see forward_sequence).
 
@@ -125,11 +164,9 @@ cdef void _forward_loop(
     for b in range(batch_size):
         for j in range(lo, hi):
             state_scratch[b * H + j] = state[b * H + j]
-    for gate in range(3):
-        pack_transposed(weight_ih + (gate * H + lo) * I, I, n_units, input_size,
-                        own_ih + gate * Hp * I)
-        pack_transposed(weight_hh + (gate * H + lo) * H, H, n_units, hidden_size,
-                        own_hh + gate * Hp * H)
+    if pack_weights:
+        _pack_forward_weights(weight_ih, weight_hh, own_ih, own_hh, lo, n_units,
+                              input_size, hidden_size)
 
     for step in range(seq_len):
         t = seq_len - 1 - step if reverse else step
@@ -254,7 +291,7 @@ def forward_sequence(const floating[:, ::1] x,
                      floating[:, ::1] proj,
                      floating[:, ::1] hidden,
                      bint reset_after, bint reverse, bint store_history,
-                     int n_threads):
+                     int n_threads, bint pack_weights=True):
     """Run one GRU layer in one direction over a packed sequence (GIL released).
 
     Shapes (N packed rows, T steps, B batch rows sorted by length, H hidden,
@@ -267,6 +304,8 @@ def forward_sequence(const floating[:, ::1] x,
     (padding untouched); gates (N, 4H) and h_prev (N, H) when store_history,
     else (B, 4H) and (B, H) scratch; proj (P, 3H) with P >= B; hidden (B, 3H).
     The time loop runs on n_threads OpenMP threads (one runs it serially).
+    With pack_weights=False, packed_ih and packed_hh already hold the
+    weights (pack_forward_weights) and weight_ih/weight_hh may be None.
     """
     cdef Py_ssize_t seq_len = batch_sizes.shape[0]
     if seq_len == 0 or x.shape[0] == 0:
@@ -275,8 +314,8 @@ def forward_sequence(const floating[:, ::1] x,
     cdef const Py_ssize_t* batch_sizes_ = &batch_sizes[0]
     cdef const Py_ssize_t* offsets_ = &offsets[0]
     cdef const Py_ssize_t* out_rows_ = &out_rows[0] if out_rows.shape[0] > 0 else NULL
-    cdef const floating* weight_ih_ = &weight_ih[0, 0]
-    cdef const floating* weight_hh_ = &weight_hh[0, 0]
+    cdef const floating* weight_ih_ = &weight_ih[0, 0] if pack_weights else NULL
+    cdef const floating* weight_hh_ = &weight_hh[0, 0] if pack_weights else NULL
     cdef floating* packed_ih_ = &packed_ih[0]
     cdef floating* packed_hh_ = &packed_hh[0]
     cdef const floating* bias_gates_ = &bias_gates[0]
@@ -299,7 +338,7 @@ def forward_sequence(const floating[:, ::1] x,
                           state_, state_scratch_, batch_size, y_, gates_, h_prev_,
                       proj_, proj_rows, hidden_,
                           seq_len, input_size, hidden_size,
-                          reset_after, reverse, store_history, 0, 1)
+                          reset_after, reverse, store_history, pack_weights, 0, 1)
         return
     with nogil, parallel(num_threads=n_threads):
         _forward_loop(x_, batch_sizes_, offsets_, out_rows_, weight_ih_, weight_hh_,
@@ -307,7 +346,7 @@ def forward_sequence(const floating[:, ::1] x,
                       state_, state_scratch_, batch_size, y_, gates_, h_prev_,
                       proj_, proj_rows, hidden_,
                       seq_len, input_size, hidden_size,
-                      reset_after, reverse, store_history,
+                      reset_after, reverse, store_history, pack_weights,
                       openmp.omp_get_thread_num(), openmp.omp_get_num_threads())
 
 

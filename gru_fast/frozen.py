@@ -1,0 +1,189 @@
+"""Inference with weights packed once: `FrozenGRU`.
+
+`gru_forward` packs the weights into the kernel's panels on every call: it
+cannot know whether the caller changed them in place since the last one.
+That packing is a fixed cost per call, small against a long batch but not
+against a short stream (about 2 us of a 60 us call for T=100, B=1, H=64) or
+very large weights (24 MB for H = I = 1024).  An inference session whose
+weights do not change can pay it once: `FrozenGRU` packs a snapshot of the
+weights when it is made, as ONNX Runtime does when it creates a session.
+"""
+
+import numpy as np
+
+from . import _core
+from ._workspace import aligned_empty
+from .functional import fold_biases, run_forward
+from ._validation import as_float_array, check_flag, check_state_and_lengths, validate_forward_args
+
+__all__ = ["FrozenGRU"]
+
+
+class FrozenGRU:
+    """One GRU layer in one direction, weights packed once, for inference.
+
+    The weights are copied (packed) when the object is made: changing the
+    arrays passed in afterwards does not change its results.  Calls give
+    the same results as `gru_fast.gru_forward` with the same weights, and
+    are safe from several threads at once.
+
+    Parameters
+    ----------
+    weight_ih : ndarray, shape (3H, I)
+        Input weights, gate rows ordered reset, update, candidate (r, z, n).
+    weight_hh : ndarray, shape (3H, H)
+        Recurrent weights, same gate order; its dtype (float32 or float64)
+        is the dtype of every later call.
+    bias_ih, bias_hh : ndarray, shape (3H,), or None
+        Input and recurrent biases; both or neither.
+    reset_after : bool, default False
+        The candidate-state variant, as in `gru_fast.gru_forward`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For the weights, as `gru_fast.gru_forward` does.
+
+    Examples
+    --------
+    >>> import numpy as np, gru_fast
+    >>> rng = np.random.default_rng(0)
+    >>> w_ih = rng.standard_normal((3 * 16, 4)).astype(np.float32)
+    >>> w_hh = rng.standard_normal((3 * 16, 16)).astype(np.float32)
+    >>> frozen = gru_fast.FrozenGRU(w_ih, w_hh, reset_after=True)
+    >>> x = rng.standard_normal((10, 2, 4)).astype(np.float32)
+    >>> y, h_n = frozen(x)
+    >>> y.shape, h_n.shape
+    ((10, 2, 16), (2, 16))
+    """
+
+    def __init__(self, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
+                 reset_after=False):
+        weight_hh_array = as_float_array(weight_hh, "weight_hh", 2)
+        weight_ih_array = as_float_array(weight_ih, "weight_ih", 2, weight_hh_array.dtype)
+        if weight_ih_array.shape[1] < 1:
+            raise ValueError(f"weight_ih must have shape (3*H, I) with I >= 1, "
+                             f"got {weight_ih_array.shape}")
+        # The checks of gru_forward, on a one-step input of the right width.
+        probe = np.empty((1, 1, weight_ih_array.shape[1]), dtype=weight_hh_array.dtype)
+        args = validate_forward_args(probe, None, weight_ih_array, weight_hh_array,
+                                     bias_ih, bias_hh, reset_after, None, False)
+        self._dtype = args.weight_hh.dtype
+        self._input_size = args.weight_ih.shape[1]
+        self._hidden_size = args.weight_hh.shape[1]
+        self._reset_after = args.reset_after
+        self._has_bias = args.bias_ih is not None
+        bias_gates, bias_hn = fold_biases(args.bias_ih, args.bias_hh, self._hidden_size,
+                                          self._reset_after, self._dtype)
+        self._bias_gates = np.array(bias_gates, copy=True)  # never a view of the caller's
+        self._bias_hn = np.array(bias_hn, copy=True)
+        padded = _core.padded_to_panels(self._hidden_size)
+        self._packed_ih = aligned_empty(3 * padded * self._input_size, self._dtype)
+        self._packed_hh = aligned_empty(3 * padded * self._hidden_size, self._dtype)
+        _core.pack_forward_weights(args.weight_ih, args.weight_hh,
+                                   self._packed_ih, self._packed_hh)
+
+    @property
+    def input_size(self):
+        """I, the features of each input step."""
+        return self._input_size
+
+    @property
+    def hidden_size(self):
+        """H, the size of the state."""
+        return self._hidden_size
+
+    @property
+    def dtype(self):
+        """The dtype of the weights, and of every array a call takes and returns."""
+        return self._dtype
+
+    @property
+    def reset_after(self):
+        """The candidate-state variant (see `gru_fast.gru_forward`)."""
+        return self._reset_after
+
+    @property
+    def nbytes(self):
+        """Bytes held: the packed weights (padded to panels) and the folded biases."""
+        arrays = (self._packed_ih, self._packed_hh, self._bias_gates, self._bias_hn)
+        return sum(array.nbytes for array in arrays)
+
+    def __repr__(self):
+        return (f"FrozenGRU(input_size={self._input_size}, hidden_size={self._hidden_size}, "
+                f"bias={self._has_bias}, reset_after={self._reset_after}, "
+                f"dtype={self._dtype.name})")
+
+    def _check_x(self, x, name, ndim, layout):
+        x = as_float_array(x, name, ndim, self._dtype)
+        if x.shape[-1] != self._input_size:
+            raise ValueError(f"{name} must have shape {layout} with I={self._input_size} "
+                             f"(the weights' input size), got {x.shape}")
+        return np.ascontiguousarray(x)
+
+    def forward(self, x, h0=None, *, lengths=None, reverse=False):
+        """Run the layer over a whole sequence.
+
+        Parameters
+        ----------
+        x : ndarray, shape (T, B, I)
+            Time-major input of the weights' dtype.
+        h0 : ndarray, shape (B, H), or None
+            Initial state; None means zeros.
+        lengths : array_like of int, shape (B,), optional
+            Valid steps per row, as in `gru_fast.gru_forward`.
+        reverse : bool, default False
+            Run each row from its last valid step down to step 0.
+
+        Returns
+        -------
+        y : ndarray, shape (T, B, H)
+            The state after every step, zero at padded positions.
+        h_n : ndarray, shape (B, H)
+            The final state of every row.
+
+        Raises
+        ------
+        TypeError
+            For another dtype than the weights', or a non-boolean `reverse`.
+        ValueError
+            For wrong ranks or shapes, or lengths as `gru_fast.gru_forward` rejects them.
+        """
+        reverse = check_flag(reverse, "reverse")
+        x = self._check_x(x, "x", 3, "(T, B, I)")
+        h0, lengths = check_state_and_lengths(h0, lengths, x.shape, self._hidden_size,
+                                              self._dtype)
+        y, h_n, _ = run_forward(x, h0, lengths, self._bias_gates, self._bias_hn,
+                                self._hidden_size, self._reset_after, reverse, False,
+                                packed=(self._packed_ih, self._packed_hh))
+        return y, h_n
+
+    __call__ = forward
+
+    def step(self, x_t, h=None):
+        """Advance the state by one time step (streaming inference).
+
+        Parameters
+        ----------
+        x_t : ndarray, shape (B, I)
+            The input at this step.
+        h : ndarray, shape (B, H), or None
+            The state after the previous step; None means zeros.
+
+        Returns
+        -------
+        ndarray, shape (B, H)
+            The new state (a new array; `h` is not modified).
+
+        Raises
+        ------
+        TypeError, ValueError
+            As `forward` does, for x_t and h.
+        """
+        x_t = self._check_x(x_t, "x_t", 2, "(B, I)")
+        x = x_t[None]
+        h, _ = check_state_and_lengths(h, None, x.shape, self._hidden_size, self._dtype, "h")
+        _, h_new, _ = run_forward(x, h, None, self._bias_gates, self._bias_hn,
+                                  self._hidden_size, self._reset_after, False, False,
+                                  packed=(self._packed_ih, self._packed_hh))
+        return h_new
