@@ -13,15 +13,16 @@ FrozenGRU
     (see `gru_fast.frozen`).
 GRU
     Stacked, bidirectional, batch-first layer with parameters named like
-    ``torch.nn.GRU`` (see `gru_fast.layer`).
+    ``torch.nn.GRU`` (see `gru_fast.layer`); ``GRU.freeze()`` gives a
+    FrozenGRULayer for inference, its weights packed once.
 reference, interop
     The NumPy oracle; converters to and from PyTorch, Keras and ONNX.
 """
 
 from .frozen import FrozenGRU
 from .functional import GRUCache, gru_backward, gru_forward
-from .layer import GRU
+from .layer import GRU, FrozenGRULayer
 from . import interop, reference  # noqa: F401  (gru_fast.reference.* without another import)
 
 __version__ = "0.1.0"
-__all__ = ["FrozenGRU", "GRU", "GRUCache", "gru_backward", "gru_forward", "__version__"]
+__all__ = ["FrozenGRU", "FrozenGRULayer", "GRU", "GRUCache", "gru_backward", "gru_forward", "__version__"]

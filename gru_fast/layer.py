@@ -23,7 +23,7 @@ import numpy as np
 
 from ._validation import as_lengths
 
-__all__ = ["GRU"]
+__all__ = ["GRU", "FrozenGRULayer"]
 
 _SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -358,6 +358,34 @@ class GRU:
         return as_lengths(lengths, batch_size, seq_len)
 
     # ------------------------------------------------------------------ computation
+    def _run_direction(self, layer, direction, layer_input, h0, lengths, return_cache):
+        """One core call: `layer` in `direction` (1: reverse) over the whole `layer_input`."""
+        forward_fn, _ = self._backend()
+        weights = [self.params[name] for name in self._names(layer, direction)]
+        if not self._bias:
+            weights += [None, None]
+        return forward_fn(layer_input, h0, *weights, reset_after=self._reset_after,
+                          lengths=lengths, reverse=(direction == 1),
+                          return_cache=return_cache)
+
+    def freeze(self):
+        """A copy of this layer for inference, its weights packed once.
+
+        Every layer and direction becomes a `gru_fast.FrozenGRU`: the weights are
+        packed for the compiled kernel here, once, instead of on every call.
+        The copy's ``params`` are a read-only snapshot; later changes to this
+        layer's parameters do not reach it.  It has `forward` (without a
+        cache), ``__call__`` and `step`; it cannot run `backward`.
+
+        Returns
+        -------
+        FrozenGRULayer
+            Same configuration and results as this layer (always on the
+            compiled core, also when called on ``gru_fast.reference.GRU``).
+        """
+        self._check_params()
+        return FrozenGRULayer(self)
+
     def forward(self, x, h0=None, lengths=None, return_cache=False):
         """Run every layer and direction over the whole sequence.
 
@@ -395,7 +423,6 @@ class GRU:
             If an array has another dtype than the layer.
         """
         self._check_params()
-        forward_fn, _ = self._backend()
         x = self._check_x(x)
         if self._batch_first:
             x = x.transpose(1, 0, 2)
@@ -411,13 +438,9 @@ class GRU:
             outputs = []
             for direction in range(D):
                 index = layer * D + direction
-                weights = [self.params[name] for name in self._names(layer, direction)]
-                if not self._bias:
-                    weights += [None, None]
-                result = forward_fn(
-                    layer_input, None if h0 is None else h0[index], *weights,
-                    reset_after=self._reset_after, lengths=lengths,
-                    reverse=(direction == 1), return_cache=return_cache)
+                result = self._run_direction(layer, direction, layer_input,
+                                             None if h0 is None else h0[index],
+                                             lengths, return_cache)
                 outputs.append(result[0])
                 final_states.append(result[1])
                 if return_cache:
@@ -576,7 +599,6 @@ class GRU:
                              "of a bidirectional layer depends on future inputs; use "
                              "forward() on the whole sequence")
         self._check_params()
-        forward_fn, _ = self._backend()
         x_t = self._as_array(x_t, "x_t")
         if x_t.ndim != 2 or x_t.shape[1] != self._input_size:
             raise ValueError(f"x_t must be (B, I) with I=input_size="
@@ -589,11 +611,65 @@ class GRU:
         layer_input = np.ascontiguousarray(x_t)[None]
         new_states = []
         for layer in range(self._num_layers):
-            weights = [self.params[name] for name in self._names(layer, 0)]
-            if not self._bias:
-                weights += [None, None]
-            y, h_new = forward_fn(layer_input, None if h is None else h[layer], *weights,
-                                  reset_after=self._reset_after)
+            y, h_new = self._run_direction(layer, 0, layer_input,
+                                           None if h is None else h[layer], None, False)
             new_states.append(h_new)
             layer_input = y
         return np.stack(new_states, axis=0)
+
+
+class FrozenGRULayer(GRU):
+    """A `GRU` for inference whose weights were packed once; made by :meth:`GRU.freeze`.
+
+    Same configuration, validation and results as the layer it was made from;
+    each layer and direction runs a `gru_fast.FrozenGRU`.  ``params`` is a
+    read-only snapshot; :meth:`backward`, ``forward(..., return_cache=True)``
+    and :meth:`load_state_dict` raise (freeze the trained layer again instead).
+    """
+
+    def __init__(self, layer):
+        from .frozen import FrozenGRU  # the compiled core, imported only when freezing
+
+        self.__dict__.update({key: value for key, value in vars(layer).items()
+                              if key != "params"})
+        self._token = object()
+        self.params = {}
+        for name, value in layer.params.items():
+            snapshot = np.array(value, dtype=self._dtype, order="C", copy=True)
+            snapshot.flags.writeable = False
+            self.params[name] = snapshot
+        self._frozen = {}
+        for layer_index in range(self._num_layers):
+            for direction in range(self.num_directions):
+                weights = [self.params[n] for n in self._names(layer_index, direction)]
+                self._frozen[layer_index, direction] = FrozenGRU(
+                    *weights, reset_after=self._reset_after)
+
+    def _run_direction(self, layer, direction, layer_input, h0, lengths, return_cache):
+        if return_cache:
+            raise ValueError("a frozen GRU is for inference: forward() keeps no cache; "
+                             "train the GRU it was made from and freeze it again")
+        return self._frozen[layer, direction](layer_input, h0, lengths=lengths,
+                                              reverse=(direction == 1))
+
+    def backward(self, cache, dy, dh_n=None):
+        """Not available: a frozen GRU runs inference only.
+
+        Raises
+        ------
+        TypeError
+            Always.
+        """
+        raise TypeError("a frozen GRU is for inference and has no backward(); "
+                        "train the GRU it was made from and freeze it again")
+
+    def load_state_dict(self, state_dict):
+        """Not available: the packed weights are fixed.
+
+        Raises
+        ------
+        TypeError
+            Always; load the parameters into a `GRU` and freeze that.
+        """
+        raise TypeError("a frozen GRU's weights are fixed: load the state dict into a "
+                        "gru_fast.GRU and call its freeze()")

@@ -207,15 +207,19 @@ cdef void _forward_loop(
             hprev_row = h_prev + gate_row * H
             if reset_after:
                 y_row = y + (out_rows[row] if out_rows != NULL else row) * H
+                # Two loops, the sigmoids first: one loop with the sigmoid, then the
+                # tanh that needs it, was a chain too long for the CPU to overlap
+                # (B = 1, H = 64: 480 -> 445 ns per step).
+                for j in range(lo, hi):
+                    gt[j] = sigmoid(g[j] + rec[j] + bias_gates[j])
+                    gt[H + j] = sigmoid(g[H + j] + rec[H + j] + bias_gates[H + j])
                 for j in range(lo, hi):
                     hp = hs[j]
-                    r = sigmoid(g[j] + rec[j] + bias_gates[j])
-                    z = sigmoid(g[H + j] + rec[H + j] + bias_gates[H + j])
+                    r = gt[j]
+                    z = gt[H + j]
                     hn = rec[2 * H + j] + bias_hn[j]
                     cand = tanh_(g[2 * H + j] + bias_gates[2 * H + j] + r * hn)
                     h_new = cand + z * (hp - cand)
-                    gt[j] = r
-                    gt[H + j] = z
                     gt[2 * H + j] = cand
                     gt[3 * H + j] = hn
                     hprev_row[j] = hp

@@ -495,3 +495,72 @@ def test_options_are_exposed():
         layer.hidden_size = 5
     assert isinstance(layer, LayerBase) and isinstance(reference_class()(I, H), LayerBase)
 
+
+
+# --------------------------------------------------------------------------- freeze
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("reset_after", [False, True], ids=["classic", "reset_after"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_frozen_layer_matches_reference_and_layer(num_layers, bidirectional, batch_first,
+                                                  bias, reset_after, dtype):
+    options = dict(bias=bias, batch_first=batch_first, bidirectional=bidirectional,
+                   reset_after=reset_after, dtype=dtype)
+    layer = fast_class()(I, H, num_layers, seed=4, **options)
+    ref = reference_class()(I, H, num_layers, seed=5, **options)
+    ref.load_state_dict(layer.state_dict())
+    frozen = layer.freeze()
+    assert isinstance(frozen, gru_fast.FrozenGRULayer)
+    rng = np.random.default_rng(6)
+    x, h0, _, _ = make_inputs(layer, rng)
+    for lengths in (None, LENGTHS):
+        for state in (None, h0):
+            y, h_n = frozen(x, state, lengths=lengths)
+            y_ref, h_n_ref = ref(x, state, lengths=lengths)
+            assert_close(y, y_ref, RTOL[dtype], "y")
+            assert_close(h_n, h_n_ref, RTOL[dtype], "h_n")
+            # The same kernel on the same weights: the very same numbers.
+            y_layer, h_n_layer = layer(x, state, lengths=lengths)
+            np.testing.assert_array_equal(y, y_layer)
+            np.testing.assert_array_equal(h_n, h_n_layer)
+
+
+def test_frozen_layer_step_and_snapshot():
+    layer = gru_fast.GRU(I, H, 2, reset_after=True, dtype=np.float64, seed=7)
+    frozen = layer.freeze()
+    x = np.random.default_rng(8).standard_normal((T, B, I))
+    y_before, h_n_before = frozen(x)
+    h = None
+    for t in range(T):
+        h = frozen.step(x[t], h)
+    assert_close(h, h_n_before, RTOL[np.float64], "step")
+    for value in layer.params.values():
+        value *= 2  # the source layer is trained on
+    y_after, h_n_after = frozen(x)
+    np.testing.assert_array_equal(y_after, y_before)
+    np.testing.assert_array_equal(h_n_after, h_n_before)
+    assert not np.allclose(layer(x)[0], y_before)
+    for name, value in frozen.params.items():
+        with pytest.raises(ValueError, match="read-only"):
+            value[...] = 0
+    frozen_again = reference.GRU(I, H, 2, reset_after=True, dtype=np.float64, seed=7).freeze()
+    np.testing.assert_array_equal(frozen_again(x)[0], y_before)
+
+
+def test_frozen_layer_refuses_training():
+    frozen = gru_fast.GRU(I, H, dtype=np.float64, seed=9).freeze()
+    x = np.zeros((T, B, I))
+    with pytest.raises(ValueError, match="no cache"):
+        frozen.forward(x, return_cache=True)
+    with pytest.raises(TypeError, match="no backward"):
+        frozen.backward(None, np.zeros((T, B, H)))
+    with pytest.raises(TypeError, match="freeze"):
+        frozen.load_state_dict(frozen.state_dict())
+    with pytest.raises(TypeError, match="dtype"):
+        frozen(np.zeros((T, B, I), np.float32))
+    with pytest.raises(ValueError, match="features"):
+        frozen(np.zeros((T, B, I + 1)))
+    assert repr(frozen).startswith("FrozenGRULayer(")

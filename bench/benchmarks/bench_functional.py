@@ -22,6 +22,23 @@ class Forward:
         gru_fast.gru_forward(self.x, self.h0, *self.weights, reset_after=self.reset_after)
 
 
+class FrozenForward:
+    """FrozenGRU's forward: the same pass as Forward with the weights packed once."""
+
+    params = (list(SHAPES), DTYPES, VARIANTS)
+    param_names = ["shape", "dtype", "reset_after"]
+
+    def setup(self, shape, dtype, reset_after):
+        self.x, self.h0, weights, _ = make_inputs(SHAPES[shape], dtype)
+        self.frozen = gru_fast.FrozenGRU(*weights, reset_after=reset_after)
+
+    def time_forward(self, shape, dtype, reset_after):
+        self.frozen(self.x, self.h0)
+
+    def peakmem_forward(self, shape, dtype, reset_after):
+        self.frozen(self.x, self.h0)
+
+
 class ForwardBackward:
     """Forward with cache, then backward (one training step of the layer)."""
 

@@ -60,9 +60,13 @@ class Step:
         rng = np.random.default_rng(1)
         self.x_t = rng.standard_normal((batch_size, hidden_size)).astype(dtype)
         self.h = (0.1 * rng.standard_normal((2, batch_size, hidden_size))).astype(dtype)
+        self.frozen = self.gru.freeze()
 
     def time_step(self, batch_hidden, dtype, reset_after):
         self.gru.step(self.x_t, self.h)
+
+    def time_frozen_step(self, batch_hidden, dtype, reset_after):
+        self.frozen.step(self.x_t, self.h)
 
     def peakmem_step(self, batch_hidden, dtype, reset_after):
         self.gru.step(self.x_t, self.h)
