@@ -22,19 +22,25 @@ PROJECTION_CHUNK_ROWS = 256
 
 # The time loop runs on several threads (one OpenMP region for the whole
 # sequence, each thread owning whole panels of 32 hidden units) once a step
-# has enough work to repay the barriers between threads, two per step.
-# Measured here (forward, T=100, float32, 1 vs 2 threads): B=1, H=64: 89 vs
-# 264 us; B=1, H=256: 657 vs 572 us; B=2, H=128: 345 vs 256 us.
-THREADED_MIN_WORK = 256  # B * H
+# has enough work to repay the meetings of the threads: one per step with
+# reset_after, two for the classic variant.  Measured here with the spinning
+# barrier of src/_parallel.h (forward, T=100, I=64, float32, weights packed
+# once; 1 vs 2 threads, medians of 4 rounds, us):
+#   reset_after: B=1, H=64: 49 vs 43;  B=1, H=128: 146 vs 109;  B=4, H=64: 128 vs 109
+#   classic:     B=1, H=64: 46 vs 53;  B=1, H=96: 86 vs 79;  B=2, H=64: 73 vs 76;
+#                B=1, H=128: 144 vs 118;  B=4, H=64: 123 vs 122
+THREADED_MIN_WORK = {True: 64, False: 96}  # B * H, by reset_after
 
 
-def core_threads(batch_size, hidden_size):
+def core_threads(batch_size, hidden_size, reset_after):
     """Threads for one core call: OpenMP's count (threadpoolctl sets it), or 1.
 
     Parameters
     ----------
     batch_size, hidden_size : int
         B and H of the call.
+    reset_after : bool
+        The variant: the classic one meets twice per step, so it needs more work.
 
     Returns
     -------
@@ -42,7 +48,7 @@ def core_threads(batch_size, hidden_size):
         How many threads run the time loop; never more than there are
         panels of 32 hidden units to share.
     """
-    if batch_size * hidden_size < THREADED_MIN_WORK:
+    if batch_size * hidden_size < THREADED_MIN_WORK[bool(reset_after)]:
         return 1
     panels = -(-hidden_size // _core.PANEL_WIDTH)
     return max(1, min(_core.max_threads(), panels))
@@ -64,11 +70,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_note_forked_child)
 
 
-def _threads_for_call(batch_size, hidden_size):
+def _threads_for_call(batch_size, hidden_size, reset_after):
     """`core_threads`, or 1 in a forked child (see above)."""
     if _in_forked_child:
         return 1
-    return core_threads(batch_size, hidden_size)
+    return core_threads(batch_size, hidden_size, reset_after)
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,7 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
         weight_ih, weight_hh, packed_ih, packed_hh, bias_gates, bias_hn,
         state, state_scratch, y.reshape(seq_len * batch_size, hidden_size),
         gates, h_prev, proj, hidden, reset_after, reverse, keep_history,
-        _threads_for_call(batch_size, hidden_size), packed is None,
+        _threads_for_call(batch_size, hidden_size, reset_after), packed is None,
     )
     return y, packing.unsort_rows(state), (packing, x_packed, gates, h_prev)
 
@@ -333,7 +339,7 @@ def gru_backward(cache, dy, dh_n=None):
         np.ascontiguousarray(dy).reshape(seq_len * batch_size, hidden_size),
         dh, d_gi, d_gh, dq, packed_ih, packed_hh, packed_x, packed_h, dx_packed, d_weight_ih, d_weight_hh,
         d_bias_ih, d_bias_hh, cache.reset_after, cache.reverse, cache.has_bias,
-        _threads_for_call(batch_size, hidden_size),
+        _threads_for_call(batch_size, hidden_size, cache.reset_after),
     )
     if packing.is_identity:
         dx = dx_packed.reshape(seq_len, batch_size, input_size)

@@ -36,7 +36,7 @@
 #
 # Threads.  The time loop runs on n_threads OpenMP threads (one parallel
 # region for the whole sequence; threadpoolctl and OMP_NUM_THREADS set the
-# count).  Thread i owns a range of hidden units, the same units in the r, z
+# count), which meet at the spinning barrier of _parallel.h.  Thread i owns a range of hidden units, the same units in the r, z
 # and n blocks, in whole panels, and does all the work of its units: packing
 # their weights, their columns of the projection and of the recurrent
 # product, and their gates.  A step reads the whole previous state (forward)
@@ -51,7 +51,11 @@ from _gates cimport sigmoid, tanh_
 from _kernel cimport PANEL, pack, pack_transposed, packed_gemm, packed_gemm_at
 
 cdef extern from "_parallel.h" nogil:
-    void barrier "gf_barrier"()
+    ctypedef struct gf_team:
+        int arrived
+        int generation
+    void team_init "gf_team_init"(gf_team* team)
+    void barrier "gf_barrier"(gf_team* team)
 
 
 def max_threads():
@@ -128,7 +132,7 @@ cdef void _forward_loop(
         floating* proj, Py_ssize_t proj_rows, floating* hidden,
         Py_ssize_t seq_len, int input_size, int hidden_size,
         bint reset_after, bint reverse, bint store_history, bint pack_weights,
-        int thread, int n_threads) noexcept nogil:
+        gf_team* team, int thread, int n_threads) noexcept nogil:
     """The forward time loop, as run by `thread` of `n_threads` (see forward_sequence).
 
     The state alternates between two buffers, `state` and `state_scratch`:
@@ -237,7 +241,7 @@ cdef void _forward_loop(
 
         if not reset_after:
             if threaded:
-                barrier()  # q = r ∘ h_prev is complete
+                barrier(team)  # q = r ∘ h_prev is complete
             gt = gates + (offsets[t] if store_history else 0) * 4 * H
             # hidden[:n, 2H+lo:2H+hi] = q[:n] (n, H) @ W_hh[2H+lo:2H+hi].T (H, hi-lo),  q = r ∘ h_prev
             packed_gemm(<int> n_active, n_units, hidden_size, gt + 3 * H, 4 * H,
@@ -261,7 +265,7 @@ cdef void _forward_loop(
                     y_row[j] = h_new
 
         if threaded:
-            barrier()  # the new state is complete before the next step reads it
+            barrier(team)  # the new state is complete before the next step reads it
         # Rows whose sequence ends here keep their last state in `state`.
         # (After the barrier: until then other threads may read `state`.)
         if reverse:
@@ -335,6 +339,8 @@ def forward_sequence(const floating[:, ::1] x,
     cdef Py_ssize_t proj_rows = proj.shape[0]
     cdef int input_size = <int> x.shape[1]
     cdef int hidden_size = <int> state.shape[1]
+    cdef gf_team team
+    team_init(&team)
     if n_threads <= 1:
         with nogil:
             _forward_loop(x_, batch_sizes_, offsets_, out_rows_, weight_ih_, weight_hh_,
@@ -342,7 +348,7 @@ def forward_sequence(const floating[:, ::1] x,
                           state_, state_scratch_, batch_size, y_, gates_, h_prev_,
                       proj_, proj_rows, hidden_,
                           seq_len, input_size, hidden_size,
-                          reset_after, reverse, store_history, pack_weights, 0, 1)
+                          reset_after, reverse, store_history, pack_weights, &team, 0, 1)
         return
     with nogil, parallel(num_threads=n_threads):
         _forward_loop(x_, batch_sizes_, offsets_, out_rows_, weight_ih_, weight_hh_,
@@ -351,7 +357,7 @@ def forward_sequence(const floating[:, ::1] x,
                       proj_, proj_rows, hidden_,
                       seq_len, input_size, hidden_size,
                       reset_after, reverse, store_history, pack_weights,
-                      openmp.omp_get_thread_num(), openmp.omp_get_num_threads())
+                      &team, openmp.omp_get_thread_num(), openmp.omp_get_num_threads())
 
 
 cdef void _backward_loop(
@@ -361,7 +367,7 @@ cdef void _backward_loop(
         const floating* gates, const floating* h_prev, const floating* dy,
         floating* dh, floating* d_gi, floating* d_gh, floating* dq,
         Py_ssize_t seq_len, int hidden_size, bint reset_after, bint reverse,
-        int thread, int n_threads) noexcept nogil:
+        gf_team* team, int thread, int n_threads) noexcept nogil:
     """The backward time loop, run by `thread` of `n_threads` (see backward_sequence).
 
     A thread writes the gate gradients and dh of its own units only; the
@@ -426,7 +432,7 @@ cdef void _backward_loop(
                     dgi_row[2 * H + j] = d_h * (one - z) * (one - cand * cand)
                     dh_row[j] = d_h * z
         if threaded:
-            barrier()  # this step's gate gradients are complete
+            barrier(team)  # this step's gate gradients are complete
         if reset_after:
             # dh[:n, lo:hi] (n, hi-lo) += d_gh[rows] (n, 3H) @ W_hh[:, lo:hi] (3H, hi-lo)
             packed_gemm(<int> n_active, n_units, 3 * hidden_size, d_gh + offsets[t] * 3 * H, 3 * H,
@@ -447,7 +453,7 @@ cdef void _backward_loop(
                     dgi_row[j] = dq_row[j] * hprev_row[j] * r * (one - r)
                     dh_row[j] += dq_row[j] * r
             if threaded:
-                barrier()  # the reset-gate gradients are complete
+                barrier(team)  # the reset-gate gradients are complete
             # dh[:n, lo:hi] (n, hi-lo) += d_gi[rows, :2H] (n, 2H) @ W_hh[:2H, lo:hi] (2H, hi-lo)
             packed_gemm(<int> n_active, n_units, 2 * hidden_size, d_gi + offsets[t] * 3 * H, 3 * H,
                         own_hh, 3 * H * PANEL, True, dh + lo, H)
@@ -531,13 +537,13 @@ cdef void _backward_thread(
         floating* d_bias_ih, floating* d_bias_hh,
         Py_ssize_t seq_len, Py_ssize_t n_rows, int input_size, int hidden_size,
         bint reset_after, bint reverse, bint with_bias,
-        int thread, int n_threads) noexcept nogil:
+        gf_team* team, int thread, int n_threads) noexcept nogil:
     """All of backward for `thread` of `n_threads`: the time loop, then the products over rows."""
     _backward_loop(batch_sizes, offsets, out_rows, weight_hh, packed_hh, gates, h_prev, dy,
                    dh, d_gi, d_gh, dq, seq_len, hidden_size, reset_after, reverse,
-                   thread, n_threads)
+                   team, thread, n_threads)
     if n_threads > 1:
-        barrier()  # the gate gradients of every row and unit are complete
+        barrier(team)  # the gate gradients of every row and unit are complete
     _gradients_over_rows(x, weight_ih, gates, h_prev, d_gi, d_gh,
                          packed_ih, packed_x, packed_h, dx, d_weight_ih, d_weight_hh,
                          d_bias_ih, d_bias_hh, n_rows, input_size, hidden_size,
@@ -612,6 +618,8 @@ def backward_sequence(const floating[:, ::1] x,
     cdef floating* d_bias_hh_ = &d_bias_hh[0]
     cdef int input_size = <int> x.shape[1]
     cdef int hidden_size = <int> dh.shape[1]
+    cdef gf_team team
+    team_init(&team)
     if n_threads <= 1:
         with nogil:
             _backward_thread(x_, batch_sizes_, offsets_, out_rows_, weight_ih_, weight_hh_,
@@ -619,7 +627,7 @@ def backward_sequence(const floating[:, ::1] x,
                              packed_ih_, packed_hh_, packed_x_, packed_h_,
                              dx_, d_weight_ih_, d_weight_hh_, d_bias_ih_, d_bias_hh_,
                              seq_len, n_rows, input_size, hidden_size,
-                             reset_after, reverse, with_bias, 0, 1)
+                             reset_after, reverse, with_bias, &team, 0, 1)
         return
     with nogil, parallel(num_threads=n_threads):
         _backward_thread(x_, batch_sizes_, offsets_, out_rows_, weight_ih_, weight_hh_,
@@ -628,7 +636,7 @@ def backward_sequence(const floating[:, ::1] x,
                          dx_, d_weight_ih_, d_weight_hh_, d_bias_ih_, d_bias_hh_,
                          seq_len, n_rows, input_size, hidden_size,
                          reset_after, reverse, with_bias,
-                         openmp.omp_get_thread_num(), openmp.omp_get_num_threads())
+                         &team, openmp.omp_get_thread_num(), openmp.omp_get_num_threads())
 
 
 def activations(const floating[::1] values, floating[::1] sigmoid_out, floating[::1] tanh_out):

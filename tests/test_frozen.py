@@ -15,7 +15,7 @@ THREADS = [1, 2, 3]
 @pytest.fixture(autouse=True, params=THREADS, ids=[f"{n}_threads" for n in THREADS])
 def core_threads(request, monkeypatch):
     """Every test on one, two and three threads of the core (the packed layout must not care)."""
-    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda batch, hidden: request.param)
+    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda batch, hidden, reset_after: request.param)
     return request.param
 
 

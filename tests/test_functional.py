@@ -32,7 +32,7 @@ def core_threads(request, monkeypatch):
     after one another also check that nothing stale is read from it.
     """
     n_threads = CORE_THREADS[request.param]
-    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda batch, hidden: n_threads)
+    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda batch, hidden, reset_after: n_threads)
     return n_threads
 
 
@@ -488,12 +488,18 @@ def test_core_threads_follow_openmp_and_the_work():
     """Threads come from OpenMP's setting (so threadpoolctl limits them), one for tiny steps."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     panels = 512 // _core.PANEL_WIDTH
-    assert real_core_threads(64, 512) == min(_core.max_threads(), panels)
-    assert real_core_threads(1, 64) == 1  # B*H below gru_fast.functional.THREADED_MIN_WORK
-    assert real_core_threads(64, _core.PANEL_WIDTH) == 1  # one panel of units to share
+    for reset_after in (False, True):
+        assert real_core_threads(64, 512, reset_after) == min(_core.max_threads(), panels)
+        assert real_core_threads(64, _core.PANEL_WIDTH, reset_after) == 1  # one panel to share
+        # B*H below gru_fast.functional.THREADED_MIN_WORK
+        assert real_core_threads(1, 32, reset_after) == 1
+    # The classic variant meets twice per step, so it needs more work per step.
+    two = min(_core.max_threads(), -(-64 // _core.PANEL_WIDTH))
+    assert real_core_threads(1, 64, True) == two
+    assert real_core_threads(1, 64, False) == 1
     with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
         assert _core.max_threads() == 1
-        assert real_core_threads(64, 512) == 1
+        assert real_core_threads(64, 512, True) == 1
 
 
 def _forward_in_child(problem, queue):
