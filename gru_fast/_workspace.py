@@ -60,7 +60,10 @@ def scratch(name, shape, dtype):
         `scratch` call with the same name and dtype on this thread.
     """
     size = prod(shape)
-    pool = _local.__dict__.setdefault("pool", {})
+    try:
+        pool = _local.pool
+    except AttributeError:
+        pool = _local.pool = {}
     key = (name, dtype)
     buffer = pool.get(key)
     if buffer is None or buffer.size < size:
@@ -71,4 +74,4 @@ def scratch(name, shape, dtype):
 
 def release():
     """Free the scratch buffers this thread keeps (they are made again when needed)."""
-    _local.__dict__.pop("pool", None)
+    _local.__dict__.pop("pool", None)  # the next scratch() makes a new pool

@@ -524,3 +524,25 @@ def test_forked_child_after_threaded_calls_does_not_hang(core_threads):
         if child.is_alive():
             child.kill()
     np.testing.assert_array_equal(got, expected)
+
+
+def test_packings_are_kept_read_only_and_keyed_by_value():
+    from gru_fast import _packing
+    lengths = np.array([3, 0, 6, 1, 6], dtype=np.int64)
+    first = _packing.make_packing(lengths, 6, 5)
+    assert _packing.make_packing(lengths.copy(), 6, 5) is first  # same values: kept
+    for array in (first.batch_sizes, first.offsets, first.out_rows, first.order):
+        assert not array.flags.writeable
+    np.testing.assert_array_equal(first.batch_sizes, [4, 3, 3, 2, 2, 2])
+    np.testing.assert_array_equal(first.order, [2, 4, 0, 3, 1])
+    lengths[0] = 2  # the caller's array changes: a new packing, the kept one intact
+    second = _packing.make_packing(lengths, 6, 5)
+    assert second is not first
+    np.testing.assert_array_equal(first.batch_sizes, [4, 3, 3, 2, 2, 2])
+    np.testing.assert_array_equal(second.batch_sizes, [4, 3, 2, 2, 2, 2])
+    # Beyond KEPT_PACKING_MAX_ROWS the packing is built anew, with the same layout.
+    big_t = _packing.KEPT_PACKING_MAX_ROWS // 5 + 1
+    big = np.array([big_t, 0, 3, big_t - 1, 1], dtype=np.int64)
+    built = _packing.make_packing(big, big_t, 5)
+    assert _packing.make_packing(big, big_t, 5) is not built
+    assert built.n_rows == int(big.sum())
