@@ -20,3 +20,10 @@ def test_usage_example_runs():
     assert set(grads) == {"x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"}
     assert grads["bias_ih"] is None and np.all(np.isfinite(grads["x"]))
     assert set(namespace["param_grads"]) == set(namespace["gru"].params)
+    # The inference lines: same numbers as gru_forward and the layer.
+    import gru_fast
+    x, w_ih, w_hh = namespace["x"], namespace["w_ih"], namespace["w_hh"]
+    expected_y, _ = gru_fast.gru_forward(x, None, w_ih, w_hh, reset_after=True)
+    np.testing.assert_array_equal(namespace["frozen"](x)[0], expected_y)
+    np.testing.assert_array_equal(namespace["h"], expected_y[0])
+    np.testing.assert_array_equal(namespace["y"], namespace["gru"](x)[0])
