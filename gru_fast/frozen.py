@@ -109,6 +109,14 @@ class FrozenGRU:
         arrays = (self._packed_ih, self._packed_hh, self._bias_gates, self._bias_hn)
         return sum(array.nbytes for array in arrays)
 
+    def __setstate__(self, state):
+        """Unpickle, putting the packed panels back on 64-byte lines (NumPy gives 16)."""
+        self.__dict__.update(state)
+        for name in ("_packed_ih", "_packed_hh"):
+            packed = aligned_empty(state[name].size, self._dtype)
+            packed[...] = state[name]
+            setattr(self, name, packed)
+
     def __repr__(self):
         return (f"FrozenGRU(input_size={self._input_size}, hidden_size={self._hidden_size}, "
                 f"bias={self._has_bias}, reset_after={self._reset_after}, "

@@ -645,6 +645,12 @@ class FrozenGRULayer(GRU):
                 self._frozen[layer_index, direction] = FrozenGRU(
                     *weights, reset_after=self._reset_after)
 
+    def __setstate__(self, state):
+        """Unpickle, keeping the parameters read-only (NumPy's pickles drop the flag)."""
+        self.__dict__.update(state)
+        for value in self.params.values():
+            value.flags.writeable = False
+
     def _run_direction(self, layer, direction, layer_input, h0, lengths, return_cache):
         if return_cache:
             raise ValueError("a frozen GRU is for inference: forward() keeps no cache; "

@@ -1,5 +1,6 @@
 """FrozenGRU (weights packed once) against the NumPy reference and gru_forward."""
 
+import pickle
 import threading
 
 import numpy as np
@@ -212,3 +213,17 @@ def test_bad_weights_raise(changes, error, match):
 def test_bad_calls_raise(call, error, match):
     with pytest.raises(error, match=match):
         call(gru_fast.FrozenGRU(**GOOD))
+
+
+def test_pickle_round_trip_keeps_results_and_alignment():
+    rng = np.random.default_rng(14)
+    frozen = gru_fast.FrozenGRU(**make_weights(rng, 5, 40, np.float32), reset_after=True)
+    copy = pickle.loads(pickle.dumps(frozen))
+    x = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    np.testing.assert_array_equal(copy(x)[0], frozen(x)[0])
+    assert copy._packed_ih.ctypes.data % _workspace.ALIGNMENT == 0
+    assert copy._packed_hh.ctypes.data % _workspace.ALIGNMENT == 0
+    layer = gru_fast.GRU(5, 40, 2, bidirectional=True, seed=15).freeze()
+    layer_copy = pickle.loads(pickle.dumps(layer))
+    np.testing.assert_array_equal(layer_copy(x)[0], layer(x)[0])
+    assert not any(value.flags.writeable for value in layer_copy.params.values())
