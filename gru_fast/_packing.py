@@ -36,7 +36,7 @@ class Packing:
 
     def pack(self, array_2d):
         """Gather the valid rows of a (T*B, F) array into a new (N, F) array."""
-        return array_2d[self.out_rows]
+        return np.take(array_2d, self.out_rows, axis=0)  # half the time of array_2d[out_rows]
 
     def unpack(self, packed, n_features, dtype):
         """Scatter (N, F) packed rows into a zero-padded (T, B, F) array."""
@@ -86,7 +86,7 @@ def make_packing(lengths, seq_len, batch_size):
     packing, so the full-length case never gathers or scatters.  The result
     may be shared with other calls: its arrays are read-only.
     """
-    if lengths is None or bool(np.all(lengths == seq_len)):
+    if lengths is None or lengths.min(initial=seq_len) == seq_len:  # (lengths <= T)
         return _identity_packing(seq_len, batch_size)
     if seq_len * batch_size <= KEPT_PACKING_MAX_ROWS:
         return _kept_packing(lengths.astype(np.int64, copy=False).tobytes(), seq_len,
