@@ -119,6 +119,10 @@ def _owned(array, caller_array):
     return array
 
 
+_NO_ROWS = np.empty(0, dtype=np.intp)  # the core's "identity" for out_rows and order
+_NO_ROWS.flags.writeable = False
+
+
 def fold_biases(bias_ih, bias_hh, hidden_size, reset_after, dtype):
     """Biases as the core adds them: (b_ih + b_hh where they add directly, b_hn).
 
@@ -165,8 +169,9 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
     else:
         state = packing.sort_rows(h0)
 
-    alloc_y = np.empty if packing.is_identity else np.zeros
-    y = alloc_y((seq_len, batch_size, hidden_size), dtype=dtype)
+    y = np.empty((seq_len, batch_size, hidden_size), dtype=dtype)  # the core zeroes padding
+    if packing.n_rows == 0:
+        y.fill(0)  # every length is 0: the core returns at once
     history_rows = packing.n_rows if keep_history else batch_size
     if keep_history:  # kept by the cache
         gates = np.empty((history_rows, 4 * hidden_size), dtype=dtype)
@@ -189,6 +194,7 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
 
     _core.forward_sequence(
         x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
+        _NO_ROWS if packing.is_identity else packing.order,
         weight_ih, weight_hh, packed_ih, packed_hh, bias_gates, bias_hn,
         state, state_scratch, y.reshape(seq_len * batch_size, hidden_size),
         gates, h_prev, proj, hidden, reset_after, reverse, keep_history,

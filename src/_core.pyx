@@ -11,6 +11,9 @@
 #   input is x itself, reshaped to (T*B, I).
 # * out_rows[p] is the row of y (viewed as (T*B, H)) that packed row p writes;
 #   an empty out_rows means the identity (packed row p is row p of y).
+# * order[b] is the batch row (of x and y) of sorted row b; forward writes the
+#   zeros of y's padding through it (y comes uninitialized).  Empty for the
+#   identity, which has no padding.
 # * state (B, H) holds the running hidden state of every sorted batch row: h0
 #   on entry, h_n on exit.  Rows that have not started (reverse direction) or
 #   have finished keep their value untouched, which is exactly the packed
@@ -123,7 +126,7 @@ def pack_forward_weights(const floating[:, ::1] weight_ih,
 
 cdef void _forward_loop(
         const floating* x, const Py_ssize_t* batch_sizes,
-        const Py_ssize_t* offsets, const Py_ssize_t* out_rows,
+        const Py_ssize_t* offsets, const Py_ssize_t* out_rows, const Py_ssize_t* order,
         const floating* weight_ih, const floating* weight_hh,
         floating* packed_ih, floating* packed_hh,
         const floating* bias_gates, const floating* bias_hn,
@@ -175,6 +178,13 @@ cdef void _forward_loop(
     for step in range(seq_len):
         t = seq_len - 1 - step if reverse else step
         n_active = batch_sizes[t]
+        if order != NULL:
+            # y[t, row] = 0 for the rows not running at step t (this thread's units):
+            # cheaper than np.zeros, whose fresh pages fault in when the core writes.
+            for b in range(n_active, batch_size):
+                y_row = y + (t * batch_size + order[b]) * H
+                for j in range(lo, hi):
+                    y_row[j] = 0
         if n_active == 0:
             continue
 
@@ -285,6 +295,7 @@ def forward_sequence(const floating[:, ::1] x,
                      const Py_ssize_t[::1] batch_sizes,
                      const Py_ssize_t[::1] offsets,
                      const Py_ssize_t[::1] out_rows,
+                     const Py_ssize_t[::1] order,
                      const floating[:, ::1] weight_ih,
                      const floating[:, ::1] weight_hh,
                      floating[::1] packed_ih,
@@ -304,8 +315,8 @@ def forward_sequence(const floating[:, ::1] x,
 
     Shapes (N packed rows, T steps, B batch rows sorted by length, H hidden,
     Hp = padded_to_panels(H)):
-    x (N, I); batch_sizes (T,); offsets (T+1,); out_rows (N,) or (0,) for
-    the identity; weight_ih (3H, I); weight_hh (3H, H); packed_ih (3*Hp*I,)
+    x (N, I); batch_sizes (T,); offsets (T+1,); out_rows (N,) and order (B,),
+    both (0,) for the identity; weight_ih (3H, I); weight_hh (3H, H); packed_ih (3*Hp*I,)
     and packed_hh (3*Hp*H,) scratch for the packed weights; bias_gates (3H,)
     = b_ih plus b_hh folded in wherever it adds directly; bias_hn (H,) = b_hn
     when reset_after (zeros otherwise); state (B, H) in/out and state_scratch (B, H); y (T*B, H) out
@@ -322,6 +333,7 @@ def forward_sequence(const floating[:, ::1] x,
     cdef const Py_ssize_t* batch_sizes_ = &batch_sizes[0]
     cdef const Py_ssize_t* offsets_ = &offsets[0]
     cdef const Py_ssize_t* out_rows_ = &out_rows[0] if out_rows.shape[0] > 0 else NULL
+    cdef const Py_ssize_t* order_ = &order[0] if order.shape[0] > 0 else NULL
     cdef const floating* weight_ih_ = &weight_ih[0, 0] if pack_weights else NULL
     cdef const floating* weight_hh_ = &weight_hh[0, 0] if pack_weights else NULL
     cdef floating* packed_ih_ = &packed_ih[0]
@@ -343,7 +355,7 @@ def forward_sequence(const floating[:, ::1] x,
     team_init(&team)
     if n_threads <= 1:
         with nogil:
-            _forward_loop(x_, batch_sizes_, offsets_, out_rows_, weight_ih_, weight_hh_,
+            _forward_loop(x_, batch_sizes_, offsets_, out_rows_, order_, weight_ih_, weight_hh_,
                           packed_ih_, packed_hh_, bias_gates_, bias_hn_,
                           state_, state_scratch_, batch_size, y_, gates_, h_prev_,
                       proj_, proj_rows, hidden_,
@@ -351,7 +363,7 @@ def forward_sequence(const floating[:, ::1] x,
                           reset_after, reverse, store_history, pack_weights, &team, 0, 1)
         return
     with nogil, parallel(num_threads=n_threads):
-        _forward_loop(x_, batch_sizes_, offsets_, out_rows_, weight_ih_, weight_hh_,
+        _forward_loop(x_, batch_sizes_, offsets_, out_rows_, order_, weight_ih_, weight_hh_,
                       packed_ih_, packed_hh_, bias_gates_, bias_hn_,
                       state_, state_scratch_, batch_size, y_, gates_, h_prev_,
                       proj_, proj_rows, hidden_,
