@@ -39,10 +39,10 @@
 #
 # Threads.  The time loop runs on n_threads OpenMP threads (one parallel
 # region for the whole sequence; threadpoolctl and OMP_NUM_THREADS set the
-# count), which meet at the spinning barrier of _parallel.h.  Thread i owns a range of hidden units, the same units in the r, z
-# and n blocks, in whole panels, and does all the work of its units: packing
-# their weights, their columns of the projection and of the recurrent
-# product, and their gates.  A step reads the whole previous state (forward)
+# count), which meet at the spinning barrier of _parallel.h.  Thread i owns
+# a range of hidden units, the same units in the r, z and n blocks, in whole
+# panels, and does all the work of its units: packing their weights, their
+# columns of the projection and of the recurrent product, and their gates.  A step reads the whole previous state (forward)
 # or the gate gradients of every unit (backward), so threads meet at a barrier
 # wherever one reads what another wrote; between barriers no thread reads a
 # column another writes.
