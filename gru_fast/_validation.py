@@ -45,14 +45,20 @@ def as_float_array(value, name, ndim, dtype=None):
         raise TypeError(f"{name} could not be converted to an array: {error}") from None
     if array.dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {array.dtype}")
-    if dtype is not None and array.dtype != dtype:
+    if dtype is not None:
+        check_dtype(array, name, dtype)
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
+    return array
+
+
+def check_dtype(array, name, dtype):
+    """Raise TypeError unless `array` has the weights' `dtype` (no silent casts)."""
+    if array.dtype != dtype:
         raise TypeError(
             f"{name} has dtype {array.dtype} but the weights are {dtype}; "
             "all arrays of one call must share the weights' dtype (cast explicitly)"
         )
-    if array.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
-    return array
 
 
 def check_shape(array, expected, name, meaning):
@@ -144,6 +150,49 @@ class ForwardArgs(NamedTuple):
         return seq_len, batch_size, input_size, self.weight_hh.shape[1]
 
 
+def validate_weights(weight_ih, weight_hh, bias_ih, bias_hh, input_size=None):
+    """Check a layer's weights and biases; return them C-contiguous, with (H, I).
+
+    `input_size` is I as the input has it (a mismatch blames weight_ih and
+    names both sizes); None takes I from weight_ih.  Raises TypeError for
+    wrong dtypes and ValueError for wrong ranks or shapes.
+
+    Returns
+    -------
+    tuple
+        (weight_ih, weight_hh, bias_ih, bias_hh, hidden_size, input_size); the
+        biases are None when both were.
+    """
+    weight_hh = as_float_array(weight_hh, "weight_hh", 2)
+    dtype = weight_hh.dtype
+    weight_ih = as_float_array(weight_ih, "weight_ih", 2, dtype)
+    three_h, hidden_size = weight_hh.shape
+    if hidden_size < 1 or three_h != 3 * hidden_size:
+        raise ValueError(
+            f"weight_hh must have shape (3*H, H) with H >= 1, got {weight_hh.shape}"
+        )
+    if input_size is None:
+        input_size = weight_ih.shape[1]
+        if input_size < 1:
+            raise ValueError(f"weight_ih must have shape (3*H, I) with I >= 1, "
+                             f"got {weight_ih.shape}")
+        meaning = f"(3*H, I) for H={hidden_size} from weight_hh"
+    else:
+        meaning = f"(3*H, I) for H={hidden_size} from weight_hh and I={input_size} from x"
+    check_shape(weight_ih, (3 * hidden_size, input_size), "weight_ih", meaning)
+
+    if (bias_ih is None) != (bias_hh is None):
+        raise ValueError("bias_ih and bias_hh must both be given or both be None")
+    if bias_ih is not None:
+        bias_ih = as_float_array(bias_ih, "bias_ih", 1, dtype)
+        bias_hh = as_float_array(bias_hh, "bias_hh", 1, dtype)
+        check_shape(bias_ih, (3 * hidden_size,), "bias_ih", f"(3*H,) for H={hidden_size}")
+        check_shape(bias_hh, (3 * hidden_size,), "bias_hh", f"(3*H,) for H={hidden_size}")
+        bias_ih, bias_hh = np.ascontiguousarray(bias_ih), np.ascontiguousarray(bias_hh)
+    return (np.ascontiguousarray(weight_ih), np.ascontiguousarray(weight_hh), bias_ih, bias_hh,
+            hidden_size, input_size)
+
+
 def validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
                           reset_after, lengths, reverse):
     """Check every forward argument; return them as a `ForwardArgs`.
@@ -154,36 +203,16 @@ def validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
     """
     reset_after = check_flag(reset_after, "reset_after")
     reverse = check_flag(reverse, "reverse")
-    weight_hh = as_float_array(weight_hh, "weight_hh", 2)
-    dtype = weight_hh.dtype
-    weight_ih = as_float_array(weight_ih, "weight_ih", 2, dtype)
-    x = as_float_array(x, "x", 3, dtype)
-
-    three_h, hidden_size = weight_hh.shape
-    if hidden_size < 1 or three_h != 3 * hidden_size:
-        raise ValueError(
-            f"weight_hh must have shape (3*H, H) with H >= 1, got {weight_hh.shape}"
-        )
-    seq_len, batch_size, input_size = x.shape
-    if input_size < 1:
+    x = as_float_array(x, "x", 3)
+    if x.shape[2] < 1:
         raise ValueError(f"x must have shape (T, B, I) with I >= 1 features, got {x.shape}")
-    check_shape(weight_ih, (3 * hidden_size, input_size), "weight_ih",
-                f"(3*H, I) for H={hidden_size} from weight_hh and I={input_size} from x")
-
-    if (bias_ih is None) != (bias_hh is None):
-        raise ValueError("bias_ih and bias_hh must both be given or both be None")
-    if bias_ih is not None:
-        bias_ih = as_float_array(bias_ih, "bias_ih", 1, dtype)
-        bias_hh = as_float_array(bias_hh, "bias_hh", 1, dtype)
-        check_shape(bias_ih, (3 * hidden_size,), "bias_ih", f"(3*H,) for H={hidden_size}")
-        check_shape(bias_hh, (3 * hidden_size,), "bias_hh", f"(3*H,) for H={hidden_size}")
+    weight_ih, weight_hh, bias_ih, bias_hh, hidden_size, _ = validate_weights(
+        weight_ih, weight_hh, bias_ih, bias_hh, input_size=x.shape[2])
+    dtype = weight_hh.dtype
+    check_dtype(x, "x", dtype)
     h0, lengths = check_state_and_lengths(h0, lengths, x.shape, hidden_size, dtype)
-
-    contiguous = np.ascontiguousarray
     return ForwardArgs(
-        x=contiguous(x), h0=h0, weight_ih=contiguous(weight_ih),
-        weight_hh=contiguous(weight_hh),
-        bias_ih=None if bias_ih is None else contiguous(bias_ih),
-        bias_hh=None if bias_hh is None else contiguous(bias_hh),
-        lengths=lengths, reset_after=reset_after, reverse=reverse,
+        x=np.ascontiguousarray(x), h0=h0, weight_ih=weight_ih, weight_hh=weight_hh,
+        bias_ih=bias_ih, bias_hh=bias_hh, lengths=lengths,
+        reset_after=reset_after, reverse=reverse,
     )

@@ -15,7 +15,7 @@ import numpy as np
 from . import _core
 from ._workspace import aligned_empty
 from .functional import fold_biases, run_forward
-from ._validation import as_float_array, check_flag, check_state_and_lengths, validate_forward_args
+from ._validation import as_float_array, check_flag, check_state_and_lengths, validate_weights
 
 __all__ = ["FrozenGRU"]
 
@@ -60,29 +60,19 @@ class FrozenGRU:
 
     def __init__(self, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
                  reset_after=False):
-        weight_hh_array = as_float_array(weight_hh, "weight_hh", 2)
-        weight_ih_array = as_float_array(weight_ih, "weight_ih", 2, weight_hh_array.dtype)
-        if weight_ih_array.shape[1] < 1:
-            raise ValueError(f"weight_ih must have shape (3*H, I) with I >= 1, "
-                             f"got {weight_ih_array.shape}")
-        # The checks of gru_forward, on a one-step input of the right width.
-        probe = np.empty((1, 1, weight_ih_array.shape[1]), dtype=weight_hh_array.dtype)
-        args = validate_forward_args(probe, None, weight_ih_array, weight_hh_array,
-                                     bias_ih, bias_hh, reset_after, None, False)
-        self._dtype = args.weight_hh.dtype
-        self._input_size = args.weight_ih.shape[1]
-        self._hidden_size = args.weight_hh.shape[1]
-        self._reset_after = args.reset_after
-        self._has_bias = args.bias_ih is not None
-        bias_gates, bias_hn = fold_biases(args.bias_ih, args.bias_hh, self._hidden_size,
+        self._reset_after = check_flag(reset_after, "reset_after")
+        weight_ih, weight_hh, bias_ih, bias_hh, self._hidden_size, self._input_size = (
+            validate_weights(weight_ih, weight_hh, bias_ih, bias_hh))
+        self._dtype = weight_hh.dtype
+        self._has_bias = bias_ih is not None
+        bias_gates, bias_hn = fold_biases(bias_ih, bias_hh, self._hidden_size,
                                           self._reset_after, self._dtype)
         self._bias_gates = np.array(bias_gates, copy=True)  # never a view of the caller's
         self._bias_hn = np.array(bias_hn, copy=True)
         padded = _core.padded_to_panels(self._hidden_size)
         self._packed_ih = aligned_empty(3 * padded * self._input_size, self._dtype)
         self._packed_hh = aligned_empty(3 * padded * self._hidden_size, self._dtype)
-        _core.pack_forward_weights(args.weight_ih, args.weight_hh,
-                                   self._packed_ih, self._packed_hh)
+        _core.pack_forward_weights(weight_ih, weight_hh, self._packed_ih, self._packed_hh)
 
     @property
     def input_size(self):
