@@ -12,7 +12,7 @@ weights when it is made, as ONNX Runtime does when it creates a session.
 
 import numpy as np
 
-from . import _core
+from . import _core, _stepping
 from ._workspace import aligned_empty
 from .functional import fold_biases, run_forward
 from ._validation import as_float_array, check_flag, check_state_and_lengths, validate_weights
@@ -73,6 +73,17 @@ class FrozenGRU:
         self._packed_ih = aligned_empty(3 * padded * self._input_size, self._dtype)
         self._packed_hh = aligned_empty(3 * padded * self._hidden_size, self._dtype)
         _core.pack_forward_weights(weight_ih, weight_hh, self._packed_ih, self._packed_hh)
+        self._make_step_kernel()
+
+    def _make_step_kernel(self):
+        self._step_kernel = _core.StepKernel(self._packed_ih, self._packed_hh, self._bias_gates,
+                                             self._bias_hn, self._input_size,
+                                             self._hidden_size, self._reset_after)
+
+    @property
+    def step_kernel(self):
+        """The `gru_fast._core.StepKernel` that runs `step` (for stacks of layers)."""
+        return self._step_kernel
 
     @property
     def input_size(self):
@@ -100,6 +111,12 @@ class FrozenGRU:
         arrays = (self._packed_ih, self._packed_hh, self._bias_gates, self._bias_hn)
         return sum(array.nbytes for array in arrays)
 
+    def __getstate__(self):
+        """Pickle without the step kernel (raw pointers); `__setstate__` makes it again."""
+        state = self.__dict__.copy()
+        del state["_step_kernel"]
+        return state
+
     def __setstate__(self, state):
         """Unpickle, putting the packed panels back on 64-byte lines (NumPy gives 16)."""
         self.__dict__.update(state)
@@ -107,6 +124,7 @@ class FrozenGRU:
             packed = aligned_empty(state[name].size, self._dtype)
             packed[...] = state[name]
             setattr(self, name, packed)
+        self._make_step_kernel()
 
     def __repr__(self):
         return (f"FrozenGRU(input_size={self._input_size}, hidden_size={self._hidden_size}, "
@@ -159,8 +177,14 @@ class FrozenGRU:
 
     __call__ = forward
 
-    def step(self, x_t, h=None):
+    def step(self, x_t, h=None, *, out=None):
         """Advance the state by one time step (streaming inference).
+
+        The lean path: arrays that are already right (C-contiguous, the
+        weights' dtype, the right shapes) go straight to the compiled step;
+        anything else is checked, and converted where `forward` would.  The
+        result is bitwise that of `forward` (and `gru_fast.gru_forward`) on
+        the same step.
 
         Parameters
         ----------
@@ -168,21 +192,44 @@ class FrozenGRU:
             The input at this step.
         h : ndarray, shape (B, H), or None
             The state after the previous step; None means zeros.
+        out : ndarray, shape (B, H), optional
+            Where to write the new state: C-contiguous, the weights' dtype.
+            It may be `h` itself (``h = frozen.step(x_t, h, out=h)``), so a
+            streaming loop allocates nothing.
 
         Returns
         -------
         ndarray, shape (B, H)
-            The new state (a new array; `h` is not modified).
+            The new state: `out` when given, else a new array (`h` is not
+            modified unless it is `out`).
 
         Raises
         ------
         TypeError, ValueError
-            As `forward` does, for x_t and h.
+            As `forward` does, for x_t and h; for an `out` of another dtype,
+            shape or layout, or one that overlaps x_t.
         """
+        new_state = out
+        if new_state is None:
+            new_state = _stepping.empty_states(x_t, (), self._hidden_size, self._dtype)
+        if self._step_kernel.step(x_t, h, new_state, _stepping.max_threads()):
+            return new_state
+        return self._checked_step(x_t, h, out)
+
+    def _checked_step(self, x_t, h, out):
+        """`step` for arguments the lean path refused: validate, normalise, run."""
         x_t = self._check_x(x_t, "x_t", 2, "(B, I)")
-        x = x_t[None]
-        h, _ = check_state_and_lengths(h, None, x.shape, self._hidden_size, self._dtype, "h")
-        _, h_new, _ = run_forward(x, h, None, self._bias_gates, self._bias_hn,
-                                  self._hidden_size, self._reset_after, False, False,
-                                  packed=(self._packed_ih, self._packed_hh))
-        return h_new
+        h, _ = check_state_and_lengths(h, None, (1,) + x_t.shape, self._hidden_size,
+                                       self._dtype, "h")
+        if h is not None:
+            h = np.ascontiguousarray(h)
+        shape = (x_t.shape[0], self._hidden_size)
+        if out is None:
+            out = np.empty(shape, self._dtype)
+        else:
+            _stepping.check_out(out, shape, self._dtype, x_t, h)
+        if shape[0] == 0:
+            return out
+        if not self._step_kernel.step(x_t, h, out, _stepping.max_threads()):
+            raise RuntimeError("gru_fast internal error: the step kernel refused checked arguments")
+        return out

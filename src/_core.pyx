@@ -658,3 +658,454 @@ def activations(const floating[::1] values, floating[::1] sigmoid_out, floating[
         for i in range(values.shape[0]):
             sigmoid_out[i] = sigmoid(values[i])
             tanh_out[i] = tanh_(values[i])
+
+
+# ---------------------------------------------------------------------------
+# The streaming entry: time steps of stacked layers on weights packed once.
+#
+# `forward_sequence` takes some twenty typed memoryviews, and acquiring them
+# (about 3 us here) is most of a one-step call.  A `StepKernel` acquires one
+# layer's packed weights and biases once, when it is made, and keeps its own
+# scratch; `step_layers` then takes only x_t, h and out, as raw buffers.  The
+# step itself is `_forward_loop` over one step of the identity packing, so
+# its numbers are those of `gru_forward`, bit for bit, serial or threaded.
+# Nothing here raises for a wrong argument: the entries return False, having
+# done nothing, and the caller (gru_fast._stepping) validates and explains.
+#
+# Threads.  Whether a parallel region pays off for one step depends on the
+# machine and its load (waking the team can cost more than the step), so
+# each kernel measures: its first calls alternate serial and threaded runs,
+# the faster median wins, and it measures again every _RETUNE_AFTER calls.
+# The thread count never changes the results.
+
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS,
+                             PyBUF_FORMAT, PyBUF_WRITABLE)
+from libc.stdlib cimport free
+from libc.string cimport memcpy, memset, memcmp, strcmp
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+cdef extern from "stdlib.h" nogil:
+    int posix_memalign(void** pointer, size_t alignment, size_t size)
+
+cdef enum:
+    _LINE = 64            # bytes: every scratch block starts on a cache line, as _workspace's do
+    _TRIALS = 8           # timed calls per thread count when a kernel measures
+    _RETUNE_AFTER = 4096  # calls between two measurements
+    _NOGIL_BYTES = 16384  # same_bytes releases the GIL from this size on
+
+
+cdef inline Py_ssize_t _on_lines(Py_ssize_t n_bytes) noexcept nogil:
+    """`n_bytes` rounded up to whole cache lines."""
+    return (n_bytes + _LINE - 1) // _LINE * _LINE
+
+
+cdef inline long long _now_ns() noexcept nogil:
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return now.tv_sec * 1000000000LL + now.tv_nsec
+
+
+cdef int _get_array(object obj, Py_buffer* view, int flags, char kind,
+                    int ndim, const Py_ssize_t* shape) noexcept:
+    """Acquire `obj` as a C-contiguous array of `kind` ('f' or 'd') and this shape.
+
+    shape[i] < 0 accepts any extent >= 1 on axis i.  Returns 1 with `view`
+    held, or 0 (nothing held, no exception set) if `obj` is anything else.
+    """
+    cdef int axis
+    try:
+        PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    except Exception:
+        return 0
+    if (view.ndim == ndim and view.format != NULL and view.format[0] == kind
+            and view.format[1] == 0):
+        for axis in range(ndim):
+            if not (view.shape[axis] == shape[axis] if shape[axis] >= 0
+                    else view.shape[axis] >= 1):
+                break
+        else:
+            return 1
+    PyBuffer_Release(view)
+    return 0
+
+
+cdef inline bint _overlap(const Py_buffer* a, const Py_buffer* b) noexcept nogil:
+    """Whether the memory of two contiguous buffers overlaps."""
+    cdef const char* a_start = <const char*> a.buf
+    cdef const char* b_start = <const char*> b.buf
+    return a_start < b_start + b.len and b_start < a_start + a.len
+
+
+cdef void _step_layer(const floating* x, const floating* h, floating* out, char* scratch,
+                      const floating* packed_ih, const floating* packed_hh,
+                      const floating* bias_gates, const floating* bias_hn,
+                      Py_ssize_t batch_size, int input_size, int hidden_size,
+                      bint reset_after, int n_threads) noexcept nogil:
+    """out (B, H) = one step from state h (B, H; NULL for zeros) on input x (B, I).
+
+    `_forward_loop` over one step of the identity packing, on packed weights;
+    `scratch` holds the blocks `StepKernel.scratch_bytes` counts.  h and out
+    may be the same memory: h is copied to the scratch state first.
+    """
+    cdef Py_ssize_t B = batch_size, H = hidden_size
+    cdef Py_ssize_t one_step[1]
+    cdef Py_ssize_t offsets[2]
+    one_step[0] = B
+    offsets[0] = 0
+    offsets[1] = B
+    cdef floating* state = <floating*> scratch
+    cdef floating* state_scratch = <floating*> (<char*> state + _on_lines(B * H * sizeof(floating)))
+    cdef floating* gates = <floating*> (<char*> state_scratch + _on_lines(B * H * sizeof(floating)))
+    cdef floating* h_prev = <floating*> (<char*> gates + _on_lines(4 * B * H * sizeof(floating)))
+    cdef floating* proj = <floating*> (<char*> h_prev + _on_lines(B * H * sizeof(floating)))
+    cdef floating* hidden = <floating*> (<char*> proj + _on_lines(3 * B * H * sizeof(floating)))
+    cdef gf_team team
+    if h == NULL:
+        memset(state, 0, B * H * sizeof(floating))
+    else:
+        memcpy(state, h, B * H * sizeof(floating))
+    team_init(&team)
+    if n_threads <= 1:
+        _forward_loop(x, one_step, offsets, NULL, NULL, NULL, NULL,
+                      <floating*> packed_ih, <floating*> packed_hh, bias_gates, bias_hn,
+                      state, state_scratch, B, out, gates, h_prev, proj, B, hidden,
+                      1, input_size, hidden_size, reset_after, False, False, False,
+                      &team, 0, 1)
+        return
+    with parallel(num_threads=n_threads):
+        _forward_loop(x, one_step, offsets, NULL, NULL, NULL, NULL,
+                      <floating*> packed_ih, <floating*> packed_hh, bias_gates, bias_hn,
+                      state, state_scratch, B, out, gates, h_prev, proj, B, hidden,
+                      1, input_size, hidden_size, reset_after, False, False, False,
+                      &team, openmp.omp_get_thread_num(), openmp.omp_get_num_threads())
+
+
+cdef long long _median(long long* samples, int n) noexcept:
+    """The median of n samples (sorts them in place; n is small)."""
+    cdef int i, j
+    cdef long long value
+    for i in range(1, n):
+        value = samples[i]
+        j = i - 1
+        while j >= 0 and samples[j] > value:
+            samples[j + 1] = samples[j]
+            j -= 1
+        samples[j + 1] = value
+    return (samples[(n - 1) // 2] + samples[n // 2]) // 2
+
+
+cdef class StepKernel:
+    """One GRU layer's time step on weights packed once (the streaming entry).
+
+    Parameters
+    ----------
+    packed_ih, packed_hh : ndarray
+        The weights as `pack_forward_weights` packs them, (3*Hp*I,) and
+        (3*Hp*H,); their buffers are held as long as the kernel lives.
+    bias_gates, bias_hn : ndarray
+        The folded biases (3H,) and (H,) (gru_fast.functional.fold_biases).
+    input_size, hidden_size : int
+        I and H.
+    reset_after : bool
+        The candidate-state variant.
+
+    The dtype (float32 or float64) is that of the arrays.  The kernel's
+    scratch serves one call at a time; a concurrent call (another Python
+    thread) takes scratch of its own for that call.
+    """
+    cdef Py_buffer _weights[4]  # packed_ih, packed_hh, bias_gates, bias_hn, held
+    cdef int _held
+    cdef readonly int input_size
+    cdef readonly int hidden_size
+    cdef readonly bint reset_after
+    cdef char _kind  # 'f' (float32) or 'd' (float64)
+    cdef Py_ssize_t _itemsize
+    cdef char* _scratch
+    cdef Py_ssize_t _scratch_rows
+    cdef bint _busy
+    # Thread choice: for _tuned_rows rows and at most _tuned_cap threads,
+    # _choice threads (0 while measuring: call _trial of 2 * _TRIALS).
+    cdef Py_ssize_t _tuned_rows
+    cdef int _tuned_cap
+    cdef int _choice
+    cdef int _trial
+    cdef int _calls
+    cdef long long _samples[2][_TRIALS]
+
+    def __cinit__(self, packed_ih, packed_hh, bias_gates, bias_hn,
+                  int input_size, int hidden_size, bint reset_after):
+        if input_size < 1 or hidden_size < 1:
+            raise ValueError(f"input_size and hidden_size must be >= 1, "
+                             f"got {input_size} and {hidden_size}")
+        cdef Py_ssize_t padded = padded_to_panels(hidden_size)
+        cdef Py_ssize_t[4] sizes = [3 * padded * input_size, 3 * padded * hidden_size,
+                                    3 * hidden_size, hidden_size]
+        arrays = (packed_ih, packed_hh, bias_gates, bias_hn)
+        names = ("packed_ih", "packed_hh", "bias_gates", "bias_hn")
+        cdef Py_buffer* view
+        cdef int i
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.reset_after = reset_after
+        for i in range(4):
+            view = &self._weights[i]
+            PyObject_GetBuffer(arrays[i], view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            self._held = i + 1
+            if i == 0:
+                self._kind = view.format[0] if view.format != NULL else 0
+                self._itemsize = view.itemsize
+            if (view.ndim != 1 or view.shape[0] != sizes[i] or view.format == NULL
+                    or view.format[0] not in b"fd" or view.format[1] != 0
+                    or view.format[0] != self._kind):
+                raise ValueError(f"{names[i]} must be a contiguous float32 or float64 "
+                                 f"array of {sizes[i]} values, of one dtype with the others")
+
+    def __dealloc__(self):
+        cdef int i
+        for i in range(self._held):
+            PyBuffer_Release(&self._weights[i])
+        free(self._scratch)
+
+    def __reduce__(self):
+        raise TypeError("a StepKernel holds raw pointers and cannot be pickled; "
+                        "make it again from the packed weights")
+
+    @property
+    def dtype_char(self):
+        """'f' for float32, 'd' for float64."""
+        return chr(self._kind)
+
+    @property
+    def threads(self):
+        """Threads the kernel runs a step on now (0 while it measures which is faster)."""
+        return self._choice
+
+    cdef Py_ssize_t scratch_bytes(self, Py_ssize_t batch_size) noexcept:
+        """Bytes of scratch one step of `batch_size` rows needs (see `_step_layer`)."""
+        cdef Py_ssize_t block = _on_lines(batch_size * self.hidden_size * self._itemsize)
+        cdef Py_ssize_t block3 = _on_lines(3 * batch_size * self.hidden_size * self._itemsize)
+        cdef Py_ssize_t block4 = _on_lines(4 * batch_size * self.hidden_size * self._itemsize)
+        return 3 * block + block4 + 2 * block3  # state, state_scratch, h_prev; gates; proj, hidden
+
+    cdef char* _take_scratch(self, Py_ssize_t batch_size, bint* owned) except NULL:
+        """Scratch for one call (with the GIL): the kernel's own, or new memory if in use.
+
+        owned[0] tells whether the caller must free() it.
+        """
+        cdef void* memory = NULL
+        cdef Py_ssize_t n_bytes = self.scratch_bytes(batch_size)
+        if not self._busy:
+            if batch_size > self._scratch_rows:
+                free(self._scratch)
+                self._scratch = NULL
+                self._scratch_rows = 0
+                if posix_memalign(&memory, _LINE, n_bytes) != 0:
+                    raise MemoryError()
+                self._scratch = <char*> memory
+                self._scratch_rows = batch_size
+            self._busy = True
+            owned[0] = False
+            return self._scratch
+        if posix_memalign(&memory, _LINE, n_bytes) != 0:
+            raise MemoryError()
+        owned[0] = True
+        return <char*> memory
+
+    cdef int _threads_for(self, Py_ssize_t batch_size, int max_threads) noexcept:
+        """Threads for the next call: the measured choice, or the next trial."""
+        cdef int cap = max_threads if max_threads > 0 else openmp.omp_get_max_threads()
+        cap = min(cap, <int> padded_to_panels(self.hidden_size) // PANEL)
+        if cap <= 1:
+            self._tuned_cap = 1
+            self._choice = 1
+            return 1
+        if batch_size != self._tuned_rows or cap != self._tuned_cap:
+            self._tuned_rows = batch_size
+            self._tuned_cap = cap
+            self._choice = 0
+            self._trial = 0
+        if self._choice > 0:
+            self._calls += 1
+            if self._calls < _RETUNE_AFTER:
+                return self._choice
+            self._choice = 0
+            self._trial = 0
+        return 1 if self._trial % 2 == 0 else cap
+
+    cdef void _record(self, int n_threads, long long elapsed_ns) noexcept:
+        """Note the time of a trial call; after the last trial, choose."""
+        if self._choice > 0 or n_threads != (1 if self._trial % 2 == 0 else self._tuned_cap):
+            return
+        self._samples[self._trial % 2][self._trial // 2] = elapsed_ns
+        self._trial += 1
+        if self._trial == 2 * _TRIALS:
+            serial = _median(self._samples[0], _TRIALS)
+            threaded = _median(self._samples[1], _TRIALS)
+            self._choice = 1 if serial <= threaded else self._tuned_cap
+            self._calls = 0
+
+    cdef int _step_once(self, const char* x, const char* h, char* out,
+                        Py_ssize_t batch_size, int max_threads) except -1:
+        """One step on raw memory already checked, the GIL released around the work."""
+        cdef bint owned = False
+        cdef char* scratch = self._take_scratch(batch_size, &owned)
+        cdef int n_threads = self._threads_for(batch_size, max_threads)
+        cdef long long start, elapsed
+        with nogil:
+            start = _now_ns()
+            if self._kind == b'd':
+                _step_layer(<const double*> x, <const double*> h, <double*> out, scratch,
+                            <const double*> self._weights[0].buf,
+                            <const double*> self._weights[1].buf,
+                            <const double*> self._weights[2].buf,
+                            <const double*> self._weights[3].buf,
+                            batch_size, self.input_size, self.hidden_size,
+                            self.reset_after, n_threads)
+            else:
+                _step_layer(<const float*> x, <const float*> h, <float*> out, scratch,
+                            <const float*> self._weights[0].buf,
+                            <const float*> self._weights[1].buf,
+                            <const float*> self._weights[2].buf,
+                            <const float*> self._weights[3].buf,
+                            batch_size, self.input_size, self.hidden_size,
+                            self.reset_after, n_threads)
+            elapsed = _now_ns() - start
+        if owned:
+            free(scratch)
+        else:
+            self._busy = False
+        self._record(n_threads, elapsed)
+        return 0
+
+    def step(self, x_t, h, out, int max_threads=0):
+        """out (B, H) = the state after one step from h (B, H) on x_t (B, I).
+
+        As `step_layers` for this one layer, with 2-D h and out.
+        """
+        return _step_layers((self,), x_t, h, out, max_threads, False)
+
+
+def step_layers(tuple kernels, x_t, h, out, int max_threads=0):
+    """One time step of stacked layers: out[k] = the new state of layer k (GIL released).
+
+    Parameters
+    ----------
+    kernels : tuple of StepKernel
+        Layer 0 takes x_t; layer k > 0 takes out[k - 1] (so its input size is H).
+    x_t : buffer, shape (B, I)
+    h : buffer, shape (L, B, H), or None for zeros
+    out : writable buffer, shape (L, B, H); may be h itself, must not overlap x_t
+    max_threads : int
+        Most threads a step may use: 0 for OpenMP's count, 1 for serial.
+
+    Returns
+    -------
+    bool
+        True when the step ran; False, with nothing done, unless the arrays
+        are C-contiguous buffers of the kernels' dtype and these shapes.
+    """
+    return _step_layers(kernels, x_t, h, out, max_threads, True)
+
+
+cdef object _step_layers(tuple kernels, x_t, h, out, int max_threads, bint stacked):
+    """`step_layers` (stacked: h and out (L, B, H)) or `StepKernel.step` ((B, H))."""
+    cdef Py_ssize_t n_layers = len(kernels), layer
+    if n_layers == 0:
+        return False
+    cdef StepKernel first = <StepKernel?> kernels[0]
+    cdef StepKernel kernel
+    cdef char kind = first._kind
+    cdef Py_ssize_t H = first.hidden_size
+    for layer in range(1, n_layers):
+        kernel = <StepKernel?> kernels[layer]
+        if kernel._kind != kind or kernel.hidden_size != H or kernel.input_size != H:
+            return False
+    cdef Py_buffer x_view, h_view, out_view
+    cdef Py_ssize_t x_shape[2]
+    cdef Py_ssize_t state_shape[3]
+    x_shape[0] = -1
+    x_shape[1] = first.input_size
+    if not _get_array(x_t, &x_view, 0, kind, 2, x_shape):
+        return False
+    cdef Py_ssize_t batch_size = x_view.shape[0]
+    state_shape[0] = n_layers
+    state_shape[1] = batch_size
+    state_shape[2] = H
+    cdef int ndim = 3 if stacked else 2
+    cdef const Py_ssize_t* shape = &state_shape[0 if stacked else 1]
+    cdef bint has_h = h is not None
+    if has_h and not _get_array(h, &h_view, 0, kind, ndim, shape):
+        PyBuffer_Release(&x_view)
+        return False
+    if not _get_array(out, &out_view, PyBUF_WRITABLE, kind, ndim, shape):
+        if has_h:
+            PyBuffer_Release(&h_view)
+        PyBuffer_Release(&x_view)
+        return False
+    cdef bint ok = not _overlap(&out_view, &x_view) and not (
+        has_h and _overlap(&out_view, &h_view) and out_view.buf != h_view.buf)
+    cdef Py_ssize_t layer_bytes = batch_size * H * first._itemsize
+    cdef char* out_ = <char*> out_view.buf
+    cdef const char* h_ = <const char*> h_view.buf if has_h else NULL
+    try:
+        if ok:
+            for layer in range(n_layers):
+                kernel = <StepKernel> kernels[layer]
+                kernel._step_once(
+                    <const char*> x_view.buf if layer == 0 else out_ + (layer - 1) * layer_bytes,
+                    h_ + layer * layer_bytes if has_h else NULL,
+                    out_ + layer * layer_bytes, batch_size, max_threads)
+    finally:
+        PyBuffer_Release(&out_view)
+        if has_h:
+            PyBuffer_Release(&h_view)
+        PyBuffer_Release(&x_view)
+    return ok
+
+
+def same_bytes(tuple arrays, tuple snapshots):
+    """Whether arrays[i] holds exactly the bytes, dtype and shape of snapshots[i], for all i.
+
+    Each array must be a C-contiguous buffer (anything else gives False);
+    None matches None only.  Compares raw bytes (memcmp): -0.0 differs from
+    0.0 and a NaN equals the same NaN, which is what a cache of packed
+    weights needs.
+    """
+    cdef Py_ssize_t i, axis
+    cdef Py_buffer array_view, snapshot_view
+    cdef bint same
+    if len(arrays) != len(snapshots):
+        return False
+    for i in range(len(arrays)):
+        array = arrays[i]
+        snapshot = snapshots[i]
+        if array is None or snapshot is None:
+            if array is not snapshot:
+                return False
+            continue
+        try:
+            PyObject_GetBuffer(array, &array_view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        except Exception:
+            return False
+        try:
+            PyObject_GetBuffer(snapshot, &snapshot_view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        except Exception:
+            PyBuffer_Release(&array_view)
+            raise
+        same = (array_view.ndim == snapshot_view.ndim and array_view.len == snapshot_view.len
+                and array_view.format != NULL and snapshot_view.format != NULL
+                and strcmp(array_view.format, snapshot_view.format) == 0)
+        if same:
+            for axis in range(array_view.ndim):
+                if array_view.shape[axis] != snapshot_view.shape[axis]:
+                    same = False
+        if same and array_view.len >= _NOGIL_BYTES:
+            with nogil:
+                same = memcmp(array_view.buf, snapshot_view.buf, array_view.len) == 0
+        elif same:
+            same = memcmp(array_view.buf, snapshot_view.buf, array_view.len) == 0
+        PyBuffer_Release(&snapshot_view)
+        PyBuffer_Release(&array_view)
+        if not same:
+            return False
+    return True
