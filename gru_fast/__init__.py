@@ -20,6 +20,8 @@ reference, interop
 optim, losses, linear, network
     Optimizers (SGD, Adam, AdamW, gradient clipping), losses with their
     gradients, a linear head, and the GRU + head network that training uses.
+save, load
+    Models to and from one .npz file (arrays and a JSON header, never a pickle).
 estimators
     GRURegressor and GRUClassifier, scikit-learn estimators (needs
     scikit-learn; ``from gru_fast.estimators import GRURegressor``).
@@ -30,6 +32,8 @@ from .functional import GRUCache, gru_backward, gru_forward
 from .layer import GRU, FrozenGRULayer
 from . import interop, reference  # noqa: F401  (gru_fast.reference.* without another import)
 from . import linear, losses, network, optim  # noqa: F401
+from .serialization import load, save
 
 __version__ = "0.1.0"
-__all__ = ["FrozenGRU", "FrozenGRULayer", "GRU", "GRUCache", "gru_backward", "gru_forward", "__version__"]
+__all__ = ["FrozenGRU", "FrozenGRULayer", "GRU", "GRUCache", "gru_backward", "gru_forward",
+           "load", "save", "__version__"]

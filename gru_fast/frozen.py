@@ -20,6 +20,14 @@ from ._validation import as_float_array, check_flag, check_state_and_lengths, va
 __all__ = ["FrozenGRU"]
 
 
+def _read_only_copy(array):
+    if array is None:
+        return None
+    copy = np.array(array, copy=True)
+    copy.flags.writeable = False
+    return copy
+
+
 class FrozenGRU:
     """One GRU layer in one direction, weights packed once, for inference.
 
@@ -73,6 +81,11 @@ class FrozenGRU:
         self._packed_ih = aligned_empty(3 * padded * self._input_size, self._dtype)
         self._packed_hh = aligned_empty(3 * padded * self._hidden_size, self._dtype)
         _core.pack_forward_weights(weight_ih, weight_hh, self._packed_ih, self._packed_hh)
+        # The weights as given, read-only, for weights() and gru_fast.save: the packed
+        # panels (whose layout depends on the CPU) are not read back.
+        self._weights = {name: _read_only_copy(value) for name, value in (
+            ("weight_ih", weight_ih), ("weight_hh", weight_hh), ("bias_ih", bias_ih),
+            ("bias_hh", bias_hh))}
 
     @property
     def input_size(self):
@@ -94,9 +107,25 @@ class FrozenGRU:
         """The candidate-state variant (see `gru_fast.gru_forward`)."""
         return self._reset_after
 
+    def weights(self):
+        """Copies of the weights this layer was made from.
+
+        Returns
+        -------
+        dict
+            ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` (the biases None
+            when made without), new arrays, as passed to the constructor.
+        """
+        return {name: None if value is None else value.copy()
+                for name, value in self._weights.items()}
+
     @property
     def nbytes(self):
-        """Bytes held: the packed weights (padded to panels) and the folded biases."""
+        """Bytes the kernel reads: the packed weights (padded to panels), the folded biases.
+
+        The read-only copy of the weights kept for `weights` (and `gru_fast.save`),
+        ``itemsize * (3H * (I + H) + 6H)`` bytes, comes on top.
+        """
         arrays = (self._packed_ih, self._packed_hh, self._bias_gates, self._bias_hn)
         return sum(array.nbytes for array in arrays)
 
@@ -107,6 +136,9 @@ class FrozenGRU:
             packed = aligned_empty(state[name].size, self._dtype)
             packed[...] = state[name]
             setattr(self, name, packed)
+        for value in self.__dict__.get("_weights", {}).values():
+            if value is not None:   # NumPy's pickles drop the read-only flag
+                value.flags.writeable = False
 
     def __repr__(self):
         return (f"FrozenGRU(input_size={self._input_size}, hidden_size={self._hidden_size}, "
