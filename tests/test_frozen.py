@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import gru_fast
-from gru_fast import _workspace, reference
+from gru_fast import _core, _workspace, reference
 
 RTOL = {np.float32: 2e-4, np.float64: 1e-9}
 THREADS = [1, 2, 3]
@@ -16,8 +16,10 @@ THREADS = [1, 2, 3]
 @pytest.fixture(autouse=True, params=THREADS, ids=[f"{n}_threads" for n in THREADS])
 def core_threads(request, monkeypatch):
     """Every test on one, two and three threads of the core (the packed layout must not care)."""
-    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda batch, hidden, reset_after: request.param)
-    return request.param
+    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: request.param)
+    _core._force_threads(True)  # every phase handed to the workers, however small
+    yield request.param
+    _core._force_threads(None)
 
 
 def make_weights(rng, input_size, hidden_size, dtype, bias=True):
