@@ -45,8 +45,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
 
-from compare import (SHAPES, cpu_model, frozen_callable, make_problem,  # noqa: E402
-                     onnxruntime_callable, torch_callable, usable_cores)
+from benchmarks.common import ALL_SHAPES as SHAPES, make_inputs  # noqa: E402
+from compare_lib.contestants import (frozen_callable, onnxruntime_callable,  # noqa: E402
+                                     torch_callable)
+from compare_lib.machine import cpu_model, usable_cores  # noqa: E402
 
 # Shapes no tuning of gru_fast saw: a long thin sequence (the third
 # example) and an odd one (5 rows take the kernel's few-rows path; H is not a
@@ -99,7 +101,7 @@ def make_scenarios(threads):
 
 
 def make_contestants(shape, threads):
-    problem = make_problem(shape, "float32")
+    problem = make_inputs(shape, "float32")
     return {
         "gru_forward": gru_forward_callable(problem),
         "FrozenGRU": frozen_callable(problem, True),

@@ -17,12 +17,19 @@ GRU
     FrozenGRULayer for inference, its weights packed once.
 reference, interop
     The NumPy oracle; converters to and from PyTorch, Keras and ONNX.
+optim, losses, linear, network
+    Optimizers (SGD, Adam, AdamW, gradient clipping), losses with their
+    gradients, a linear head, and the GRU + head network that training uses.
+estimators
+    GRURegressor and GRUClassifier, scikit-learn estimators (needs
+    scikit-learn; ``from gru_fast.estimators import GRURegressor``).
 """
 
 from .frozen import FrozenGRU
 from .functional import GRUCache, gru_backward, gru_forward
 from .layer import GRU, FrozenGRULayer
 from . import interop, reference  # noqa: F401  (gru_fast.reference.* without another import)
+from . import linear, losses, network, optim  # noqa: F401
 
 __version__ = "0.1.0"
 __all__ = ["FrozenGRU", "FrozenGRULayer", "GRU", "GRUCache", "gru_backward", "gru_forward", "__version__"]

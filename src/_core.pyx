@@ -336,7 +336,7 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
         return
 
     if call.phase == STEP:
-        if seq.order != NULL:
+        if seq.order != NULL and y != NULL:
             # y[t, row] = 0 for the rows not running at step t (this piece's units):
             # cheaper than np.zeros, whose fresh pages fault in when the core writes.
             for b in range(n_active, B):
@@ -367,7 +367,8 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
             gt = <floating*> call.gates + gate_row * 4 * H
             hprev_row = <floating*> call.h_prev + gate_row * H
             if seq.reset_after:
-                y_row = y + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
+                # Without y (final states only) the output lands on the new state itself.
+                y_row = hs_new if y == NULL else y + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
                 # Two loops, the sigmoids first: one loop with the sigmoid, then the
                 # tanh that needs it, was a chain too long for the CPU to overlap
                 # (B = 1, H = 64: 480 -> 445 ns per step).
@@ -410,7 +411,7 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
         hs = h_read + b * H
         hs_new = h_write + b * H
         gt = <floating*> call.gates + gate_row * 4 * H
-        y_row = y + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
+        y_row = hs_new if y == NULL else y + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
         for j in range(lo, hi):
             hp = hs[j]
             z = gt[H + j]
@@ -597,7 +598,8 @@ def forward_sequence(const floating[:, ::1] x,
     packed_ih (3*Hp*I,) and packed_hh (3*Hp*H,) scratch for the packed
     weights; bias_gates (3H,) = b_ih plus b_hh folded in wherever it adds
     directly; bias_hn (H,) = b_hn when reset_after (zeros otherwise); state
-    (B, H) in/out and state_scratch (B, H); y (T*B, H) out; gates (N, 4H) and
+    (B, H) in/out and state_scratch (B, H); y (T*B, H) out (padding zeroed),
+    or (0, H) to write no outputs but the final state; gates (N, 4H) and
     h_prev (N, H) when store_history, else (B, 4H) and (B, H) scratch;
     input_preact (P, 3H) with P >= B, for x W_ih^T of a chunk of steps;
     recurrent_preact (B, 3H), for h W_hh^T of a step.
@@ -625,7 +627,7 @@ def forward_sequence(const floating[:, ::1] x,
     call.packed_hh = &packed_hh[0]
     call.bias_gates = &bias_gates[0]
     call.bias_hn = &bias_hn[0]
-    call.y = &y[0, 0]
+    call.y = &y[0, 0] if y.shape[0] > 0 else NULL  # (0, H): final states only
     call.gates = &gates[0, 0]
     call.h_prev = &h_prev[0, 0]
     call.input_preact = &input_preact[0, 0]
