@@ -101,11 +101,12 @@ def test_random_shapes_float64(seq_len, batch_size, input_size, hidden_size, res
              lengths=lengths)
 
 
-# Shapes over several panels of 32 columns, for every tile of the packed
-# kernel: B = 19 and 13 leave 3 and 5 rows after the 8-row tiles (float) and
-# 3 and 1 after 4-row tiles (double); H and I that are not multiples of 32
-# leave partial panels; I = 150, 3H > 128 and N = T*B > 256 cross the blocks
-# of k; three threads on H = 70 (3 panels) each own one.
+# Shapes over several panels (_core.PANEL_WIDTH columns: 32 with AVX-512, 16
+# otherwise), for every tile of the packed kernel: B = 19 and 13 leave 3 and 5
+# rows after the 8-row tiles (float) and 3 and 1 after 4-row tiles (double); H
+# and I that are not multiples of the panel width leave partial panels; I = 150,
+# 3H > 128 and N = T*B > 256 cross the blocks of k; three threads on H = 70
+# (3 panels of 32) each own one.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(16, 19, 65, 70), (20, 13, 150, 33), (3, 9, 31, 96)])
 @pytest.mark.parametrize("reset_after", [False, True])
