@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gru_fast
-from gru_fast import _workspace, reference
+from gru_fast import _core, _workspace, reference
 
 from _helpers import assert_close, make_weights, run_in_threads
 
@@ -16,8 +16,10 @@ THREADS = [1, 2, 3]
 @pytest.fixture(autouse=True, params=THREADS, ids=[f"{n}_threads" for n in THREADS])
 def core_threads(request, monkeypatch):
     """Every test on one, two and three threads of the core (the packed layout must not care)."""
-    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda batch, hidden, reset_after: request.param)
-    return request.param
+    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: request.param)
+    _core._force_threads(True)  # every phase handed to the workers, however small
+    yield request.param
+    _core._force_threads(None)
 
 
 # (T, B, I, H): one panel, a partial panel, several panels with a partial
