@@ -91,8 +91,7 @@ def _core_thread_budget():
     """
     if threading.current_thread() is threading.main_thread() or _in_distributed_worker():
         return nullcontext()
-    budget = getattr(functional, "thread_budget", None)
-    return nullcontext() if budget is None else budget(1)
+    return functional.thread_budget(1)
 
 
 def _in_distributed_worker():
