@@ -1,0 +1,156 @@
+"""gru_fast.dask on a distributed.LocalCluster of 2 worker processes.
+
+One cluster for the module (starting one costs seconds).  The workers are
+separate processes that import gru_fast themselves: the fixture checks they
+import this checkout (spawned workers inherit sys.path; CI's editable install
+gives the same answer), and every model reaches them by pickle.
+"""
+
+import logging
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+import gru_fast  # noqa: E402
+import gru_fast.dask as gru_dask  # noqa: E402
+
+TOL = dict(rtol=1e-12, atol=1e-13)  # float64; chunks of another size round differently
+
+
+def _gru_fast_file():
+    import gru_fast
+    return gru_fast.__file__
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0", silence_logs=logging.ERROR) as cluster:
+        with distributed.Client(cluster) as client:
+            files = client.run(_gru_fast_file)
+            assert set(files.values()) == {gru_fast.__file__}, files
+            yield client
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_stacked_bidirectional_with_lengths(client, frozen):
+    rng = np.random.default_rng(0)
+    gru = gru_fast.GRU(3, 16, num_layers=2, bidirectional=True, dtype=np.float64, seed=1)
+    model = gru.freeze() if frozen else gru
+    T, B = 9, 120
+    x = rng.standard_normal((T, B, 3))
+    lengths = rng.integers(0, T + 1, B)
+    h0 = rng.standard_normal((4, B, 16))
+    X = da.from_array(x, chunks=(T, 30, 3))
+    y, h_n = gru_dask.forward(model, X, da.from_array(lengths, chunks=30),
+                              da.from_array(h0, chunks=(4, 40, 16)))
+    y, h_n = client.compute([y, h_n], sync=True)
+    y_ref, h_ref = model(x, h0, lengths)
+    np.testing.assert_allclose(y, y_ref, **TOL)
+    np.testing.assert_allclose(h_n, h_ref, **TOL)
+
+
+def test_batch_first_final_states_only(client):
+    rng = np.random.default_rng(2)
+    model = gru_fast.GRU(4, 8, batch_first=True, reset_after=True, dtype=np.float64,
+                         seed=3).freeze()
+    x = rng.standard_normal((100, 12, 4))
+    lengths = rng.integers(1, 13, 100)
+    y, h_n = gru_dask.forward(model, da.from_array(x, chunks=(25, 12, 4)), lengths,
+                              return_sequences=False)
+    assert y is None
+    np.testing.assert_allclose(client.compute(h_n, sync=True), model(x, lengths=lengths)[1],
+                               **TOL)
+
+
+def test_frozen_gru_runs_on_both_workers(client):
+    rng = np.random.default_rng(4)
+    H, I = 8, 2
+    weights = [rng.standard_normal(shape) * 0.3
+               for shape in ((3 * H, I), (3 * H, H), (3 * H,), (3 * H,))]
+    frozen = gru_fast.FrozenGRU(*weights)
+    x = rng.standard_normal((5, 64, I))
+    y, h_n = gru_dask.forward(frozen, da.from_array(x, chunks=(5, 8, I)))
+    with distributed.get_task_stream(client) as stream:
+        y, h_n = client.compute([y, h_n], sync=True)
+    workers = {task["worker"] for task in stream.data if "_forward_chunk" in str(task["key"])}
+    assert len(workers) == 2, stream.data
+    y_ref, h_ref = frozen(x)
+    np.testing.assert_allclose(y, y_ref, **TOL)
+    np.testing.assert_allclose(h_n, h_ref, **TOL)
+
+
+# ---------------------------------------------------------------------- training
+
+def _regression_problem(n=400, T=10, I=2, seed=5):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, T, I))
+    y = X[:, -3:, 0].sum(axis=1) + 0.1 * rng.standard_normal(n)
+    return X, y
+
+
+LBFGS = dict(hidden_size=6, solver="lbfgs", dtype="float64", max_epochs=15, tol=0.0,
+             random_state=0)
+
+
+def _relative_difference(a, b):
+    return np.max(np.abs(a - b)) / np.max(np.abs(b))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_distributed_lbfgs_equals_in_memory_lbfgs(client):
+    estimators = pytest.importorskip("gru_fast.estimators")
+    X, y = _regression_problem()
+    local = estimators.GRURegressor(**LBFGS).fit(X, y)
+    with distributed.get_task_stream(client) as stream:
+        spread = estimators.GRURegressor(**LBFGS).fit(da.from_array(X, chunks=(50, 10, 2)),
+                                                      da.from_array(y, chunks=50))
+    assert spread.n_iter_ == local.n_iter_ == 15
+    assert _relative_difference(spread._network.flat, local._network.flat) < 1e-6
+    np.testing.assert_allclose(spread.loss_curve_, local.loss_curve_, rtol=1e-6)
+    np.testing.assert_allclose(spread.predict(X), local.predict(X), rtol=1e-6, atol=1e-9)
+    chunk_tasks = [task for task in stream.data if "_chunk_loss_and_grad" in str(task["key"])]
+    sum_tasks = [task for task in stream.data if "_add_pairs" in str(task["key"])]
+    assert len({task["worker"] for task in chunk_tasks}) == 2
+    # The 8 chunks' sums meet on a worker (one 8-way sum per evaluation): one loss and
+    # one gradient reach the client per evaluation, never a chunk of the data.
+    assert len(chunk_tasks) == 8 * len(sum_tasks) > 0
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_worker_killed_mid_fit_does_not_change_the_result(client, monkeypatch):
+    """A worker dies before the third L-BFGS evaluation: its chunks are recomputed."""
+    import os
+    import signal
+
+    estimators = pytest.importorskip("gru_fast.estimators")
+    X, y = _regression_problem(seed=6)
+    local = estimators.GRURegressor(**LBFGS).fit(X, y)
+
+    victim_pid = next(iter(client.run(os.getpid).values()))
+    original = gru_dask.DaskSequences.full_batch_objective
+    evaluations = []
+
+    def objective_that_kills(self, network, targets):
+        objective = original(self, network, targets)
+
+        def wrapped(w):
+            evaluations.append(1)
+            if len(evaluations) == 3:
+                os.kill(victim_pid, signal.SIGKILL)
+            return objective(w)
+
+        return wrapped
+
+    monkeypatch.setattr(gru_dask.DaskSequences, "full_batch_objective", objective_that_kills)
+    try:
+        spread = estimators.GRURegressor(**LBFGS).fit(da.from_array(X, chunks=(50, 10, 2)),
+                                                      da.from_array(y, chunks=50))
+    finally:
+        client.wait_for_workers(2, timeout=60)
+    assert len(evaluations) > 3
+    assert victim_pid not in client.run(os.getpid).values()  # the worker was replaced
+    assert _relative_difference(spread._network.flat, local._network.flat) < 1e-6
