@@ -17,12 +17,16 @@ GRU
     FrozenGRULayer for inference, its weights packed once.
 reference, interop
     The NumPy oracle; converters to and from PyTorch, Keras and ONNX.
+release_memory
+    Free the scratch kept between calls (see `gru_fast._workspace`).
 """
 
 from .frozen import FrozenGRU
 from .functional import GRUCache, gru_backward, gru_forward
 from .layer import GRU, FrozenGRULayer
+from ._workspace import release_memory
 from . import interop, reference  # noqa: F401  (gru_fast.reference.* without another import)
 
 __version__ = "0.1.0"
-__all__ = ["FrozenGRU", "FrozenGRULayer", "GRU", "GRUCache", "gru_backward", "gru_forward", "__version__"]
+__all__ = ["FrozenGRU", "FrozenGRULayer", "GRU", "GRUCache", "gru_backward", "gru_forward",
+           "release_memory", "__version__"]
