@@ -1,6 +1,6 @@
 """gru_fast: fast CPU Gated Recurrent Units with exact gradients, NumPy in and out.
 
-The compiled core (Cython, with a packed-weight GEMM kernel and OpenMP threads)
+The compiled core (Cython, with a packed-weight GEMM kernel and its own worker threads)
 runs a whole sequence of one layer and one direction with the GIL released; `gru_fast.reference` is the
 pure-NumPy oracle with the same API.
 
@@ -19,6 +19,12 @@ reference, interop
     The NumPy oracle; converters to and from PyTorch, Keras and ONNX.
 release_memory
     Free the scratch kept between calls (see `gru_fast._workspace`).
+optim, losses, linear, network
+    Optimizers (SGD, Adam, AdamW, gradient clipping), losses with their
+    gradients, a linear head, and the GRU + head network that training uses.
+estimators
+    GRURegressor and GRUClassifier, scikit-learn estimators (needs
+    scikit-learn; ``from gru_fast.estimators import GRURegressor``).
 """
 
 from .frozen import FrozenGRU
@@ -26,6 +32,7 @@ from .functional import GRUCache, gru_backward, gru_forward
 from .layer import GRU, FrozenGRULayer
 from ._workspace import release_memory
 from . import interop, reference  # noqa: F401  (gru_fast.reference.* without another import)
+from . import linear, losses, network, optim  # noqa: F401
 
 __version__ = "0.1.0"
 __all__ = ["FrozenGRU", "FrozenGRULayer", "GRU", "GRUCache", "gru_backward", "gru_forward",

@@ -2,11 +2,12 @@
 
 The core's scratch (packed weights, gate gradients, the projection of a chunk
 of steps) is large, and fresh NumPy arrays of that size come from the kernel
-as new pages on every call: page faults and zeroing were 14% of a float64
-backward pass here, and the two threads of the core wait on each other's
-faults.  `scratch` instead hands out views of a buffer kept per thread,
-dtype and name, grown to the largest size asked for.  Only scratch goes
-through here: nothing a caller receives, nor anything a GRUCache keeps.
+as new pages on every call: page faults and zeroing cost a noticeable part of
+a backward pass (bench/README.md, "Measurements behind the code"), and the
+threads of the core wait on each other's faults.  `scratch` instead hands
+out views of a buffer kept per thread, dtype and name, grown to the largest
+size asked for.  Only scratch goes through here: nothing a caller receives,
+nor anything a GRUCache keeps.
 
 What a thread keeps is capped at SCRATCH_KEPT_BYTES: a call that needs more
 gets the rest as temporary buffers, freed when it returns (for such a call
@@ -22,8 +23,8 @@ import numpy as np
 
 # Scratch bytes one thread keeps between calls, all names and dtypes together.
 # 64 MiB hold the scratch of a float32 backward pass over ~10,000 (step, row)
-# pairs at H = I = 512, a call of about a second here, whose page faults on
-# fresh buffers would cost ~1%.
+# pairs at H = I = 512; a call that needs more does so much arithmetic per
+# byte that the page faults of fresh buffers are a small part of it.
 SCRATCH_KEPT_BYTES = 64 * 2**20
 
 _local = threading.local()
@@ -56,7 +57,7 @@ def _this_threads_pool():
 # Every buffer starts on a cache line, which is also one AVX-512 vector: the
 # kernel loads each packed panel row as two 64-byte vectors, and a vector that
 # straddles two lines costs two loads.  NumPy's own arrays start on 16 bytes
-# only; with them, 1 x 64 @ 64 x 192 ran at 95 GFLOP/s, aligned at 159.
+# only (bench/README.md, "Measurements behind the code", has what that cost).
 ALIGNMENT = 64
 
 

@@ -6,7 +6,8 @@ whole sequence with the GIL released.  This module owns the checks and every
 allocation; the core neither checks nor allocates.
 """
 
-import os
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,61 +22,61 @@ from ._validation import (SUPPORTED_DTYPES, as_float_array, check_flag, check_sh
 # cache needs O(B*H) memory beyond its outputs, yet each GEMM stays large.
 PROJECTION_CHUNK_ROWS = 256
 
-# The time loop runs on several threads (one OpenMP region for the whole
-# sequence, each thread owning whole panels of 32 hidden units) once a step
-# has enough work to repay the meetings of the threads: one per step with
-# reset_after, two for the classic variant.  Measured here with the spinning
-# barrier of src/_parallel.h (forward, T=100, I=64, float32, weights packed
-# once; 1 vs 2 threads, medians of 4 rounds, us):
-#   reset_after: B=1, H=64: 49 vs 43;  B=1, H=128: 146 vs 109;  B=4, H=64: 128 vs 109
-#   classic:     B=1, H=64: 46 vs 53;  B=1, H=96: 86 vs 79;  B=2, H=64: 73 vs 76;
-#                B=1, H=128: 144 vs 118;  B=4, H=64: 123 vs 122
-THREADED_MIN_WORK = {True: 64, False: 96}  # B * H, by reset_after
+def core_threads():
+    """Threads a core call may use: OpenMP's count (threadpoolctl and OMP_NUM_THREADS set it).
 
-
-def core_threads(batch_size, hidden_size, reset_after):
-    """Threads for one core call: OpenMP's count (threadpoolctl sets it), or 1.
-
-    Parameters
-    ----------
-    batch_size, hidden_size : int
-        B and H of the call.
-    reset_after : bool
-        The variant: the classic one meets twice per step, so it needs more work.
+    The core decides itself, while a call runs, whether handing work to its
+    worker threads pays (see src/_parallel.h): it times steps with and
+    without them and keeps the faster, so no threshold tuned on one CPU
+    decides it here.  The results are bitwise the same for any count.
 
     Returns
     -------
     int
-        How many threads run the time loop; never more than there are
-        panels of 32 hidden units to share.
+        At least 1.
     """
-    if batch_size * hidden_size < THREADED_MIN_WORK[bool(reset_after)]:
-        return 1
-    panels = -(-hidden_size // _core.PANEL_WIDTH)
-    return max(1, min(_core.max_threads(), panels))
+    return max(1, _core.max_threads())
 
 
-# GNU OpenMP's worker threads do not survive fork(): in a child forked from a
-# process that already ran a parallel region (multiprocessing's default start
-# method on Linux), the first parallel region waits for them forever.  A
-# forked child therefore runs the core on one thread, outside any region.
-_in_forked_child = False
+_call_context = threading.local()  # a thread budget and stop flag for this thread's calls
 
 
-def _note_forked_child():
-    global _in_forked_child
-    _in_forked_child = True
+@contextmanager
+def thread_budget(n_threads, stop_flag=None):
+    """Within the block, this thread's core calls use at most `n_threads` threads.
+
+    Parameters
+    ----------
+    n_threads : int
+        The most threads (the caller's included) each core call may use.
+    stop_flag : ndarray of int32, shape (1,), optional
+        The core calls of the block stop with KeyboardInterrupt once it holds
+        a nonzero value (another thread's way to pass on Ctrl-C, which only
+        the main thread receives).
+    """
+    previous = getattr(_call_context, "limit", None), getattr(_call_context, "stop_flag", None)
+    _call_context.limit, _call_context.stop_flag = n_threads, stop_flag
+    try:
+        yield
+    finally:
+        _call_context.limit, _call_context.stop_flag = previous
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_note_forked_child)
+def _threads_for_call():
+    """`core_threads`, within this thread's `thread_budget`."""
+    limit = getattr(_call_context, "limit", None)
+    threads = core_threads()
+    return threads if limit is None else max(1, min(threads, limit))
 
 
-def _threads_for_call(batch_size, hidden_size, reset_after):
-    """`core_threads`, or 1 in a forked child (see above)."""
-    if _in_forked_child:
-        return 1
-    return core_threads(batch_size, hidden_size, reset_after)
+def _stop_flag():
+    """The stop flag of this thread's `thread_budget`, or the core's 'never' flag."""
+    flag = getattr(_call_context, "stop_flag", None)
+    return _NEVER_STOP if flag is None else flag
+
+
+_NEVER_STOP = np.zeros(1, dtype=np.int32)
+_NEVER_STOP.flags.writeable = False
 
 
 @dataclass(frozen=True)
@@ -287,19 +288,21 @@ def fold_biases(bias_ih, bias_hh, hidden_size, reset_after, dtype):
 
 
 def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, reverse,
-                keep_history, *, weights=None, packed=None):
+                keep_history, *, weights=None, packed=None, return_sequences=True):
     """Allocate the outputs and scratch of a forward pass and run the core on them.
 
     Arguments are already validated: x (T, B, I) C-contiguous, h0 (B, H) or
     None, lengths int64 or None, biases from `fold_biases`.  The weights come
     either as ``weights=(weight_ih, weight_hh)``, packed by the core during
     the call, or as ``packed=(packed_ih, packed_hh)`` from
-    ``_core.pack_forward_weights``.
+    ``_core.pack_forward_weights``.  With ``return_sequences=False`` no y is
+    allocated nor written (the core gets a (0, H) array): memory beyond the
+    input stays O(B*H).
 
     Returns
     -------
     y, h_n : ndarray
-        (T, B, H) and (B, H), owned by the caller.
+        (T, B, H) (None without `return_sequences`) and (B, H), owned by the caller.
     run : tuple
         (packing, x_packed, gates, h_prev), what a cache keeps; gates and
         h_prev are per-step history only when `keep_history`.
@@ -315,9 +318,14 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
     else:
         state = packing.sort_rows(h0)
 
-    y = np.empty((seq_len, batch_size, hidden_size), dtype=dtype)  # the core zeroes padding
-    if packing.n_rows == 0:
-        y.fill(0)  # every length is 0: the core returns at once
+    if return_sequences:
+        y = np.empty((seq_len, batch_size, hidden_size), dtype=dtype)  # the core zeroes padding
+        if packing.n_rows == 0:
+            y.fill(0)  # every length is 0: the core returns at once
+        y_rows = y.reshape(seq_len * batch_size, hidden_size)
+    else:
+        y = None
+        y_rows = np.empty((0, hidden_size), dtype=dtype)  # the core writes no outputs
     history_rows = packing.n_rows if keep_history else batch_size
     if keep_history:  # kept by the cache
         gates = np.empty((history_rows, 4 * hidden_size), dtype=dtype)
@@ -325,9 +333,11 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
     else:
         gates = _workspace.scratch("gates", (history_rows, 4 * hidden_size), dtype)
         h_prev = _workspace.scratch("h_prev", (history_rows, hidden_size), dtype)
-    proj_rows = max(batch_size, min(PROJECTION_CHUNK_ROWS, packing.n_rows))
-    proj = _workspace.scratch("proj", (proj_rows, 3 * hidden_size), dtype)
-    hidden = _workspace.scratch("hidden", (batch_size, 3 * hidden_size), dtype)
+    preact_rows = max(batch_size, min(PROJECTION_CHUNK_ROWS, packing.n_rows))
+    # x W_ih^T of a chunk of steps, and h W_hh^T of one step
+    input_preact = _workspace.scratch("input_preact", (preact_rows, 3 * hidden_size), dtype)
+    recurrent_preact = _workspace.scratch("recurrent_preact", (batch_size, 3 * hidden_size),
+                                          dtype)
     if packed is None:
         weight_ih, weight_hh = weights
         padded = _core.padded_to_panels(hidden_size)
@@ -342,15 +352,16 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
         x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
         _NO_ROWS if packing.is_identity else packing.order,
         weight_ih, weight_hh, packed_ih, packed_hh, bias_gates, bias_hn,
-        state, state_scratch, y.reshape(seq_len * batch_size, hidden_size),
-        gates, h_prev, proj, hidden, reset_after, reverse, keep_history,
-        _threads_for_call(batch_size, hidden_size, reset_after), packed is None,
+        state, state_scratch, y_rows,
+        gates, h_prev, input_preact, recurrent_preact, reset_after, reverse, keep_history,
+        _threads_for_call(), _stop_flag(), packed is None,
     )
     return y, packing.unsort_rows(state), (packing, x_packed, gates, h_prev)
 
 
 def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
-                reset_after=False, lengths=None, reverse=False, return_cache=False):
+                reset_after=False, lengths=None, reverse=False, return_cache=False,
+                return_sequences=True):
     """Run one GRU layer in one direction over a whole sequence.
 
     Parameters
@@ -376,11 +387,15 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
         Run each row from its last valid step down to step 0.
     return_cache : bool, default False
         Also return what `gru_backward` needs.
+    return_sequences : bool, default True
+        False: return only the final states; y is None and is never
+        allocated, so memory beyond the input stays O(B*H).
 
     Returns
     -------
-    y : ndarray, shape (T, B, H)
-        The state after every step, zero at padded positions.
+    y : ndarray, shape (T, B, H), or None
+        The state after every step, zero at padded positions; None when
+        ``return_sequences=False``.
     h_n : ndarray, shape (B, H)
         The final state of every row.
     cache : GRUCache
@@ -403,6 +418,7 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     elsewhere; values at padded positions of x never reach a result.
     """
     return_cache = check_flag(return_cache, "return_cache")
+    return_sequences = check_flag(return_sequences, "return_sequences")
     args = validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
                                  reset_after, lengths, reverse)
     hidden_size = args.weight_hh.shape[1]
@@ -410,7 +426,8 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
                                       args.reset_after, args.weight_hh.dtype)
     y, h_n, run = run_forward(args.x, args.h0, args.lengths, bias_gates, bias_hn,
                               hidden_size, args.reset_after, args.reverse, return_cache,
-                              weights=(args.weight_ih, args.weight_hh))
+                              weights=(args.weight_ih, args.weight_hh),
+                              return_sequences=return_sequences)
     if not return_cache:
         return y, h_n
     packing, x_packed, gates, h_prev = run
@@ -497,7 +514,7 @@ def gru_backward(cache, dy, dh_n=None):
         np.ascontiguousarray(dy).reshape(seq_len * batch_size, hidden_size),
         dh, d_gi, d_gh, dq, packed_ih, packed_hh, packed_x, packed_h, dx_packed, d_weight_ih, d_weight_hh,
         d_bias_ih, d_bias_hh, cache.reset_after, cache.reverse, cache.has_bias,
-        _threads_for_call(batch_size, hidden_size, cache.reset_after),
+        _threads_for_call(), _stop_flag(),
     )
     if packing.is_identity:
         dx = dx_packed.reshape(seq_len, batch_size, input_size)

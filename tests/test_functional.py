@@ -1,7 +1,6 @@
 """The compiled fast path (gru_fast.gru_forward/gru_backward) against the NumPy reference."""
 
 import multiprocessing
-import threading
 
 import numpy as np
 import pytest
@@ -12,9 +11,7 @@ import gru_fast
 from gru_fast import _core
 from gru_fast import reference
 
-RTOL_OUTPUT = {np.float32: 2e-4, np.float64: 1e-9}
-RTOL_GRAD = {np.float32: 2e-4, np.float64: 1e-8}
-GRAD_NAMES = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+from _helpers import GRAD_NAMES, assert_close, make_problem, run_in_threads
 
 
 # The real thread choice, before the fixture below replaces it in every test.
@@ -26,48 +23,24 @@ CORE_THREADS = {"one_thread": 1, "two_threads": 2, "three_threads": 3}
 def core_threads(request, monkeypatch):
     """Run every test on one, two and three threads of the core, whatever the shape.
 
-    Three threads on these small shapes leave some threads without hidden
-    units or input columns, which must still meet every barrier.  The core's
+    Every phase is handed to the workers (however small), and three threads
+    on these small shapes leave some without pieces to claim.  The core's
     scratch is reused between calls (gru_fast._workspace), so tests that run
     after one another also check that nothing stale is read from it.
     """
     n_threads = CORE_THREADS[request.param]
-    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda batch, hidden, reset_after: n_threads)
-    return n_threads
-
-
-def make_problem(rng, seq_len, batch_size, input_size, hidden_size, dtype,
-                 bias=True, with_h0=True):
-    """Random GRU arguments of one dtype, scaled like a trained layer."""
-    scale = 1.0 / np.sqrt(hidden_size)
-
-    def uniform(*shape):
-        return rng.uniform(-2 * scale, 2 * scale, shape).astype(dtype)
-
-    return {
-        "x": rng.standard_normal((seq_len, batch_size, input_size)).astype(dtype),
-        "h0": rng.standard_normal((batch_size, hidden_size)).astype(dtype) if with_h0 else None,
-        "weight_ih": uniform(3 * hidden_size, input_size),
-        "weight_hh": uniform(3 * hidden_size, hidden_size),
-        "bias_ih": uniform(3 * hidden_size) if bias else None,
-        "bias_hh": uniform(3 * hidden_size) if bias else None,
-    }
-
-
-def assert_close(actual, expected, rtol, name):
-    """allclose with an absolute floor of rtol times the largest expected magnitude."""
-    assert actual.dtype == expected.dtype, name
-    assert actual.shape == expected.shape, name
-    atol = rtol * max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=name)
+    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: n_threads)
+    _core._force_threads(True)  # every phase handed to the workers, however small
+    yield n_threads
+    _core._force_threads(None)
 
 
 def run_both(problem, dtype, rng, **options):
     """Forward and backward on both paths; assert everything agrees."""
     y, h_n, cache = gru_fast.gru_forward(**problem, **options, return_cache=True)
     y_ref, h_n_ref, cache_ref = reference.gru_forward(**problem, **options, return_cache=True)
-    assert_close(y, y_ref, RTOL_OUTPUT[dtype], "y")
-    assert_close(h_n, h_n_ref, RTOL_OUTPUT[dtype], "h_n")
+    assert_close(y, y_ref, "y")
+    assert_close(h_n, h_n_ref, "h_n")
     dy = rng.standard_normal(y.shape).astype(dtype)
     dh_n = rng.standard_normal(h_n.shape).astype(dtype)
     grads = gru_fast.gru_backward(cache, dy, dh_n)
@@ -77,7 +50,7 @@ def run_both(problem, dtype, rng, **options):
         if grads_ref[name] is None:
             assert grads[name] is None, name
         else:
-            assert_close(grads[name], grads_ref[name], RTOL_GRAD[dtype], "d" + name)
+            assert_close(grads[name], grads_ref[name], "d" + name, kind="gradient")
     return y, h_n, grads
 
 
@@ -130,11 +103,12 @@ def test_random_shapes_float64(seq_len, batch_size, input_size, hidden_size, res
              lengths=lengths)
 
 
-# Shapes over several panels of 32 columns, for every tile of the packed
-# kernel: B = 19 and 13 leave 3 and 5 rows after the 8-row tiles (float) and
-# 3 and 1 after 4-row tiles (double); H and I that are not multiples of 32
-# leave partial panels; I = 150, 3H > 128 and N = T*B > 256 cross the blocks
-# of k; three threads on H = 70 (3 panels) each own one.
+# Shapes over several panels (_core.PANEL_WIDTH columns: 32 with AVX-512, 16
+# otherwise), for every tile of the packed kernel: B = 19 and 13 leave 3 and 5
+# rows after the 8-row tiles (float) and 3 and 1 after 4-row tiles (double); H
+# and I that are not multiples of the panel width leave partial panels; I = 150,
+# 3H > 128 and N = T*B > 256 cross the blocks of k; three threads on H = 70
+# (3 panels of 32) each own one.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(16, 19, 65, 70), (20, 13, 150, 33), (3, 9, 31, 96)])
 @pytest.mark.parametrize("reset_after", [False, True])
@@ -148,8 +122,8 @@ def test_shapes_over_several_panels(dtype, shape, reset_after, reverse, use_leng
     y, h_n, _ = run_both(problem, dtype, rng, **options)
     # Without a cache the projection runs in chunks (N > 256 rows here).
     y_alone, h_n_alone = gru_fast.gru_forward(**problem, **options)
-    assert_close(y_alone, y, RTOL_OUTPUT[dtype], "y without cache")
-    assert_close(h_n_alone, h_n, RTOL_OUTPUT[dtype], "h_n without cache")
+    assert_close(y_alone, y, "y without cache")
+    assert_close(h_n_alone, h_n, "h_n without cache")
 
 
 # Every row count a step can have, up to two full tiles and a remainder, over
@@ -289,8 +263,8 @@ def test_non_contiguous_inputs_are_accepted():
     assert not strided["weight_hh"].flags.c_contiguous
     y, h_n = gru_fast.gru_forward(**strided, reset_after=True)
     y_ref, h_n_ref = reference.gru_forward(**problem, reset_after=True)
-    assert_close(y, y_ref, 1e-9, "y")
-    assert_close(h_n, h_n_ref, 1e-9, "h_n")
+    assert_close(y, y_ref, "y")
+    assert_close(h_n, h_n_ref, "h_n")
 
 
 def test_cache_nbytes_matches_documented_formula():
@@ -324,11 +298,7 @@ def test_concurrent_calls_from_threads_agree():
             cache = gru_fast.gru_forward(**problems[index], reset_after=True, return_cache=True)[2]
             grads[index] = gru_fast.gru_backward(cache, dy)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(problems))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(work, len(problems))
     for got, want in zip(results, expected):
         np.testing.assert_array_equal(got, want)
     for got, want in zip(grads, expected_grads):
@@ -462,8 +432,8 @@ def test_random_bad_shapes_raise_cleanly_or_run(x_shape, h0_shape, hidden, input
         assert str(error)
         return
     y_ref, h_n_ref = reference.gru_forward(x, h0, weight_ih, weight_hh)
-    assert_close(y, y_ref, 1e-9, "y")
-    assert_close(h_n, h_n_ref, 1e-9, "h_n")
+    assert_close(y, y_ref, "y")
+    assert_close(h_n, h_n_ref, "h_n")
 
 
 def test_read_only_and_big_endian_inputs():
@@ -477,29 +447,20 @@ def test_read_only_and_big_endian_inputs():
     dy.flags.writeable = False
     grads = gru_fast.gru_backward(cache, dy)
     y_ref, _ = reference.gru_forward(**problem, lengths=[4, 0, 2])
-    assert_close(y, y_ref, RTOL_OUTPUT[np.float32], "y")
+    assert_close(y, y_ref, "y")
     assert grads["x"].flags.writeable
     swapped = dict(problem, x=problem["x"].astype(">f4"))
     with pytest.raises(TypeError, match="x must have dtype float32 or float64, got >f4"):
         gru_fast.gru_forward(**swapped)
 
 
-def test_core_threads_follow_openmp_and_the_work():
-    """Threads come from OpenMP's setting (so threadpoolctl limits them), one for tiny steps."""
+def test_core_threads_follow_openmp():
+    """Threads come from OpenMP's setting, so threadpoolctl limits them."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    panels = 512 // _core.PANEL_WIDTH
-    for reset_after in (False, True):
-        assert real_core_threads(64, 512, reset_after) == min(_core.max_threads(), panels)
-        assert real_core_threads(64, _core.PANEL_WIDTH, reset_after) == 1  # one panel to share
-        # B*H below gru_fast.functional.THREADED_MIN_WORK
-        assert real_core_threads(1, 32, reset_after) == 1
-    # The classic variant meets twice per step, so it needs more work per step.
-    two = min(_core.max_threads(), -(-64 // _core.PANEL_WIDTH))
-    assert real_core_threads(1, 64, True) == two
-    assert real_core_threads(1, 64, False) == 1
+    assert real_core_threads() == max(1, _core.max_threads())
     with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
         assert _core.max_threads() == 1
-        assert real_core_threads(64, 512, True) == 1
+        assert real_core_threads() == 1
 
 
 def _forward_in_child(problem, queue):
@@ -509,7 +470,7 @@ def _forward_in_child(problem, queue):
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
                     reason="needs the fork start method")
 def test_forked_child_after_threaded_calls_does_not_hang(core_threads):
-    """GNU OpenMP's threads do not survive fork; a forked child must still compute."""
+    """The core's worker threads do not survive fork; a forked child must still compute."""
     rng = np.random.default_rng(14)
     problem = make_problem(rng, 6, 8, 5, 70, np.float64)
     expected = gru_fast.gru_forward(**problem, reset_after=True)[0]  # threads start here
