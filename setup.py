@@ -2,7 +2,8 @@
 
 Compiler directives are set once here.  Set GRU_FAST_BOUNDSCHECK=1 at build
 time to turn bounds, wraparound and initialisation checks back on (debugging),
-and GRU_FAST_NATIVE=0 to build without -march=native (portable binaries).
+GRU_FAST_NATIVE=0 to build without -march=native (portable binaries), and
+GRU_FAST_SANITIZE=address for an AddressSanitizer build.
 """
 import os
 
@@ -31,6 +32,13 @@ compile_args = ["-O3", "-fno-math-errno", "--param", "vect-max-version-for-alias
 link_args = ["-fopenmp"]
 if native:
     compile_args.append("-march=native")
+
+# GRU_FAST_SANITIZE=address builds the core with AddressSanitizer, to run the tests and
+# tests/fuzz_gru.py under it (README, "Hardening": Python needs libasan preloaded).
+sanitize = os.environ.get("GRU_FAST_SANITIZE", "")
+if sanitize:
+    compile_args += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g"]
+    link_args += [f"-fsanitize={sanitize}"]
 
 extensions = [
     Extension(

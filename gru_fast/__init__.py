@@ -17,6 +17,8 @@ GRU
     FrozenGRULayer for inference, its weights packed once.
 reference, interop
     The NumPy oracle; converters to and from PyTorch, Keras and ONNX.
+release_memory
+    Free the scratch kept between calls (see `gru_fast._workspace`).
 optim, losses, linear, network
     Optimizers (SGD, Adam, AdamW, gradient clipping), losses with their
     gradients, a linear head, and the GRU + head network that training uses.
@@ -30,10 +32,11 @@ estimators
 from .frozen import FrozenGRU
 from .functional import GRUCache, gru_backward, gru_forward
 from .layer import GRU, FrozenGRULayer
+from ._workspace import release_memory
 from . import interop, reference  # noqa: F401  (gru_fast.reference.* without another import)
 from . import linear, losses, network, optim  # noqa: F401
 from .serialization import load, save
 
 __version__ = "0.1.0"
 __all__ = ["FrozenGRU", "FrozenGRULayer", "GRU", "GRUCache", "gru_backward", "gru_forward",
-           "load", "save", "__version__"]
+           "load", "release_memory", "save", "__version__"]
