@@ -49,7 +49,7 @@
 
 from cython cimport floating
 from cython.parallel cimport parallel
-cimport openmp
+cimport _openmp as openmp  # omp.h, or one-thread fallbacks in builds without OpenMP
 from _gates cimport sigmoid, tanh_
 from _kernel cimport PANEL, pack, pack_transposed, packed_gemm, packed_gemm_at
 
