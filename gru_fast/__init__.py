@@ -15,14 +15,19 @@ GRU
     Stacked, bidirectional, batch-first layer with parameters named like
     ``torch.nn.GRU`` (see `gru_fast.layer`); ``GRU.freeze()`` gives a
     FrozenGRULayer for inference, its weights packed once.
+show_config
+    The CPU level of the compiled core in use (one build per level, chosen at
+    import), its panel width, OpenMP threads and BLAS (see `gru_fast._config`).
 reference, interop
     The NumPy oracle; converters to and from PyTorch, Keras and ONNX.
 """
 
+from ._config import show_config
 from .frozen import FrozenGRU
 from .functional import GRUCache, gru_backward, gru_forward
 from .layer import GRU, FrozenGRULayer
 from . import interop, reference  # noqa: F401  (gru_fast.reference.* without another import)
 
 __version__ = "0.1.0"
-__all__ = ["FrozenGRU", "FrozenGRULayer", "GRU", "GRUCache", "gru_backward", "gru_forward", "__version__"]
+__all__ = ["FrozenGRU", "FrozenGRULayer", "GRU", "GRUCache", "gru_backward", "gru_forward",
+           "show_config", "__version__"]
