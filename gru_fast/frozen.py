@@ -158,7 +158,7 @@ class FrozenGRU:
                              f"(the weights' input size), got {x.shape}")
         return np.ascontiguousarray(x)
 
-    def forward(self, x, h0=None, *, lengths=None, reverse=False):
+    def forward(self, x, h0=None, *, lengths=None, reverse=False, return_sequences=True):
         """Run the layer over a whole sequence.
 
         Parameters
@@ -171,11 +171,15 @@ class FrozenGRU:
             Valid steps per row, as in `gru_fast.gru_forward`.
         reverse : bool, default False
             Run each row from its last valid step down to step 0.
+        return_sequences : bool, default True
+            False: return only the final state; y is None and never
+            allocated, so memory beyond the input stays O(B*H).
 
         Returns
         -------
-        y : ndarray, shape (T, B, H)
-            The state after every step, zero at padded positions.
+        y : ndarray, shape (T, B, H), or None
+            The state after every step, zero at padded positions; None when
+            ``return_sequences`` is false.
         h_n : ndarray, shape (B, H)
             The final state of every row.
 
@@ -187,12 +191,14 @@ class FrozenGRU:
             For wrong ranks or shapes, or lengths as `gru_fast.gru_forward` rejects them.
         """
         reverse = check_flag(reverse, "reverse")
+        return_sequences = check_flag(return_sequences, "return_sequences")
         x = self._check_x(x, "x", 3, "(T, B, I)")
         h0, lengths = check_state_and_lengths(h0, lengths, x.shape, self._hidden_size,
                                               self._dtype)
         y, h_n, _ = run_forward(x, h0, lengths, self._bias_gates, self._bias_hn,
                                 self._hidden_size, self._reset_after, reverse, False,
-                                packed=(self._packed_ih, self._packed_hh))
+                                packed=(self._packed_ih, self._packed_hh),
+                                return_sequences=return_sequences)
         return y, h_n
 
     __call__ = forward
@@ -222,7 +228,8 @@ class FrozenGRU:
         h, _ = check_state_and_lengths(h, None, x.shape, self._hidden_size, self._dtype, "h")
         _, h_new, _ = run_forward(x, h, None, self._bias_gates, self._bias_hn,
                                   self._hidden_size, self._reset_after, False, False,
-                                  packed=(self._packed_ih, self._packed_hh))
+                                  packed=(self._packed_ih, self._packed_hh),
+                                  return_sequences=False)
         return h_new
 
 

@@ -141,19 +141,21 @@ def fold_biases(bias_ih, bias_hh, hidden_size, reset_after, dtype):
 
 
 def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, reverse,
-                keep_history, *, weights=None, packed=None):
+                keep_history, *, weights=None, packed=None, return_sequences=True):
     """Allocate the outputs and scratch of a forward pass and run the core on them.
 
     Arguments are already validated: x (T, B, I) C-contiguous, h0 (B, H) or
     None, lengths int64 or None, biases from `fold_biases`.  The weights come
     either as ``weights=(weight_ih, weight_hh)``, packed by the core during
     the call, or as ``packed=(packed_ih, packed_hh)`` from
-    ``_core.pack_forward_weights``.
+    ``_core.pack_forward_weights``.  With ``return_sequences=False`` no y is
+    allocated nor written (the core gets a (0, H) array): memory beyond the
+    input stays O(B*H).
 
     Returns
     -------
     y, h_n : ndarray
-        (T, B, H) and (B, H), owned by the caller.
+        (T, B, H) (None without `return_sequences`) and (B, H), owned by the caller.
     run : tuple
         (packing, x_packed, gates, h_prev), what a cache keeps; gates and
         h_prev are per-step history only when `keep_history`.
@@ -169,9 +171,14 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
     else:
         state = packing.sort_rows(h0)
 
-    y = np.empty((seq_len, batch_size, hidden_size), dtype=dtype)  # the core zeroes padding
-    if packing.n_rows == 0:
-        y.fill(0)  # every length is 0: the core returns at once
+    if return_sequences:
+        y = np.empty((seq_len, batch_size, hidden_size), dtype=dtype)  # the core zeroes padding
+        if packing.n_rows == 0:
+            y.fill(0)  # every length is 0: the core returns at once
+        y_rows = y.reshape(seq_len * batch_size, hidden_size)
+    else:
+        y = None
+        y_rows = np.empty((0, hidden_size), dtype=dtype)  # the core writes no outputs
     history_rows = packing.n_rows if keep_history else batch_size
     if keep_history:  # kept by the cache
         gates = np.empty((history_rows, 4 * hidden_size), dtype=dtype)
@@ -196,7 +203,7 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
         x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
         _NO_ROWS if packing.is_identity else packing.order,
         weight_ih, weight_hh, packed_ih, packed_hh, bias_gates, bias_hn,
-        state, state_scratch, y.reshape(seq_len * batch_size, hidden_size),
+        state, state_scratch, y_rows,
         gates, h_prev, proj, hidden, reset_after, reverse, keep_history,
         _threads_for_call(batch_size, hidden_size, reset_after), packed is None,
     )
@@ -204,7 +211,8 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
 
 
 def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
-                reset_after=False, lengths=None, reverse=False, return_cache=False):
+                reset_after=False, lengths=None, reverse=False, return_cache=False,
+                return_sequences=True):
     """Run one GRU layer in one direction over a whole sequence.
 
     Parameters
@@ -230,11 +238,15 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
         Run each row from its last valid step down to step 0.
     return_cache : bool, default False
         Also return what `gru_backward` needs.
+    return_sequences : bool, default True
+        False: return only the final states; y is None and is never
+        allocated, so memory beyond the input stays O(B*H).
 
     Returns
     -------
-    y : ndarray, shape (T, B, H)
-        The state after every step, zero at padded positions.
+    y : ndarray, shape (T, B, H), or None
+        The state after every step, zero at padded positions; None when
+        ``return_sequences=False``.
     h_n : ndarray, shape (B, H)
         The final state of every row.
     cache : GRUCache
@@ -249,6 +261,7 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
         of the wrong size, not whole numbers, or outside 0..T.
     """
     return_cache = check_flag(return_cache, "return_cache")
+    return_sequences = check_flag(return_sequences, "return_sequences")
     args = validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
                                  reset_after, lengths, reverse)
     hidden_size = args.weight_hh.shape[1]
@@ -256,7 +269,8 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
                                       args.reset_after, args.weight_hh.dtype)
     y, h_n, run = run_forward(args.x, args.h0, args.lengths, bias_gates, bias_hn,
                               hidden_size, args.reset_after, args.reverse, return_cache,
-                              weights=(args.weight_ih, args.weight_hh))
+                              weights=(args.weight_ih, args.weight_hh),
+                              return_sequences=return_sequences)
     if not return_cache:
         return y, h_n
     packing, x_packed, gates, h_prev = run

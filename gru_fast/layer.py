@@ -21,7 +21,7 @@ import numbers
 
 import numpy as np
 
-from ._validation import as_lengths
+from ._validation import as_lengths, check_flag
 
 __all__ = ["GRU", "FrozenGRULayer"]
 
@@ -358,7 +358,8 @@ class GRU:
         return as_lengths(lengths, batch_size, seq_len)
 
     # ------------------------------------------------------------------ computation
-    def _run_direction(self, layer, direction, layer_input, h0, lengths, return_cache):
+    def _run_direction(self, layer, direction, layer_input, h0, lengths, return_cache,
+                       return_sequences=True):
         """One core call: `layer` in `direction` (1: reverse) over the whole `layer_input`."""
         forward_fn, _ = self._backend()
         weights = [self.params[name] for name in self._names(layer, direction)]
@@ -366,7 +367,7 @@ class GRU:
             weights += [None, None]
         return forward_fn(layer_input, h0, *weights, reset_after=self._reset_after,
                           lengths=lengths, reverse=(direction == 1),
-                          return_cache=return_cache)
+                          return_cache=return_cache, return_sequences=return_sequences)
 
     def freeze(self):
         """A copy of this layer for inference, its weights packed once.
@@ -386,7 +387,8 @@ class GRU:
         self._check_params()
         return FrozenGRULayer(self)
 
-    def forward(self, x, h0=None, lengths=None, return_cache=False):
+    def forward(self, x, h0=None, lengths=None, return_cache=False, *,
+                return_sequences=True):
         """Run every layer and direction over the whole sequence.
 
         Parameters
@@ -404,12 +406,18 @@ class GRU:
             at the padded steps and ``h_n`` holds the state after the last valid step.
         return_cache : bool, default False
             Also return the cache that :meth:`backward` needs.
+        return_sequences : bool, default True
+            ``False``: return only the final states (``y`` is ``None``). The last
+            layer's outputs are then never allocated: for one layer, memory beyond
+            the input stays O(B*H) (stacked layers still keep the outputs of the
+            layer below while the next one runs).
 
         Returns
         -------
-        y : numpy.ndarray
+        y : numpy.ndarray or None
             Outputs of the last layer, (T, B, D*H) or (B, T, D*H) when ``batch_first``;
             the forward direction in ``[..., :H]``, the reverse one in ``[..., H:]``.
+            ``None`` when ``return_sequences`` is false.
         h_n : numpy.ndarray
             Final states (num_layers*D, B, H), ordered like ``h0``.
         cache : object
@@ -423,6 +431,7 @@ class GRU:
             If an array has another dtype than the layer.
         """
         self._check_params()
+        return_sequences = check_flag(return_sequences, "return_sequences")
         x = self._check_x(x)
         if self._batch_first:
             x = x.transpose(1, 0, 2)
@@ -434,21 +443,27 @@ class GRU:
         layer_input = np.ascontiguousarray(x)
         final_states = []
         run_caches = []
+        last_layer = self._num_layers - 1
         for layer in range(self._num_layers):
             outputs = []
+            keep_outputs = return_sequences or layer < last_layer
             for direction in range(D):
                 index = layer * D + direction
                 result = self._run_direction(layer, direction, layer_input,
                                              None if h0 is None else h0[index],
-                                             lengths, return_cache)
+                                             lengths, return_cache, keep_outputs)
                 outputs.append(result[0])
                 final_states.append(result[1])
                 if return_cache:
                     run_caches.append(result[2])
-            layer_input = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
+            if keep_outputs:
+                layer_input = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
+            else:
+                layer_input = None
+            del outputs  # the separate directions' outputs go before the next layer runs
 
         y = layer_input
-        if self._batch_first:
+        if self._batch_first and y is not None:
             y = y.transpose(1, 0, 2)
         h_n = np.stack(final_states, axis=0)
         if not return_cache:
@@ -457,22 +472,23 @@ class GRU:
                             self._dtype, lengths, run_caches)
         return y, h_n, cache
 
-    def __call__(self, x, h0=None, lengths=None):
+    def __call__(self, x, h0=None, lengths=None, *, return_sequences=True):
         """Run the layer; same as :meth:`forward` without a cache.
 
         Parameters
         ----------
-        x, h0, lengths
+        x, h0, lengths, return_sequences
             As in :meth:`forward`.
 
         Returns
         -------
-        y : numpy.ndarray
-            (T, B, D*H), or (B, T, D*H) when ``batch_first``.
+        y : numpy.ndarray or None
+            (T, B, D*H), or (B, T, D*H) when ``batch_first``; None when
+            ``return_sequences`` is false.
         h_n : numpy.ndarray
             (num_layers*D, B, H).
         """
-        return self.forward(x, h0, lengths)
+        return self.forward(x, h0, lengths, return_sequences=return_sequences)
 
     def backward(self, cache, dy, dh_n=None):
         """Backpropagate through time, all layers and directions.
@@ -651,12 +667,14 @@ class FrozenGRULayer(GRU):
         for value in self.params.values():
             value.flags.writeable = False
 
-    def _run_direction(self, layer, direction, layer_input, h0, lengths, return_cache):
+    def _run_direction(self, layer, direction, layer_input, h0, lengths, return_cache,
+                       return_sequences=True):
         if return_cache:
             raise ValueError("a frozen GRU is for inference: forward() keeps no cache; "
                              "train the GRU it was made from and freeze it again")
         return self._frozen[layer, direction](layer_input, h0, lengths=lengths,
-                                              reverse=(direction == 1))
+                                              reverse=(direction == 1),
+                                              return_sequences=return_sequences)
 
     def backward(self, cache, dy, dh_n=None):
         """Not available: a frozen GRU runs inference only.

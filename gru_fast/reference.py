@@ -66,6 +66,7 @@ def gru_forward(
     lengths=None,
     reverse=False,
     return_cache=False,
+    return_sequences=True,
 ):
     """Run one GRU layer in one direction over a whole sequence.
 
@@ -92,11 +93,14 @@ def gru_forward(
         Run each row backwards in time, from ``lengths[b] - 1`` down to 0.
     return_cache : bool, default False
         Also return the cache that :func:`gru_backward` needs.
+    return_sequences : bool, default True
+        ``False``: return ``None`` in place of ``y`` (only the final states).
 
     Returns
     -------
-    y : ndarray of shape (T, B, H)
+    y : ndarray of shape (T, B, H), or None
         Hidden state of every step at its own time index; zero at padded positions.
+        ``None`` when ``return_sequences`` is false.
     h_n : ndarray of shape (B, H)
         State after each row's last valid step (``h0`` for rows of length 0).
     cache : dict
@@ -127,6 +131,7 @@ def gru_forward(
     args = validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
                                  reset_after, lengths, reverse)
     return_cache = check_flag(return_cache, "return_cache")
+    return_sequences = check_flag(return_sequences, "return_sequences")
     T, B, I, H = args.dims
     dtype = args.weight_hh.dtype
     x, weight_ih, weight_hh = args.x, args.weight_ih, args.weight_hh
@@ -175,6 +180,8 @@ def gru_forward(
         r_all[t], z_all[t], n_all[t], h_prev_all[t] = r, z, n, h_prev
 
     h_n = np.array(h, dtype=dtype, copy=True)
+    if not return_sequences:
+        y = None  # the oracle computes every step's output anyway, then drops it
     if not return_cache:
         return y, h_n
     cache = {

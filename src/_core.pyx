@@ -178,7 +178,7 @@ cdef void _forward_loop(
     for step in range(seq_len):
         t = seq_len - 1 - step if reverse else step
         n_active = batch_sizes[t]
-        if order != NULL:
+        if order != NULL and y != NULL:
             # y[t, row] = 0 for the rows not running at step t (this thread's units):
             # cheaper than np.zeros, whose fresh pages fault in when the core writes.
             for b in range(n_active, batch_size):
@@ -220,7 +220,8 @@ cdef void _forward_loop(
             gt = gates + gate_row * 4 * H
             hprev_row = h_prev + gate_row * H
             if reset_after:
-                y_row = y + (out_rows[row] if out_rows != NULL else row) * H
+                # Without y (final states only) the output lands on the new state itself.
+                y_row = hs_new if y == NULL else y + (out_rows[row] if out_rows != NULL else row) * H
                 # Two loops, the sigmoids first: one loop with the sigmoid, then the
                 # tanh that needs it, was a chain too long for the CPU to overlap
                 # (B = 1, H = 64: 480 -> 445 ns per step).
@@ -264,7 +265,7 @@ cdef void _forward_loop(
                 hs = h_read + b * H
                 hs_new = h_write + b * H
                 gt = gates + gate_row * 4 * H
-                y_row = y + (out_rows[row] if out_rows != NULL else row) * H
+                y_row = hs_new if y == NULL else y + (out_rows[row] if out_rows != NULL else row) * H
                 for j in range(lo, hi):
                     hp = hs[j]
                     z = gt[H + j]
@@ -320,7 +321,7 @@ def forward_sequence(const floating[:, ::1] x,
     and packed_hh (3*Hp*H,) scratch for the packed weights; bias_gates (3H,)
     = b_ih plus b_hh folded in wherever it adds directly; bias_hn (H,) = b_hn
     when reset_after (zeros otherwise); state (B, H) in/out and state_scratch (B, H); y (T*B, H) out
-    (padding untouched); gates (N, 4H) and h_prev (N, H) when store_history,
+    (padding zeroed), or (0, H) to write no outputs but the final state; gates (N, 4H) and h_prev (N, H) when store_history,
     else (B, 4H) and (B, H) scratch; proj (P, 3H) with P >= B; hidden (B, 3H).
     The time loop runs on n_threads OpenMP threads (one runs it serially).
     With pack_weights=False, packed_ih and packed_hh already hold the
@@ -343,7 +344,7 @@ def forward_sequence(const floating[:, ::1] x,
     cdef floating* state_ = &state[0, 0]
     cdef floating* state_scratch_ = &state_scratch[0, 0]
     cdef Py_ssize_t batch_size = state.shape[0]
-    cdef floating* y_ = &y[0, 0]
+    cdef floating* y_ = &y[0, 0] if y.shape[0] > 0 else NULL  # (0, H): final states only
     cdef floating* gates_ = &gates[0, 0]
     cdef floating* h_prev_ = &h_prev[0, 0]
     cdef floating* proj_ = &proj[0, 0]

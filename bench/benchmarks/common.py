@@ -1,17 +1,21 @@
-"""Shared shapes and input builders for the asv benchmarks.
+"""Shared shapes and input builders for the asv benchmarks and bench/compare.py.
 
 Shapes are (T, B, I, H) = (time steps, batch, input features, hidden size).
-The names match bench/compare.py; the asv suite keeps to the smaller ones so
-that ``asv run --quick`` stays short (compare.py covers large and wide).
+compare.py runs ALL_SHAPES; the asv suite keeps to the smaller SHAPES so that
+``asv run --quick`` stays short. compare.py imports this module as
+``benchmarks.common`` (bench/ is on its path), asv as ``.common``.
 """
 
 import numpy as np
 
-SHAPES = {
+ALL_SHAPES = {
     "stream": (100, 1, 64, 64),
     "small": (100, 8, 64, 128),
     "medium": (100, 32, 128, 256),
+    "large": (50, 64, 512, 512),
+    "wide": (25, 16, 1024, 1024),
 }
+SHAPES = {name: ALL_SHAPES[name] for name in ("stream", "small", "medium")}
 
 # Tiny shapes for the pure-NumPy reference, whose time loop runs in Python.
 REFERENCE_SHAPES = {
