@@ -20,6 +20,12 @@ show_config
     import), its panel width, OpenMP threads and BLAS (see `gru_fast._config`).
 reference, interop
     The NumPy oracle; converters to and from PyTorch, Keras and ONNX.
+optim, losses, linear, network
+    Optimizers (SGD, Adam, AdamW, gradient clipping), losses with their
+    gradients, a linear head, and the GRU + head network that training uses.
+estimators
+    GRURegressor and GRUClassifier, scikit-learn estimators (needs
+    scikit-learn; ``from gru_fast.estimators import GRURegressor``).
 """
 
 from ._config import show_config
@@ -27,6 +33,7 @@ from .frozen import FrozenGRU
 from .functional import GRUCache, gru_backward, gru_forward
 from .layer import GRU, FrozenGRULayer
 from . import interop, reference  # noqa: F401  (gru_fast.reference.* without another import)
+from . import linear, losses, network, optim  # noqa: F401
 
 __version__ = "0.1.0"
 __all__ = ["FrozenGRU", "FrozenGRULayer", "GRU", "GRUCache", "gru_backward", "gru_forward",

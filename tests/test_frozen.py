@@ -1,7 +1,6 @@
 """FrozenGRU (weights packed once) against the NumPy reference and gru_forward."""
 
 import pickle
-import threading
 
 import numpy as np
 import pytest
@@ -9,7 +8,8 @@ import pytest
 import gru_fast
 from gru_fast import _workspace, reference
 
-RTOL = {np.float32: 2e-4, np.float64: 1e-9}
+from _helpers import assert_close, make_weights, run_in_threads
+
 THREADS = [1, 2, 3]
 
 
@@ -18,25 +18,6 @@ def core_threads(request, monkeypatch):
     """Every test on one, two and three threads of the core (the packed layout must not care)."""
     monkeypatch.setattr(gru_fast.functional, "core_threads", lambda batch, hidden, reset_after: request.param)
     return request.param
-
-
-def make_weights(rng, input_size, hidden_size, dtype, bias=True):
-    scale = 1.0 / np.sqrt(hidden_size)
-
-    def uniform(*shape):
-        return rng.uniform(-2 * scale, 2 * scale, shape).astype(dtype)
-
-    weights = {"weight_ih": uniform(3 * hidden_size, input_size),
-               "weight_hh": uniform(3 * hidden_size, hidden_size)}
-    if bias:
-        weights.update(bias_ih=uniform(3 * hidden_size), bias_hh=uniform(3 * hidden_size))
-    return weights
-
-
-def assert_close(actual, expected, dtype, name):
-    assert actual.dtype == expected.dtype and actual.shape == expected.shape, name
-    atol = RTOL[dtype] * max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
-    np.testing.assert_allclose(actual, expected, rtol=RTOL[dtype], atol=atol, err_msg=name)
 
 
 # (T, B, I, H): one panel, a partial panel, several panels with a partial
@@ -61,8 +42,8 @@ def test_matches_reference_and_gru_forward(dtype, reset_after, bias, shape):
             y, h_n = frozen(x, state, **options)
             y_ref, h_n_ref = reference.gru_forward(x, state, **weights,
                                                    reset_after=reset_after, **options)
-            assert_close(y, y_ref, dtype, f"y {options}")
-            assert_close(h_n, h_n_ref, dtype, f"h_n {options}")
+            assert_close(y, y_ref, f"y {options}")
+            assert_close(h_n, h_n_ref, f"h_n {options}")
             # Same packed kernel, same order of sums: the very same numbers.
             y_fast, h_n_fast = gru_fast.gru_forward(x, state, **weights,
                                                     reset_after=reset_after, **options)
@@ -80,8 +61,8 @@ def test_step_by_step_equals_the_sequence(reset_after):
     h = None
     for t in range(x.shape[0]):
         h = frozen.step(x[t], h)
-        assert_close(h, y_ref[t], np.float64, f"step {t}")
-    assert_close(h, h_n_ref, np.float64, "h_n")
+        assert_close(h, y_ref[t], f"step {t}")
+    assert_close(h, h_n_ref, "h_n")
 
 
 def test_weights_are_a_snapshot_and_inputs_are_not_modified():
@@ -129,11 +110,7 @@ def test_concurrent_calls_from_threads_agree():
         for _ in range(5):
             results[index] = frozen(inputs[index])[0]
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(work, len(inputs))
     for got, want in zip(results, expected):
         np.testing.assert_array_equal(got, want)
 

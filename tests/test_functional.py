@@ -1,7 +1,6 @@
 """The compiled fast path (gru_fast.gru_forward/gru_backward) against the NumPy reference."""
 
 import multiprocessing
-import threading
 
 import numpy as np
 import pytest
@@ -12,9 +11,7 @@ import gru_fast
 from gru_fast import _core
 from gru_fast import reference
 
-RTOL_OUTPUT = {np.float32: 2e-4, np.float64: 1e-9}
-RTOL_GRAD = {np.float32: 2e-4, np.float64: 1e-8}
-GRAD_NAMES = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+from _helpers import GRAD_NAMES, assert_close, make_problem, run_in_threads
 
 
 # The real thread choice, before the fixture below replaces it in every test.
@@ -36,38 +33,12 @@ def core_threads(request, monkeypatch):
     return n_threads
 
 
-def make_problem(rng, seq_len, batch_size, input_size, hidden_size, dtype,
-                 bias=True, with_h0=True):
-    """Random GRU arguments of one dtype, scaled like a trained layer."""
-    scale = 1.0 / np.sqrt(hidden_size)
-
-    def uniform(*shape):
-        return rng.uniform(-2 * scale, 2 * scale, shape).astype(dtype)
-
-    return {
-        "x": rng.standard_normal((seq_len, batch_size, input_size)).astype(dtype),
-        "h0": rng.standard_normal((batch_size, hidden_size)).astype(dtype) if with_h0 else None,
-        "weight_ih": uniform(3 * hidden_size, input_size),
-        "weight_hh": uniform(3 * hidden_size, hidden_size),
-        "bias_ih": uniform(3 * hidden_size) if bias else None,
-        "bias_hh": uniform(3 * hidden_size) if bias else None,
-    }
-
-
-def assert_close(actual, expected, rtol, name):
-    """allclose with an absolute floor of rtol times the largest expected magnitude."""
-    assert actual.dtype == expected.dtype, name
-    assert actual.shape == expected.shape, name
-    atol = rtol * max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=name)
-
-
 def run_both(problem, dtype, rng, **options):
     """Forward and backward on both paths; assert everything agrees."""
     y, h_n, cache = gru_fast.gru_forward(**problem, **options, return_cache=True)
     y_ref, h_n_ref, cache_ref = reference.gru_forward(**problem, **options, return_cache=True)
-    assert_close(y, y_ref, RTOL_OUTPUT[dtype], "y")
-    assert_close(h_n, h_n_ref, RTOL_OUTPUT[dtype], "h_n")
+    assert_close(y, y_ref, "y")
+    assert_close(h_n, h_n_ref, "h_n")
     dy = rng.standard_normal(y.shape).astype(dtype)
     dh_n = rng.standard_normal(h_n.shape).astype(dtype)
     grads = gru_fast.gru_backward(cache, dy, dh_n)
@@ -77,7 +48,7 @@ def run_both(problem, dtype, rng, **options):
         if grads_ref[name] is None:
             assert grads[name] is None, name
         else:
-            assert_close(grads[name], grads_ref[name], RTOL_GRAD[dtype], "d" + name)
+            assert_close(grads[name], grads_ref[name], "d" + name, kind="gradient")
     return y, h_n, grads
 
 
@@ -148,8 +119,8 @@ def test_shapes_over_several_panels(dtype, shape, reset_after, reverse, use_leng
     y, h_n, _ = run_both(problem, dtype, rng, **options)
     # Without a cache the projection runs in chunks (N > 256 rows here).
     y_alone, h_n_alone = gru_fast.gru_forward(**problem, **options)
-    assert_close(y_alone, y, RTOL_OUTPUT[dtype], "y without cache")
-    assert_close(h_n_alone, h_n, RTOL_OUTPUT[dtype], "h_n without cache")
+    assert_close(y_alone, y, "y without cache")
+    assert_close(h_n_alone, h_n, "h_n without cache")
 
 
 # Every row count a step can have, up to two full tiles and a remainder, over
@@ -289,8 +260,8 @@ def test_non_contiguous_inputs_are_accepted():
     assert not strided["weight_hh"].flags.c_contiguous
     y, h_n = gru_fast.gru_forward(**strided, reset_after=True)
     y_ref, h_n_ref = reference.gru_forward(**problem, reset_after=True)
-    assert_close(y, y_ref, 1e-9, "y")
-    assert_close(h_n, h_n_ref, 1e-9, "h_n")
+    assert_close(y, y_ref, "y")
+    assert_close(h_n, h_n_ref, "h_n")
 
 
 def test_cache_nbytes_matches_documented_formula():
@@ -324,11 +295,7 @@ def test_concurrent_calls_from_threads_agree():
             cache = gru_fast.gru_forward(**problems[index], reset_after=True, return_cache=True)[2]
             grads[index] = gru_fast.gru_backward(cache, dy)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(problems))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_in_threads(work, len(problems))
     for got, want in zip(results, expected):
         np.testing.assert_array_equal(got, want)
     for got, want in zip(grads, expected_grads):
@@ -462,8 +429,8 @@ def test_random_bad_shapes_raise_cleanly_or_run(x_shape, h0_shape, hidden, input
         assert str(error)
         return
     y_ref, h_n_ref = reference.gru_forward(x, h0, weight_ih, weight_hh)
-    assert_close(y, y_ref, 1e-9, "y")
-    assert_close(h_n, h_n_ref, 1e-9, "h_n")
+    assert_close(y, y_ref, "y")
+    assert_close(h_n, h_n_ref, "h_n")
 
 
 def test_read_only_and_big_endian_inputs():
@@ -477,7 +444,7 @@ def test_read_only_and_big_endian_inputs():
     dy.flags.writeable = False
     grads = gru_fast.gru_backward(cache, dy)
     y_ref, _ = reference.gru_forward(**problem, lengths=[4, 0, 2])
-    assert_close(y, y_ref, RTOL_OUTPUT[np.float32], "y")
+    assert_close(y, y_ref, "y")
     assert grads["x"].flags.writeable
     swapped = dict(problem, x=problem["x"].astype(">f4"))
     with pytest.raises(TypeError, match="x must have dtype float32 or float64, got >f4"):

@@ -14,7 +14,8 @@ import pytest
 
 import gru_fast
 from gru_fast import interop
-from gru_fast.layer import GRU
+
+from _helpers import assert_close, assert_same_params, random_layer
 
 CONFIGS = [
     # num_layers, bidirectional, bias, reset_after
@@ -25,26 +26,6 @@ CONFIGS = [
     (2, True, True, True),
     (3, False, False, False),
 ]
-
-
-def make_layer(num_layers, bidirectional, bias, reset_after, dtype=np.float32, *,
-               input_size=5, hidden_size=4, batch_first=False, seed=0):
-    layer = GRU(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
-                bidirectional=bidirectional, reset_after=reset_after, dtype=dtype, seed=seed)
-    # Distinct, nonzero values everywhere (bias_hh too), so a swapped or dropped
-    # block cannot go unnoticed.
-    rng = np.random.default_rng(seed + 1)
-    layer.load_state_dict(
-        {name: rng.standard_normal(v.shape).astype(dtype) for name, v in layer.params.items()}
-    )
-    return layer
-
-
-def assert_same_params(a, b):
-    assert set(a.params) == set(b.params)
-    for name in a.params:
-        assert a.params[name].dtype == b.params[name].dtype, name
-        np.testing.assert_array_equal(a.params[name], b.params[name], err_msg=name)
 
 
 def test_import_without_peers():
@@ -79,7 +60,8 @@ def test_swap_r_z_is_an_exact_involution():
 @pytest.mark.parametrize("config", CONFIGS)
 def test_keras_weights_round_trip_is_exact(config, dtype):
     num_layers, bidirectional, bias, reset_after = config
-    layer = make_layer(*config, dtype=dtype, batch_first=True)
+    layer = random_layer(num_layers, bidirectional=bidirectional, bias=bias,
+                         reset_after=reset_after, dtype=dtype, batch_first=True)
     if not reset_after and bias:
         # Keras' classic GRU has one bias: only a zero bias_hh survives bit for bit.
         layer.load_state_dict(
@@ -101,7 +83,7 @@ def test_keras_weights_round_trip_is_exact(config, dtype):
 
 def test_keras_weight_layout():
     """kernel (I, 3H), recurrent_kernel (H, 3H), gate columns z, r, h."""
-    layer = make_layer(1, False, True, True)
+    layer = random_layer(bias=True, reset_after=True)
     kernel, recurrent_kernel, bias = interop.to_keras_weights(layer)
     H = layer.hidden_size
     p = layer.params
@@ -114,7 +96,7 @@ def test_keras_weight_layout():
 
 
 def test_keras_classic_bias_folds_bias_hh():
-    layer = make_layer(1, False, True, False, batch_first=True)
+    layer = random_layer(bias=True, reset_after=False, batch_first=True)
     (bias,) = interop.to_keras_weights(layer)[2:]
     p = layer.params
     np.testing.assert_array_equal(
@@ -122,11 +104,11 @@ def test_keras_classic_bias_folds_bias_hh():
     back = interop.from_keras(interop.to_keras_weights(layer))
     x = np.random.default_rng(3).standard_normal((2, 6, 5)).astype(np.float32)
     for a, b in zip(layer.forward(x), back.forward(x)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert_close(a, b, kind="float32_rounding")
 
 
 def test_to_keras_weights_needs_layer_index_for_a_stack():
-    layer = make_layer(2, False, True, True)
+    layer = random_layer(2, bias=True, reset_after=True)
     with pytest.raises(ValueError, match="layer_index"):
         interop.to_keras_weights(layer)
     with pytest.raises(ValueError, match="out of range"):
@@ -135,11 +117,11 @@ def test_to_keras_weights_needs_layer_index_for_a_stack():
 
 
 def test_from_keras_weight_errors():
-    layer = make_layer(1, False, False, True)
+    layer = random_layer(bias=False, reset_after=True)
     weights = interop.to_keras_weights(layer)
     with pytest.raises(ValueError, match="reset_after"):
         interop.from_keras(weights)  # no bias: the flag cannot be inferred
-    with_bias = interop.to_keras_weights(make_layer(1, False, True, True))
+    with_bias = interop.to_keras_weights(random_layer(bias=True, reset_after=True))
     with pytest.raises(ValueError, match="reset_after=False"):
         interop.from_keras(with_bias, reset_after=False)
     with pytest.raises(ValueError, match=r"\(2, 12\)"):

@@ -11,11 +11,12 @@ keras = pytest.importorskip("keras")
 from gru_fast import interop  # noqa: E402
 from gru_fast.layer import GRU  # noqa: E402
 
+from _helpers import assert_close  # noqa: E402
+
 # Keras' own variables trip NumPy 2's __array__ copy-keyword deprecation; not ours.
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
-TOL = dict(rtol=1e-4, atol=2e-5)
 I, H, B, T = 5, 4, 3, 6
 
 
@@ -49,8 +50,8 @@ def test_from_keras_matches_keras(reset_after, use_bias):
     assert (layer.batch_first, layer.reset_after, layer.bias, layer.num_layers) == (
         True, reset_after, use_bias, 1)
     y, h_n = layer.forward(x, h0[None])
-    np.testing.assert_allclose(y, y_ref, **TOL)  # return_sequences=True  <->  y
-    np.testing.assert_allclose(h_n[0], h_ref, **TOL)  # return_state  <->  h_n[0]
+    assert_close(y, y_ref, "y", kind="peer")  # return_sequences=True  <->  y
+    assert_close(h_n[0], h_ref, "h_n[0]", kind="peer")  # return_state  <->  h_n[0]
 
     # keras -> gru_fast -> keras is exact
     for a, b in zip(keras_layer.get_weights(), interop.to_keras_weights(layer)):
@@ -76,8 +77,8 @@ def test_to_keras_weights_reproduces_layer(reset_after):
     x, h0 = inputs(2)
     y_ref, h_ref = numpy_of(keras_layer(x, initial_state=[h0]))
     y, h_n = layer.forward(x, h0[None])
-    np.testing.assert_allclose(y, y_ref, **TOL)
-    np.testing.assert_allclose(h_n[0], h_ref, **TOL)
+    assert_close(y, y_ref, "y", kind="peer")
+    assert_close(h_n[0], h_ref, "h_n[0]", kind="peer")
 
 
 @pytest.mark.parametrize("reset_after", [True, False])
@@ -92,9 +93,9 @@ def test_bidirectional_and_stack(reset_after):
     layer = interop.from_keras([first, second])
     assert (layer.num_layers, layer.bidirectional, layer.reset_after) == (2, True, reset_after)
     y, h_n = layer.forward(x)
-    np.testing.assert_allclose(y, y_ref, **TOL)  # merge_mode="concat"  <->  y
-    np.testing.assert_allclose(h_n[2], h_forward, **TOL)
-    np.testing.assert_allclose(h_n[3], h_backward, **TOL)
+    assert_close(y, y_ref, "y", kind="peer")  # merge_mode="concat"  <->  y
+    assert_close(h_n[2], h_forward, "h_n[2]", kind="peer")
+    assert_close(h_n[3], h_backward, "h_n[3]", kind="peer")
 
     # back into fresh Keras layers through the weight lists, exactly
     weights = [interop.to_keras_weights(layer, k) for k in range(2)]
@@ -112,7 +113,7 @@ def test_mask_final_state_matches_lengths():
     x[~mask] = 0.0
     _, h_ref = numpy_of(keras_layer(x, mask=mask))
     _, h_n = interop.from_keras(keras_layer).forward(x, lengths=lengths)
-    np.testing.assert_allclose(h_n[0], h_ref, **TOL)
+    assert_close(h_n[0], h_ref, "h_n[0]", kind="peer")
 
 
 def test_float64_layer():
@@ -121,7 +122,7 @@ def test_float64_layer():
     y_ref = numpy_of([keras_layer(x)])[0]
     layer = interop.from_keras(keras_layer)
     assert np.dtype(layer.dtype) == np.float64
-    np.testing.assert_allclose(layer.forward(x)[0], y_ref, rtol=1e-10, atol=1e-12)
+    assert_close(layer.forward(x)[0], y_ref, "y", kind="peer")
 
 
 def test_from_keras_rejects_what_it_cannot_express():

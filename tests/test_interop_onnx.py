@@ -8,9 +8,8 @@ import pytest
 onnx = pytest.importorskip("onnx")
 
 from gru_fast import interop  # noqa: E402
-from gru_fast.layer import GRU  # noqa: E402
 
-TOL = dict(rtol=1e-4, atol=2e-5)
+from _helpers import assert_close, assert_same_params, random_layer  # noqa: E402
 
 CONFIGS = [
     # num_layers, bidirectional, batch_first, bias, reset_after
@@ -22,16 +21,7 @@ CONFIGS = [
     (2, True, False, True, False),
     (3, True, True, False, True),
 ]
-
-
-def make_layer(num_layers, bidirectional, batch_first, bias, reset_after, dtype=np.float32,
-               seed=0):
-    layer = GRU(5, 4, num_layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional,
-                reset_after=reset_after, dtype=dtype, seed=seed)
-    rng = np.random.default_rng(seed + 1)
-    layer.load_state_dict(
-        {n: rng.standard_normal(v.shape).astype(dtype) for n, v in layer.params.items()})
-    return layer
+CONFIG_FIELDS = ("num_layers", "bidirectional", "batch_first", "bias", "reset_after")
 
 
 def session(model):
@@ -39,18 +29,11 @@ def session(model):
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def assert_same_params(a, b):
-    assert set(a.params) == set(b.params)
-    for name, value in a.params.items():
-        assert b.params[name].dtype == value.dtype
-        np.testing.assert_array_equal(b.params[name], value, err_msg=name)
-
-
 @pytest.mark.parametrize("config", CONFIGS)
 def test_onnxruntime_matches_forward(config):
     """Our exported model in ONNX Runtime, with sequence_lens and initial_h."""
     num_layers, bidirectional, batch_first, bias, reset_after = config
-    layer = make_layer(*config)
+    layer = random_layer(**dict(zip(CONFIG_FIELDS, config)))
     model = interop.to_onnx(layer, sequence_lens=True, initial_h=True)
     run = session(model)
     D = 2 if bidirectional else 1
@@ -63,21 +46,21 @@ def test_onnxruntime_matches_forward(config):
         y_onnx, h_onnx = run.run(None, {"X": x, "sequence_lens": lengths, "initial_h": h0})
         y, h_n = layer.forward(x, h0, lengths=lengths)
         assert y_onnx.shape == y.shape and h_onnx.shape == h_n.shape
-        np.testing.assert_allclose(y_onnx, y, **TOL)
-        np.testing.assert_allclose(h_onnx, h_n, **TOL)
+        assert_close(y_onnx, y, "y", kind="peer")
+        assert_close(h_onnx, h_n, "h_n", kind="peer")
 
     # without the optional inputs: full lengths, zero initial state
     plain = session(interop.to_onnx(layer))
     assert [i.name for i in plain.get_inputs()] == ["X"]
     y_onnx, h_onnx = plain.run(None, {"X": x})
     y, h_n = layer.forward(x)
-    np.testing.assert_allclose(y_onnx, y, **TOL)
-    np.testing.assert_allclose(h_onnx, h_n, **TOL)
+    assert_close(y_onnx, y, "y", kind="peer")
+    assert_close(h_onnx, h_n, "h_n", kind="peer")
 
 
 def test_zero_length_rows():
     """len_b = 0: gru_fast keeps h0 and writes zeros; check what ONNX Runtime does."""
-    layer = make_layer(1, True, False, True, True)
+    layer = random_layer(bidirectional=True, bias=True, reset_after=True)
     run = session(interop.to_onnx(layer, sequence_lens=True, initial_h=True))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 3, 5)).astype(np.float32)
@@ -85,16 +68,16 @@ def test_zero_length_rows():
     lengths = np.array([4, 0, 2], np.int32)
     y_onnx, h_onnx = run.run(None, {"X": x, "sequence_lens": lengths, "initial_h": h0})
     y, h_n = layer.forward(x, h0, lengths=lengths)
-    np.testing.assert_allclose(y_onnx, y, **TOL)
-    np.testing.assert_allclose(h_onnx, h_n, **TOL)
+    assert_close(y_onnx, y, "y", kind="peer")
+    assert_close(h_onnx, h_n, "h_n", kind="peer")
     np.testing.assert_array_equal(h_n[:, 1], h0[:, 1])
     np.testing.assert_array_equal(y_onnx[:, 1], 0.0)
     # without initial_h both start from zeros, and the bare GRU node already agrees
     run = session(interop.to_onnx(layer, sequence_lens=True))
     y_onnx, h_onnx = run.run(None, {"X": x, "sequence_lens": lengths})
     y, h_n = layer.forward(x, lengths=lengths)
-    np.testing.assert_allclose(y_onnx, y, **TOL)
-    np.testing.assert_allclose(h_onnx, h_n, **TOL)
+    assert_close(y_onnx, y, "y", kind="peer")
+    assert_close(h_onnx, h_n, "h_n", kind="peer")
 
 
 def test_onnxruntime_gru_zeroes_state_of_empty_rows():
@@ -119,7 +102,7 @@ def test_onnxruntime_gru_zeroes_state_of_empty_rows():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("config", CONFIGS)
 def test_onnx_round_trip_is_exact(config, dtype, tmp_path):
-    layer = make_layer(*config, dtype=dtype)
+    layer = random_layer(**dict(zip(CONFIG_FIELDS, config)), dtype=dtype)
     path = tmp_path / "gru.onnx"
     model = interop.to_onnx(layer, path, initial_h=True)
     for source in (model, path, str(path)):
@@ -133,7 +116,7 @@ def test_onnx_round_trip_is_exact(config, dtype, tmp_path):
 
 def test_onnx_layout():
     """W [D, 3H, I], R [D, 3H, H], B [D, 6H] = [Wb; Rb], rows z, r, h."""
-    layer = make_layer(1, True, False, True, True)
+    layer = random_layer(bidirectional=True, bias=True, reset_after=True)
     model = interop.to_onnx(layer)
     arrays = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     W, R, Bias = arrays["W_l0"], arrays["R_l0"], arrays["B_l0"]
@@ -175,8 +158,8 @@ def test_torch_onnx_export(num_layers, bidirectional, batch_first, tmp_path):
     with torch.no_grad():
         y_ref, h_ref = (t.numpy() for t in module(x, h0))
     y, h_n = layer.forward(x.numpy(), h0.numpy())
-    np.testing.assert_allclose(y, y_ref, **TOL)
-    np.testing.assert_allclose(h_n, h_ref, **TOL)
+    assert_close(y, y_ref, "y", kind="peer")
+    assert_close(h_n, h_ref, "h_n", kind="peer")
 
 
 def gru_model(direction="forward", weights_as_inputs=False, **attributes):
@@ -210,7 +193,7 @@ def test_from_onnx_foreign_single_node():
     np.testing.assert_array_equal(layer.params["weight_ih_l0"], interop._swap_r_z(W[0]))
     x = np.random.default_rng(1).standard_normal((4, 2, 3)).astype(np.float32)
     (y_onnx,) = session(model).run(["Y"], {"X": x})
-    np.testing.assert_allclose(layer.forward(x)[0], y_onnx[:, 0], **TOL)
+    assert_close(layer.forward(x)[0], y_onnx[:, 0], kind="peer")
 
 
 def test_from_onnx_errors():
@@ -228,7 +211,7 @@ def test_from_onnx_errors():
     with pytest.raises(TypeError, match="ModelProto"):
         interop.from_onnx(42)
     with pytest.raises(ValueError, match="opset"):
-        interop.to_onnx(make_layer(1, False, False, True, True), opset=13)
+        interop.to_onnx(random_layer(bias=True, reset_after=True), opset=13)
 
 
 def test_reference_layer_exports_too():
@@ -239,6 +222,6 @@ def test_reference_layer_exports_too():
     x = np.random.default_rng(2).standard_normal((2, 7, 5)).astype(np.float32)
     (y_onnx, h_onnx) = session(interop.to_onnx(layer)).run(None, {"X": x})
     y, h_n = layer.forward(x)
-    np.testing.assert_allclose(y_onnx, y, **TOL)
-    np.testing.assert_allclose(h_onnx, h_n, **TOL)
+    assert_close(y_onnx, y, "y", kind="peer")
+    assert_close(h_onnx, h_n, "h_n", kind="peer")
     assert_same_params(layer, interop.from_onnx(interop.to_onnx(layer)))

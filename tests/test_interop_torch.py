@@ -10,7 +10,8 @@ torch = pytest.importorskip("torch")
 from gru_fast import interop  # noqa: E402
 from gru_fast.layer import GRU  # noqa: E402
 
-TOL = {np.float32: dict(rtol=1e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
+from _helpers import assert_close  # noqa: E402
+
 TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
 
 CONFIGS = [
@@ -60,14 +61,14 @@ def test_from_torch_matches_torch(config, dtype):
     lengths = np.array([4, 6, 1])
     y_ref, h_ref = torch_forward(module, x, h0, lengths)
     y, h_n = layer.forward(x, h0, lengths=lengths)
-    np.testing.assert_allclose(y, y_ref, **TOL[dtype])
-    np.testing.assert_allclose(h_n, h_ref, **TOL[dtype])
+    assert_close(y, y_ref, "y", kind="peer")
+    assert_close(h_n, h_ref, "h_n", kind="peer")
     # full-length sequences, default initial state
     with torch.no_grad():
         y_ref, h_ref = (t.numpy() for t in module(torch.from_numpy(x)))
     y, h_n = layer.forward(x)
-    np.testing.assert_allclose(y, y_ref, **TOL[dtype])
-    np.testing.assert_allclose(h_n, h_ref, **TOL[dtype])
+    assert_close(y, y_ref, "y", kind="peer")
+    assert_close(h_n, h_ref, "h_n", kind="peer")
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -98,8 +99,8 @@ def test_to_torch_output_matches_layer():
     with torch.no_grad():
         y_ref, h_ref = (t.numpy() for t in module(torch.from_numpy(x)))
     y, h_n = layer.forward(x)
-    np.testing.assert_allclose(y, y_ref, **TOL[np.float32])
-    np.testing.assert_allclose(h_n, h_ref, **TOL[np.float32])
+    assert_close(y, y_ref, "y", kind="peer")
+    assert_close(h_n, h_ref, "h_n", kind="peer")
 
 
 def test_to_torch_rejects_classic_gru():

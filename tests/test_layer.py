@@ -12,7 +12,7 @@ import gru_fast
 from gru_fast import reference
 from gru_fast.layer import GRU as LayerBase
 
-RTOL = {np.float32: 2e-4, np.float64: 1e-8}
+from _helpers import assert_close, make_layer_inputs
 
 T, B, I, H = 5, 4, 3, 4
 # Unsorted, with an empty row (0) and a full one (T).
@@ -29,29 +29,6 @@ def reference_class():
 
 def both_classes():
     return [pytest.param(fast_class, id="fast"), pytest.param(reference_class, id="ref")]
-
-
-def assert_close(actual, expected, rtol, name=""):
-    """Relative agreement measured against the scale of ``expected``."""
-    actual = np.asarray(actual)
-    expected = np.asarray(expected)
-    assert actual.shape == expected.shape, (name, actual.shape, expected.shape)
-    assert actual.dtype == expected.dtype, (name, actual.dtype, expected.dtype)
-    scale = max(1.0, float(np.abs(expected).max())) if expected.size else 1.0
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale,
-                               err_msg=name)
-
-
-def make_inputs(layer, rng, lengths=None):
-    dtype = layer.dtype
-    D = layer.num_directions
-    shape = (B, T, layer.input_size) if layer.batch_first else (T, B, layer.input_size)
-    x = rng.standard_normal(shape).astype(dtype)
-    h0 = rng.standard_normal((layer.num_layers * D, B, layer.hidden_size)).astype(dtype)
-    y_shape = shape[:2] + (D * layer.hidden_size,)
-    dy = rng.standard_normal(y_shape).astype(dtype)
-    dh_n = rng.standard_normal(h0.shape).astype(dtype)
-    return x, h0, dy, dh_n
 
 
 def padded_mask(layer, lengths):
@@ -77,22 +54,21 @@ def test_fast_matches_reference(num_layers, bidirectional, batch_first, bias,
     ref = reference_class()(I, H, num_layers, seed=2, **options)
     ref.load_state_dict(fast.state_dict())
     rng = np.random.default_rng(3)
-    x, h0, dy, dh_n = make_inputs(fast, rng)
+    x, h0, dy, dh_n = make_layer_inputs(fast, rng, T, B)
     lengths = LENGTHS if use_lengths else None
-    rtol = RTOL[dtype]
 
     y, h_n, cache = fast.forward(x, h0, lengths=lengths, return_cache=True)
     y_ref, h_n_ref, cache_ref = ref.forward(x, h0, lengths=lengths, return_cache=True)
-    assert_close(y, y_ref, rtol, "y")
-    assert_close(h_n, h_n_ref, rtol, "h_n")
+    assert_close(y, y_ref, "y")
+    assert_close(h_n, h_n_ref, "h_n")
 
     dx, dh0, grads = fast.backward(cache, dy, dh_n)
     dx_ref, dh0_ref, grads_ref = ref.backward(cache_ref, dy, dh_n)
-    assert_close(dx, dx_ref, rtol, "dx")
-    assert_close(dh0, dh0_ref, rtol, "dh0")
+    assert_close(dx, dx_ref, "dx", kind="gradient")
+    assert_close(dh0, dh0_ref, "dh0", kind="gradient")
     assert list(grads) == list(fast.params) == list(grads_ref)
     for name in grads:
-        assert_close(grads[name], grads_ref[name], rtol, name)
+        assert_close(grads[name], grads_ref[name], name, kind="gradient")
 
     if use_lengths:
         mask = padded_mask(fast, lengths)
@@ -107,7 +83,7 @@ def test_defaults_and_call(cls):
     """h0=None is zeros, __call__ is forward, dy=None / dh_n=None are zeros."""
     layer = cls()(I, H, 2, bidirectional=True, dtype=np.float64, seed=0)
     rng = np.random.default_rng(0)
-    x, h0, dy, dh_n = make_inputs(layer, rng)
+    x, h0, dy, dh_n = make_layer_inputs(layer, rng, T, B)
     zeros = np.zeros_like(h0)
     y, h_n = layer(x)
     y2, h_n2, cache = layer.forward(x, zeros, return_cache=True)
@@ -131,7 +107,7 @@ def test_bidirectional_layout(cls):
     layer = cls()(I, H, 1, bidirectional=True, reset_after=True, dtype=np.float64,
                   seed=4)
     rng = np.random.default_rng(1)
-    x, h0, _, _ = make_inputs(layer, rng)
+    x, h0, _, _ = make_layer_inputs(layer, rng, T, B)
     y, h_n = layer(x, h0, LENGTHS)
     p = layer.params
     y_f, h_f = reference.gru_forward(x, h0[0], p["weight_ih_l0"], p["weight_hh_l0"],
@@ -141,8 +117,8 @@ def test_bidirectional_layout(cls):
                                      p["weight_hh_l0_reverse"], p["bias_ih_l0_reverse"],
                                      p["bias_hh_l0_reverse"], reset_after=True,
                                      lengths=LENGTHS, reverse=True)
-    assert_close(y, np.concatenate([y_f, y_r], axis=2), 1e-12)
-    assert_close(h_n, np.stack([h_f, h_r]), 1e-12)
+    assert_close(y, np.concatenate([y_f, y_r], axis=2), "y", kind="reordered")
+    assert_close(h_n, np.stack([h_f, h_r]), "h_n", kind="reordered")
 
 
 class _CountingGRU(LayerBase):
@@ -162,7 +138,7 @@ class _CountingGRU(LayerBase):
 def test_one_core_call_per_layer_and_direction():
     """Time never loops in Python: one functional call per (layer, direction)."""
     layer = _CountingGRU(I, H, 3, bidirectional=True, dtype=np.float64, seed=0)
-    x, h0, dy, dh_n = make_inputs(layer, np.random.default_rng(0))
+    x, h0, dy, dh_n = make_layer_inputs(layer, np.random.default_rng(0), T, B)
     _CountingGRU.calls.clear()
     _, _, cache = layer.forward(x, h0, LENGTHS, return_cache=True)
     assert _CountingGRU.calls == [("forward", (T, B, I))] * 2 + [
@@ -212,11 +188,10 @@ def test_reference_layer_finite_differences(reset_after):
             grad[index] = (plus - minus) / (2 * eps)
         return grad
 
-    np.testing.assert_allclose(dx, numeric(x), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(dh0, numeric(h0), rtol=1e-6, atol=1e-8)
+    assert_close(dx, numeric(x), "dx", kind="finite_difference")
+    assert_close(dh0, numeric(h0), "dh0", kind="finite_difference")
     for name, value in layer.params.items():
-        np.testing.assert_allclose(grads[name], numeric(value), rtol=1e-6, atol=1e-8,
-                                   err_msg=name)
+        assert_close(grads[name], numeric(value), name, kind="finite_difference")
 
 
 # --------------------------------------------------------------------------------- step
@@ -229,14 +204,14 @@ def test_step_matches_forward(cls, num_layers, reset_after, dtype):
     layer = cls()(I, H, num_layers, batch_first=True, reset_after=reset_after,
                   dtype=dtype, seed=7)
     rng = np.random.default_rng(8)
-    x, h0, _, _ = make_inputs(layer, rng)
+    x, h0, _, _ = make_layer_inputs(layer, rng, T, B)
     y, h_n = layer(x, h0)
     h = h0
     for t in range(T):
         h = layer.step(x[:, t], h)
         assert h.shape == (num_layers, B, H) and h.dtype == dtype
-        assert_close(h[-1], y[:, t], RTOL[dtype], f"y[{t}]")
-    assert_close(h, h_n, RTOL[dtype], "h_n")
+        assert_close(h[-1], y[:, t], f"y[{t}]")
+    assert_close(h, h_n, "h_n")
     # h=None starts from zeros.
     np.testing.assert_array_equal(layer.step(x[:, 0]),
                                   layer.step(x[:, 0], np.zeros_like(h0)))
@@ -288,7 +263,7 @@ def test_state_dict_round_trip(cls):
     for name in source:
         np.testing.assert_array_equal(other.params[name], layer.params[name])
         assert not np.shares_memory(other.params[name], source[name])
-    x, h0, _, _ = make_inputs(layer, np.random.default_rng(0))
+    x, h0, _, _ = make_layer_inputs(layer, np.random.default_rng(0), T, B)
     for a, b in zip(layer(x, h0, LENGTHS), other(x, h0, LENGTHS)):
         np.testing.assert_array_equal(a, b)
 
@@ -361,7 +336,7 @@ def test_constructor_errors(cls):
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
 def test_forward_input_errors(cls, batch_first):
     layer = cls()(I, H, 2, bidirectional=True, batch_first=batch_first, seed=0)
-    x, h0, _, _ = make_inputs(layer, np.random.default_rng(0))
+    x, h0, _, _ = make_layer_inputs(layer, np.random.default_rng(0), T, B)
     with pytest.raises(ValueError, match=r"x must be 3-D .*got shape \(5, 3\)"):
         layer(np.zeros((5, 3), dtype=np.float32))
     with pytest.raises(ValueError, match=r"x must be 3-D"):
@@ -411,7 +386,7 @@ def test_forward_input_errors(cls, batch_first):
 def test_accepted_input_forms(cls):
     """Lists/tuples take the layer dtype; integral float lengths; non-contiguous x."""
     layer = cls()(I, H, 2, dtype=np.float64, seed=0)
-    x, h0, _, _ = make_inputs(layer, np.random.default_rng(0))
+    x, h0, _, _ = make_layer_inputs(layer, np.random.default_rng(0), T, B)
     y, h_n = layer(x, h0, LENGTHS)
     y_list, h_n_list = layer(x.tolist(), tuple(h0.tolist()), tuple(LENGTHS.tolist()))
     np.testing.assert_array_equal(y, y_list)
@@ -424,7 +399,7 @@ def test_accepted_input_forms(cls):
     np.testing.assert_array_equal(y, y_strided)
     assert y.dtype == h_n.dtype == np.float64
     # The inputs are not modified.
-    x2, h02, _, _ = make_inputs(layer, np.random.default_rng(0))
+    x2, h02, _, _ = make_layer_inputs(layer, np.random.default_rng(0), T, B)
     np.testing.assert_array_equal(x, x2)
     np.testing.assert_array_equal(h0, h02)
 
@@ -432,7 +407,7 @@ def test_accepted_input_forms(cls):
 @pytest.mark.parametrize("cls", both_classes())
 def test_backward_errors(cls):
     layer = cls()(I, H, 2, bidirectional=True, seed=0)
-    x, h0, dy, dh_n = make_inputs(layer, np.random.default_rng(0))
+    x, h0, dy, dh_n = make_layer_inputs(layer, np.random.default_rng(0), T, B)
     _, _, cache = layer.forward(x, h0, return_cache=True)
     with pytest.raises(ValueError, match=r"dy has shape \(5, 4, 4\), expected "
                                          r"\(5, 4, 8\)"):
@@ -515,13 +490,13 @@ def test_frozen_layer_matches_reference_and_layer(num_layers, bidirectional, bat
     frozen = layer.freeze()
     assert isinstance(frozen, gru_fast.FrozenGRULayer)
     rng = np.random.default_rng(6)
-    x, h0, _, _ = make_inputs(layer, rng)
+    x, h0, _, _ = make_layer_inputs(layer, rng, T, B)
     for lengths in (None, LENGTHS):
         for state in (None, h0):
             y, h_n = frozen(x, state, lengths=lengths)
             y_ref, h_n_ref = ref(x, state, lengths=lengths)
-            assert_close(y, y_ref, RTOL[dtype], "y")
-            assert_close(h_n, h_n_ref, RTOL[dtype], "h_n")
+            assert_close(y, y_ref, "y")
+            assert_close(h_n, h_n_ref, "h_n")
             # The same kernel on the same weights: the very same numbers.
             y_layer, h_n_layer = layer(x, state, lengths=lengths)
             np.testing.assert_array_equal(y, y_layer)
@@ -536,7 +511,7 @@ def test_frozen_layer_step_and_snapshot():
     h = None
     for t in range(T):
         h = frozen.step(x[t], h)
-    assert_close(h, h_n_before, RTOL[np.float64], "step")
+    assert_close(h, h_n_before, "step")
     for value in layer.params.values():
         value *= 2  # the source layer is trained on
     y_after, h_n_after = frozen(x)

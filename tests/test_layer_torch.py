@@ -14,9 +14,10 @@ import gru_fast  # noqa: E402
 from gru_fast import reference  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
+from _helpers import assert_close, make_layer_inputs  # noqa: E402
+
 T, B, I, H = 6, 4, 3, 5
 LENGTHS = np.array([4, 6, 1, 3])  # unsorted; packed sequences need lengths >= 1
-TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-4, atol=2e-5)}
 TORCH_DTYPE = {np.float64: torch.float64, np.float32: torch.float32}
 
 
@@ -65,13 +66,7 @@ def test_matches_torch(cls, dtype, packed, batch_first, bidirectional, num_layer
     assert list(layer.params) == list(module.state_dict())
     layer.load_state_dict({k: v.numpy() for k, v in module.state_dict().items()})
 
-    D = 2 if bidirectional else 1
-    rng = np.random.default_rng(1)
-    x_shape = (B, T, I) if batch_first else (T, B, I)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    h0 = rng.standard_normal((num_layers * D, B, H)).astype(dtype)
-    dy = rng.standard_normal(x_shape[:2] + (D * H,)).astype(dtype)
-    dh_n = rng.standard_normal(h0.shape).astype(dtype)
+    x, h0, dy, dh_n = make_layer_inputs(layer, np.random.default_rng(1), T, B)
     lengths = LENGTHS if packed else None
 
     y_ref, h_n_ref, dx_ref, dh0_ref, grads_ref = run_torch(
@@ -79,14 +74,13 @@ def test_matches_torch(cls, dtype, packed, batch_first, bidirectional, num_layer
     y, h_n, cache = layer.forward(x, h0, lengths=lengths, return_cache=True)
     dx, dh0, grads = layer.backward(cache, dy, dh_n)
 
-    tol = TOL[dtype]
-    np.testing.assert_allclose(y, y_ref, **tol, err_msg="y")
-    np.testing.assert_allclose(h_n, h_n_ref, **tol, err_msg="h_n")
-    np.testing.assert_allclose(dx, dx_ref, **tol, err_msg="dx")
-    np.testing.assert_allclose(dh0, dh0_ref, **tol, err_msg="dh0")
+    assert_close(y, y_ref, "y", kind="peer")
+    assert_close(h_n, h_n_ref, "h_n", kind="peer")
+    assert_close(dx, dx_ref, "dx", kind="peer")
+    assert_close(dh0, dh0_ref, "dh0", kind="peer")
     assert list(grads) == list(grads_ref)
     for name in grads_ref:
-        np.testing.assert_allclose(grads[name], grads_ref[name], **tol, err_msg=name)
+        assert_close(grads[name], grads_ref[name], name, kind="peer")
 
 
 @pytest.mark.parametrize("cls", [pytest.param(lambda: gru_fast.GRU, id="fast"),
@@ -105,7 +99,7 @@ def test_step_matches_torch_cell_by_cell(cls):
         for t in range(T):
             h = layer.step(x[t], h)
             _, h_t = module(torch.tensor(x[t : t + 1]), h_t)
-            np.testing.assert_allclose(h, h_t.numpy(), rtol=1e-10, atol=1e-12)
+            assert_close(h, h_t.numpy(), f"h[{t}]", kind="peer")
 
 
 def test_torch_default_init_is_in_the_same_range():

@@ -9,23 +9,7 @@ from hypothesis import strategies as st
 
 from gru_fast.reference import gru_backward, gru_forward
 
-GRAD_NAMES = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
-
-
-def make_inputs(rng, T, B, I, H, *, bias=True, h0=True, dtype=np.float64):
-    """Random inputs as a dict of keyword arguments for gru_forward."""
-
-    def draw(*shape, scale=1.0):
-        return (scale * rng.standard_normal(shape)).astype(dtype)
-
-    return {
-        "x": draw(T, B, I),
-        "h0": draw(B, H, scale=0.5) if h0 else None,
-        "weight_ih": draw(3 * H, I, scale=0.7),
-        "weight_hh": draw(3 * H, H, scale=0.7),
-        "bias_ih": draw(3 * H, scale=0.5) if bias else None,
-        "bias_hh": draw(3 * H, scale=0.5) if bias else None,
-    }
+from _helpers import GRAD_NAMES, assert_close, make_problem
 
 
 def run_forward(inputs, **options):
@@ -87,7 +71,7 @@ def check_gradients(inputs, rng, **options):
             want = expected[name]
         assert grads[name].shape == want.shape, name
         assert grads[name].dtype == np.float64, name
-        np.testing.assert_allclose(grads[name], want, rtol=1e-6, atol=1e-8, err_msg=name)
+        assert_close(grads[name], want, name, kind="finite_difference")
     return grads
 
 
@@ -110,7 +94,7 @@ LENGTH_CASES = {
 def test_gradients_match_finite_differences(reset_after, bias, given_h0, lengths_case, reverse):
     rng = np.random.default_rng(1234)
     T, B, I, H = 4, 3, 2, 3
-    inputs = make_inputs(rng, T, B, I, H, bias=bias, h0=given_h0)
+    inputs = make_problem(rng, T, B, I, H, bias=bias, with_h0=given_h0)
     check_gradients(
         inputs,
         rng,
@@ -135,7 +119,7 @@ def test_gradients_match_finite_differences(reset_after, bias, given_h0, lengths
 )
 def test_gradients_random_shapes(T, B, I, H, reset_after, reverse, bias, given_h0, use_lengths, seed):
     rng = np.random.default_rng(seed)
-    inputs = make_inputs(rng, T, B, I, H, bias=bias, h0=given_h0)
+    inputs = make_problem(rng, T, B, I, H, bias=bias, with_h0=given_h0)
     lengths = rng.integers(0, T + 1, size=B) if use_lengths else None
     check_gradients(inputs, rng, reset_after=reset_after, lengths=lengths, reverse=reverse)
 
@@ -151,7 +135,7 @@ def test_lengths_equal_running_each_row_alone(reset_after, reverse):
     rng = np.random.default_rng(7)
     T, B, I, H = 5, 4, 3, 2
     lengths = np.array([3, 5, 0, 1])  # unsorted, includes 0 and T
-    inputs = make_inputs(rng, T, B, I, H)
+    inputs = make_problem(rng, T, B, I, H)
     options = dict(reset_after=reset_after, reverse=reverse)
     dy = rng.standard_normal((T, B, H))
     dh_n = rng.standard_normal((B, H))
@@ -162,23 +146,23 @@ def test_lengths_equal_running_each_row_alone(reset_after, reverse):
     for b, length in enumerate(lengths):
         row = dict(inputs, x=inputs["x"][:length, b : b + 1], h0=inputs["h0"][b : b + 1])
         y_row, h_row, cache_row = run_forward(row, return_cache=True, **options)
-        np.testing.assert_allclose(y[:length, b], y_row[:, 0], rtol=1e-12, atol=1e-14)
+        assert_close(y[:length, b], y_row[:, 0], "y", kind="reordered")
         np.testing.assert_array_equal(y[length:, b], 0.0)
-        np.testing.assert_allclose(h_n[b], h_row[0], rtol=1e-12, atol=1e-14)
+        assert_close(h_n[b], h_row[0], "h_n", kind="reordered")
 
         grads_row = gru_backward(cache_row, dy[:length, b : b + 1], dh_n[b : b + 1])
-        np.testing.assert_allclose(grads["x"][:length, b], grads_row["x"][:, 0], rtol=1e-12, atol=1e-14)
+        assert_close(grads["x"][:length, b], grads_row["x"][:, 0], "dx", kind="reordered")
         np.testing.assert_array_equal(grads["x"][length:, b], 0.0)
-        np.testing.assert_allclose(grads["h0"][b], grads_row["h0"][0], rtol=1e-12, atol=1e-14)
+        assert_close(grads["h0"][b], grads_row["h0"][0], "dh0", kind="reordered")
         for name in weight_grads:
             weight_grads[name] = weight_grads[name] + grads_row[name]
     for name, total in weight_grads.items():
-        np.testing.assert_allclose(grads[name], total, rtol=1e-10, atol=1e-12, err_msg=name)
+        assert_close(grads[name], total, name, kind="row_sums")
 
 
 def test_zero_length_row_returns_h0_and_zero_outputs():
     rng = np.random.default_rng(3)
-    inputs = make_inputs(rng, 3, 2, 2, 3)
+    inputs = make_problem(rng, 3, 2, 2, 3)
     for reverse in (False, True):
         y, h_n = run_forward(inputs, lengths=[0, 3], reverse=reverse)
         np.testing.assert_array_equal(h_n[0], inputs["h0"][0])
@@ -190,7 +174,7 @@ def test_zero_length_row_returns_h0_and_zero_outputs():
 def test_padding_of_y_is_exactly_zero(reverse, reset_after):
     rng = np.random.default_rng(11)
     T, B, H = 4, 3, 3
-    inputs = make_inputs(rng, T, B, 2, H)
+    inputs = make_problem(rng, T, B, 2, H)
     lengths = np.array([1, 4, 2])
     y, _ = run_forward(inputs, lengths=lengths, reverse=reverse, reset_after=reset_after)
     pad = np.arange(T)[:, None] >= lengths[None, :]
@@ -203,7 +187,7 @@ def test_padding_of_y_is_exactly_zero(reverse, reset_after):
 def test_dy_at_padded_positions_is_ignored(reverse, reset_after):
     rng = np.random.default_rng(5)
     T, B, H = 4, 3, 2
-    inputs = make_inputs(rng, T, B, 3, H)
+    inputs = make_problem(rng, T, B, 3, H)
     lengths = np.array([2, 0, 4])
     _, _, cache = run_forward(
         inputs, lengths=lengths, reverse=reverse, reset_after=reset_after, return_cache=True
@@ -227,27 +211,27 @@ def test_dy_at_padded_positions_is_ignored(reverse, reset_after):
 def test_reverse_equals_flipping_time(reset_after):
     rng = np.random.default_rng(9)
     T, B, I, H = 4, 2, 3, 3
-    inputs = make_inputs(rng, T, B, I, H)
+    inputs = make_problem(rng, T, B, I, H)
     flipped = dict(inputs, x=inputs["x"][::-1].copy())
     y_rev, h_rev, cache_rev = run_forward(inputs, reverse=True, reset_after=reset_after, return_cache=True)
     y_fwd, h_fwd, cache_fwd = run_forward(flipped, reverse=False, reset_after=reset_after, return_cache=True)
-    np.testing.assert_allclose(y_rev, y_fwd[::-1], rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(h_rev, h_fwd, rtol=1e-12, atol=1e-14)
+    assert_close(y_rev, y_fwd[::-1], "y", kind="reordered")
+    assert_close(h_rev, h_fwd, "h_n", kind="reordered")
 
     dy = rng.standard_normal((T, B, H))
     dh_n = rng.standard_normal((B, H))
     g_rev = gru_backward(cache_rev, dy, dh_n)
     g_fwd = gru_backward(cache_fwd, dy[::-1], dh_n)
-    np.testing.assert_allclose(g_rev["x"], g_fwd["x"][::-1], rtol=1e-12, atol=1e-14)
+    assert_close(g_rev["x"], g_fwd["x"][::-1], "dx", kind="reordered")
     for name in ("h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-        np.testing.assert_allclose(g_rev[name], g_fwd[name], rtol=1e-12, atol=1e-14, err_msg=name)
+        assert_close(g_rev[name], g_fwd[name], name, kind="reordered")
 
 
 def test_reverse_with_lengths_starts_at_last_valid_step():
     # Row 0 has length 2 of T=4: reverse must process t=1 then t=0, i.e. equal the
     # forward run on the flipped valid part x[1], x[0] (not x[3], x[2], ...).
     rng = np.random.default_rng(21)
-    inputs = make_inputs(rng, 4, 1, 2, 2)
+    inputs = make_problem(rng, 4, 1, 2, 2)
     y, h_n = run_forward(inputs, lengths=[2], reverse=True)
     row = dict(inputs, x=inputs["x"][1::-1].copy())
     y_row, h_row = run_forward(row)
@@ -259,7 +243,7 @@ def test_reverse_with_lengths_starts_at_last_valid_step():
 @pytest.mark.parametrize("reverse", [False, True])
 def test_lengths_none_equals_all_full(reset_after, reverse):
     rng = np.random.default_rng(4)
-    inputs = make_inputs(rng, 3, 2, 2, 2)
+    inputs = make_problem(rng, 3, 2, 2, 2)
     a = run_forward(inputs, reset_after=reset_after, reverse=reverse)
     b = run_forward(inputs, reset_after=reset_after, reverse=reverse, lengths=[3, 3])
     for left, right in zip(a, b):
@@ -270,7 +254,7 @@ def test_lengths_none_equals_all_full(reset_after, reverse):
 def test_h0_none_equals_zeros(reset_after):
     rng = np.random.default_rng(2)
     T, B, H = 3, 2, 3
-    inputs = make_inputs(rng, T, B, 2, H, h0=False)
+    inputs = make_problem(rng, T, B, 2, H, with_h0=False)
     zeros = dict(inputs, h0=np.zeros((B, H)))
     y_none, h_none, cache_none = run_forward(inputs, reset_after=reset_after, return_cache=True)
     y_zero, h_zero, cache_zero = run_forward(zeros, reset_after=reset_after, return_cache=True)
@@ -287,7 +271,7 @@ def test_h0_none_equals_zeros(reset_after):
 def test_dh_n_none_equals_zeros():
     rng = np.random.default_rng(8)
     T, B, H = 3, 2, 2
-    inputs = make_inputs(rng, T, B, 2, H)
+    inputs = make_problem(rng, T, B, 2, H)
     _, _, cache = run_forward(inputs, return_cache=True, lengths=[1, 3])
     dy = rng.standard_normal((T, B, H))
     a = gru_backward(cache, dy)
@@ -301,15 +285,15 @@ def test_dh_n_none_equals_zeros():
 def test_float32_agrees_with_float64(reset_after, reverse):
     rng = np.random.default_rng(6)
     T, B, I, H = 4, 3, 3, 3
-    inputs64 = make_inputs(rng, T, B, I, H)
+    inputs64 = make_problem(rng, T, B, I, H)
     inputs32 = {k: v.astype(np.float32) for k, v in inputs64.items()}
     options = dict(reset_after=reset_after, reverse=reverse, lengths=[4, 1, 3])
     y64, h64, cache64 = run_forward(inputs64, return_cache=True, **options)
     y32, h32, cache32 = run_forward(inputs32, return_cache=True, **options)
     assert y32.dtype == h32.dtype == np.float32
     assert y64.dtype == h64.dtype == np.float64
-    np.testing.assert_allclose(y32, y64, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(h32, h64, rtol=1e-5, atol=1e-6)
+    assert_close(y32, y64, "y", kind="float32_rounding", check_dtype=False)
+    assert_close(h32, h64, "h_n", kind="float32_rounding", check_dtype=False)
 
     dy = rng.standard_normal((T, B, H))
     dh_n = rng.standard_normal((B, H))
@@ -317,12 +301,12 @@ def test_float32_agrees_with_float64(reset_after, reverse):
     g32 = gru_backward(cache32, dy.astype(np.float32), dh_n.astype(np.float32))
     for name in GRAD_NAMES:
         assert g32[name].dtype == np.float32, name
-        np.testing.assert_allclose(g32[name], g64[name], rtol=1e-4, atol=1e-5, err_msg=name)
+        assert_close(g32[name], g64[name], name, kind="float32_rounding_gradient", check_dtype=False)
 
 
 def test_reset_after_variants_differ_when_b_hn_nonzero():
     rng = np.random.default_rng(10)
-    inputs = make_inputs(rng, 3, 2, 2, 2, bias=False)
+    inputs = make_problem(rng, 3, 2, 2, 2, bias=False)
     H = 2
     # Without any bias and with h0 = 0 the first step agrees, so set only b_hn.
     bias_hh = np.zeros(3 * H)
@@ -376,7 +360,7 @@ def test_hand_computed_scalar_step(reset_after):
 def test_inputs_unmodified_and_outputs_fresh(dtype, reset_after):
     rng = np.random.default_rng(12)
     T, B, H = 3, 2, 3
-    inputs = make_inputs(rng, T, B, 2, H, dtype=dtype)
+    inputs = make_problem(rng, T, B, 2, H, dtype=dtype)
     lengths = np.array([3, 1])
     saved = {k: v.copy() for k, v in inputs.items()}
     saved_lengths = lengths.copy()
@@ -405,7 +389,7 @@ def test_inputs_unmodified_and_outputs_fresh(dtype, reset_after):
 
 def test_zero_length_everywhere_returns_copy_of_h0():
     rng = np.random.default_rng(13)
-    inputs = make_inputs(rng, 2, 2, 2, 2)
+    inputs = make_problem(rng, 2, 2, 2, 2)
     y, h_n = run_forward(inputs, lengths=[0, 0])
     np.testing.assert_array_equal(h_n, inputs["h0"])
     assert not np.shares_memory(h_n, inputs["h0"])
@@ -425,7 +409,7 @@ def test_zero_length_everywhere_returns_copy_of_h0():
 
 def test_cache_records_call():
     rng = np.random.default_rng(14)
-    inputs = make_inputs(rng, 3, 2, 2, 4, bias=False, h0=False)
+    inputs = make_problem(rng, 3, 2, 2, 4, bias=False, with_h0=False)
     _, _, cache = run_forward(inputs, reset_after=True, reverse=True, lengths=[2, 3], return_cache=True)
     assert cache["reset_after"] is True and cache["reverse"] is True
     assert cache["has_bias"] is False and cache["has_h0"] is False
@@ -438,7 +422,7 @@ def test_cache_records_call():
 
 def test_bad_shapes_raise_value_error():
     rng = np.random.default_rng(15)
-    inp = make_inputs(rng, 3, 2, 2, 3)
+    inp = make_problem(rng, 3, 2, 2, 3)
     bad_calls = [
         dict(inp, x=inp["x"][0]),
         dict(inp, h0=inp["h0"][:1]),

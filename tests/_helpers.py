@@ -1,0 +1,157 @@
+"""What the test files share: the tolerances, one assert_close, the problem builders.
+
+Import with ``from _helpers import ...`` (pytest puts tests/ on the path). New test files
+should use these rather than a table or builder of their own.
+"""
+
+import threading
+
+import numpy as np
+
+GRAD_NAMES = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+#: (rtol, atol) of each kind of comparison, per dtype. An atol of None means
+#: rtol times the largest |expected|: a relative error measured against the scale of
+#: the whole array, so that elements near zero are not held to a relative bound.
+TOLERANCE = {
+    # gru_fast (any path) against the NumPy reference: y and h_n of one layer ...
+    "output": {np.float32: (2e-4, None), np.float64: (1e-9, None)},
+    # ... gradients, and stacked layers (errors compound over layers and backward)
+    "gradient": {np.float32: (2e-4, None), np.float64: (1e-8, None)},
+    # gru_fast or the reference against PyTorch, Keras or ONNX Runtime
+    "peer": {np.float32: (1e-4, 2e-5), np.float64: (1e-10, 1e-12)},
+    # float64 results of the same math summed in another order (a row alone, reversed)
+    "reordered": {np.float64: (1e-12, 1e-14)},
+    # float64 weight gradients summed over rows run alone
+    "row_sums": {np.float64: (1e-10, 1e-12)},
+    # analytic gradients against central finite differences (float64, eps = 1e-6)
+    "finite_difference": {np.float64: (1e-6, 1e-8)},
+    # float32 results of the same inputs rounded differently (the float32 reference
+    # against the float64 one, a bias folded into another): outputs, then gradients
+    "float32_rounding": {np.float32: (1e-5, 1e-6)},
+    "float32_rounding_gradient": {np.float32: (1e-4, 1e-5)},
+}
+
+
+def tolerance(kind, dtype):
+    """(rtol, atol) of ``kind`` for ``dtype``, atol None meaning relative to the scale."""
+    return TOLERANCE[kind][np.dtype(dtype).type]
+
+
+def assert_close(actual, expected, name="", kind="output", check_dtype=True):
+    """Assert ``actual`` equals ``expected`` (same shape and dtype) within TOLERANCE[kind].
+
+    The tolerance is looked up by ``actual``'s dtype. ``check_dtype=False`` for a
+    comparison across dtypes (the float32 reference against the float64 one).
+    """
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, (name, actual.shape, expected.shape)
+    if check_dtype:
+        assert actual.dtype == expected.dtype, (name, actual.dtype, expected.dtype)
+    rtol, atol = tolerance(kind, actual.dtype)
+    if atol is None:
+        atol = rtol * max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=name)
+
+
+# ------------------------------------------------------------------------------ problems
+
+def make_weights(rng, input_size, hidden_size, dtype, bias=True):
+    """weight_ih, weight_hh and (with bias) bias_ih, bias_hh, uniform in +-2/sqrt(H).
+
+    Twice torch's initial range: the gates leave their linear region, as in a trained
+    layer.
+    """
+    scale = 1.0 / np.sqrt(hidden_size)
+
+    def uniform(*shape):
+        return rng.uniform(-2 * scale, 2 * scale, shape).astype(dtype)
+
+    weights = {"weight_ih": uniform(3 * hidden_size, input_size),
+               "weight_hh": uniform(3 * hidden_size, hidden_size)}
+    if bias:
+        weights.update(bias_ih=uniform(3 * hidden_size), bias_hh=uniform(3 * hidden_size))
+    return weights
+
+
+def make_problem(rng, seq_len, batch_size, input_size, hidden_size, dtype=np.float64,
+                 bias=True, with_h0=True):
+    """Keyword arguments of gru_forward: x (T, B, I), h0 (B, H) or None, the weights.
+
+    The biases are None without ``bias``.
+    """
+    x = rng.standard_normal((seq_len, batch_size, input_size)).astype(dtype)
+    h0 = rng.standard_normal((batch_size, hidden_size)).astype(dtype) if with_h0 else None
+    weights = make_weights(rng, input_size, hidden_size, dtype, bias)
+    return {"x": x, "h0": h0, "weight_ih": weights["weight_ih"],
+            "weight_hh": weights["weight_hh"], "bias_ih": weights.get("bias_ih"),
+            "bias_hh": weights.get("bias_hh")}
+
+
+def make_layer_inputs(layer, rng, seq_len, batch_size):
+    """x, h0, dy and dh_n for a GRU layer (its dtype, layout and directions)."""
+    dtype = layer.dtype
+    directions = 2 if layer.bidirectional else 1
+    if layer.batch_first:
+        shape = (batch_size, seq_len, layer.input_size)
+    else:
+        shape = (seq_len, batch_size, layer.input_size)
+    x = rng.standard_normal(shape).astype(dtype)
+    h0 = rng.standard_normal((layer.num_layers * directions, batch_size,
+                              layer.hidden_size)).astype(dtype)
+    dy = rng.standard_normal(shape[:2] + (directions * layer.hidden_size,)).astype(dtype)
+    dh_n = rng.standard_normal(h0.shape).astype(dtype)
+    return x, h0, dy, dh_n
+
+
+def random_layer(num_layers=1, *, bidirectional=False, batch_first=False, bias=True,
+                 reset_after=False, dtype=np.float32, input_size=5, hidden_size=4, seed=0):
+    """A gru_fast GRU whose every parameter (bias_hh too) is standard normal.
+
+    Distinct nonzero values everywhere, so that a converter that swaps or drops a
+    block cannot go unnoticed.
+    """
+    from gru_fast.layer import GRU
+
+    layer = GRU(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+                bidirectional=bidirectional, reset_after=reset_after, dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    layer.load_state_dict(
+        {name: rng.standard_normal(v.shape).astype(dtype) for name, v in layer.params.items()}
+    )
+    return layer
+
+
+def assert_same_params(a, b):
+    """Two layers hold the same parameter names, dtypes and values, bit for bit."""
+    assert set(a.params) == set(b.params)
+    for name, value in a.params.items():
+        assert b.params[name].dtype == value.dtype, name
+        np.testing.assert_array_equal(b.params[name], value, err_msg=name)
+
+
+# ------------------------------------------------------------------------------- threads
+
+def run_in_threads(work, count):
+    """Call ``work(0)`` .. ``work(count - 1)`` at once, one Python thread each.
+
+    The threads start together (a barrier), so the calls overlap; the first exception
+    any of them raised is raised here.
+    """
+    barrier = threading.Barrier(count)
+    errors = []
+
+    def run(index):
+        try:
+            barrier.wait()
+            work(index)
+        except BaseException as error:  # noqa: BLE001  (handed to the caller)
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
