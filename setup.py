@@ -17,9 +17,11 @@ over B*H values per step) are Cython code in the same translation unit, and
 at the x86-64 baseline they run on 4-wide vectors without FMA.  Levels the
 compiler cannot target (avx2 and avx512 on aarch64) are left out.
 
-OpenMP is used when the compiler can compile and link it (probed here);
-otherwise the core builds without it and runs on one thread
-(src/_openmp.h), which gru_fast.show_config() reports.
+The core's threads are its own (src/_parallel.h, POSIX threads); OpenMP
+only gives their default count (OMP_NUM_THREADS, threadpoolctl).  It is used
+when the compiler can compile and link it (probed here); without it (Apple's
+clang, Debian's clang without libomp-dev) the count is the number of CPUs
+online, and gru_fast.show_config() says "openmp": false.
 
 Compiler directives are set once here.  Set GRU_FAST_BOUNDSCHECK=1 at build
 time to turn bounds, wraparound and initialisation checks back on

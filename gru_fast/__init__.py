@@ -1,6 +1,6 @@
 """gru_fast: fast CPU Gated Recurrent Units with exact gradients, NumPy in and out.
 
-The compiled core (Cython, with a packed-weight GEMM kernel and OpenMP threads)
+The compiled core (Cython, with a packed-weight GEMM kernel and its own worker threads)
 runs a whole sequence of one layer and one direction with the GIL released; `gru_fast.reference` is the
 pure-NumPy oracle with the same API.
 

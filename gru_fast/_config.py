@@ -50,8 +50,10 @@ def show_config(mode="stdout"):
         "blas": [...]}``; "cpu" has ``level`` (the core in use), ``forced``,
         ``runnable`` (the levels this CPU can run), ``built`` (the levels this
         installation has) and ``panel_width`` (columns per packed weight
-        panel); "threads" has ``openmp`` (False when built without OpenMP, in
-        which case the core runs on one thread) and ``max_threads``.
+        panel); "threads" has ``openmp`` (whether the build has OpenMP, whose
+        setting -- OMP_NUM_THREADS, threadpoolctl -- gives the core's default
+        thread count; without it the count is the CPUs online) and
+        ``max_threads``, that count.
 
     Raises
     ------

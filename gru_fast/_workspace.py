@@ -2,9 +2,9 @@
 
 The core's scratch (packed weights, gate gradients, the projection of a chunk
 of steps) is large, and fresh NumPy arrays of that size come from the kernel
-as new pages on every call: page faults and zeroing were 14% of a float64
-backward pass here, and the two threads of the core wait on each other's
-faults.  `scratch` instead hands out views of a buffer kept per thread,
+as new pages on every call: page faults and zeroing cost a noticeable part of
+a backward pass (bench/README.md, "Measurements behind the code"), and the
+threads of the core wait on each other's faults.  `scratch` instead hands out views of a buffer kept per thread,
 dtype and name, grown to the largest size asked for; `release` frees them.
 Only scratch goes through here: nothing a caller receives, nor anything a
 GRUCache keeps.
@@ -20,7 +20,7 @@ _local = threading.local()
 # Every buffer starts on a cache line, which is also one AVX-512 vector: the
 # kernel loads each packed panel row as two 64-byte vectors, and a vector that
 # straddles two lines costs two loads.  NumPy's own arrays start on 16 bytes
-# only; with them, 1 x 64 @ 64 x 192 ran at 95 GFLOP/s, aligned at 159.
+# only (bench/README.md, "Measurements behind the code", has what that cost).
 ALIGNMENT = 64
 
 

@@ -6,7 +6,8 @@ whole sequence with the GIL released.  This module owns the checks and every
 allocation; the core neither checks nor allocates.
 """
 
-import os
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,61 +21,61 @@ from ._validation import as_float_array, check_flag, check_shape, validate_forwa
 # cache needs O(B*H) memory beyond its outputs, yet each GEMM stays large.
 PROJECTION_CHUNK_ROWS = 256
 
-# The time loop runs on several threads (one OpenMP region for the whole
-# sequence, each thread owning whole panels of 32 hidden units) once a step
-# has enough work to repay the meetings of the threads: one per step with
-# reset_after, two for the classic variant.  Measured here with the spinning
-# barrier of src/_parallel.h (forward, T=100, I=64, float32, weights packed
-# once; 1 vs 2 threads, medians of 4 rounds, us):
-#   reset_after: B=1, H=64: 49 vs 43;  B=1, H=128: 146 vs 109;  B=4, H=64: 128 vs 109
-#   classic:     B=1, H=64: 46 vs 53;  B=1, H=96: 86 vs 79;  B=2, H=64: 73 vs 76;
-#                B=1, H=128: 144 vs 118;  B=4, H=64: 123 vs 122
-THREADED_MIN_WORK = {True: 64, False: 96}  # B * H, by reset_after
+def core_threads():
+    """Threads a core call may use: OpenMP's count (threadpoolctl and OMP_NUM_THREADS set it).
 
-
-def core_threads(batch_size, hidden_size, reset_after):
-    """Threads for one core call: OpenMP's count (threadpoolctl sets it), or 1.
-
-    Parameters
-    ----------
-    batch_size, hidden_size : int
-        B and H of the call.
-    reset_after : bool
-        The variant: the classic one meets twice per step, so it needs more work.
+    The core decides itself, while a call runs, whether handing work to its
+    worker threads pays (see src/_parallel.h): it times steps with and
+    without them and keeps the faster, so no threshold tuned on one CPU
+    decides it here.  The results are bitwise the same for any count.
 
     Returns
     -------
     int
-        How many threads run the time loop; never more than there are
-        panels of 32 hidden units to share.
+        At least 1.
     """
-    if batch_size * hidden_size < THREADED_MIN_WORK[bool(reset_after)]:
-        return 1
-    panels = -(-hidden_size // _core.PANEL_WIDTH)
-    return max(1, min(_core.max_threads(), panels))
+    return max(1, _core.max_threads())
 
 
-# GNU OpenMP's worker threads do not survive fork(): in a child forked from a
-# process that already ran a parallel region (multiprocessing's default start
-# method on Linux), the first parallel region waits for them forever.  A
-# forked child therefore runs the core on one thread, outside any region.
-_in_forked_child = False
+_call_context = threading.local()  # a thread budget and stop flag for this thread's calls
 
 
-def _note_forked_child():
-    global _in_forked_child
-    _in_forked_child = True
+@contextmanager
+def thread_budget(n_threads, stop_flag=None):
+    """Within the block, this thread's core calls use at most `n_threads` threads.
+
+    Parameters
+    ----------
+    n_threads : int
+        The most threads (the caller's included) each core call may use.
+    stop_flag : ndarray of int32, shape (1,), optional
+        The core calls of the block stop with KeyboardInterrupt once it holds
+        a nonzero value (another thread's way to pass on Ctrl-C, which only
+        the main thread receives).
+    """
+    previous = getattr(_call_context, "limit", None), getattr(_call_context, "stop_flag", None)
+    _call_context.limit, _call_context.stop_flag = n_threads, stop_flag
+    try:
+        yield
+    finally:
+        _call_context.limit, _call_context.stop_flag = previous
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_note_forked_child)
+def _threads_for_call():
+    """`core_threads`, within this thread's `thread_budget`."""
+    limit = getattr(_call_context, "limit", None)
+    threads = core_threads()
+    return threads if limit is None else max(1, min(threads, limit))
 
 
-def _threads_for_call(batch_size, hidden_size, reset_after):
-    """`core_threads`, or 1 in a forked child (see above)."""
-    if _in_forked_child:
-        return 1
-    return core_threads(batch_size, hidden_size, reset_after)
+def _stop_flag():
+    """The stop flag of this thread's `thread_budget`, or the core's 'never' flag."""
+    flag = getattr(_call_context, "stop_flag", None)
+    return _NEVER_STOP if flag is None else flag
+
+
+_NEVER_STOP = np.zeros(1, dtype=np.int32)
+_NEVER_STOP.flags.writeable = False
 
 
 @dataclass(frozen=True)
@@ -186,9 +187,11 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
     else:
         gates = _workspace.scratch("gates", (history_rows, 4 * hidden_size), dtype)
         h_prev = _workspace.scratch("h_prev", (history_rows, hidden_size), dtype)
-    proj_rows = max(batch_size, min(PROJECTION_CHUNK_ROWS, packing.n_rows))
-    proj = _workspace.scratch("proj", (proj_rows, 3 * hidden_size), dtype)
-    hidden = _workspace.scratch("hidden", (batch_size, 3 * hidden_size), dtype)
+    preact_rows = max(batch_size, min(PROJECTION_CHUNK_ROWS, packing.n_rows))
+    # x W_ih^T of a chunk of steps, and h W_hh^T of one step
+    input_preact = _workspace.scratch("input_preact", (preact_rows, 3 * hidden_size), dtype)
+    recurrent_preact = _workspace.scratch("recurrent_preact", (batch_size, 3 * hidden_size),
+                                          dtype)
     if packed is None:
         weight_ih, weight_hh = weights
         padded = _core.padded_to_panels(hidden_size)
@@ -204,8 +207,8 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
         _NO_ROWS if packing.is_identity else packing.order,
         weight_ih, weight_hh, packed_ih, packed_hh, bias_gates, bias_hn,
         state, state_scratch, y_rows,
-        gates, h_prev, proj, hidden, reset_after, reverse, keep_history,
-        _threads_for_call(batch_size, hidden_size, reset_after), packed is None,
+        gates, h_prev, input_preact, recurrent_preact, reset_after, reverse, keep_history,
+        _threads_for_call(), _stop_flag(), packed is None,
     )
     return y, packing.unsort_rows(state), (packing, x_packed, gates, h_prev)
 
@@ -359,7 +362,7 @@ def gru_backward(cache, dy, dh_n=None):
         np.ascontiguousarray(dy).reshape(seq_len * batch_size, hidden_size),
         dh, d_gi, d_gh, dq, packed_ih, packed_hh, packed_x, packed_h, dx_packed, d_weight_ih, d_weight_hh,
         d_bias_ih, d_bias_hh, cache.reset_after, cache.reverse, cache.has_bias,
-        _threads_for_call(batch_size, hidden_size, cache.reset_after),
+        _threads_for_call(), _stop_flag(),
     )
     if packing.is_identity:
         dx = dx_packed.reshape(seq_len, batch_size, input_size)

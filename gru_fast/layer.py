@@ -18,6 +18,7 @@ to the layer's dtype; non-floating values raise ``TypeError``.
 """
 
 import numbers
+from functools import partial
 
 import numpy as np
 
@@ -369,6 +370,17 @@ class GRU:
                           lengths=lengths, reverse=(direction == 1),
                           return_cache=return_cache, return_sequences=return_sequences)
 
+    def _run_directions(self, runs, key):
+        """The results of `runs`, one call per direction; two on the compiled core run
+        concurrently where that measured faster (gru_fast._directions)."""
+        if len(runs) == 2 and self._on_compiled_core():
+            from . import _directions
+            return _directions.run_both(*runs, key)
+        return [run() for run in runs]
+
+    def _on_compiled_core(self):
+        return type(self)._forward_fn is None and type(self)._backward_fn is None
+
     def freeze(self):
         """A copy of this layer for inference, its weights packed once.
 
@@ -445,13 +457,14 @@ class GRU:
         run_caches = []
         last_layer = self._num_layers - 1
         for layer in range(self._num_layers):
-            outputs = []
             keep_outputs = return_sequences or layer < last_layer
-            for direction in range(D):
-                index = layer * D + direction
-                result = self._run_direction(layer, direction, layer_input,
-                                             None if h0 is None else h0[index],
-                                             lengths, return_cache, keep_outputs)
+            runs = [partial(self._run_direction, layer, direction, layer_input,
+                            None if h0 is None else h0[layer * D + direction],
+                            lengths, return_cache, keep_outputs) for direction in range(D)]
+            key = ("forward", type(self), layer_input.shape, layer_input.dtype,
+                   self._hidden_size, lengths is None, return_cache, keep_outputs)
+            outputs = []
+            for result in self._run_directions(runs, key):
                 outputs.append(result[0])
                 final_states.append(result[1])
                 if return_cache:
@@ -558,12 +571,17 @@ class GRU:
         for layer in reversed(range(self._num_layers)):
             d_input = None
             layer_grads = {}
+            runs = []
             for direction in range(D):
                 index = layer * D + direction
                 d_y = d_output if D == 1 else np.ascontiguousarray(
                     d_output[:, :, direction * H:(direction + 1) * H])
-                result = backward_fn(cache.run_caches[index], d_y,
-                                     None if dh_n is None else dh_n[index])
+                runs.append(partial(backward_fn, cache.run_caches[index], d_y,
+                                    None if dh_n is None else dh_n[index]))
+            key = ("backward", type(self), d_output.shape, d_output.dtype,
+                   cache.lengths is None)
+            for direction, result in enumerate(self._run_directions(runs, key)):
+                index = layer * D + direction
                 d_input = result["x"] if d_input is None else d_input + result["x"]
                 dh0[index] = 0.0 if result["h0"] is None else result["h0"]
                 names = self._names(layer, direction)
