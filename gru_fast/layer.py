@@ -583,7 +583,7 @@ class GRU:
             for direction, result in enumerate(self._run_directions(runs, key)):
                 index = layer * D + direction
                 d_input = result["x"] if d_input is None else d_input + result["x"]
-                dh0[index] = 0.0 if result["h0"] is None else result["h0"]
+                dh0[index] = result["h0"]  # gru_backward always returns it (B, H)
                 names = self._names(layer, direction)
                 layer_grads[names[0]] = result["weight_ih"]
                 layer_grads[names[1]] = result["weight_hh"]
