@@ -25,8 +25,9 @@ online, and gru_fast.show_config() says "openmp": false.
 
 Compiler directives are set once here.  Set GRU_FAST_BOUNDSCHECK=1 at build
 time to turn bounds, wraparound and initialisation checks back on
-(debugging).  CFLAGS reaches every level (e.g. CFLAGS=-march=native for a
-binary that only needs to run where it is built).
+(debugging), and GRU_FAST_SANITIZE=address for an AddressSanitizer build.
+CFLAGS reaches every level (e.g. CFLAGS=-march=native for a binary that
+only needs to run where it is built).
 """
 import os
 import shutil
@@ -40,6 +41,9 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
 checks = os.environ.get("GRU_FAST_BOUNDSCHECK", "0") == "1"
+# GRU_FAST_SANITIZE=address builds the core with AddressSanitizer, to run the tests and
+# tests/fuzz_gru.py under it (README, "Hardening": Python needs libasan preloaded).
+sanitize = os.environ.get("GRU_FAST_SANITIZE", "")
 
 directives = {
     "language_level": 3,
@@ -131,6 +135,10 @@ class BuildCore(build_ext):
             if alias and not probe.works("int main(void) { return 0; }\n", alias):
                 alias = []
             common = COMMON_ARGS + alias + (["-fopenmp"] if openmp else [])
+            link = ["-fopenmp"] if openmp else []
+            if sanitize:
+                common += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g"]
+                link += [f"-fsanitize={sanitize}"]
             kept = []
             for ext in self.extensions:
                 level = ext.name.rpartition("_core_")[2] if "_core_" in ext.name else "baseline"
@@ -139,7 +147,7 @@ class BuildCore(build_ext):
                     print(f"gru_fast: the compiler cannot target {level}; left out")
                     continue
                 ext.extra_compile_args = common + flags
-                ext.extra_link_args = ["-fopenmp"] if openmp else []
+                ext.extra_link_args = link
                 kept.append(ext)
         finally:
             probe.close()

@@ -20,6 +20,8 @@ show_config
     import), its panel width, OpenMP threads and BLAS (see `gru_fast._config`).
 reference, interop
     The NumPy oracle; converters to and from PyTorch, Keras and ONNX.
+release_memory
+    Free the scratch kept between calls (see `gru_fast._workspace`).
 optim, losses, linear, network
     Optimizers (SGD, Adam, AdamW, gradient clipping), losses with their
     gradients, a linear head, and the GRU + head network that training uses.
@@ -32,9 +34,10 @@ from ._config import show_config
 from .frozen import FrozenGRU
 from .functional import GRUCache, gru_backward, gru_forward
 from .layer import GRU, FrozenGRULayer
+from ._workspace import release_memory
 from . import interop, reference  # noqa: F401  (gru_fast.reference.* without another import)
 from . import linear, losses, network, optim  # noqa: F401
 
 __version__ = "0.1.0"
 __all__ = ["FrozenGRU", "FrozenGRULayer", "GRU", "GRUCache", "gru_backward", "gru_forward",
-           "show_config", "__version__"]
+           "release_memory", "show_config", "__version__"]
