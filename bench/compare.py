@@ -105,9 +105,9 @@ def parse_args(argv):
     if args.max_wait is None:
         args.max_wait = 0.0 if args.quick else 20.0
     if args.pause is None:
-        # OpenBLAS's workers spin for about 2^28 cycles (~70 ms here) after a call;
-        # with 0.05 s, gru_fast's spread-lengths forward on medium measured 0.79 of
-        # the full batch after the sgemm sample, 0.56 with 0.25 s or alone.
+        # Long enough for the worker threads other libraries leave spinning after a
+        # call (OpenBLAS: about 2^28 cycles) to go idle; bench/README.md ("Timing")
+        # has what a shorter pause did to the measurements.
         args.pause = 0.01 if args.quick else 0.25
     if args.min_time is None:
         args.min_time = 0.01 if args.quick else 0.1

@@ -15,8 +15,8 @@ three shapes).  The lean path instead:
   anything else falls back to the checked path below, which validates with
   clear errors, normalises and calls the same kernel;
 * writes the new state into ``out=`` when given (a loop allocates nothing);
-* lets each kernel measure whether a parallel region pays for one step
-  (see `_core.StepKernel`), rather than always waking the thread team.
+* lets the core's pace measure whether its workers pay for one step, as
+  for a sequence (src/_parallel.h), remembered from step to step.
 
 Packed weights are reused across steps: a `FrozenGRU` / `FrozenGRULayer`
 owns them; a trainable `GRU` keeps `CheckedSteps`, packed from a byte copy
@@ -35,8 +35,9 @@ from . import _core, frozen, functional
 
 
 def max_threads():
-    """Most threads one step may use: 1 in a forked child (see `functional`), else 0 (OpenMP's)."""
-    return 1 if functional._in_forked_child else 0
+    """Most threads one step may use: this thread's `functional.thread_budget`, or 0 (the core's)."""
+    limit = getattr(functional._call_context, "limit", None)
+    return 0 if limit is None else max(1, limit)
 
 
 def empty_states(x_t, leading, hidden_size, dtype):

@@ -1,5 +1,31 @@
 # The compiled core: one GRU layer, one direction, a whole sequence.
 #
+# The equations (row vectors, per time step t, over the rows still running;
+# gate columns ordered r, z, n; σ the sigmoid):
+#
+#   forward
+#     r = σ(x W_ir^T + b_ir + h W_hr^T + b_hr)
+#     z = σ(x W_iz^T + b_iz + h W_hz^T + b_hz)
+#     reset_after=True:   hn = h W_hn^T + b_hn,  n = tanh(x W_in^T + b_in + r ∘ hn)
+#     reset_after=False:  q  = r ∘ h,            n = tanh(x W_in^T + b_in + q W_hn^T + b_hn)
+#     h' = n + z ∘ (h − n)                        (= z ∘ h + (1 − z) ∘ n)
+#
+#   backward, from d = dL/dh' (the gradient coming back from step t+1 plus dy[t]):
+#     dn = d ∘ (1 − z) ∘ (1 − n²)                dL/d(pre-tanh of n)
+#     dz = d ∘ (h − n) ∘ z (1 − z)
+#     reset_after=True:   dr = dn ∘ hn ∘ r (1 − r)
+#                         d_gi = [dr, dz, dn],  d_gh = [dr, dz, dn ∘ r]
+#                         dL/dh = d ∘ z + d_gh W_hh
+#     reset_after=False:  dq = dn W_hn,  dr = dq ∘ h ∘ r (1 − r)
+#                         d_gi = d_gh = [dr, dz, dn]
+#                         dL/dh = d ∘ z + dq ∘ r + d_gi[:, :2H] W_hh[:2H]
+#     then over all N rows at once: dx = d_gi W_ih,  dW_ih = d_gi^T x,
+#     dW_hh = d_gh^T h (reset_after) or [d_gi[:, :2H]^T h ; dn^T q],
+#     db_ih = Σ_rows d_gi,  db_hh = Σ_rows d_gh.
+#
+# d_gi = dL/d(x W_ih^T + b_ih) and d_gh = dL/d(h W_hh^T + b_hh): the gradients
+# of the input-gate and recurrent preactivations.
+#
 # Layout contract (set up by gru_fast.functional, which validates and
 # allocates everything; nothing here allocates or checks shapes):
 #
@@ -16,54 +42,102 @@
 #   identity, which has no padding.
 # * state (B, H) holds the running hidden state of every sorted batch row: h0
 #   on entry, h_n on exit.  Rows that have not started (reverse direction) or
-#   have finished keep their value untouched, which is exactly the packed
-#   sequence semantics.
-# * Gate columns are ordered r, z, n.  The per-step cache `gates` has 4H
-#   columns: r, z, n and a fourth block that backward needs:
-#     reset_after=True:  hn = h_prev W_hn^T + b_hn   (the linear term r scales)
-#     reset_after=False: q  = r ∘ h_prev             (the input of W_hn)
+#   have finished keep their value, which is exactly the packed sequence
+#   semantics.
+# * The per-step cache `gates` has 4H columns: r, z, n and a fourth block that
+#   backward needs: hn (reset_after=True) or q = r ∘ h (reset_after=False).
 #
-# Without a cache (store_history=False) `gates` and `h_prev` are (B, ...)
-# scratch rewritten every step; the input projection is computed a chunk of
-# steps at a time into `proj`, so memory beyond the outputs stays O(B·H).
+# Scratch: `input_preact` holds x W_ih^T (no bias) of a chunk of steps, computed a
+# chunk at a time so that forward without a cache needs O(B·H) memory beyond
+# its outputs; `recurrent_preact` holds h W_hh^T of the current step.  Without a
+# cache (store_history=False) `gates` and `h_prev` are (B, ...) scratch
+# rewritten every step.
 #
 # Products.  Every step multiplies the few active rows by the same weights.
 # BLAS would repack the weights at every call, so every product of the core
 # uses the packed kernel of _kernel.h: each call packs its weights once into
-# panels of 32 columns (16 without AVX-512), per gate, padded to Hp columns:
+# panels of PANEL columns, per gate, padded to Hp columns:
 #   forward:  packed_ih[g] = W_ih[gH:(g+1)H].T (I, Hp), packed_hh[g] likewise (H, Hp)
 #   backward: packed_hh = W_hh (3H, H) as panels of its columns (3H, Hp)
-# Backward's products over all rows at once (dx and the weight gradients)
-# run after the time loop, in the same parallel region, on packed W_ih, x and
-# h_prev (see _gradients_over_rows).
 #
-# Threads.  The time loop runs on n_threads OpenMP threads (one parallel
-# region for the whole sequence; threadpoolctl and OMP_NUM_THREADS set the
-# count), which meet at the spinning barrier of _parallel.h.  Thread i owns
-# a range of hidden units, the same units in the r, z and n blocks, in whole
-# panels, and does all the work of its units: packing their weights, their
-# columns of the projection and of the recurrent product, and their gates.  A step reads the whole previous state (forward)
-# or the gate gradients of every unit (backward), so threads meet at a barrier
-# wherever one reads what another wrote; between barriers no thread reads a
-# column another writes.
+# Threads (see _parallel.h).  The calling thread walks the time steps.  Each
+# step is one phase (two for the classic variant, whose candidate product
+# reads q of every unit; backward likewise), split into pieces: a piece is a
+# fixed run of whole panels of hidden units, the same units in the r, z and n
+# blocks, and does all the work of its units in that phase (their columns of
+# the products, their gates).  Between two phases every piece reads only
+# what the previous phase completed, and within a phase no piece reads a
+# column another writes.  Piece boundaries depend on the shape only, never
+# on the thread count, and every piece runs the same code whichever thread
+# claims it, so results are bitwise the same for any number of threads.
+# The pool's workers claim pieces; the caller claims pieces too and runs
+# every piece no worker has started, so a worker that lost its core never
+# holds up a step.  Whether to hand pieces to the workers at all is measured
+# while the call runs (gf_pace in _parallel.h).
+#
+# Ctrl-C: the caller looks for pending signals (taking the GIL for a moment)
+# every SIGNAL_CHECK_NS of the call, on the main thread; an interrupted call
+# stops between phases, leaves its outputs unfinished and raises.
 
 from cython cimport floating
-from cython.parallel cimport parallel
-cimport openmp
-from _gates cimport sigmoid, tanh_
+from libc.string cimport memcpy
+from _activations cimport sigmoid, tanh_
 from _kernel cimport PANEL, pack, pack_transposed, packed_gemm, packed_gemm_at
 
 cdef extern from "_parallel.h" nogil:
-    ctypedef struct gf_team:
-        int arrived
-        int generation
-    void team_init "gf_team_init"(gf_team* team)
-    void barrier "gf_barrier"(gf_team* team)
+    ctypedef void (*gf_piece_fn)(void* ctx, int piece) noexcept nogil
+    ctypedef struct gf_pace:
+        pass
+    long long now_ns "gf_now_ns"()
+    int load_flag "gf_load_flag"(const int* flag)
+    int max_threads_c "gf_max_threads"()
+    int pool_acquire "gf_pool_acquire"(int n_threads)
+    void pool_release "gf_pool_release"()
+    void run_phase "gf_run_phase"(gf_piece_fn fn, void* ctx, int n_pieces, int participants)
+    void set_worker_stall "gf_set_worker_stall"(int worker, long long ns)
+    int pace_forced "gf_pace_forced"
+    unsigned long long pace_key "gf_pace_key"(long long a, long long b, long long c, long long d)
+    void pace_start "gf_pace_start"(gf_pace* pace, unsigned long long key, int participants)
+    int pace_participants "gf_pace_participants"(const gf_pace* pace)
+    long long pace_step_done "gf_pace_step_done"(gf_pace* pace, long long units)
+    void pace_finish "gf_pace_finish"(const gf_pace* pace)
+
+cdef extern from "Python.h":
+    int PyErr_CheckSignals()
+    void PyErr_SetString(object type, const char* message)
+    unsigned long PyThread_get_thread_ident()
+
+cdef extern from *:
+    """
+    static int gf_raise_pending(void) { return PyErr_Occurred() ? -1 : 0; }
+    """
+    int raise_pending "gf_raise_pending"() except -1
+
+import threading
+
+cdef unsigned long _main_thread = threading.main_thread().ident
+
+cdef enum:
+    # How often a long call looks for Ctrl-C.  Taking the GIL costs ~0.1 us
+    # when it is free, up to a switch interval (5 ms) when another Python
+    # thread runs.
+    SIGNAL_CHECK_NS = 20000000
+    # About this many pieces per phase: enough for a few threads to balance,
+    # few enough that claiming costs little beside a piece.
+    TARGET_PIECES = 16
+
+cdef enum Phase:
+    PACK              # forward and backward: pack the weights
+    STEP              # forward: the products and gates of a step (r and z only if classic)
+    CANDIDATE         # forward, classic: the candidate product on q = r ∘ h, the new state
+    GATE_GRADIENTS    # backward: dh of the step before, then this step's gate gradients
+    RESET_GRADIENTS   # backward, classic: dq = dn W_hn, the reset-gate gradients
+    OVER_ROWS         # backward: dx and the weight and bias gradients over all rows
 
 
 def max_threads():
-    """Threads a parallel region of the core gets by default (OpenMP's setting)."""
-    return openmp.omp_get_max_threads()
+    """Threads a core call may use by default (OpenMP's setting; threadpoolctl sets it)."""
+    return max_threads_c()
 
 
 PANEL_WIDTH = PANEL  # columns per panel of the packed weights
@@ -74,37 +148,139 @@ def padded_to_panels(width):
     return -(-width // PANEL) * PANEL
 
 
-cdef inline void _unit_range(Py_ssize_t hidden_size, int thread, int n_threads,
-                             Py_ssize_t* first, Py_ssize_t* last) noexcept nogil:
-    """Hidden units [first, last) of `thread` of `n_threads`, in whole panels (maybe none).
+def _set_worker_stall(int worker, double seconds):
+    """Test hook: worker `worker` (1, 2, ...) sleeps `seconds` before each claim; worker -1: off."""
+    set_worker_stall(worker, <long long> (seconds * 1e9))
 
-    Whole panels also keep two threads from writing the same 64-byte line of a row.
+
+def _force_threads(mode):
+    """Test hook: None lets each call measure whether its workers pay (the default);
+    True hands every phase to the workers, False runs every phase on the caller."""
+    global pace_forced
+    pace_forced = -1 if mode is None else int(bool(mode))
+
+
+cdef struct Pieces:
+    # A split of `width` columns into pieces of `units` columns (whole panels).
+    int width
+    int units
+    int count
+
+
+cdef inline Pieces _pieces(Py_ssize_t width) noexcept nogil:
+    """The pieces of `width` columns: about TARGET_PIECES runs of whole panels.
+
+    Depends on the width only, never on the thread count.
     """
-    cdef Py_ssize_t n_panels = (hidden_size + PANEL - 1) // PANEL
-    first[0] = min(hidden_size, (thread * n_panels // n_threads) * PANEL)
-    last[0] = min(hidden_size, ((thread + 1) * n_panels // n_threads) * PANEL)
+    cdef Pieces pieces
+    cdef Py_ssize_t n_panels = (width + PANEL - 1) // PANEL
+    cdef Py_ssize_t per_piece = max(1, n_panels // TARGET_PIECES)
+    pieces.width = <int> width
+    pieces.units = <int> (per_piece * PANEL)
+    pieces.count = <int> ((n_panels + per_piece - 1) // per_piece)
+    return pieces
+
+
+cdef inline void _piece_range(Pieces pieces, int piece, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """Columns [lo, hi) of `piece`."""
+    lo[0] = min(<Py_ssize_t> pieces.width, <Py_ssize_t> piece * pieces.units)
+    hi[0] = min(<Py_ssize_t> pieces.width, lo[0] + pieces.units)
+
+
+cdef struct Sequence:
+    # What one core call runs over: sizes, flags and the packing's index arrays.
+    Py_ssize_t seq_len, batch_size, input_size, hidden_size, n_rows
+    const Py_ssize_t* batch_sizes
+    const Py_ssize_t* offsets
+    const Py_ssize_t* out_rows   # NULL: the identity
+    const Py_ssize_t* order      # NULL: the identity (no padding)
+    bint reset_after
+    bint reverse
+    Pieces hidden_pieces
+
+
+cdef inline Py_ssize_t _time_of(const Sequence* seq, Py_ssize_t step, bint backward) noexcept nogil:
+    """The time index of the step-th step walked (backward walks the other way)."""
+    if seq.reverse != backward:
+        return seq.seq_len - 1 - step
+    return step
+
+
+cdef struct ForwardCall:
+    Sequence seq
+    bint store_history
+    bint pack_weights
+    Py_ssize_t preact_rows      # rows of input_preact
+    # Arrays of the call's dtype (float or double; pointers of a fused type
+    # cannot be struct members).  Shapes in forward_sequence.
+    const void* x
+    const void* weight_ih
+    const void* weight_hh
+    void* packed_ih
+    void* packed_hh
+    const void* bias_gates
+    const void* bias_hn
+    void* y
+    void* gates
+    void* h_prev
+    void* input_preact
+    void* recurrent_preact
+    # The phase being run, set by the caller before each.
+    int phase
+    Py_ssize_t t, n_active
+    Py_ssize_t chunk_lo, chunk_hi   # steps whose input preactivations input_preact holds
+    bint project                    # this step computes them first
+    void* h_read
+    void* h_write
+
+
+cdef struct BackwardCall:
+    Sequence seq
+    bint with_bias
+    Pieces input_pieces
+    const void* x
+    const void* weight_ih
+    const void* weight_hh
+    const void* gates
+    const void* h_prev
+    const void* dy
+    void* dh
+    void* d_gi
+    void* d_gh
+    void* dq
+    void* packed_ih
+    void* packed_hh
+    void* packed_x
+    void* packed_h
+    void* dx
+    void* d_weight_ih
+    void* d_weight_hh
+    void* d_bias_ih
+    void* d_bias_hh
+    int phase
+    Py_ssize_t t, n_active
+    Py_ssize_t prev_t, prev_active   # the step before, whose product into dh is pending
 
 
 cdef inline void _pack_forward_weights(
         const floating* weight_ih, const floating* weight_hh,
-        floating* own_ih, floating* own_hh, Py_ssize_t lo, int n_units,
-        int input_size, int hidden_size) noexcept nogil:
-    """Pack hidden units [lo, lo + n_units) of every gate, as forward's products read them.
+        floating* packed_ih, floating* packed_hh, Py_ssize_t lo, Py_ssize_t hi,
+        Py_ssize_t input_size, Py_ssize_t hidden_size) noexcept nogil:
+    """Pack hidden units [lo, hi) of every gate, as forward's products read them.
 
-    own_ih = packed_ih + lo * I and own_hh = packed_hh + lo * H: gate g's panels
-    start at packed_*[g * Hp * K], each K x PANEL (K = I or H), so the units of a
-    thread are whole panels wherever `lo` is a multiple of PANEL.
+    Gate g's panels start at packed_*[g * Hp * K], each K x PANEL (K = I or
+    H); `lo` is a multiple of PANEL, so the units are whole panels.
     """
     cdef Py_ssize_t H = hidden_size, I = input_size
     cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
     cdef int gate
     for gate in range(3):
-        # packed_ih[g] = W_ih[gH+lo : gH+lo+n_units].T  (I, n_units) as panels
-        pack_transposed(weight_ih + (gate * H + lo) * I, I, n_units, input_size,
-                        own_ih + gate * Hp * I)
-        # packed_hh[g] = W_hh[gH+lo : gH+lo+n_units].T  (H, n_units) as panels
-        pack_transposed(weight_hh + (gate * H + lo) * H, H, n_units, hidden_size,
-                        own_hh + gate * Hp * H)
+        # packed_ih[g][:, lo:hi] = W_ih[gH+lo : gH+hi].T  (I, hi-lo) as panels
+        pack_transposed(weight_ih + (gate * H + lo) * I, I, <int> (hi - lo), <int> I,
+                        packed_ih + gate * Hp * I + lo * I)
+        # packed_hh[g][:, lo:hi] = W_hh[gH+lo : gH+hi].T  (H, hi-lo) as panels
+        pack_transposed(weight_hh + (gate * H + lo) * H, H, <int> (hi - lo), <int> H,
+                        packed_hh + gate * Hp * H + lo * H)
 
 
 def pack_forward_weights(const floating[:, ::1] weight_ih,
@@ -117,111 +293,82 @@ def pack_forward_weights(const floating[:, ::1] weight_ih,
     (3*Hp*H,) are filled (Hp = padded_to_panels(H)).  The layout does not
     depend on the thread count, so the result serves any later call.
     """
-    cdef int hidden_size = <int> weight_hh.shape[1]
-    cdef int input_size = <int> weight_ih.shape[1]
+    cdef Py_ssize_t hidden_size = weight_hh.shape[1]
+    cdef Py_ssize_t input_size = weight_ih.shape[1]
     with nogil:
         _pack_forward_weights(&weight_ih[0, 0], &weight_hh[0, 0], &packed_ih[0],
                               &packed_hh[0], 0, hidden_size, input_size, hidden_size)
 
 
-cdef void _forward_loop(
-        const floating* x, const Py_ssize_t* batch_sizes,
-        const Py_ssize_t* offsets, const Py_ssize_t* out_rows, const Py_ssize_t* order,
-        const floating* weight_ih, const floating* weight_hh,
-        floating* packed_ih, floating* packed_hh,
-        const floating* bias_gates, const floating* bias_hn,
-        floating* state, floating* state_scratch, Py_ssize_t batch_size, floating* y,
-        floating* gates, floating* h_prev,
-        floating* proj, Py_ssize_t proj_rows, floating* hidden,
-        Py_ssize_t seq_len, int input_size, int hidden_size,
-        bint reset_after, bint reverse, bint store_history, bint pack_weights,
-        gf_team* team, int thread, int n_threads) noexcept nogil:
-    """The forward time loop, as run by `thread` of `n_threads` (see forward_sequence).
-
-    The state alternates between two buffers, `state` and `state_scratch`:
-    a step reads one and writes the other, so no thread overwrites a state
-    that another is still reading, and one barrier per step is enough for
-    reset_after (two for the classic variant, whose second product reads
-    r ∘ h_prev of every unit).  A row whose last step wrote the scratch
-    buffer is copied back to `state` at once (its own columns, by each thread).
-    """
-    cdef Py_ssize_t H = hidden_size, I = input_size
+cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept nogil:
+    """Run `piece` (hidden units [lo, hi)) of the current phase of a forward call."""
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t H = seq.hidden_size, I = seq.input_size, B = seq.batch_size
     cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
-    cdef Py_ssize_t step, t, b, j, n_active, n_next, row, gate_row, chunk_lo = 0, chunk_hi = 0
-    cdef Py_ssize_t gate, lo, hi
+    cdef Py_ssize_t t = call.t, n_active = call.n_active
+    cdef Py_ssize_t lo, hi, b, j, gate, row, gate_row
+    _piece_range(seq.hidden_pieces, piece, &lo, &hi)
+    cdef int n_units = <int> (hi - lo)
+    # This piece's panels of gate g start at packed_*[g * Hp * K + lo * K].
+    cdef floating* own_ih = <floating*> call.packed_ih + lo * I
+    cdef floating* own_hh = <floating*> call.packed_hh + lo * H
+    cdef const floating* x = <const floating*> call.x
+    cdef const floating* bias_gates = <const floating*> call.bias_gates
+    cdef const floating* bias_hn = <const floating*> call.bias_hn
+    cdef floating* y = <floating*> call.y
+    cdef floating* input_preact = <floating*> call.input_preact
+    cdef floating* recurrent_preact = <floating*> call.recurrent_preact
+    cdef floating* h_read = <floating*> call.h_read
+    cdef floating* h_write = <floating*> call.h_write
     cdef floating r, z, cand, hn, hp, h_new
     cdef const floating* g
     cdef const floating* rec
-    cdef floating* hs
+    cdef const floating* hs
     cdef floating* hs_new
-    cdef floating* h_read = state
-    cdef floating* h_write = state_scratch
-    cdef floating* swap
     cdef floating* gt
     cdef floating* hprev_row
     cdef floating* y_row
-    cdef bint threaded = n_threads > 1
-    _unit_range(H, thread, n_threads, &lo, &hi)
-    cdef int n_units = <int> (hi - lo)
-    # This thread's panels of gate g start at packed_*[g * Hp * K + lo * K].
-    cdef floating* own_ih = packed_ih + lo * I
-    cdef floating* own_hh = packed_hh + lo * H
 
-    # Rows that start late (reverse direction) find h0 in either buffer.
-    for b in range(batch_size):
-        for j in range(lo, hi):
-            state_scratch[b * H + j] = state[b * H + j]
-    if pack_weights:
-        _pack_forward_weights(weight_ih, weight_hh, own_ih, own_hh, lo, n_units,
-                              input_size, hidden_size)
+    if call.phase == PACK:
+        _pack_forward_weights(<const floating*> call.weight_ih, <const floating*> call.weight_hh,
+                              <floating*> call.packed_ih, <floating*> call.packed_hh,
+                              lo, hi, I, H)
+        return
 
-    for step in range(seq_len):
-        t = seq_len - 1 - step if reverse else step
-        n_active = batch_sizes[t]
-        if order != NULL and y != NULL:
-            # y[t, row] = 0 for the rows not running at step t (this thread's units):
+    if call.phase == STEP:
+        if seq.order != NULL and y != NULL:
+            # y[t, row] = 0 for the rows not running at step t (this piece's units):
             # cheaper than np.zeros, whose fresh pages fault in when the core writes.
-            for b in range(n_active, batch_size):
-                y_row = y + (t * batch_size + order[b]) * H
+            for b in range(n_active, B):
+                y_row = y + (t * B + seq.order[b]) * H
                 for j in range(lo, hi):
                     y_row[j] = 0
         if n_active == 0:
-            continue
-
-        # Input projection, a chunk of steps at a time (never more than
-        # proj_rows packed rows, and always at least the current step).
-        if t < chunk_lo or t >= chunk_hi:
-            chunk_lo = t
-            chunk_hi = t + 1
-            if reverse:
-                while chunk_lo > 0 and offsets[chunk_hi] - offsets[chunk_lo - 1] <= proj_rows:
-                    chunk_lo -= 1
-            else:
-                while chunk_hi < seq_len and offsets[chunk_hi + 1] - offsets[chunk_lo] <= proj_rows:
-                    chunk_hi += 1
+            return
+        if call.project:
             for gate in range(3):
-                # proj[:rows, gH+lo:gH+hi] = x[chunk rows] (rows, I) @ W_ih[gH+lo:gH+hi].T (I, hi-lo)
-                packed_gemm(<int> (offsets[chunk_hi] - offsets[chunk_lo]), n_units, input_size,
-                            x + offsets[chunk_lo] * I, I, own_ih + gate * Hp * I, I * PANEL,
-                            False, proj + gate * H + lo, 3 * H)
-
-        for gate in range(3 if reset_after else 2):
-            # hidden[:n, gH+lo:gH+hi] = h_prev[:n] (n, H) @ W_hh[gH+lo:gH+hi].T (H, hi-lo)
-            packed_gemm(<int> n_active, n_units, hidden_size, h_read, H,
-                        own_hh + gate * Hp * H, H * PANEL, False, hidden + gate * H + lo, 3 * H)
-
+                # input_preact[:rows, gH+lo:gH+hi] = x[chunk rows] (rows, I) @ W_ih[gH+lo:gH+hi].T (I, hi-lo)
+                packed_gemm(<int> (seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo]),
+                            n_units, <int> I, x + seq.offsets[call.chunk_lo] * I, I,
+                            own_ih + gate * Hp * I, I * PANEL, False,
+                            input_preact + gate * H + lo, 3 * H)
+        for gate in range(3 if seq.reset_after else 2):
+            # recurrent_preact[:n, gH+lo:gH+hi] = h[:n] (n, H) @ W_hh[gH+lo:gH+hi].T (H, hi-lo)
+            packed_gemm(<int> n_active, n_units, <int> H, h_read, H,
+                        own_hh + gate * Hp * H, H * PANEL, False,
+                        recurrent_preact + gate * H + lo, 3 * H)
         for b in range(n_active):
-            row = offsets[t] + b
-            gate_row = row if store_history else b
-            g = proj + (row - offsets[chunk_lo]) * 3 * H
-            rec = hidden + b * 3 * H
+            row = seq.offsets[t] + b
+            gate_row = row if call.store_history else b
+            g = input_preact + (row - seq.offsets[call.chunk_lo]) * 3 * H
+            rec = recurrent_preact + b * 3 * H
             hs = h_read + b * H
             hs_new = h_write + b * H
-            gt = gates + gate_row * 4 * H
-            hprev_row = h_prev + gate_row * H
-            if reset_after:
+            gt = <floating*> call.gates + gate_row * 4 * H
+            hprev_row = <floating*> call.h_prev + gate_row * H
+            if seq.reset_after:
                 # Without y (final states only) the output lands on the new state itself.
-                y_row = hs_new if y == NULL else y + (out_rows[row] if out_rows != NULL else row) * H
+                y_row = hs_new if y == NULL else y + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
                 # Two loops, the sigmoids first: one loop with the sigmoid, then the
                 # tanh that needs it, was a chain too long for the CPU to overlap
                 # (B = 1, H = 64: 480 -> 445 ns per step).
@@ -249,47 +396,177 @@ cdef void _forward_loop(
                     gt[H + j] = z
                     gt[3 * H + j] = r * hp
                     hprev_row[j] = hp
+        return
 
-        if not reset_after:
-            if threaded:
-                barrier(team)  # q = r ∘ h_prev is complete
-            gt = gates + (offsets[t] if store_history else 0) * 4 * H
-            # hidden[:n, 2H+lo:2H+hi] = q[:n] (n, H) @ W_hh[2H+lo:2H+hi].T (H, hi-lo),  q = r ∘ h_prev
-            packed_gemm(<int> n_active, n_units, hidden_size, gt + 3 * H, 4 * H,
-                        own_hh + 2 * Hp * H, H * PANEL, False, hidden + 2 * H + lo, 3 * H)
-            for b in range(n_active):
-                row = offsets[t] + b
-                gate_row = row if store_history else b
-                g = proj + (row - offsets[chunk_lo]) * 3 * H
-                rec = hidden + b * 3 * H
-                hs = h_read + b * H
-                hs_new = h_write + b * H
-                gt = gates + gate_row * 4 * H
-                y_row = hs_new if y == NULL else y + (out_rows[row] if out_rows != NULL else row) * H
-                for j in range(lo, hi):
-                    hp = hs[j]
-                    z = gt[H + j]
-                    cand = tanh_(g[2 * H + j] + bias_gates[2 * H + j] + rec[2 * H + j])
-                    h_new = cand + z * (hp - cand)
-                    gt[2 * H + j] = cand
-                    hs_new[j] = h_new
-                    y_row[j] = h_new
+    # CANDIDATE (classic variant): q = r ∘ h of every unit is complete.
+    gt = <floating*> call.gates + (seq.offsets[t] if call.store_history else 0) * 4 * H
+    # recurrent_preact[:n, 2H+lo:2H+hi] = q[:n] (n, H) @ W_hh[2H+lo:2H+hi].T (H, hi-lo)
+    packed_gemm(<int> n_active, n_units, <int> H, gt + 3 * H, 4 * H,
+                own_hh + 2 * Hp * H, H * PANEL, False, recurrent_preact + 2 * H + lo, 3 * H)
+    for b in range(n_active):
+        row = seq.offsets[t] + b
+        gate_row = row if call.store_history else b
+        g = input_preact + (row - seq.offsets[call.chunk_lo]) * 3 * H
+        rec = recurrent_preact + b * 3 * H
+        hs = h_read + b * H
+        hs_new = h_write + b * H
+        gt = <floating*> call.gates + gate_row * 4 * H
+        y_row = hs_new if y == NULL else y + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
+        for j in range(lo, hi):
+            hp = hs[j]
+            z = gt[H + j]
+            cand = tanh_(g[2 * H + j] + bias_gates[2 * H + j] + rec[2 * H + j])
+            h_new = cand + z * (hp - cand)
+            gt[2 * H + j] = cand
+            hs_new[j] = h_new
+            y_row[j] = h_new
 
-        if threaded:
-            barrier(team)  # the new state is complete before the next step reads it
-        # Rows whose sequence ends here keep their last state in `state`.
-        # (After the barrier: until then other threads may read `state`.)
-        if reverse:
-            n_next = batch_sizes[t - 1] if t > 0 else 0
-        else:
-            n_next = batch_sizes[t + 1] if t + 1 < seq_len else 0
-        if h_write != state:
-            for b in range(n_next, n_active):
-                for j in range(lo, hi):
-                    state[b * H + j] = h_write[b * H + j]
-        swap = h_read
-        h_read = h_write
-        h_write = swap
+
+cdef void _forward_piece_float(void* call, int piece) noexcept nogil:
+    _forward_piece(<ForwardCall*> call, piece, <float*> NULL)
+
+
+cdef void _forward_piece_double(void* call, int piece) noexcept nogil:
+    _forward_piece(<ForwardCall*> call, piece, <double*> NULL)
+
+
+cdef int _signals_pending() noexcept nogil:
+    """Run Python's signal handlers (GIL taken for a moment); 1 if one raised."""
+    with gil:
+        return PyErr_CheckSignals() != 0
+
+
+cdef int _stopped() noexcept nogil:
+    """Raise KeyboardInterrupt for a call that another thread asked to stop; returns 1."""
+    with gil:
+        PyErr_SetString(KeyboardInterrupt, "stopped by the thread that received Ctrl-C")
+    return 1
+
+
+cdef struct Interrupts:
+    # When and how a call looks for Ctrl-C.
+    bint main_thread      # only the main thread runs Python's signal handlers
+    const int* stop       # another thread's request to stop
+    long long last_check  # ns
+
+
+cdef inline bint _interrupted(long long block_end, Interrupts* interrupts) noexcept nogil:
+    """At the end of a pace block: time to look for Ctrl-C, and was it pressed?"""
+    if block_end == 0 or block_end - interrupts.last_check < SIGNAL_CHECK_NS:
+        return False
+    interrupts.last_check = block_end
+    if load_flag(interrupts.stop) != 0:
+        return _stopped()
+    return interrupts.main_thread and _signals_pending() != 0
+
+
+cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupts,
+                      floating* dtype) noexcept nogil:
+    """The time loop of a forward call, run by the calling thread (see forward_sequence).
+
+    Returns 0, or -1 when a signal handler raised (the outputs are then unfinished).
+
+    The state alternates between two buffers, `state` (h_read at step 0) and
+    `state_scratch`: a step reads one and writes the other, so no piece
+    overwrites a state another piece is still reading.  A row is written only
+    during its own steps, which are consecutive, so its last state stays in
+    the buffer its last step wrote; the rows left in `state_scratch` are
+    copied back at the end.
+    """
+    cdef Sequence* seq = &call.seq
+    cdef Py_ssize_t T = seq.seq_len, B = seq.batch_size, H = seq.hidden_size
+    cdef Py_ssize_t step, b, n_next, row_count
+    cdef floating* state = <floating*> call.h_read
+    cdef floating* state_scratch = <floating*> call.h_write
+    cdef void* swap
+    cdef gf_piece_fn piece_fn
+    cdef gf_pace pace
+    cdef int n_pieces = seq.hidden_pieces.count
+    if floating is float:
+        piece_fn = _forward_piece_float
+    else:
+        piece_fn = _forward_piece_double
+    pace_start(&pace, pace_key(B, H, seq.input_size,
+                               2 * seq.reset_after + (floating is double)), participants)
+
+    # Rows that start late (reverse direction) find h0 in either buffer.
+    memcpy(state_scratch, state, B * H * sizeof(floating))
+    if call.pack_weights:
+        call.phase = PACK
+        run_phase(piece_fn, call, n_pieces, participants)
+
+    call.chunk_lo = call.chunk_hi = 0
+    for step in range(T):
+        call.t = _time_of(seq, step, False)
+        call.n_active = seq.batch_sizes[call.t]
+        # Input preactivations, a chunk of steps at a time (never more than
+        # preact_rows packed rows, and always at least the current step).
+        call.project = call.n_active > 0 and (call.t < call.chunk_lo or call.t >= call.chunk_hi)
+        if call.project:
+            call.chunk_lo = call.t
+            call.chunk_hi = call.t + 1
+            if seq.reverse:
+                while (call.chunk_lo > 0 and seq.offsets[call.chunk_hi]
+                       - seq.offsets[call.chunk_lo - 1] <= call.preact_rows):
+                    call.chunk_lo -= 1
+            else:
+                while (call.chunk_hi < T and seq.offsets[call.chunk_hi + 1]
+                       - seq.offsets[call.chunk_lo] <= call.preact_rows):
+                    call.chunk_hi += 1
+        call.phase = STEP
+        run_phase(piece_fn, call, n_pieces, pace_participants(&pace))
+        if call.n_active > 0 and not seq.reset_after:
+            call.phase = CANDIDATE
+            run_phase(piece_fn, call, n_pieces, pace_participants(&pace))
+        if call.n_active > 0:
+            swap = call.h_read
+            call.h_read = call.h_write
+            call.h_write = swap
+        if _interrupted(pace_step_done(&pace, call.n_active + 1), interrupts):
+            pace_finish(&pace)
+            return -1
+    pace_finish(&pace)
+
+    # Rows whose last step wrote state_scratch: their final state into `state`.
+    # Steps that ran (n_active > 0) alternate the buffers, step 0 writing
+    # state_scratch; a row's last step is the last step with n_active > row.
+    row_count = 0  # steps run so far
+    for step in range(T):
+        call.t = _time_of(seq, step, False)
+        if seq.batch_sizes[call.t] == 0:
+            continue
+        # rows whose last step is this one: [n_next, n_active)
+        n_next = 0
+        for b in range(step + 1, T):  # the next step that runs
+            n_next = seq.batch_sizes[_time_of(seq, b, False)]
+            if n_next > 0:
+                break
+        if row_count % 2 == 0:  # this step wrote state_scratch
+            for b in range(n_next, seq.batch_sizes[call.t]):
+                memcpy(state + b * H, state_scratch + b * H, H * sizeof(floating))
+        row_count += 1
+    return 0
+
+
+cdef Sequence _sequence(const Py_ssize_t[::1] batch_sizes, const Py_ssize_t[::1] offsets,
+                        const Py_ssize_t[::1] out_rows, Py_ssize_t batch_size,
+                        Py_ssize_t input_size, Py_ssize_t hidden_size, Py_ssize_t n_rows,
+                        bint reset_after, bint reverse):
+    """The Sequence of a call (order is left NULL)."""
+    cdef Sequence seq
+    seq.seq_len = batch_sizes.shape[0]
+    seq.batch_size = batch_size
+    seq.input_size = input_size
+    seq.hidden_size = hidden_size
+    seq.n_rows = n_rows
+    seq.batch_sizes = &batch_sizes[0]
+    seq.offsets = &offsets[0]
+    seq.out_rows = &out_rows[0] if out_rows.shape[0] > 0 else NULL
+    seq.order = NULL
+    seq.reset_after = reset_after
+    seq.reverse = reverse
+    seq.hidden_pieces = _pieces(hidden_size)
+    return seq
 
 
 def forward_sequence(const floating[:, ::1] x,
@@ -308,90 +585,87 @@ def forward_sequence(const floating[:, ::1] x,
                      floating[:, ::1] y,
                      floating[:, ::1] gates,
                      floating[:, ::1] h_prev,
-                     floating[:, ::1] proj,
-                     floating[:, ::1] hidden,
+                     floating[:, ::1] input_preact,
+                     floating[:, ::1] recurrent_preact,
                      bint reset_after, bint reverse, bint store_history,
-                     int n_threads, bint pack_weights=True):
+                     int n_threads, const int[::1] stop, bint pack_weights=True):
     """Run one GRU layer in one direction over a packed sequence (GIL released).
 
     Shapes (N packed rows, T steps, B batch rows sorted by length, H hidden,
     Hp = padded_to_panels(H)):
     x (N, I); batch_sizes (T,); offsets (T+1,); out_rows (N,) and order (B,),
-    both (0,) for the identity; weight_ih (3H, I); weight_hh (3H, H); packed_ih (3*Hp*I,)
-    and packed_hh (3*Hp*H,) scratch for the packed weights; bias_gates (3H,)
-    = b_ih plus b_hh folded in wherever it adds directly; bias_hn (H,) = b_hn
-    when reset_after (zeros otherwise); state (B, H) in/out and state_scratch (B, H); y (T*B, H) out
-    (padding zeroed), or (0, H) to write no outputs but the final state; gates (N, 4H) and h_prev (N, H) when store_history,
-    else (B, 4H) and (B, H) scratch; proj (P, 3H) with P >= B; hidden (B, 3H).
-    The time loop runs on n_threads OpenMP threads (one runs it serially).
+    both (0,) for the identity; weight_ih (3H, I); weight_hh (3H, H);
+    packed_ih (3*Hp*I,) and packed_hh (3*Hp*H,) scratch for the packed
+    weights; bias_gates (3H,) = b_ih plus b_hh folded in wherever it adds
+    directly; bias_hn (H,) = b_hn when reset_after (zeros otherwise); state
+    (B, H) in/out and state_scratch (B, H); y (T*B, H) out (padding zeroed),
+    or (0, H) to write no outputs but the final state; gates (N, 4H) and
+    h_prev (N, H) when store_history, else (B, 4H) and (B, H) scratch;
+    input_preact (P, 3H) with P >= B, for x W_ih^T of a chunk of steps;
+    recurrent_preact (B, 3H), for h W_hh^T of a step.
+    Runs on up to n_threads threads (the caller's and the pool's workers).
+    stop (1,) int32: the call stops with KeyboardInterrupt once stop[0] != 0
+    (looked at when the main thread would look for signals).
     With pack_weights=False, packed_ih and packed_hh already hold the
     weights (pack_forward_weights) and weight_ih/weight_hh may be None.
+    Raises whatever a signal handler raises (KeyboardInterrupt); y, state
+    and the scratch are then unfinished.
     """
-    cdef Py_ssize_t seq_len = batch_sizes.shape[0]
-    if seq_len == 0 or x.shape[0] == 0:
+    if batch_sizes.shape[0] == 0 or x.shape[0] == 0:
         return
-    cdef const floating* x_ = &x[0, 0]
-    cdef const Py_ssize_t* batch_sizes_ = &batch_sizes[0]
-    cdef const Py_ssize_t* offsets_ = &offsets[0]
-    cdef const Py_ssize_t* out_rows_ = &out_rows[0] if out_rows.shape[0] > 0 else NULL
-    cdef const Py_ssize_t* order_ = &order[0] if order.shape[0] > 0 else NULL
-    cdef const floating* weight_ih_ = &weight_ih[0, 0] if pack_weights else NULL
-    cdef const floating* weight_hh_ = &weight_hh[0, 0] if pack_weights else NULL
-    cdef floating* packed_ih_ = &packed_ih[0]
-    cdef floating* packed_hh_ = &packed_hh[0]
-    cdef const floating* bias_gates_ = &bias_gates[0]
-    cdef const floating* bias_hn_ = &bias_hn[0]
-    cdef floating* state_ = &state[0, 0]
-    cdef floating* state_scratch_ = &state_scratch[0, 0]
-    cdef Py_ssize_t batch_size = state.shape[0]
-    cdef floating* y_ = &y[0, 0] if y.shape[0] > 0 else NULL  # (0, H): final states only
-    cdef floating* gates_ = &gates[0, 0]
-    cdef floating* h_prev_ = &h_prev[0, 0]
-    cdef floating* proj_ = &proj[0, 0]
-    cdef floating* hidden_ = &hidden[0, 0]
-    cdef Py_ssize_t proj_rows = proj.shape[0]
-    cdef int input_size = <int> x.shape[1]
-    cdef int hidden_size = <int> state.shape[1]
-    cdef gf_team team
-    team_init(&team)
-    if n_threads <= 1:
-        with nogil:
-            _forward_loop(x_, batch_sizes_, offsets_, out_rows_, order_, weight_ih_, weight_hh_,
-                          packed_ih_, packed_hh_, bias_gates_, bias_hn_,
-                          state_, state_scratch_, batch_size, y_, gates_, h_prev_,
-                      proj_, proj_rows, hidden_,
-                          seq_len, input_size, hidden_size,
-                          reset_after, reverse, store_history, pack_weights, &team, 0, 1)
-        return
-    with nogil, parallel(num_threads=n_threads):
-        _forward_loop(x_, batch_sizes_, offsets_, out_rows_, order_, weight_ih_, weight_hh_,
-                      packed_ih_, packed_hh_, bias_gates_, bias_hn_,
-                      state_, state_scratch_, batch_size, y_, gates_, h_prev_,
-                      proj_, proj_rows, hidden_,
-                      seq_len, input_size, hidden_size,
-                      reset_after, reverse, store_history, pack_weights,
-                      &team, openmp.omp_get_thread_num(), openmp.omp_get_num_threads())
+    cdef ForwardCall call
+    call.seq = _sequence(batch_sizes, offsets, out_rows, state.shape[0], x.shape[1],
+                         state.shape[1], x.shape[0], reset_after, reverse)
+    call.seq.order = &order[0] if order.shape[0] > 0 else NULL
+    call.store_history = store_history
+    call.pack_weights = pack_weights
+    call.preact_rows = input_preact.shape[0]
+    call.x = &x[0, 0]
+    call.weight_ih = &weight_ih[0, 0] if pack_weights else NULL
+    call.weight_hh = &weight_hh[0, 0] if pack_weights else NULL
+    call.packed_ih = &packed_ih[0]
+    call.packed_hh = &packed_hh[0]
+    call.bias_gates = &bias_gates[0]
+    call.bias_hn = &bias_hn[0]
+    call.y = &y[0, 0] if y.shape[0] > 0 else NULL  # (0, H): final states only
+    call.gates = &gates[0, 0]
+    call.h_prev = &h_prev[0, 0]
+    call.input_preact = &input_preact[0, 0]
+    call.recurrent_preact = &recurrent_preact[0, 0]
+    call.h_read = &state[0, 0]
+    call.h_write = &state_scratch[0, 0]
+    cdef Interrupts interrupts
+    interrupts.main_thread = PyThread_get_thread_ident() == _main_thread
+    interrupts.stop = &stop[0]
+    interrupts.last_check = now_ns()
+    cdef int status, participants
+    with nogil:
+        participants = pool_acquire(min(n_threads, call.seq.hidden_pieces.count))
+        status = _forward_run(&call, participants, &interrupts, <floating*> NULL)
+        if participants > 1:
+            pool_release()
+    if status != 0:
+        raise_pending()
 
 
-cdef void _backward_loop(
-        const Py_ssize_t* batch_sizes,
-        const Py_ssize_t* offsets, const Py_ssize_t* out_rows,
-        const floating* weight_hh, floating* packed_hh,
-        const floating* gates, const floating* h_prev, const floating* dy,
-        floating* dh, floating* d_gi, floating* d_gh, floating* dq,
-        Py_ssize_t seq_len, int hidden_size, bint reset_after, bint reverse,
-        gf_team* team, int thread, int n_threads) noexcept nogil:
-    """The backward time loop, run by `thread` of `n_threads` (see backward_sequence).
+cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexcept nogil:
+    """Run `piece` of the current phase of a backward call.
 
-    A thread writes the gate gradients and dh of its own units only; the
-    products dh[:, lo:hi] += d_gates @ W_hh[:, lo:hi] read the gate gradients
-    of every unit, after a barrier.
+    Hidden pieces own the gradients of their units: dh[:, lo:hi] and the
+    gate-gradient columns of their units in every gate block.  In OVER_ROWS
+    the pieces after the hidden ones own input columns (dx, dW_ih).
     """
-    cdef Py_ssize_t H = hidden_size
-    cdef Py_ssize_t step, t, b, j, n_active, row, lo, hi
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t H = seq.hidden_size, I = seq.input_size, N = seq.n_rows
+    cdef Py_ssize_t t = call.t, lo, hi, b, j, row, gate
     cdef floating r, z, cand, hn, d_h, d_an, d_ar, d_az
-    cdef bint threaded = n_threads > 1
     cdef floating one = 1  # a typed 1: a bare literal would promote float math to double
+    cdef const floating* gates = <const floating*> call.gates
+    cdef const floating* h_prev = <const floating*> call.h_prev
+    cdef floating* dh = <floating*> call.dh
+    cdef floating* d_gi = <floating*> call.d_gi
+    cdef floating* d_gh = <floating*> call.d_gh
+    cdef floating* packed_hh = <floating*> call.packed_hh
     cdef const floating* gt
     cdef const floating* dy_row
     cdef const floating* hprev_row
@@ -399,27 +673,46 @@ cdef void _backward_loop(
     cdef floating* dgi_row
     cdef floating* dgh_row
     cdef floating* dq_row
-    _unit_range(H, thread, n_threads, &lo, &hi)
-    cdef int n_units = <int> (hi - lo)
-    # This thread's panels: W_hh[:, lo:hi] as panels of 3H rows.
-    cdef floating* own_hh = packed_hh + lo * 3 * H
-    pack(weight_hh + lo, H, n_units, 3 * hidden_size, own_hh)
+    cdef floating* own_hh
+    cdef int n_units
 
-    # Backward walks the steps in the opposite order of the forward pass.
-    for step in range(seq_len):
-        t = step if reverse else seq_len - 1 - step
-        n_active = batch_sizes[t]
-        if n_active == 0:
-            continue
-        for b in range(n_active):
-            row = offsets[t] + b
+    if call.phase == OVER_ROWS and piece >= seq.hidden_pieces.count:
+        _input_gradients(call, piece - seq.hidden_pieces.count, dtype)
+        return
+    _piece_range(seq.hidden_pieces, piece, &lo, &hi)
+    n_units = <int> (hi - lo)
+    # This piece's panels: W_hh[:, lo:hi] as panels of 3H rows.
+    own_hh = packed_hh + lo * 3 * H
+
+    if call.phase == PACK:
+        pack(<const floating*> call.weight_hh + lo, H, n_units, <int> (3 * H), own_hh)
+        return
+
+    if call.phase == GATE_GRADIENTS or call.phase == OVER_ROWS:
+        # The product of the step before, into dh (its gate gradients are complete).
+        if call.prev_active > 0:
+            if seq.reset_after:
+                # dh[:n, lo:hi] (n, hi-lo) += d_gh[rows] (n, 3H) @ W_hh[:, lo:hi] (3H, hi-lo)
+                packed_gemm(<int> call.prev_active, n_units, <int> (3 * H),
+                            d_gh + seq.offsets[call.prev_t] * 3 * H, 3 * H,
+                            own_hh, 3 * H * PANEL, True, dh + lo, H)
+            else:
+                # dh[:n, lo:hi] (n, hi-lo) += d_gi[rows, :2H] (n, 2H) @ W_hh[:2H, lo:hi] (2H, hi-lo)
+                packed_gemm(<int> call.prev_active, n_units, <int> (2 * H),
+                            d_gi + seq.offsets[call.prev_t] * 3 * H, 3 * H,
+                            own_hh, 3 * H * PANEL, True, dh + lo, H)
+        if call.phase == OVER_ROWS:
+            _hidden_weight_gradients(call, lo, hi, dtype)
+            return
+        for b in range(call.n_active):
+            row = seq.offsets[t] + b
             gt = gates + row * 4 * H
             hprev_row = h_prev + row * H
-            dy_row = dy + (out_rows[row] if out_rows != NULL else row) * H
+            dy_row = <const floating*> call.dy + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
             dh_row = dh + b * H
             dgi_row = d_gi + row * 3 * H
             dgh_row = d_gh + row * 3 * H
-            if reset_after:
+            if seq.reset_after:
                 for j in range(lo, hi):
                     r = gt[j]
                     z = gt[H + j]
@@ -444,85 +737,73 @@ cdef void _backward_loop(
                     dgi_row[H + j] = d_h * (hprev_row[j] - cand) * z * (one - z)
                     dgi_row[2 * H + j] = d_h * (one - z) * (one - cand * cand)
                     dh_row[j] = d_h * z
-        if threaded:
-            barrier(team)  # this step's gate gradients are complete
-        if reset_after:
-            # dh[:n, lo:hi] (n, hi-lo) += d_gh[rows] (n, 3H) @ W_hh[:, lo:hi] (3H, hi-lo)
-            packed_gemm(<int> n_active, n_units, 3 * hidden_size, d_gh + offsets[t] * 3 * H, 3 * H,
-                        own_hh, 3 * H * PANEL, True, dh + lo, H)
-        else:
-            # dq[:n, lo:hi] (n, hi-lo) = d_an[rows] (n, H) @ W_hh[2H:, lo:hi] (H, hi-lo),  q = r ∘ h_prev
-            packed_gemm(<int> n_active, n_units, hidden_size, d_gi + offsets[t] * 3 * H + 2 * H,
-                        3 * H, own_hh + 2 * H * PANEL, 3 * H * PANEL, False, dq + lo, H)
-            for b in range(n_active):
-                row = offsets[t] + b
-                gt = gates + row * 4 * H
-                hprev_row = h_prev + row * H
-                dh_row = dh + b * H
-                dgi_row = d_gi + row * 3 * H
-                dq_row = dq + b * H
-                for j in range(lo, hi):
-                    r = gt[j]
-                    dgi_row[j] = dq_row[j] * hprev_row[j] * r * (one - r)
-                    dh_row[j] += dq_row[j] * r
-            if threaded:
-                barrier(team)  # the reset-gate gradients are complete
-            # dh[:n, lo:hi] (n, hi-lo) += d_gi[rows, :2H] (n, 2H) @ W_hh[:2H, lo:hi] (2H, hi-lo)
-            packed_gemm(<int> n_active, n_units, 2 * hidden_size, d_gi + offsets[t] * 3 * H, 3 * H,
-                        own_hh, 3 * H * PANEL, True, dh + lo, H)
+        return
+
+    # RESET_GRADIENTS (classic): dn of every unit is complete.
+    # dq[:n, lo:hi] (n, hi-lo) = dn[rows] (n, H) @ W_hh[2H:, lo:hi] (H, hi-lo),  q = r ∘ h
+    packed_gemm(<int> call.n_active, n_units, <int> H, d_gi + seq.offsets[t] * 3 * H + 2 * H,
+                3 * H, own_hh + 2 * H * PANEL, 3 * H * PANEL, False, <floating*> call.dq + lo, H)
+    for b in range(call.n_active):
+        row = seq.offsets[t] + b
+        gt = gates + row * 4 * H
+        hprev_row = h_prev + row * H
+        dh_row = dh + b * H
+        dgi_row = d_gi + row * 3 * H
+        dq_row = <floating*> call.dq + b * H
+        for j in range(lo, hi):
+            r = gt[j]
+            dgi_row[j] = dq_row[j] * hprev_row[j] * r * (one - r)
+            dh_row[j] += dq_row[j] * r
 
 
-cdef void _gradients_over_rows(
-        const floating* x, const floating* weight_ih,
-        const floating* gates, const floating* h_prev,
-        const floating* d_gi, const floating* d_gh,
-        floating* packed_ih, floating* packed_x, floating* packed_h,
-        floating* dx, floating* d_weight_ih, floating* d_weight_hh,
-        floating* d_bias_ih, floating* d_bias_hh,
-        Py_ssize_t n_rows, int input_size, int hidden_size,
-        bint reset_after, bint with_bias, int thread, int n_threads) noexcept nogil:
-    """dx, the weight and the bias gradients from the gate gradients of all N rows.
-
-    Run by `thread` of `n_threads` after the time loop: the thread computes
-    its own panels of input columns (dx, dW_ih) and of hidden units (dW_hh,
-    the biases).  Ip = I and Hp = H rounded up to whole panels:
-    packed_ih (Ip*3H,), packed_x (Ip*N,) and packed_h (Hp*N,) are scratch.
-    """
-    cdef Py_ssize_t H = hidden_size, I = input_size, N = n_rows
-    cdef Py_ssize_t lo, hi, in_lo, in_hi, gate
-    _unit_range(H, thread, n_threads, &lo, &hi)
-    _unit_range(I, thread, n_threads, &in_lo, &in_hi)
+cdef inline void _hidden_weight_gradients(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
+                                          floating* dtype) noexcept nogil:
+    """dW_hh[:, lo:hi] and the bias gradients of units [lo, hi), over all N rows."""
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t H = seq.hidden_size, N = seq.n_rows, gate
     cdef int n_units = <int> (hi - lo)
-    cdef int n_inputs = <int> (in_hi - in_lo)
-
-    # dx[:, in_lo:in_hi] (N, n_in) = d_gi (N, 3H) @ W_ih[:, in_lo:in_hi] (3H, n_in)
-    pack(weight_ih + in_lo, I, n_inputs, 3 * hidden_size, packed_ih + in_lo * 3 * H)
-    packed_gemm(<int> N, n_inputs, 3 * hidden_size, d_gi, 3 * H,
-                packed_ih + in_lo * 3 * H, 3 * H * PANEL, False, dx + in_lo, I)
-    # dW_ih[:, in_lo:in_hi] (3H, n_in) = d_gi.T (3H, N) @ x[:, in_lo:in_hi] (N, n_in)
-    pack(x + in_lo, I, n_inputs, <int> N, packed_x + in_lo * N)
-    packed_gemm_at(3 * hidden_size, n_inputs, <int> N, d_gi, 3 * H,
-                   packed_x + in_lo * N, N * PANEL, d_weight_ih + in_lo, I)
-
-    pack(h_prev + lo, H, n_units, <int> N, packed_h + lo * N)
-    if reset_after:
+    cdef const floating* d_gi = <const floating*> call.d_gi
+    cdef const floating* d_gh = <const floating*> call.d_gh
+    cdef floating* packed_h = <floating*> call.packed_h + lo * N
+    cdef floating* d_weight_hh = <floating*> call.d_weight_hh
+    pack(<const floating*> call.h_prev + lo, H, n_units, <int> N, packed_h)
+    if seq.reset_after:
         # dW_hh[:, lo:hi] (3H, n) = d_gh.T (3H, N) @ h_prev[:, lo:hi] (N, n)
-        packed_gemm_at(3 * hidden_size, n_units, <int> N, d_gh, 3 * H,
-                       packed_h + lo * N, N * PANEL, d_weight_hh + lo, H)
+        packed_gemm_at(<int> (3 * H), n_units, <int> N, d_gh, 3 * H,
+                       packed_h, N * PANEL, d_weight_hh + lo, H)
     else:
         # dW_hh[:2H, lo:hi] (2H, n) = d_gi[:, :2H].T (2H, N) @ h_prev[:, lo:hi] (N, n)
-        packed_gemm_at(2 * hidden_size, n_units, <int> N, d_gi, 3 * H,
-                       packed_h + lo * N, N * PANEL, d_weight_hh + lo, H)
-        # dW_hh[2H:, lo:hi] (H, n) = d_an.T (H, N) @ q[:, lo:hi] (N, n),  q = gates[:, 3H:]
-        pack(gates + 3 * H + lo, 4 * H, n_units, <int> N, packed_h + lo * N)
-        packed_gemm_at(hidden_size, n_units, <int> N, d_gi + 2 * H, 3 * H,
-                       packed_h + lo * N, N * PANEL, d_weight_hh + 2 * H * H + lo, H)
-    if with_bias:
+        packed_gemm_at(<int> (2 * H), n_units, <int> N, d_gi, 3 * H,
+                       packed_h, N * PANEL, d_weight_hh + lo, H)
+        # dW_hh[2H:, lo:hi] (H, n) = dn.T (H, N) @ q[:, lo:hi] (N, n),  q = gates[:, 3H:]
+        pack(<const floating*> call.gates + 3 * H + lo, 4 * H, n_units, <int> N, packed_h)
+        packed_gemm_at(<int> H, n_units, <int> N, d_gi + 2 * H, 3 * H,
+                       packed_h, N * PANEL, d_weight_hh + 2 * H * H + lo, H)
+    if call.with_bias:
         for gate in range(3):
-            # b_ih[gH+lo:gH+hi] = sum over rows of d_gi[:, gH+lo:gH+hi]; b_hh likewise
-            _column_sums(d_gi, N, 3 * H, gate * H + lo, gate * H + hi, d_bias_ih)
-            _column_sums(d_gh if reset_after else d_gi, N, 3 * H,
-                         gate * H + lo, gate * H + hi, d_bias_hh)
+            # db_ih[gH+lo:gH+hi] = sum over rows of d_gi[:, gH+lo:gH+hi]; db_hh likewise
+            _column_sums(d_gi, N, 3 * H, gate * H + lo, gate * H + hi, <floating*> call.d_bias_ih)
+            _column_sums(d_gh if seq.reset_after else d_gi, N, 3 * H,
+                         gate * H + lo, gate * H + hi, <floating*> call.d_bias_hh)
+
+
+cdef inline void _input_gradients(BackwardCall* call, int piece, floating* dtype) noexcept nogil:
+    """dx[:, in_lo:in_hi] and dW_ih[:, in_lo:in_hi] of input piece `piece`, over all N rows."""
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t H = seq.hidden_size, I = seq.input_size, N = seq.n_rows, in_lo, in_hi
+    _piece_range(call.input_pieces, piece, &in_lo, &in_hi)
+    cdef int n_inputs = <int> (in_hi - in_lo)
+    cdef const floating* d_gi = <const floating*> call.d_gi
+    cdef floating* packed_ih = <floating*> call.packed_ih + in_lo * 3 * H
+    cdef floating* packed_x = <floating*> call.packed_x + in_lo * N
+    # dx[:, in_lo:in_hi] (N, n_in) = d_gi (N, 3H) @ W_ih[:, in_lo:in_hi] (3H, n_in)
+    pack(<const floating*> call.weight_ih + in_lo, I, n_inputs, <int> (3 * H), packed_ih)
+    packed_gemm(<int> N, n_inputs, <int> (3 * H), d_gi, 3 * H,
+                packed_ih, 3 * H * PANEL, False, <floating*> call.dx + in_lo, I)
+    # dW_ih[:, in_lo:in_hi] (3H, n_in) = d_gi.T (3H, N) @ x[:, in_lo:in_hi] (N, n_in)
+    pack(<const floating*> call.x + in_lo, I, n_inputs, <int> N, packed_x)
+    packed_gemm_at(<int> (3 * H), n_inputs, <int> N, d_gi, 3 * H,
+                   packed_x, N * PANEL, <floating*> call.d_weight_ih + in_lo, I)
 
 
 cdef inline void _column_sums(const floating* matrix, Py_ssize_t n_rows, Py_ssize_t n_cols,
@@ -539,28 +820,58 @@ cdef inline void _column_sums(const floating* matrix, Py_ssize_t n_rows, Py_ssiz
             out[j] += row[j]
 
 
-cdef void _backward_thread(
-        const floating* x, const Py_ssize_t* batch_sizes,
-        const Py_ssize_t* offsets, const Py_ssize_t* out_rows,
-        const floating* weight_ih, const floating* weight_hh,
-        const floating* gates, const floating* h_prev, const floating* dy,
-        floating* dh, floating* d_gi, floating* d_gh, floating* dq,
-        floating* packed_ih, floating* packed_hh, floating* packed_x, floating* packed_h,
-        floating* dx, floating* d_weight_ih, floating* d_weight_hh,
-        floating* d_bias_ih, floating* d_bias_hh,
-        Py_ssize_t seq_len, Py_ssize_t n_rows, int input_size, int hidden_size,
-        bint reset_after, bint reverse, bint with_bias,
-        gf_team* team, int thread, int n_threads) noexcept nogil:
-    """All of backward for `thread` of `n_threads`: the time loop, then the products over rows."""
-    _backward_loop(batch_sizes, offsets, out_rows, weight_hh, packed_hh, gates, h_prev, dy,
-                   dh, d_gi, d_gh, dq, seq_len, hidden_size, reset_after, reverse,
-                   team, thread, n_threads)
-    if n_threads > 1:
-        barrier(team)  # the gate gradients of every row and unit are complete
-    _gradients_over_rows(x, weight_ih, gates, h_prev, d_gi, d_gh,
-                         packed_ih, packed_x, packed_h, dx, d_weight_ih, d_weight_hh,
-                         d_bias_ih, d_bias_hh, n_rows, input_size, hidden_size,
-                         reset_after, with_bias, thread, n_threads)
+cdef void _backward_piece_float(void* call, int piece) noexcept nogil:
+    _backward_piece(<BackwardCall*> call, piece, <float*> NULL)
+
+
+cdef void _backward_piece_double(void* call, int piece) noexcept nogil:
+    _backward_piece(<BackwardCall*> call, piece, <double*> NULL)
+
+
+cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interrupts,
+                       floating* dtype) noexcept nogil:
+    """The time loop of a backward call, then the products over rows (see backward_sequence).
+
+    Returns 0, or -1 when a signal handler raised (the outputs are then unfinished).
+    Each step's product into dh runs at the start of the next step's phase,
+    piece by piece: a piece's dh columns are all the next step's gate
+    gradients of that piece read.
+    """
+    cdef Sequence* seq = &call.seq
+    cdef Py_ssize_t step
+    cdef gf_piece_fn piece_fn
+    cdef gf_pace pace
+    cdef int n_pieces = seq.hidden_pieces.count
+    if floating is float:
+        piece_fn = _backward_piece_float
+    else:
+        piece_fn = _backward_piece_double
+    pace_start(&pace, pace_key(seq.batch_size, seq.hidden_size, seq.input_size,
+                               2 * seq.reset_after + (floating is double) + 4), participants)
+    call.phase = PACK
+    run_phase(piece_fn, call, n_pieces, participants)
+    call.prev_active = 0
+    call.prev_t = 0
+    for step in range(seq.seq_len):
+        # Backward walks the steps in the opposite order of the forward pass.
+        call.t = _time_of(seq, step, True)
+        call.n_active = seq.batch_sizes[call.t]
+        if call.n_active == 0:
+            continue
+        call.phase = GATE_GRADIENTS
+        run_phase(piece_fn, call, n_pieces, pace_participants(&pace))
+        if not seq.reset_after:
+            call.phase = RESET_GRADIENTS
+            run_phase(piece_fn, call, n_pieces, pace_participants(&pace))
+        call.prev_t = call.t
+        call.prev_active = call.n_active
+        if _interrupted(pace_step_done(&pace, call.n_active + 1), interrupts):
+            pace_finish(&pace)
+            return -1
+    pace_finish(&pace)
+    call.phase = OVER_ROWS
+    run_phase(piece_fn, call, n_pieces + call.input_pieces.count, participants)
+    return 0
 
 
 def backward_sequence(const floating[:, ::1] x,
@@ -586,7 +897,7 @@ def backward_sequence(const floating[:, ::1] x,
                       floating[::1] d_bias_ih,
                       floating[::1] d_bias_hh,
                       bint reset_after, bint reverse, bint with_bias,
-                      int n_threads):
+                      int n_threads, const int[::1] stop):
     """Backpropagation through time for one layer and direction (GIL released).
 
     Takes the packed layout and the cache written by `forward_sequence` with
@@ -597,9 +908,11 @@ def backward_sequence(const floating[:, ::1] x,
     Ip and Hp = I and H rounded up to whole panels (padded_to_panels): dq (B, H),
     packed_ih (Ip*3H,), packed_hh (Hp*3H,), packed_x (Ip*N,), packed_h
     (Hp*N,).  Outputs dx (N, I), d_weight_ih (3H, I), d_weight_hh (3H, H) and
-    the bias gradients (3H,) when with_bias.  Runs on n_threads OpenMP threads.
+    the bias gradients (3H,) when with_bias.  Runs on up to n_threads threads;
+    stop as in forward_sequence.
+    Raises whatever a signal handler raises (KeyboardInterrupt); the outputs
+    are then unfinished.
     """
-    cdef Py_ssize_t seq_len = batch_sizes.shape[0]
     cdef Py_ssize_t n_rows = x.shape[0]
     if n_rows == 0:
         d_weight_ih[...] = 0
@@ -607,49 +920,43 @@ def backward_sequence(const floating[:, ::1] x,
         d_bias_ih[...] = 0
         d_bias_hh[...] = 0
         return
-    cdef const floating* x_ = &x[0, 0]
-    cdef const Py_ssize_t* batch_sizes_ = &batch_sizes[0]
-    cdef const Py_ssize_t* offsets_ = &offsets[0]
-    cdef const Py_ssize_t* out_rows_ = &out_rows[0] if out_rows.shape[0] > 0 else NULL
-    cdef const floating* weight_ih_ = &weight_ih[0, 0]
-    cdef const floating* weight_hh_ = &weight_hh[0, 0]
-    cdef const floating* gates_ = &gates[0, 0]
-    cdef const floating* h_prev_ = &h_prev[0, 0]
-    cdef const floating* dy_ = &dy[0, 0]
-    cdef floating* dh_ = &dh[0, 0]
-    cdef floating* d_gi_ = &d_gi[0, 0]
-    cdef floating* d_gh_ = &d_gh[0, 0]
-    cdef floating* dq_ = &dq[0, 0]
-    cdef floating* packed_ih_ = &packed_ih[0]
-    cdef floating* packed_hh_ = &packed_hh[0]
-    cdef floating* packed_x_ = &packed_x[0]
-    cdef floating* packed_h_ = &packed_h[0]
-    cdef floating* dx_ = &dx[0, 0]
-    cdef floating* d_weight_ih_ = &d_weight_ih[0, 0]
-    cdef floating* d_weight_hh_ = &d_weight_hh[0, 0]
-    cdef floating* d_bias_ih_ = &d_bias_ih[0]
-    cdef floating* d_bias_hh_ = &d_bias_hh[0]
-    cdef int input_size = <int> x.shape[1]
-    cdef int hidden_size = <int> dh.shape[1]
-    cdef gf_team team
-    team_init(&team)
-    if n_threads <= 1:
-        with nogil:
-            _backward_thread(x_, batch_sizes_, offsets_, out_rows_, weight_ih_, weight_hh_,
-                             gates_, h_prev_, dy_, dh_, d_gi_, d_gh_, dq_,
-                             packed_ih_, packed_hh_, packed_x_, packed_h_,
-                             dx_, d_weight_ih_, d_weight_hh_, d_bias_ih_, d_bias_hh_,
-                             seq_len, n_rows, input_size, hidden_size,
-                             reset_after, reverse, with_bias, &team, 0, 1)
-        return
-    with nogil, parallel(num_threads=n_threads):
-        _backward_thread(x_, batch_sizes_, offsets_, out_rows_, weight_ih_, weight_hh_,
-                         gates_, h_prev_, dy_, dh_, d_gi_, d_gh_, dq_,
-                         packed_ih_, packed_hh_, packed_x_, packed_h_,
-                         dx_, d_weight_ih_, d_weight_hh_, d_bias_ih_, d_bias_hh_,
-                         seq_len, n_rows, input_size, hidden_size,
-                         reset_after, reverse, with_bias,
-                         &team, openmp.omp_get_thread_num(), openmp.omp_get_num_threads())
+    cdef BackwardCall call
+    call.seq = _sequence(batch_sizes, offsets, out_rows, dh.shape[0], x.shape[1],
+                         dh.shape[1], n_rows, reset_after, reverse)
+    call.with_bias = with_bias
+    call.input_pieces = _pieces(x.shape[1])
+    call.x = &x[0, 0]
+    call.weight_ih = &weight_ih[0, 0]
+    call.weight_hh = &weight_hh[0, 0]
+    call.gates = &gates[0, 0]
+    call.h_prev = &h_prev[0, 0]
+    call.dy = &dy[0, 0]
+    call.dh = &dh[0, 0]
+    call.d_gi = &d_gi[0, 0]
+    call.d_gh = &d_gh[0, 0]
+    call.dq = &dq[0, 0]
+    call.packed_ih = &packed_ih[0]
+    call.packed_hh = &packed_hh[0]
+    call.packed_x = &packed_x[0]
+    call.packed_h = &packed_h[0]
+    call.dx = &dx[0, 0]
+    call.d_weight_ih = &d_weight_ih[0, 0]
+    call.d_weight_hh = &d_weight_hh[0, 0]
+    call.d_bias_ih = &d_bias_ih[0]
+    call.d_bias_hh = &d_bias_hh[0]
+    cdef Interrupts interrupts
+    interrupts.main_thread = PyThread_get_thread_ident() == _main_thread
+    interrupts.stop = &stop[0]
+    interrupts.last_check = now_ns()
+    cdef int status, participants
+    cdef int most_pieces = max(call.seq.hidden_pieces.count, call.input_pieces.count)
+    with nogil:
+        participants = pool_acquire(min(n_threads, most_pieces))
+        status = _backward_run(&call, participants, &interrupts, <floating*> NULL)
+        if participants > 1:
+            pool_release()
+    if status != 0:
+        raise_pending()
 
 
 def activations(const floating[::1] values, floating[::1] sigmoid_out, floating[::1] tanh_out):
@@ -668,42 +975,31 @@ def activations(const floating[::1] values, floating[::1] sigmoid_out, floating[
 # (about 3 us here) is most of a one-step call.  A `StepKernel` acquires one
 # layer's packed weights and biases once, when it is made, and keeps its own
 # scratch; `step_layers` then takes only x_t, h and out, as raw buffers.  The
-# step itself is `_forward_loop` over one step of the identity packing, so
-# its numbers are those of `gru_forward`, bit for bit, serial or threaded.
-# Nothing here raises for a wrong argument: the entries return False, having
-# done nothing, and the caller (gru_fast._stepping) validates and explains.
-#
-# Threads.  Whether a parallel region pays off for one step depends on the
-# machine and its load (waking the team can cost more than the step), so
-# each kernel measures: its first calls alternate serial and threaded runs,
-# the faster median wins, and it measures again every _RETUNE_AFTER calls.
-# The thread count never changes the results.
+# step itself is `_forward_run` over one step of the identity packing, so its
+# numbers are those of `gru_forward`, bit for bit, and whether the pool's
+# workers help is decided as for a sequence (gf_pace, remembered per shape
+# from call to call).  Nothing here raises for a wrong argument: the entries
+# return False, having done nothing, and the caller (gru_fast._stepping)
+# validates and explains.
 
 from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS,
                              PyBUF_FORMAT, PyBUF_WRITABLE)
 from libc.stdlib cimport free
 from libc.string cimport memcpy, memset, memcmp, strcmp
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 cdef extern from "stdlib.h" nogil:
     int posix_memalign(void** pointer, size_t alignment, size_t size)
 
 cdef enum:
     _LINE = 64            # bytes: every scratch block starts on a cache line, as _workspace's do
-    _TRIALS = 8           # timed calls per thread count when a kernel measures
-    _RETUNE_AFTER = 4096  # calls between two measurements
     _NOGIL_BYTES = 16384  # same_bytes releases the GIL from this size on
+
+cdef int _never_stop = 0  # a step is too short to look for Ctrl-C
 
 
 cdef inline Py_ssize_t _on_lines(Py_ssize_t n_bytes) noexcept nogil:
     """`n_bytes` rounded up to whole cache lines."""
     return (n_bytes + _LINE - 1) // _LINE * _LINE
-
-
-cdef inline long long _now_ns() noexcept nogil:
-    cdef timespec now
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return now.tv_sec * 1000000000LL + now.tv_nsec
 
 
 cdef int _get_array(object obj, Py_buffer* view, int flags, char kind,
@@ -740,13 +1036,14 @@ cdef inline bint _overlap(const Py_buffer* a, const Py_buffer* b) noexcept nogil
 cdef void _step_layer(const floating* x, const floating* h, floating* out, char* scratch,
                       const floating* packed_ih, const floating* packed_hh,
                       const floating* bias_gates, const floating* bias_hn,
-                      Py_ssize_t batch_size, int input_size, int hidden_size,
-                      bint reset_after, int n_threads) noexcept nogil:
+                      Py_ssize_t batch_size, Py_ssize_t input_size, Py_ssize_t hidden_size,
+                      bint reset_after, int max_threads) noexcept nogil:
     """out (B, H) = one step from state h (B, H; NULL for zeros) on input x (B, I).
 
-    `_forward_loop` over one step of the identity packing, on packed weights;
-    `scratch` holds the blocks `StepKernel.scratch_bytes` counts.  h and out
-    may be the same memory: h is copied to the scratch state first.
+    `_forward_run` over one step of the identity packing, on packed weights,
+    on up to max_threads threads (0: the core's default); `scratch` holds the
+    blocks `StepKernel.scratch_bytes` counts.  h and out may be the same
+    memory: h is copied to the scratch state first.
     """
     cdef Py_ssize_t B = batch_size, H = hidden_size
     cdef Py_ssize_t one_step[1]
@@ -758,41 +1055,53 @@ cdef void _step_layer(const floating* x, const floating* h, floating* out, char*
     cdef floating* state_scratch = <floating*> (<char*> state + _on_lines(B * H * sizeof(floating)))
     cdef floating* gates = <floating*> (<char*> state_scratch + _on_lines(B * H * sizeof(floating)))
     cdef floating* h_prev = <floating*> (<char*> gates + _on_lines(4 * B * H * sizeof(floating)))
-    cdef floating* proj = <floating*> (<char*> h_prev + _on_lines(B * H * sizeof(floating)))
-    cdef floating* hidden = <floating*> (<char*> proj + _on_lines(3 * B * H * sizeof(floating)))
-    cdef gf_team team
+    cdef floating* input_preact = <floating*> (<char*> h_prev + _on_lines(B * H * sizeof(floating)))
+    cdef floating* recurrent_preact = <floating*> (
+        <char*> input_preact + _on_lines(3 * B * H * sizeof(floating)))
     if h == NULL:
         memset(state, 0, B * H * sizeof(floating))
     else:
         memcpy(state, h, B * H * sizeof(floating))
-    team_init(&team)
-    if n_threads <= 1:
-        _forward_loop(x, one_step, offsets, NULL, NULL, NULL, NULL,
-                      <floating*> packed_ih, <floating*> packed_hh, bias_gates, bias_hn,
-                      state, state_scratch, B, out, gates, h_prev, proj, B, hidden,
-                      1, input_size, hidden_size, reset_after, False, False, False,
-                      &team, 0, 1)
-        return
-    with parallel(num_threads=n_threads):
-        _forward_loop(x, one_step, offsets, NULL, NULL, NULL, NULL,
-                      <floating*> packed_ih, <floating*> packed_hh, bias_gates, bias_hn,
-                      state, state_scratch, B, out, gates, h_prev, proj, B, hidden,
-                      1, input_size, hidden_size, reset_after, False, False, False,
-                      &team, openmp.omp_get_thread_num(), openmp.omp_get_num_threads())
-
-
-cdef long long _median(long long* samples, int n) noexcept:
-    """The median of n samples (sorts them in place; n is small)."""
-    cdef int i, j
-    cdef long long value
-    for i in range(1, n):
-        value = samples[i]
-        j = i - 1
-        while j >= 0 and samples[j] > value:
-            samples[j + 1] = samples[j]
-            j -= 1
-        samples[j + 1] = value
-    return (samples[(n - 1) // 2] + samples[n // 2]) // 2
+    cdef ForwardCall call
+    call.seq.seq_len = 1
+    call.seq.batch_size = B
+    call.seq.input_size = input_size
+    call.seq.hidden_size = H
+    call.seq.n_rows = B
+    call.seq.batch_sizes = one_step
+    call.seq.offsets = offsets
+    call.seq.out_rows = NULL
+    call.seq.order = NULL
+    call.seq.reset_after = reset_after
+    call.seq.reverse = False
+    call.seq.hidden_pieces = _pieces(H)
+    call.store_history = False
+    call.pack_weights = False
+    call.preact_rows = B
+    call.x = x
+    call.weight_ih = NULL
+    call.weight_hh = NULL
+    call.packed_ih = <void*> packed_ih
+    call.packed_hh = <void*> packed_hh
+    call.bias_gates = bias_gates
+    call.bias_hn = bias_hn
+    call.y = out
+    call.gates = gates
+    call.h_prev = h_prev
+    call.input_preact = input_preact
+    call.recurrent_preact = recurrent_preact
+    call.h_read = state
+    call.h_write = state_scratch
+    cdef Interrupts interrupts
+    interrupts.main_thread = False
+    interrupts.stop = &_never_stop
+    interrupts.last_check = now_ns()
+    if max_threads <= 0:
+        max_threads = max_threads_c()
+    cdef int participants = pool_acquire(min(max_threads, call.seq.hidden_pieces.count))
+    _forward_run(&call, participants, &interrupts, <floating*> NULL)
+    if participants > 1:
+        pool_release()
 
 
 cdef class StepKernel:
@@ -824,14 +1133,6 @@ cdef class StepKernel:
     cdef char* _scratch
     cdef Py_ssize_t _scratch_rows
     cdef bint _busy
-    # Thread choice: for _tuned_rows rows and at most _tuned_cap threads,
-    # _choice threads (0 while measuring: call _trial of 2 * _TRIALS).
-    cdef Py_ssize_t _tuned_rows
-    cdef int _tuned_cap
-    cdef int _choice
-    cdef int _trial
-    cdef int _calls
-    cdef long long _samples[2][_TRIALS]
 
     def __cinit__(self, packed_ih, packed_hh, bias_gates, bias_hn,
                   int input_size, int hidden_size, bint reset_after):
@@ -876,11 +1177,6 @@ cdef class StepKernel:
         """'f' for float32, 'd' for float64."""
         return chr(self._kind)
 
-    @property
-    def threads(self):
-        """Threads the kernel runs a step on now (0 while it measures which is faster)."""
-        return self._choice
-
     cdef Py_ssize_t scratch_bytes(self, Py_ssize_t batch_size) noexcept:
         """Bytes of scratch one step of `batch_size` rows needs (see `_step_layer`)."""
         cdef Py_ssize_t block = _on_lines(batch_size * self.hidden_size * self._itemsize)
@@ -912,48 +1208,12 @@ cdef class StepKernel:
         owned[0] = True
         return <char*> memory
 
-    cdef int _threads_for(self, Py_ssize_t batch_size, int max_threads) noexcept:
-        """Threads for the next call: the measured choice, or the next trial."""
-        cdef int cap = max_threads if max_threads > 0 else openmp.omp_get_max_threads()
-        cap = min(cap, <int> padded_to_panels(self.hidden_size) // PANEL)
-        if cap <= 1:
-            self._tuned_cap = 1
-            self._choice = 1
-            return 1
-        if batch_size != self._tuned_rows or cap != self._tuned_cap:
-            self._tuned_rows = batch_size
-            self._tuned_cap = cap
-            self._choice = 0
-            self._trial = 0
-        if self._choice > 0:
-            self._calls += 1
-            if self._calls < _RETUNE_AFTER:
-                return self._choice
-            self._choice = 0
-            self._trial = 0
-        return 1 if self._trial % 2 == 0 else cap
-
-    cdef void _record(self, int n_threads, long long elapsed_ns) noexcept:
-        """Note the time of a trial call; after the last trial, choose."""
-        if self._choice > 0 or n_threads != (1 if self._trial % 2 == 0 else self._tuned_cap):
-            return
-        self._samples[self._trial % 2][self._trial // 2] = elapsed_ns
-        self._trial += 1
-        if self._trial == 2 * _TRIALS:
-            serial = _median(self._samples[0], _TRIALS)
-            threaded = _median(self._samples[1], _TRIALS)
-            self._choice = 1 if serial <= threaded else self._tuned_cap
-            self._calls = 0
-
     cdef int _step_once(self, const char* x, const char* h, char* out,
                         Py_ssize_t batch_size, int max_threads) except -1:
         """One step on raw memory already checked, the GIL released around the work."""
         cdef bint owned = False
         cdef char* scratch = self._take_scratch(batch_size, &owned)
-        cdef int n_threads = self._threads_for(batch_size, max_threads)
-        cdef long long start, elapsed
         with nogil:
-            start = _now_ns()
             if self._kind == b'd':
                 _step_layer(<const double*> x, <const double*> h, <double*> out, scratch,
                             <const double*> self._weights[0].buf,
@@ -961,7 +1221,7 @@ cdef class StepKernel:
                             <const double*> self._weights[2].buf,
                             <const double*> self._weights[3].buf,
                             batch_size, self.input_size, self.hidden_size,
-                            self.reset_after, n_threads)
+                            self.reset_after, max_threads)
             else:
                 _step_layer(<const float*> x, <const float*> h, <float*> out, scratch,
                             <const float*> self._weights[0].buf,
@@ -969,13 +1229,11 @@ cdef class StepKernel:
                             <const float*> self._weights[2].buf,
                             <const float*> self._weights[3].buf,
                             batch_size, self.input_size, self.hidden_size,
-                            self.reset_after, n_threads)
-            elapsed = _now_ns() - start
+                            self.reset_after, max_threads)
         if owned:
             free(scratch)
         else:
             self._busy = False
-        self._record(n_threads, elapsed)
         return 0
 
     def step(self, x_t, h, out, int max_threads=0):
@@ -997,7 +1255,9 @@ def step_layers(tuple kernels, x_t, h, out, int max_threads=0):
     h : buffer, shape (L, B, H), or None for zeros
     out : writable buffer, shape (L, B, H); may be h itself, must not overlap x_t
     max_threads : int
-        Most threads a step may use: 0 for OpenMP's count, 1 for serial.
+        Most threads a step may use (the caller's included): 0 for the core's
+        default (`max_threads()`), 1 for serial.  Whether the pool's workers
+        help is measured as for a sequence.
 
     Returns
     -------

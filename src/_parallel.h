@@ -1,76 +1,443 @@
-/* A barrier for the worker threads of the compiled core.
+/* The core's worker threads: work split into pieces that are claimed, never
+ * waited for unless started.
  *
- * The core's threaded loops run inside one OpenMP parallel region (opened by
- * Cython's `cython.parallel.parallel`) for the whole sequence; at every time
- * step the threads must wait for one another.  GNU OpenMP's `omp barrier`
- * costs about 195 ns for two threads here, because its last arriving thread
- * always makes a futex_wake system call, and a step of a small GRU takes
- * 0.5-5 us with one or two barriers.  This barrier spins on a counter shared
- * by the team instead: about 46 ns (C loop of 200000 barriers, two threads;
- * three threads on the two cores: 1.6 us against OpenMP's 19 us).
- * Forward, T = 100, B = 1, float32, two threads: H = 128, classic, 150 ->
- * 120 us; reset_after 128 -> 109 us.
+ * Why not an OpenMP team: its threads meet at barriers (one per time step
+ * before this file was rewritten, and always at the end of a parallel
+ * region), so when another library's threads hold a core (OpenBLAS's
+ * workers spin for a while after every call, ONNX Runtime's and PyTorch's
+ * pools too), every meeting waits a scheduler time slice for the thread that
+ * lost its core: 100x slower calls right after a NumPy matmul.
  *
- * The wait is a plain loop of loads, GF_SPINS of them, then sched_yield on
- * every further try, so that more threads than cores, or a busy machine,
- * still make progress.  No PAUSE instruction: under this machine's
- * hypervisor, PAUSE loops made the spin barrier slower than OpenMP's
- * (classic, B = 8, H = 128: 413 -> 658 us with PAUSE and 2000 tries, 915
- * with 200000), presumably because pause-loop exiting took the core away
- * from the waiting virtual CPU.
+ * Here the calling thread runs the sequence and splits each phase of a time
+ * step (see _core.pyx) into pieces whose boundaries depend on the shape only,
+ * never on the thread count, so any thread may run any piece and the results
+ * are bitwise the same for 1, 2 or more threads.  A phase is published to
+ * the pool's workers; each participant (the caller is participant 0) owns a
+ * contiguous home range of pieces and claims them front first; a participant
+ * whose home range is empty steals from the back of the others.  The caller
+ * claims pieces like everyone else, so a worker that has not shown up yet
+ * (descheduled, asleep, stalled) simply gets nothing: the caller runs its
+ * pieces.  The caller waits only for pieces a worker has started.  Home
+ * ranges keep each worker on the same weights from step to step (their
+ * panels stay in its cache) when the threads keep pace.
  *
- * One gf_team per parallel region, made by the thread that opens it and
- * passed to every thread (concurrent calls from Python threads each have
- * their own).  Built without OpenMP the barrier is a no-op, and the core then
- * runs on one thread anyway.
+ * Claims are compare-and-swap on one 64-bit word per home range: the phase's
+ * sequence number, the next piece from the front and the end of the range.
+ * A worker that slept through several phases fails its claim (the sequence
+ * moved on) and looks again; it can never run a piece of a finished phase.
+ *
+ * Workers wait for the next phase spinning for GF_SPIN_NS, then sleep on a
+ * condition variable, so they hold no core while the caller runs serially or
+ * between calls.  One call at a time uses the pool (a Python thread that
+ * finds it busy runs serially), and a forked child makes new workers.
+ *
+ * gf_pace_* decides, while the call runs, whether publishing phases to the
+ * workers pays: it times blocks of steps with and without them and keeps the
+ * faster mode, trying the other now and then (see there).  Nothing is tuned
+ * to a CPU.
  */
 #ifndef GRU_FAST_PARALLEL_H
 #define GRU_FAST_PARALLEL_H
 
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
-#include <sched.h>
 #endif
 
-#define GF_SPINS 2000
+#define GF_MAX_WORKERS 63          /* participants are at most 64 */
+#define GF_MAX_PIECES 4095         /* 12 bits of a claim word */
+#define GF_SPIN_NS 50000           /* a worker spins this long for the next phase, then sleeps */
+#define GF_CALLER_SPIN_NS 20000    /* the caller spins this long for a started piece, then yields */
+
+typedef void (*gf_piece_fn)(void* ctx, int piece);
+
+/* One home range of a phase: (sequence << 24) | (front << 12) | end. */
+typedef struct {
+    uint64_t word;
+} __attribute__((aligned(64))) gf_range;
 
 typedef struct {
-    int arrived;     /* threads at the current barrier so far */
-    int generation;  /* barriers completed; waiters spin until it changes */
-} __attribute__((aligned(64))) gf_team;  /* a cache line of its own */
+    /* written by the caller, read by workers after a successful claim */
+    gf_piece_fn fn;
+    void* ctx;
+    int participants;                      /* of the current call: caller + workers */
+    int n_workers;                         /* threads started */
+    int busy;                              /* one call at a time */
+    uint64_t next_sequence;                /* the caller's counter */
+    __attribute__((aligned(64))) uint64_t sequence;  /* the phase being run */
+    __attribute__((aligned(64))) int done;            /* pieces finished by workers */
+    __attribute__((aligned(64))) int sleeping;        /* workers waiting on `wake` */
+    int wake_sent;                         /* a broadcast is on its way to them */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    gf_range ranges[GF_MAX_WORKERS + 1];
+    /* test hook: worker `stall_worker` sleeps stall_ns before each claim */
+    int stall_worker;
+    int64_t stall_ns;
+} gf_pool;
 
-static inline void gf_team_init(gf_team* team)
+static gf_pool gf_the_pool = {
+    .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .stall_worker = -1,
+};
+
+static inline int64_t gf_now_ns(void)
 {
-    team->arrived = 0;
-    team->generation = 0;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 }
 
-/* Wait until every thread of the current parallel region has called
- * gf_barrier(team) as many times as this one.  Everything a thread wrote
- * before the barrier is visible to every thread after it. */
-static inline void gf_barrier(gf_team* team)
+/* A flag another thread sets (e.g. a request to stop), read without a lock. */
+static inline int gf_load_flag(const int* flag)
+{
+    return __atomic_load_n(flag, __ATOMIC_RELAXED);
+}
+
+static inline void gf_sleep_ns(int64_t ns)
+{
+    struct timespec pause = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    nanosleep(&pause, NULL);
+}
+
+#define GF_SEQ_MASK ((UINT64_C(1) << 40) - 1)
+#define GF_WORD(seq, front, end) ((((seq) & GF_SEQ_MASK) << 24) | ((uint64_t)(front) << 12) | (uint64_t)(end))
+#define GF_WORD_SEQ(w) ((w) >> 24)
+#define GF_WORD_FRONT(w) ((int)(((w) >> 12) & 0xfff))
+#define GF_WORD_END(w) ((int)((w) & 0xfff))
+
+/* Claim and run pieces of phase `seq` as participant `me`: its own range from
+ * the front, then the others' from the back.  Returns the pieces it ran. */
+static int gf_claim_and_run(gf_pool* pool, int me, int participants, uint64_t seq)
+{
+    int ran = 0, visit, range, piece, front, end;
+    for (visit = 0; visit < participants; visit++) {
+        range = (me + visit) % participants;
+        gf_range* r = &pool->ranges[range];
+        for (;;) {
+            uint64_t w = __atomic_load_n(&r->word, __ATOMIC_ACQUIRE);
+            if (GF_WORD_SEQ(w) != (seq & GF_SEQ_MASK))
+                return ran;  /* the phase is over (or not yet set up) */
+            front = GF_WORD_FRONT(w);
+            end = GF_WORD_END(w);
+            if (front >= end)
+                break;
+            uint64_t claimed = visit == 0 ? GF_WORD(seq, front + 1, end) : GF_WORD(seq, front, end - 1);
+            piece = visit == 0 ? front : end - 1;
+            if (!__atomic_compare_exchange_n(&r->word, &w, claimed, 0,
+                                             __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                continue;
+            /* The phase cannot end before this piece is counted, so fn and
+             * ctx are still those of phase `seq`. */
+            pool->fn(pool->ctx, piece);
+            ran++;
+            if (me != 0)
+                __atomic_add_fetch(&pool->done, 1, __ATOMIC_RELEASE);
+        }
+    }
+    return ran;
+}
+
+static void* gf_worker_main(void* arg)
+{
+    gf_pool* pool = &gf_the_pool;
+    int me = (int)(intptr_t)arg;
+    uint64_t seen = __atomic_load_n(&pool->sequence, __ATOMIC_ACQUIRE);
+    int64_t idle_since = gf_now_ns();
+    unsigned spins = 0;
+    for (;;) {
+        uint64_t seq = __atomic_load_n(&pool->sequence, __ATOMIC_ACQUIRE);
+        if (seq != seen) {
+            seen = seq;
+            if (pool->stall_worker == me && pool->stall_ns > 0)
+                gf_sleep_ns(pool->stall_ns);
+            if (me < __atomic_load_n(&pool->participants, __ATOMIC_ACQUIRE))
+                gf_claim_and_run(pool, me, __atomic_load_n(&pool->participants, __ATOMIC_ACQUIRE),
+                                 seq);
+            idle_since = gf_now_ns();
+            spins = 0;
+            continue;
+        }
+        if ((++spins & 255) != 0 || gf_now_ns() - idle_since < GF_SPIN_NS)
+            continue;
+        /* No phase for GF_SPIN_NS: sleep until the caller publishes one. */
+        pthread_mutex_lock(&pool->lock);
+        __atomic_add_fetch(&pool->sleeping, 1, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&pool->wake_sent, 0, __ATOMIC_SEQ_CST);
+        while (__atomic_load_n(&pool->sequence, __ATOMIC_SEQ_CST) == seen)
+            pthread_cond_wait(&pool->wake, &pool->lock);
+        __atomic_sub_fetch(&pool->sleeping, 1, __ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&pool->lock);
+        idle_since = gf_now_ns();
+        spins = 0;
+    }
+    return NULL;
+}
+
+/* After fork() only the forking thread exists: the child starts a new pool. */
+static void gf_pool_after_fork_in_child(void)
+{
+    gf_pool* pool = &gf_the_pool;
+    pool->n_workers = 0;
+    pool->busy = 0;
+    pool->sleeping = 0;
+    pool->wake_sent = 0;
+    pthread_mutex_init(&pool->lock, NULL);
+    pthread_cond_init(&pool->wake, NULL);
+}
+
+/* The thread count OpenMP would use (threadpoolctl and OMP_NUM_THREADS set it). */
+static inline int gf_max_threads(void)
 {
 #ifdef _OPENMP
-    int n_threads = omp_get_num_threads();
-    int spins = 0;
-    /* The generation is read before arriving: the last arriver resets the
-     * count before it moves the generation on (release), so a thread that
-     * sees the new generation also sees the count at zero. */
-    int generation = __atomic_load_n(&team->generation, __ATOMIC_ACQUIRE);
-    if (n_threads <= 1)
-        return;
-    if (__atomic_add_fetch(&team->arrived, 1, __ATOMIC_ACQ_REL) == n_threads) {
-        __atomic_store_n(&team->arrived, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&team->generation, generation + 1, __ATOMIC_RELEASE);
-        return;
-    }
-    while (__atomic_load_n(&team->generation, __ATOMIC_ACQUIRE) == generation) {
-        if (++spins >= GF_SPINS)
-            sched_yield();
-    }
+    return omp_get_max_threads();
 #else
-    (void)team;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 #endif
+}
+
+/* Take the pool for one call on up to n_threads threads (the caller
+ * included).  Returns the participants the call may use: 1 when the pool is
+ * in use by another call or no worker could be started. */
+static int gf_pool_acquire(int n_threads)
+{
+    static int fork_handler_set = 0;
+    gf_pool* pool = &gf_the_pool;
+    int want = n_threads - 1, expected = 0;
+    if (want <= 0)
+        return 1;
+    if (want > GF_MAX_WORKERS)
+        want = GF_MAX_WORKERS;
+    if (!__atomic_compare_exchange_n(&pool->busy, &expected, 1, 0,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return 1;
+    if (!fork_handler_set) {
+        pthread_atfork(NULL, NULL, gf_pool_after_fork_in_child);
+        fork_handler_set = 1;
+    }
+    while (pool->n_workers < want) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int failed = pthread_create(&thread, &attr, gf_worker_main,
+                                    (void*)(intptr_t)(pool->n_workers + 1));
+        pthread_attr_destroy(&attr);
+        if (failed)
+            break;
+        pool->n_workers++;
+    }
+    int participants = 1 + (pool->n_workers < want ? pool->n_workers : want);
+    __atomic_store_n(&pool->participants, participants, __ATOMIC_RELEASE);
+    if (participants == 1)
+        __atomic_store_n(&pool->busy, 0, __ATOMIC_RELEASE);
+    return participants;
+}
+
+/* Give the pool back (only after gf_pool_acquire returned more than 1). */
+static inline void gf_pool_release(void)
+{
+    __atomic_store_n(&gf_the_pool.participants, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&gf_the_pool.busy, 0, __ATOMIC_RELEASE);
+}
+
+/* Run pieces 0..n_pieces-1 of fn(ctx, piece) on `participants` threads (the
+ * caller and participants - 1 workers of an acquired pool; 1: the caller
+ * alone, in order).  Returns when every piece has run. */
+static void gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int participants)
+{
+    gf_pool* pool = &gf_the_pool;
+    int piece, r, own;
+    if (participants <= 1 || n_pieces <= 1) {
+        for (piece = 0; piece < n_pieces; piece++)
+            fn(ctx, piece);
+        return;
+    }
+    if (participants > n_pieces)
+        participants = n_pieces;  /* the others find no range to claim from */
+    pool->fn = fn;
+    pool->ctx = ctx;
+    __atomic_store_n(&pool->done, 0, __ATOMIC_RELAXED);
+    uint64_t seq = ++pool->next_sequence;
+    for (r = 0; r < participants; r++)
+        __atomic_store_n(&pool->ranges[r].word,
+                         GF_WORD(seq, r * n_pieces / participants,
+                                 (r + 1) * n_pieces / participants), __ATOMIC_RELAXED);
+    for (; r < pool->participants && r <= GF_MAX_WORKERS; r++)  /* workers left out */
+        __atomic_store_n(&pool->ranges[r].word, GF_WORD(seq, 0, 0), __ATOMIC_RELAXED);
+    __atomic_store_n(&pool->sequence, seq, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&pool->sleeping, __ATOMIC_SEQ_CST) > 0
+            && !__atomic_load_n(&pool->wake_sent, __ATOMIC_SEQ_CST)) {
+        pthread_mutex_lock(&pool->lock);
+        __atomic_store_n(&pool->wake_sent, 1, __ATOMIC_SEQ_CST);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->lock);
+    }
+    own = gf_claim_and_run(pool, 0, participants, seq);
+    /* Only pieces a worker has started are left: wait for them. */
+    if (own + __atomic_load_n(&pool->done, __ATOMIC_ACQUIRE) < n_pieces) {
+        int64_t since = gf_now_ns();
+        unsigned spins = 0;
+        while (own + __atomic_load_n(&pool->done, __ATOMIC_ACQUIRE) < n_pieces) {
+            if ((++spins & 255) == 0 && gf_now_ns() - since > GF_CALLER_SPIN_NS)
+                sched_yield();  /* the worker may be waiting for this core */
+        }
+    }
+}
+
+/* Test hook: worker `worker` (1, 2, ...) sleeps `ns` before each claim; -1 turns it off. */
+static inline void gf_set_worker_stall(int worker, int64_t ns)
+{
+    gf_the_pool.stall_ns = ns;
+    gf_the_pool.stall_worker = worker;
+}
+
+
+/* ---- Whether the workers pay, measured while the call runs. ----
+ *
+ * The caller times blocks of steps, serial (participants 1) or threaded, in
+ * nanoseconds per unit of work (the caller's estimate, e.g. active rows + 1),
+ * and runs each block in the mode that measured faster, trying the other
+ * mode for one block after `explore_gap` blocks; the gap doubles (to 64)
+ * while the current mode keeps winning and drops back to 2 when it loses.
+ * Blocks last about GF_BLOCK_NS.  The estimates of the last call with the
+ * same key (the shape and variant, chosen by the caller) start the next, so
+ * a short call starts in the right mode.  The worst case against the faster
+ * mode is one block in the other mode per explore_gap blocks.
+ */
+#define GF_BLOCK_NS 40000
+#define GF_PACE_SLOTS 256
+
+typedef struct {
+    uint64_t key;
+    int64_t ns_per_unit_x16[2];  /* serial, threaded; 0 = unknown */
+} gf_pace_memory;
+
+static gf_pace_memory gf_pace_table[GF_PACE_SLOTS];
+
+/* -1: measure; 0: always serial; 1: always threaded (tests). */
+static int gf_pace_forced = -1;
+
+typedef struct {
+    uint64_t key;
+    int participants;       /* when threaded */
+    int threaded;           /* the mode of the current block */
+    int trying_other;       /* the current block tries the slower mode */
+    int since_trial;        /* blocks since the last trial */
+    int explore_gap;        /* blocks between trials */
+    int block_steps;        /* steps per block */
+    int steps_done;         /* in the current block */
+    int64_t units;          /* work in the current block */
+    int64_t block_start;
+    double ns_per_unit[2];
+    int64_t last_signal_check;
+} gf_pace;
+
+static inline uint64_t gf_pace_key(int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    uint64_t h = 1469598103934665603ULL;
+    h = (h ^ (uint64_t)a) * 1099511628211ULL;
+    h = (h ^ (uint64_t)b) * 1099511628211ULL;
+    h = (h ^ (uint64_t)c) * 1099511628211ULL;
+    h = (h ^ (uint64_t)d) * 1099511628211ULL;
+    return h | 1;  /* never 0, the empty slot */
+}
+
+static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
+{
+    gf_pace_memory* slot = &gf_pace_table[key % GF_PACE_SLOTS];
+    int mode;
+    memset(pace, 0, sizeof(*pace));
+    pace->key = key;
+    pace->participants = participants;
+    pace->explore_gap = 2;
+    pace->block_steps = 1;
+    if (__atomic_load_n(&slot->key, __ATOMIC_RELAXED) == key)
+        for (mode = 0; mode < 2; mode++)
+            pace->ns_per_unit[mode] =
+                __atomic_load_n(&slot->ns_per_unit_x16[mode], __ATOMIC_RELAXED) / 16.0;
+    /* unknown modes first (threaded before serial); else the faster */
+    if (participants <= 1)
+        pace->threaded = 0;
+    else if (pace->ns_per_unit[1] == 0 || pace->ns_per_unit[0] == 0)
+        pace->threaded = pace->ns_per_unit[1] == 0;
+    else
+        pace->threaded = pace->ns_per_unit[1] < pace->ns_per_unit[0];
+    pace->block_start = gf_now_ns();
+    pace->last_signal_check = pace->block_start;
+}
+
+/* Participants for the next step. */
+static inline int gf_pace_participants(const gf_pace* pace)
+{
+    if (gf_pace_forced >= 0)
+        return gf_pace_forced ? pace->participants : 1;
+    return pace->threaded ? pace->participants : 1;
+}
+
+/* After a step of `units` work.  Returns the time when a block ended (the
+ * caller checks for signals then), else 0. */
+static inline int64_t gf_pace_step_done(gf_pace* pace, int64_t units)
+{
+    int64_t now, elapsed;
+    double measured, *estimate;
+    pace->units += units;
+    if (++pace->steps_done < pace->block_steps)
+        return 0;
+    now = gf_now_ns();
+    elapsed = now - pace->block_start;
+    if (pace->units > 0) {
+        measured = (double)elapsed / (double)pace->units;
+        estimate = &pace->ns_per_unit[pace->threaded];
+        *estimate = *estimate == 0 ? measured : 0.5 * (*estimate + measured);
+    }
+    /* next block: about GF_BLOCK_NS long */
+    if (elapsed < GF_BLOCK_NS / 2 && pace->block_steps < 64)
+        pace->block_steps *= 2;
+    else if (elapsed > 2 * GF_BLOCK_NS && pace->block_steps > 1)
+        pace->block_steps /= 2;
+    if (pace->participants > 1) {
+        if (pace->ns_per_unit[0] == 0 || pace->ns_per_unit[1] == 0) {
+            pace->threaded = pace->ns_per_unit[1] == 0;  /* measure the unknown mode */
+        } else {
+            int best = pace->ns_per_unit[1] < pace->ns_per_unit[0];
+            if (pace->trying_other) {  /* this block tried the mode that was slower */
+                pace->trying_other = 0;
+                if (best == pace->threaded)
+                    pace->explore_gap = 2;  /* and it won */
+                else if (pace->explore_gap < 64)
+                    pace->explore_gap *= 2;
+                pace->threaded = best;
+                pace->since_trial = 0;
+            } else if (++pace->since_trial >= pace->explore_gap) {
+                pace->threaded = !best;
+                pace->trying_other = 1;
+            } else {
+                pace->threaded = best;
+            }
+        }
+    }
+    pace->steps_done = 0;
+    pace->units = 0;
+    pace->block_start = gf_now_ns();
+    return now;
+}
+
+/* Keep the estimates for the next call with the same key. */
+static void gf_pace_finish(const gf_pace* pace)
+{
+    gf_pace_memory* slot = &gf_pace_table[pace->key % GF_PACE_SLOTS];
+    int mode;
+    __atomic_store_n(&slot->key, 0, __ATOMIC_RELAXED);
+    for (mode = 0; mode < 2; mode++)
+        __atomic_store_n(&slot->ns_per_unit_x16[mode], (int64_t)(pace->ns_per_unit[mode] * 16),
+                         __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->key, pace->key, __ATOMIC_RELAXED);
 }
 
 #endif

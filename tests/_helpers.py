@@ -130,6 +130,23 @@ def assert_same_params(a, b):
         np.testing.assert_array_equal(b.params[name], value, err_msg=name)
 
 
+def numeric_gradient(function, array, eps=1e-6):
+    """Central finite differences of the scalar ``function()`` with respect to ``array``.
+
+    ``array`` is perturbed in place, one element at a time, and restored exactly.
+    """
+    grad = np.zeros_like(array)
+    for index in np.ndindex(array.shape):
+        saved = array[index]
+        array[index] = saved + eps
+        plus = function()
+        array[index] = saved - eps
+        minus = function()
+        array[index] = saved
+        grad[index] = (plus - minus) / (2 * eps)
+    return grad
+
+
 # ------------------------------------------------------------------------------- threads
 
 def run_in_threads(work, count):

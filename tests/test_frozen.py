@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gru_fast
-from gru_fast import _workspace, reference
+from gru_fast import _core, _workspace, reference
 
 from _helpers import assert_close, make_weights, run_in_threads
 
@@ -16,8 +16,10 @@ THREADS = [1, 2, 3]
 @pytest.fixture(autouse=True, params=THREADS, ids=[f"{n}_threads" for n in THREADS])
 def core_threads(request, monkeypatch):
     """Every test on one, two and three threads of the core (the packed layout must not care)."""
-    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda batch, hidden, reset_after: request.param)
-    return request.param
+    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: request.param)
+    _core._force_threads(True)  # every phase handed to the workers, however small
+    yield request.param
+    _core._force_threads(None)
 
 
 # (T, B, I, H): one panel, a partial panel, several panels with a partial
@@ -134,9 +136,8 @@ def test_properties_and_nbytes():
     frozen = gru_fast.FrozenGRU(**make_weights(rng, 3, 40, np.float64), reset_after=True)
     assert (frozen.input_size, frozen.hidden_size) == (3, 40)
     assert frozen.dtype == np.float64 and frozen.reset_after is True
-    padded = 64  # 40 hidden units in panels of 32
-    if gru_fast._core.PANEL_WIDTH != 32:
-        padded = gru_fast._core.padded_to_panels(40)
+    width = gru_fast._core.PANEL_WIDTH  # 32 with AVX-512, 16 otherwise
+    padded = -(-40 // width) * width  # 40 hidden units in whole panels
     # packed W_ih and W_hh, b_ih + b_hh folded (3H) and b_hn (H)
     assert frozen.nbytes == 8 * (3 * padded * (3 + 40) + 3 * 40 + 40)
     assert "hidden_size=40" in repr(frozen)

@@ -23,14 +23,16 @@ CORE_THREADS = {"one_thread": 1, "two_threads": 2, "three_threads": 3}
 def core_threads(request, monkeypatch):
     """Run every test on one, two and three threads of the core, whatever the shape.
 
-    Three threads on these small shapes leave some threads without hidden
-    units or input columns, which must still meet every barrier.  The core's
+    Every phase is handed to the workers (however small), and three threads
+    on these small shapes leave some without pieces to claim.  The core's
     scratch is reused between calls (gru_fast._workspace), so tests that run
     after one another also check that nothing stale is read from it.
     """
     n_threads = CORE_THREADS[request.param]
-    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda batch, hidden, reset_after: n_threads)
-    return n_threads
+    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: n_threads)
+    _core._force_threads(True)  # every phase handed to the workers, however small
+    yield n_threads
+    _core._force_threads(None)
 
 
 def run_both(problem, dtype, rng, **options):
@@ -101,11 +103,12 @@ def test_random_shapes_float64(seq_len, batch_size, input_size, hidden_size, res
              lengths=lengths)
 
 
-# Shapes over several panels of 32 columns, for every tile of the packed
-# kernel: B = 19 and 13 leave 3 and 5 rows after the 8-row tiles (float) and
-# 3 and 1 after 4-row tiles (double); H and I that are not multiples of 32
-# leave partial panels; I = 150, 3H > 128 and N = T*B > 256 cross the blocks
-# of k; three threads on H = 70 (3 panels) each own one.
+# Shapes over several panels (_core.PANEL_WIDTH columns: 32 with AVX-512, 16
+# otherwise), for every tile of the packed kernel: B = 19 and 13 leave 3 and 5
+# rows after the 8-row tiles (float) and 3 and 1 after 4-row tiles (double); H
+# and I that are not multiples of the panel width leave partial panels; I = 150,
+# 3H > 128 and N = T*B > 256 cross the blocks of k; three threads on H = 70
+# (3 panels of 32) each own one.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(16, 19, 65, 70), (20, 13, 150, 33), (3, 9, 31, 96)])
 @pytest.mark.parametrize("reset_after", [False, True])
@@ -451,22 +454,13 @@ def test_read_only_and_big_endian_inputs():
         gru_fast.gru_forward(**swapped)
 
 
-def test_core_threads_follow_openmp_and_the_work():
-    """Threads come from OpenMP's setting (so threadpoolctl limits them), one for tiny steps."""
+def test_core_threads_follow_openmp():
+    """Threads come from OpenMP's setting, so threadpoolctl limits them."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    panels = 512 // _core.PANEL_WIDTH
-    for reset_after in (False, True):
-        assert real_core_threads(64, 512, reset_after) == min(_core.max_threads(), panels)
-        assert real_core_threads(64, _core.PANEL_WIDTH, reset_after) == 1  # one panel to share
-        # B*H below gru_fast.functional.THREADED_MIN_WORK
-        assert real_core_threads(1, 32, reset_after) == 1
-    # The classic variant meets twice per step, so it needs more work per step.
-    two = min(_core.max_threads(), -(-64 // _core.PANEL_WIDTH))
-    assert real_core_threads(1, 64, True) == two
-    assert real_core_threads(1, 64, False) == 1
+    assert real_core_threads() == max(1, _core.max_threads())
     with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
         assert _core.max_threads() == 1
-        assert real_core_threads(64, 512, True) == 1
+        assert real_core_threads() == 1
 
 
 def _forward_in_child(problem, queue):
@@ -476,7 +470,7 @@ def _forward_in_child(problem, queue):
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
                     reason="needs the fork start method")
 def test_forked_child_after_threaded_calls_does_not_hang(core_threads):
-    """GNU OpenMP's threads do not survive fork; a forked child must still compute."""
+    """The core's worker threads do not survive fork; a forked child must still compute."""
     rng = np.random.default_rng(14)
     problem = make_problem(rng, 6, 8, 5, 70, np.float64)
     expected = gru_fast.gru_forward(**problem, reset_after=True)[0]  # threads start here

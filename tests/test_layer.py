@@ -12,7 +12,7 @@ import gru_fast
 from gru_fast import reference
 from gru_fast.layer import GRU as LayerBase
 
-from _helpers import assert_close, make_layer_inputs
+from _helpers import assert_close, make_layer_inputs, numeric_gradient
 
 T, B, I, H = 5, 4, 3, 4
 # Unsorted, with an empty row (0) and a full one (T).
@@ -29,6 +29,14 @@ def reference_class():
 
 def both_classes():
     return [pytest.param(fast_class, id="fast"), pytest.param(reference_class, id="ref")]
+
+
+def fast_and_reference(num_layers, *, seed, **options):
+    """gru_fast.GRU and reference.GRU of the same options, holding the same weights."""
+    fast = fast_class()(I, H, num_layers, seed=seed, **options)
+    ref = reference_class()(I, H, num_layers, seed=seed + 1, **options)
+    ref.load_state_dict(fast.state_dict())
+    return fast, ref
 
 
 def padded_mask(layer, lengths):
@@ -48,11 +56,9 @@ def padded_mask(layer, lengths):
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
 def test_fast_matches_reference(num_layers, bidirectional, batch_first, bias,
                                 reset_after, use_lengths, dtype):
-    options = dict(bias=bias, batch_first=batch_first, bidirectional=bidirectional,
-                   reset_after=reset_after, dtype=dtype)
-    fast = fast_class()(I, H, num_layers, seed=1, **options)
-    ref = reference_class()(I, H, num_layers, seed=2, **options)
-    ref.load_state_dict(fast.state_dict())
+    fast, ref = fast_and_reference(num_layers, bias=bias, batch_first=batch_first,
+                                   bidirectional=bidirectional, reset_after=reset_after,
+                                   dtype=dtype, seed=1)
     rng = np.random.default_rng(3)
     x, h0, dy, dh_n = make_layer_inputs(fast, rng, T, B)
     lengths = LENGTHS if use_lengths else None
@@ -175,23 +181,10 @@ def test_reference_layer_finite_differences(reset_after):
     _, _, cache = layer.forward(x, h0, lengths, return_cache=True)
     dx, dh0, grads = layer.backward(cache, w_y, w_h)
 
-    def numeric(array):
-        grad = np.zeros_like(array)
-        eps = 1e-6
-        for index in np.ndindex(array.shape):
-            saved = array[index]
-            array[index] = saved + eps
-            plus = loss()
-            array[index] = saved - eps
-            minus = loss()
-            array[index] = saved
-            grad[index] = (plus - minus) / (2 * eps)
-        return grad
-
-    assert_close(dx, numeric(x), "dx", kind="finite_difference")
-    assert_close(dh0, numeric(h0), "dh0", kind="finite_difference")
+    assert_close(dx, numeric_gradient(loss, x), "dx", kind="finite_difference")
+    assert_close(dh0, numeric_gradient(loss, h0), "dh0", kind="finite_difference")
     for name, value in layer.params.items():
-        assert_close(grads[name], numeric(value), name, kind="finite_difference")
+        assert_close(grads[name], numeric_gradient(loss, value), name, kind="finite_difference")
 
 
 # --------------------------------------------------------------------------------- step
@@ -482,11 +475,9 @@ def test_options_are_exposed():
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_frozen_layer_matches_reference_and_layer(num_layers, bidirectional, batch_first,
                                                   bias, reset_after, dtype):
-    options = dict(bias=bias, batch_first=batch_first, bidirectional=bidirectional,
-                   reset_after=reset_after, dtype=dtype)
-    layer = fast_class()(I, H, num_layers, seed=4, **options)
-    ref = reference_class()(I, H, num_layers, seed=5, **options)
-    ref.load_state_dict(layer.state_dict())
+    layer, ref = fast_and_reference(num_layers, bias=bias, batch_first=batch_first,
+                                    bidirectional=bidirectional, reset_after=reset_after,
+                                    dtype=dtype, seed=4)
     frozen = layer.freeze()
     assert isinstance(frozen, gru_fast.FrozenGRULayer)
     rng = np.random.default_rng(6)

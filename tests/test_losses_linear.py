@@ -6,19 +6,7 @@ import pytest
 from gru_fast.linear import Linear
 from gru_fast.losses import cross_entropy_with_logits, mean_squared_error, softmax
 
-
-def _numeric_gradient(function, array, eps=1e-6):
-    """Central finite differences of scalar `function()` with respect to `array`."""
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        saved = array[index]
-        array[index] = saved + eps
-        plus = function()
-        array[index] = saved - eps
-        minus = function()
-        array[index] = saved
-        grad[index] = (plus - minus) / (2 * eps)
-    return grad
+from _helpers import numeric_gradient
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -26,7 +14,7 @@ def test_mse_gradient_matches_finite_differences(reduction):
     rng = np.random.default_rng(0)
     prediction, target = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
     value, grad = mean_squared_error(prediction, target, reduction)
-    numeric = _numeric_gradient(lambda: mean_squared_error(prediction, target, reduction)[0],
+    numeric = numeric_gradient(lambda: mean_squared_error(prediction, target, reduction)[0],
                                 prediction)
     np.testing.assert_allclose(grad, numeric, rtol=1e-7, atol=1e-9)
     per_sample = ((prediction - target) ** 2).mean(axis=1)
@@ -40,7 +28,7 @@ def test_cross_entropy_gradient_matches_finite_differences(reduction):
     logits = rng.standard_normal((6, 4)) * 3
     labels = rng.integers(0, 4, 6)
     _, grad = cross_entropy_with_logits(logits, labels, reduction)
-    numeric = _numeric_gradient(
+    numeric = numeric_gradient(
         lambda: cross_entropy_with_logits(logits, labels, reduction)[0], logits)
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
 
@@ -94,9 +82,9 @@ def test_linear_backward_matches_finite_differences():
         return float(np.sum(layer.forward(x) * d_out))
 
     dx, grads = layer.backward(x, d_out)
-    np.testing.assert_allclose(dx, _numeric_gradient(loss, x), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(dx, numeric_gradient(loss, x), rtol=1e-7, atol=1e-9)
     for name in ("weight", "bias"):
-        np.testing.assert_allclose(grads[name], _numeric_gradient(loss, layer.params[name]),
+        np.testing.assert_allclose(grads[name], numeric_gradient(loss, layer.params[name]),
                                    rtol=1e-7, atol=1e-9)
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from gru_fast.reference import gru_backward, gru_forward
 
-from _helpers import GRAD_NAMES, assert_close, make_problem
+from _helpers import GRAD_NAMES, assert_close, make_problem, numeric_gradient
 
 
 def run_forward(inputs, **options):
@@ -31,22 +31,9 @@ def loss(inputs, Gy, Gh, **options):
 
 def numerical_grads(inputs, Gy, Gh, eps=1e-6, **options):
     """Central finite differences of ``loss`` for every given input array."""
-    grads = {}
-    for name in GRAD_NAMES:
-        value = inputs[name]
-        if value is None:
-            continue
-        grad = np.zeros_like(value)
-        for index in np.ndindex(value.shape):
-            plus = {k: (v.copy() if v is not None else None) for k, v in inputs.items()}
-            minus = {k: (v.copy() if v is not None else None) for k, v in inputs.items()}
-            plus[name][index] += eps
-            minus[name][index] -= eps
-            grad[index] = (loss(plus, Gy, Gh, **options) - loss(minus, Gy, Gh, **options)) / (
-                2 * eps
-            )
-        grads[name] = grad
-    return grads
+    probe = {k: (v.copy() if v is not None else None) for k, v in inputs.items()}
+    return {name: numeric_gradient(lambda: loss(probe, Gy, Gh, **options), probe[name], eps)
+            for name in GRAD_NAMES if probe[name] is not None}
 
 
 def check_gradients(inputs, rng, **options):

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 import gru_fast
-from gru_fast import _core, reference
+from gru_fast import _core, _stepping, reference
 
 RTOL = {np.float32: 2e-4, np.float64: 1e-9}
 
 # (B, I, H): one partial panel; the three shapes of the issue; rows over the
 # 8-row tiles with a partial last panel; several panels in float64 tiles.
 SHAPES = [(1, 3, 5), (1, 64, 64), (1, 32, 256), (8, 64, 128), (13, 40, 70), (7, 9, 33)]
-STEPS = 2 * 8 + 3  # past the kernels' first measurement (8 serial and 8 threaded calls)
+STEPS = 19
 
 
 def weights_for(rng, input_size, hidden_size, dtype, bias=True):
@@ -67,19 +67,29 @@ def test_frozen_step_is_bitwise_gru_forward(dtype, reset_after, bias, shape):
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("forced", [True, False, None], ids=["workers", "caller", "measured"])
 @pytest.mark.parametrize("reset_after", [True, False])
-def test_every_thread_count_gives_the_same_bits(threads, reset_after):
-    """step_layers with at most 1, 2, 3 threads: its trials run serial and threaded steps."""
+def test_every_thread_count_gives_the_same_bits(threads, forced, reset_after):
+    """step_layers on at most 1, 2, 3 threads, the workers forced on, off, or measured."""
     rng = np.random.default_rng(3 + threads)
     weights = weights_for(rng, 24, 100, np.float32)
     frozen = gru_fast.FrozenGRU(*weights, reset_after=reset_after)
     h = np.zeros((1, 5, 100), np.float32)
-    for t in range(STEPS):
-        x_t = rng.standard_normal((5, 24)).astype(np.float32)
-        expected = forward_one_step(x_t, h[0], weights, reset_after)
-        assert _core.step_layers((frozen.step_kernel,), x_t, h, h, threads)
-        np.testing.assert_array_equal(h[0], expected, err_msg=f"step {t}")
-    assert frozen.step_kernel.threads in (1, min(threads, 4))
+    _core._force_threads(forced)
+    try:
+        for t in range(STEPS):
+            x_t = rng.standard_normal((5, 24)).astype(np.float32)
+            expected = forward_one_step(x_t, h[0], weights, reset_after)
+            assert _core.step_layers((frozen.step_kernel,), x_t, h, h, threads)
+            np.testing.assert_array_equal(h[0], expected, err_msg=f"step {t}")
+    finally:
+        _core._force_threads(None)
+
+
+def test_thread_budget_limits_steps():
+    with gru_fast.functional.thread_budget(1):
+        assert _stepping.max_threads() == 1
+    assert _stepping.max_threads() == 0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -1,4 +1,4 @@
-# Scalar gate math shared by the forward and backward loops of the core.
+# The activations of the gates, sigmoid and tanh, for the loops of the core.
 #
 # Everything here inlines into the typed loops of _core.pyx.  The activations
 # are the only transcendental functions of the core; their vectorizable

@@ -1,0 +1,213 @@
+#!/usr/bin/env python
+"""GRU calls inside a busy pipeline: each contestant timed right after another library ran.
+
+In a scientific pipeline NumPy, ONNX Runtime or PyTorch run in the same
+process just before the GRU, and their worker threads keep spinning on the
+cores for a while after they return (OpenBLAS for up to ~0.1 s).  A GRU whose
+threads wait for one another at every step then waits for those cores.  This
+script times one forward call (float32, reset_after=True) at a time, right
+after one of these scenarios:
+
+* ``idle``: nothing for 0.2 s before the call;
+* ``numpy``: ``A @ A``, A float32 512 x 512 (OpenBLAS, all cores);
+* ``onnxruntime``: a run of another ONNX Runtime session (a 512 x 512 MatMul);
+* ``torch``: ``torch.mm`` of 512 x 512 float32 (PyTorch's OpenMP threads).
+
+Contestants: ``gru_forward`` (packs its weights every call), ``FrozenGRU``
+(packed once), ONNX Runtime's GRU operator and PyTorch's ``nn.GRU`` (under
+``no_grad``), each with every core.  Shapes: those of compare.py and two that
+no tuning saw.  Each repetition visits the scenarios and the contestants in a
+rotating order; medians are reported.
+
+Per shape the report gives each contestant's time per scenario, its slowest
+over fastest scenario, and per scenario the ratio of every peer's time to each
+gru_fast contestant's (above 1: gru_fast is faster).  Targets (issue 12): in
+every scenario gru_fast at least as fast as ONNX Runtime and 1.3x as fast as
+PyTorch; gru_fast's slowest scenario at most max(1.5, 1.2 x ONNX Runtime's
+slowest/fastest) of its fastest.
+
+Usage::
+
+    flock /tmp/gru_bench.lock python bench/pipeline.py            # all shapes (~3 min)
+    python bench/pipeline.py --shapes stream,small --repeats 5 --json out.json
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))
+
+from benchmarks.common import ALL_SHAPES as SHAPES, make_inputs  # noqa: E402
+from compare_lib.contestants import (frozen_callable, onnxruntime_callable,  # noqa: E402
+                                     torch_callable)
+from compare_lib.machine import cpu_model, usable_cores  # noqa: E402
+
+# Shapes no tuning of gru_fast saw: a long thin sequence (the issue's third
+# example) and an odd one (5 rows take the kernel's few-rows path; H is not a
+# multiple of any panel width).
+UNSEEN_SHAPES = {
+    "long_thin": (1000, 16, 8, 64),
+    "odd": (60, 5, 100, 200),
+}
+ALL_SHAPES = {**SHAPES, **UNSEEN_SHAPES}
+SCENARIOS = ("idle", "numpy", "onnxruntime", "torch")
+CONTESTANTS = ("gru_forward", "FrozenGRU", "onnxruntime", "torch")
+OURS = ("gru_forward", "FrozenGRU")
+PEERS = ("onnxruntime", "torch")
+IDLE_SECONDS = 0.2
+MATRIX = 512
+
+
+def gru_forward_callable(problem):
+    import gru_fast
+    x, h0, weights, _ = problem
+    return lambda: gru_fast.gru_forward(x, h0, *weights, reset_after=True)
+
+
+def make_scenarios(threads):
+    """name -> a function that runs the scenario's work (or waits, for idle)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((MATRIX, MATRIX)).astype(np.float32)
+    scenarios = {"idle": lambda: time.sleep(IDLE_SECONDS), "numpy": lambda: a @ a}
+
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    node = helper.make_node("MatMul", ["A", "W"], ["C"])
+    graph = helper.make_graph(
+        [node], "matmul",
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, [MATRIX, MATRIX])],
+        [helper.make_tensor_value_info("C", TensorProto.FLOAT, [MATRIX, MATRIX])],
+        initializer=[numpy_helper.from_array(a, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    scenarios["onnxruntime"] = lambda: session.run(["C"], {"A": a})
+
+    import torch
+    a_torch = torch.from_numpy(a)
+    scenarios["torch"] = lambda: torch.mm(a_torch, a_torch)
+    return scenarios
+
+
+def make_contestants(shape, threads):
+    problem = make_inputs(shape, "float32")
+    return {
+        "gru_forward": gru_forward_callable(problem),
+        "FrozenGRU": frozen_callable(problem, True),
+        "onnxruntime": onnxruntime_callable(problem, True, threads),
+        "torch": torch_callable(problem, "fwd"),
+    }
+
+
+def time_shape(contestants, scenarios, repeats):
+    """{contestant: {scenario: median seconds}} of calls timed right after each scenario."""
+    samples = {c: {s: [] for s in scenarios} for c in contestants}
+    names = list(contestants)
+    scenario_names = list(scenarios)
+    for name in names:  # warm up: weights packed, sessions and pools started
+        contestants[name]()
+        contestants[name]()
+    for repeat in range(repeats):
+        for i in range(len(scenario_names)):
+            scenario = scenario_names[(i + repeat) % len(scenario_names)]
+            for j in range(len(names)):
+                name = names[(j + repeat) % len(names)]
+                scenarios[scenario]()
+                start = time.perf_counter()
+                contestants[name]()
+                samples[name][scenario].append(time.perf_counter() - start)
+    return {c: {s: statistics.median(v) for s, v in by.items()} for c, by in samples.items()}
+
+
+def evaluate(times):
+    """Spreads, per-scenario ratios and the targets of one shape."""
+    spread = {c: max(by.values()) / min(by.values()) for c, by in times.items()}
+    ratios = {ours: {peer: {s: times[peer][s] / times[ours][s] for s in times[ours]}
+                     for peer in PEERS} for ours in OURS}
+    spread_limit = max(1.5, 1.2 * spread["onnxruntime"])
+    targets = {}
+    for ours in OURS:
+        targets[ours] = {
+            "vs_onnxruntime": min(ratios[ours]["onnxruntime"].values()) >= 1.0,
+            "vs_torch_1.3x": min(ratios[ours]["torch"].values()) >= 1.3,
+            "spread": spread[ours] <= spread_limit,
+        }
+    return spread, ratios, spread_limit, targets
+
+
+def report(shape_name, shape, times, out=print):
+    spread, ratios, spread_limit, targets = evaluate(times)
+    out(f"\n{shape_name} {shape} (T, B, I, H), float32 forward, reset_after=True; "
+        f"median ms per call")
+    out(f"  {'contestant':<13}" + "".join(f"{s:>13}" for s in SCENARIOS)
+        + f"{'slow/fast':>11}  slowest / fastest")
+    for name, by in times.items():
+        slowest = max(by, key=by.get)
+        fastest = min(by, key=by.get)
+        out(f"  {name:<13}" + "".join(f"{by[s] * 1e3:>13.3f}" for s in SCENARIOS)
+            + f"{spread[name]:>10.2f}x  {slowest} / {fastest}")
+    for ours in OURS:
+        for peer in PEERS:
+            out(f"  {peer + ' / ' + ours:<28}" + "".join(
+                f"{ratios[ours][peer][s]:>9.2f}x" for s in SCENARIOS))
+    for ours in OURS:
+        met = targets[ours]
+        out(f"  targets {ours}: >= ORT every scenario {'met' if met['vs_onnxruntime'] else 'MISSED'}"
+            f"; >= 1.3x torch {'met' if met['vs_torch_1.3x'] else 'MISSED'}"
+            f"; spread {spread[ours]:.2f}x <= {spread_limit:.2f}x "
+            f"{'met' if met['spread'] else 'MISSED'}")
+    return dict(shape=shape, times_ms={c: {s: v * 1e3 for s, v in by.items()}
+                                       for c, by in times.items()},
+                spread=spread, ratios=ratios, spread_limit=spread_limit, targets=targets)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", default=",".join(ALL_SHAPES),
+                        help=f"comma-separated, from {', '.join(ALL_SHAPES)}")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=usable_cores(),
+                        help="threads for ONNX Runtime and PyTorch (gru_fast: OpenMP's count)")
+    parser.add_argument("--json", default="", help="also write the results here")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import gru_fast
+    import onnxruntime
+    import torch
+    torch.set_num_threads(args.threads)
+    print(f"CPU: {cpu_model()}, {usable_cores()} usable cores; threads {args.threads}; "
+          f"gru_fast {gru_fast.__file__}, torch {torch.__version__}, "
+          f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}")
+    scenarios = make_scenarios(args.threads)
+    results = {}
+    for shape_name in args.shapes.split(","):
+        shape = ALL_SHAPES[shape_name]
+        contestants = make_contestants(shape, args.threads)
+        times = time_shape(contestants, scenarios, args.repeats)
+        results[shape_name] = report(shape_name, shape, times)
+    misses = [f"{shape} {ours} {target}" for shape, result in results.items()
+              for ours, met in result["targets"].items() for target, ok in met.items() if not ok]
+    print(f"\n{sum(len(m) for r in results.values() for m in r['targets'].values()) - len(misses)}"
+          f" of {sum(len(m) for r in results.values() for m in r['targets'].values())} "
+          f"targets met" + (": missed " + "; ".join(misses) if misses else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(cpu=cpu_model(), results=results), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""The core's threads: bitwise the same results for any thread count, no wait for a late worker.
+
+The core splits every phase of a time step into pieces whose boundaries depend
+on the shape only (src/_core.pyx, src/_parallel.h); these tests hand every
+phase to the workers (``_core._force_threads(True)``) so that pieces really
+run on several threads, in an order that changes from run to run.
+"""
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import gru_fast
+from gru_fast import _core, reference
+
+GRAD_NAMES = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+@pytest.fixture
+def set_threads(monkeypatch):
+    """A function that makes the next core calls use n threads, every phase on the workers."""
+    def set_to(n_threads):
+        monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: n_threads)
+    _core._force_threads(True)
+    yield set_to
+    _core._force_threads(None)
+
+
+def make_problem(rng, seq_len, batch_size, input_size, hidden_size, dtype, bias, lengths):
+    scale = 1.0 / np.sqrt(hidden_size)
+    problem = dict(
+        x=rng.standard_normal((seq_len, batch_size, input_size)).astype(dtype),
+        h0=(0.5 * rng.standard_normal((batch_size, hidden_size))).astype(dtype),
+        weight_ih=rng.uniform(-scale, scale, (3 * hidden_size, input_size)).astype(dtype),
+        weight_hh=rng.uniform(-scale, scale, (3 * hidden_size, hidden_size)).astype(dtype),
+    )
+    if bias:
+        problem["bias_ih"] = rng.uniform(-scale, scale, 3 * hidden_size).astype(dtype)
+        problem["bias_hh"] = rng.uniform(-scale, scale, 3 * hidden_size).astype(dtype)
+    if lengths:
+        problem["lengths"] = rng.integers(0, seq_len + 1, batch_size)
+    return problem
+
+
+def run(problem, reset_after, reverse, dy):
+    y, h_n, cache = gru_fast.gru_forward(**problem, reset_after=reset_after, reverse=reverse,
+                                         return_cache=True)
+    grads = gru_fast.gru_backward(cache, dy, np.ones_like(h_n))
+    return y, h_n, grads
+
+
+# Many small configurations: hidden sizes around the panel width (one piece,
+# a piece and a bit, several), batch sizes that hit every tile shape of the
+# kernel (1-7 rows take other paths than 8 or more), both variants, both
+# dtypes, with and without lengths and bias, both directions.
+CONFIGS = [
+    # (T, B, I, H)
+    (5, 1, 3, 8), (4, 2, 7, 33), (6, 3, 5, 40), (3, 4, 17, 64), (5, 5, 9, 70),
+    (4, 6, 40, 96), (3, 7, 11, 100), (4, 8, 6, 128), (3, 9, 33, 65), (2, 13, 70, 130),
+    (3, 16, 24, 200), (2, 33, 5, 97), (2, 4, 300, 160), (3, 2, 64, 257),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_one_two_three_threads_give_bitwise_equal_results(set_threads, dtype, reset_after):
+    rng = np.random.default_rng(1234 + reset_after)
+    for index, (seq_len, batch_size, input_size, hidden_size) in enumerate(CONFIGS):
+        problem = make_problem(rng, seq_len, batch_size, input_size, hidden_size, dtype,
+                               bias=index % 3 != 2, lengths=index % 2 == 1)
+        reverse = index % 4 >= 2
+        dy = rng.standard_normal((seq_len, batch_size, hidden_size)).astype(dtype)
+        results = {}
+        for n_threads in (1, 2, 3, 2, 3):  # twice: the pieces land on other threads
+            set_threads(n_threads)
+            results.setdefault(n_threads, []).append(run(problem, reset_after, reverse, dy))
+        y1, h1, g1 = results[1][0]
+        for n_threads, runs in results.items():
+            for y, h_n, grads in runs:
+                where = f"config {index} {(seq_len, batch_size, input_size, hidden_size)}, " \
+                        f"{n_threads} threads"
+                np.testing.assert_array_equal(y, y1, err_msg=f"y, {where}")
+                np.testing.assert_array_equal(h_n, h1, err_msg=f"h_n, {where}")
+                for name in GRAD_NAMES:
+                    if g1[name] is None:
+                        assert grads[name] is None
+                    else:
+                        np.testing.assert_array_equal(grads[name], g1[name],
+                                                      err_msg=f"{name}, {where}")
+        # and right, not only consistent
+        y_ref, h_ref = reference.gru_forward(**problem, reset_after=reset_after,
+                                             reverse=reverse)
+        rtol = 2e-4 if dtype == np.float32 else 1e-9
+        np.testing.assert_allclose(y1, y_ref, rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(h1, h_ref, rtol=rtol, atol=rtol)
+
+
+def test_frozen_gru_is_bitwise_equal_on_any_thread_count(set_threads):
+    rng = np.random.default_rng(5)
+    problem = make_problem(rng, 7, 5, 12, 150, np.float32, bias=True, lengths=True)
+    frozen = gru_fast.FrozenGRU(problem["weight_ih"], problem["weight_hh"],
+                                problem["bias_ih"], problem["bias_hh"], reset_after=True)
+    outputs = []
+    for n_threads in (1, 2, 3):
+        set_threads(n_threads)
+        outputs.append(frozen(problem["x"], problem["h0"], lengths=problem["lengths"]))
+    for y, h_n in outputs[1:]:
+        np.testing.assert_array_equal(y, outputs[0][0])
+        np.testing.assert_array_equal(h_n, outputs[0][1])
+
+
+def test_a_stalled_worker_does_not_hold_up_the_call(set_threads):
+    """Worker 1 sleeps STALL seconds before every claim: the caller runs its pieces.
+
+    A design where a step waits for every worker (a barrier per step) would
+    take at least seq_len * STALL = 40 s here; the caller must not wait for a
+    worker that has not started a piece, so the call takes about its serial
+    time.  The bound is loose (a loaded machine) but far below 40 s.
+    """
+    stall = 0.2
+    seq_len = 200
+    rng = np.random.default_rng(9)
+    problem = make_problem(rng, seq_len, 4, 16, 256, np.float32, bias=True, lengths=False)
+    dy = rng.standard_normal((seq_len, 4, 256)).astype(np.float32)
+    set_threads(1)
+    expected = run(problem, True, False, dy)
+    set_threads(2)
+    run(problem, True, False, dy)  # the pool's worker exists before it is stalled
+    _core._set_worker_stall(1, stall)
+    try:
+        start = time.perf_counter()
+        got = run(problem, True, False, dy)
+        elapsed = time.perf_counter() - start
+    finally:
+        _core._set_worker_stall(-1, 0.0)
+    assert elapsed < 0.25 * seq_len * stall, f"took {elapsed:.1f} s with a stalled worker"
+    np.testing.assert_array_equal(got[0], expected[0])
+    for name in GRAD_NAMES:
+        np.testing.assert_array_equal(got[2][name], expected[2][name])
+
+
+def test_concurrent_calls_from_python_threads(set_threads):
+    """Only one call at a time gets the workers; the others run on their own thread, same bits."""
+    set_threads(2)
+    rng = np.random.default_rng(3)
+    problem = make_problem(rng, 30, 6, 20, 96, np.float64, bias=True, lengths=True)
+    expected = gru_fast.gru_forward(**problem, reset_after=False)[0]
+    results = [None] * 6
+
+    def work(slot):
+        for _ in range(5):
+            results[slot] = gru_fast.gru_forward(**problem, reset_after=False)[0]
+
+    threads = [threading.Thread(target=work, args=(slot,)) for slot in range(len(results))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
+
+
+# A forward of several seconds, interrupted by SIGINT sent from a timer
+# thread; prints the latency from the signal to the KeyboardInterrupt, then
+# checks that a later call still gives the reference's results.
+_INTERRUPT_SCRIPT = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    import numpy as np
+    import gru_fast
+    from gru_fast import reference
+
+    which = sys.argv[1]
+    rng = np.random.default_rng(0)
+    T, B, I, H = (20000 if which == "forward" else 6000), 1, 8, 1024
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    w_ih = rng.uniform(-0.03, 0.03, (3 * H, I)).astype(np.float32)
+    w_hh = rng.uniform(-0.03, 0.03, (3 * H, H)).astype(np.float32)
+    sent = []
+
+    def interrupt():
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    if which == "backward":
+        y, h_n, cache = gru_fast.gru_forward(x, None, w_ih, w_hh, reset_after=True,
+                                             return_cache=True)
+    start = time.perf_counter()
+    threading.Timer(0.3, interrupt).start()
+    try:
+        if which == "forward":
+            gru_fast.gru_forward(x, None, w_ih, w_hh, reset_after=True)
+        else:
+            gru_fast.gru_backward(cache, np.ones_like(y))
+    except KeyboardInterrupt:
+        print("interrupted", time.perf_counter() - sent[0])
+    else:
+        print("finished", time.perf_counter() - start)
+        sys.exit(0)
+    # later calls are fine
+    xs = x[:7, :, :]
+    got = gru_fast.gru_forward(xs, None, w_ih, w_hh, reset_after=True)[0]
+    want = reference.gru_forward(xs, None, w_ih, w_hh, reset_after=True)[0]
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+    print("later call ok")
+""")
+
+
+@pytest.mark.parametrize("which", ["forward", "backward"])
+def test_ctrl_c_interrupts_a_long_call_within_half_a_second(which, tmp_path):
+    script = tmp_path / "interrupt.py"
+    script.write_text(_INTERRUPT_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), which], capture_output=True, text=True,
+                          timeout=300, cwd=str(tmp_path),
+                          env={**__import__("os").environ,
+                               "PYTHONPATH": str(__import__("pathlib").Path(gru_fast.__file__)
+                                                 .resolve().parent.parent)})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split("\n")
+    assert lines[0].startswith("interrupted"), \
+        f"the call was not interrupted (too short on this machine?): {done.stdout}"
+    latency = float(lines[0].split()[1])
+    assert latency < 0.5, f"KeyboardInterrupt came {latency:.3f} s after SIGINT"
+    assert "later call ok" in done.stdout
