@@ -5,6 +5,11 @@ at step t are a prefix of the sorted batch.  Packed arrays hold those rows
 step after step, as PyTorch's PackedSequence does: step t occupies packed rows
 ``offsets[t]:offsets[t + 1]`` and packed row p belongs to row ``out_rows[p]``
 of the time-major (T*B, ...) view of x and y.  Padding costs no work.
+
+The compiled core trusts these indices (it reads and writes x, y and dy
+through them without checks), and packings are shared between calls, so their
+arrays are immutable: read-only views of a bytes object, whose WRITEABLE flag
+cannot be turned back on.  A pickled packing comes back the same way.
 """
 
 import functools
@@ -50,6 +55,11 @@ class Packing:
             return np.array(batch_major, copy=True, order="C")
         return np.ascontiguousarray(batch_major[self.order])
 
+    def __reduce__(self):
+        """Pickle as the arguments of `frozen_packing` (NumPy's pickles drop read-only)."""
+        return (frozen_packing, (self.seq_len, self.batch_size, self.batch_sizes,
+                                 self.offsets, self.out_rows, self.order))
+
     def unsort_rows(self, sorted_rows):
         """Inverse of `sort_rows`: rows back in the caller's batch order."""
         if self.order is None:
@@ -59,15 +69,23 @@ class Packing:
         return rows
 
 
+def _immutable(array):
+    """A read-only intp copy of `array` whose WRITEABLE flag cannot be set again."""
+    array = np.ascontiguousarray(array, dtype=np.intp)
+    return np.frombuffer(array.tobytes(), dtype=np.intp).reshape(array.shape)
+
+
+def frozen_packing(seq_len, batch_size, batch_sizes, offsets, out_rows, order):
+    """A `Packing` holding immutable copies of the given index arrays."""
+    return Packing(int(seq_len), int(batch_size), _immutable(batch_sizes), _immutable(offsets),
+                   _immutable(out_rows), None if order is None else _immutable(order))
+
+
 @functools.lru_cache(maxsize=64)
 def _identity_packing(seq_len, batch_size):
-    """The packing where every row runs every step; shared, so read-only."""
-    batch_sizes = np.full(seq_len, batch_size, dtype=np.intp)
-    offsets = np.arange(seq_len + 1, dtype=np.intp) * batch_size
-    out_rows = np.empty(0, dtype=np.intp)
-    for array in (batch_sizes, offsets, out_rows):
-        array.flags.writeable = False
-    return Packing(seq_len, batch_size, batch_sizes, offsets, out_rows, order=None)
+    """The packing where every row runs every step; shared, so immutable."""
+    return frozen_packing(seq_len, batch_size, np.full(seq_len, batch_size),
+                          np.arange(seq_len + 1) * batch_size, np.empty(0), order=None)
 
 
 # Packings for up to this many (step, row) pairs are kept (the last
@@ -101,14 +119,18 @@ def _kept_packing(lengths_bytes, seq_len, batch_size):
 
 def _build_packing(lengths, seq_len, batch_size):
     """Sort rows longest first and lay out the valid (step, row) pairs, step by step."""
-    order = np.argsort(-lengths, kind="stable").astype(np.intp)
+    order = np.argsort(-lengths, kind="stable")
     sorted_lengths = lengths[order]
     steps = np.arange(seq_len)
     active = steps[:, None] < sorted_lengths[None, :]  # (T, B), each row a prefix
     batch_sizes = active.sum(axis=1).astype(np.intp)
     offsets = np.zeros(seq_len + 1, dtype=np.intp)
     np.cumsum(batch_sizes, out=offsets[1:])
-    out_rows = (steps[:, None] * batch_size + order[None, :])[active].astype(np.intp)
-    for array in (order, batch_sizes, offsets, out_rows):
-        array.flags.writeable = False
-    return Packing(seq_len, batch_size, batch_sizes, offsets, out_rows, order)
+    out_rows = (steps[:, None] * batch_size + order[None, :])[active]
+    return frozen_packing(seq_len, batch_size, batch_sizes, offsets, out_rows, order)
+
+
+def forget_kept_packings():
+    """Drop the packings kept for recent lengths (`gru_fast.release_memory`)."""
+    _kept_packing.cache_clear()
+    _identity_packing.cache_clear()

@@ -10,9 +10,11 @@ import time
 import numpy as np
 import scipy.optimize
 
+from .network import ROWS_PER_CALL
 from .optim import SGD, Adam
 
-__all__ = ["make_optimizer", "run_epoch", "minimize_lbfgs", "Progress"]
+__all__ = ["make_optimizer", "run_epoch", "summed_loss_and_grad", "minimize_lbfgs",
+           "Progress"]
 
 
 def make_optimizer(solver, params, learning_rate):
@@ -48,6 +50,8 @@ def run_epoch(network, optimizer, data, targets, batch_size, rng):
     float
         The mean over the epoch's samples of the batch losses.
     """
+    if hasattr(data, "run_epoch"):  # gru_fast.dask.DaskSequences: chunk after chunk
+        return data.run_epoch(network, optimizer, targets, batch_size, rng)
     order = rng.permutation(data.n_samples)
     total = 0.0
     for start in range(0, len(order), batch_size):
@@ -57,6 +61,37 @@ def run_epoch(network, optimizer, data, targets, batch_size, rng):
         optimizer.step({"flat": grad})
         total += loss * len(rows)
     return total / len(order)
+
+
+def summed_loss_and_grad(network, data, targets):
+    """Sum over every sequence of `data` of the loss and its gradient at ``network.flat``.
+
+    Computed ``ROWS_PER_CALL`` rows per core call, so memory stays bounded
+    whatever the number of sequences.  The full-batch objective of L-BFGS is
+    this sum divided by the number of samples, over the whole training set in
+    memory or over the chunks of a Dask array (`gru_fast.dask`).
+
+    Parameters
+    ----------
+    network : GRUNetwork
+    data : SequenceData
+    targets : numpy.ndarray
+        One row (or label) per sequence of `data`.
+
+    Returns
+    -------
+    loss : float
+    grad : numpy.ndarray of float64, laid out like ``network.flat``
+    """
+    loss, grad = 0.0, np.zeros(network.flat.shape, dtype=np.float64)
+    for start in range(0, data.n_samples, ROWS_PER_CALL):
+        rows = np.arange(start, min(start + ROWS_PER_CALL, data.n_samples))
+        x, lengths = data.batch(rows)
+        block_loss, block_grad = network.loss_and_grad(network.flat, x, targets[rows],
+                                                       lengths, reduction="sum")
+        loss += block_loss
+        grad += block_grad
+    return loss, grad
 
 
 def minimize_lbfgs(objective, x0, max_iter, tol, callback=None):

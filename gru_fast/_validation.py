@@ -4,6 +4,7 @@ Every check raises before any compiled code runs, with a message that names
 the argument and says what was seen and what was expected.
 """
 
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -12,14 +13,52 @@ SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_flag(value, name):
-    """Return `value` as a bool, or raise TypeError if it is not a boolean."""
+    """Return `value` as a bool, or raise TypeError if it is not a boolean.
+
+    Only ``True``/``False`` and NumPy booleans pass: ``bool("False")`` is True,
+    so strings, numbers and None are refused rather than interpreted.
+    """
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
     return bool(value)
 
 
-def as_float_array(value, name, ndim, dtype=None):
+def own_dtype(value):
+    """The dtype `value` carries (arrays, NumPy scalars, tensors), or None (lists, numbers)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.dtype
+    if hasattr(value, "__array__") and hasattr(value, "dtype"):  # e.g. a torch.Tensor
+        return np.asarray(value).dtype
+    return None
+
+
+def call_dtype(**arguments):
+    """The dtype of a call: that of the first argument carrying one, in the order given.
+
+    Pass the weights first (the weights decide).  Lists and Python numbers
+    carry none; when no argument carries one, the call is float64 (NumPy's
+    default for Python floats).
+
+    Returns
+    -------
+    dtype : numpy.dtype
+    source : str or None
+        The name of the argument the dtype came from.
+    """
+    for name, value in arguments.items():
+        dtype = own_dtype(value)
+        if dtype is not None:
+            return dtype, name
+    return np.dtype(np.float64), None
+
+
+def as_float_array(value, name, ndim, dtype=None, source="the weights"):
     """Return `value` as a float32/float64 ndarray of rank `ndim` (no copy if possible).
+
+    An array (or anything with a dtype of its own) must already be float32
+    or float64, and of `dtype` when given: no silent casts.  A list, tuple
+    or Python number carries no dtype and is converted to `dtype` (float64
+    when None), as the layer does.
 
     Parameters
     ----------
@@ -30,7 +69,10 @@ def as_float_array(value, name, ndim, dtype=None):
     ndim : int
         Required rank.
     dtype : numpy.dtype, optional
-        When given, the array must already have this dtype (no silent casts).
+        The call's dtype.
+    source : str
+        Where `dtype` comes from, for error messages ("the weights", an
+        argument's name, "the layer").
 
     Returns
     -------
@@ -39,26 +81,64 @@ def as_float_array(value, name, ndim, dtype=None):
     """
     if value is None:
         raise TypeError(f"{name} must be an array, got None")
-    try:
+    if own_dtype(value) is not None:
         array = np.asarray(value)
-    except (TypeError, ValueError) as error:  # ragged lists and the like
-        raise TypeError(f"{name} could not be converted to an array: {error}") from None
-    if array.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {array.dtype}")
-    if dtype is not None:
-        check_dtype(array, name, dtype)
+        if array.dtype not in SUPPORTED_DTYPES:
+            raise TypeError(f"{name} must have dtype float32 or float64, got {array.dtype}")
+        if dtype is not None:
+            check_dtype(array, name, dtype, source)
+    else:
+        array = list_as_array(value, name, np.dtype(np.float64) if dtype is None else dtype)
     if array.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
     return array
 
 
-def check_dtype(array, name, dtype):
-    """Raise TypeError unless `array` has the weights' `dtype` (no silent casts)."""
+def list_as_array(value, name, dtype):
+    """A list or Python number as an array of `dtype`; TypeError unless it holds numbers."""
+    kind = type(value).__name__
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:  # ragged lists and the like
+        raise TypeError(f"{name} was given as a {kind} that is not a rectangular array of "
+                        f"numbers: {error}") from None
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must have dtype float32 or float64, or be a list of "
+                        f"numbers; got a {kind} holding {array.dtype} values")
+    return array.astype(dtype)
+
+
+def check_dtype(array, name, dtype, source="the weights"):
+    """Raise TypeError unless `array` has the call's `dtype` (no silent casts)."""
     if array.dtype != dtype:
+        whose = "the weights are" if source == "the weights" else f"{source} is"
         raise TypeError(
-            f"{name} has dtype {array.dtype} but the weights are {dtype}; "
-            "all arrays of one call must share the weights' dtype (cast explicitly)"
+            f"{name} has dtype {array.dtype} but {whose} {dtype}; all arrays of one call "
+            "must share one dtype (cast explicitly; lists are converted to it)"
         )
+
+
+def available_memory():
+    """Bytes of memory this process could still get (Linux MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(nbytes, what):
+    """Raise ValueError if `what` needs more than the memory available now."""
+    available = available_memory()
+    if available is not None and nbytes > available:
+        raise ValueError(f"{what} would need {nbytes / 2**30:.3g} GiB, more than the "
+                         f"{available / 2**30:.3g} GiB of memory available")
 
 
 def check_shape(array, expected, name, meaning):
@@ -110,17 +190,18 @@ def as_lengths(lengths, batch_size, seq_len, name="lengths"):
     return array.astype(np.int64)
 
 
-def check_state_and_lengths(h0, lengths, x_shape, hidden_size, dtype, state_name="h0"):
+def check_state_and_lengths(h0, lengths, x_shape, hidden_size, dtype, state_name="h0",
+                            source="the weights"):
     """Check h0 (B, H) or None and lengths against x's (T, B, I); return them.
 
-    `state_name` names h0 in error messages.
+    `state_name` names h0 in error messages, `source` where `dtype` came from.
 
     h0 comes back as an array of `dtype` (the caller's own object when it
     already was one: never write into it), lengths as int64 or None.
     """
     seq_len, batch_size, _ = x_shape
     if h0 is not None:
-        h0 = as_float_array(h0, state_name, 2, dtype)
+        h0 = as_float_array(h0, state_name, 2, dtype, source)
         check_shape(h0, (batch_size, hidden_size), state_name,
                     f"(B, H) for B={batch_size} from x and H={hidden_size}")
     return h0, as_lengths(lengths, batch_size, seq_len)
@@ -150,12 +231,31 @@ class ForwardArgs(NamedTuple):
         return seq_len, batch_size, input_size, self.weight_hh.shape[1]
 
 
-def validate_weights(weight_ih, weight_hh, bias_ih, bias_hh, input_size=None):
+WEIGHT_NAMES = ("weight_hh", "weight_ih", "bias_ih", "bias_hh")
+
+
+def weights_dtype(weight_ih, weight_hh, bias_ih, bias_hh, **others):
+    """The call's dtype and, for messages, where it comes from (the weights decide).
+
+    `others` (x, h0) decide only when every weight is a list.  Raises
+    TypeError if the deciding argument's dtype is not float32 or float64.
+    """
+    dtype, source = call_dtype(weight_hh=weight_hh, weight_ih=weight_ih, bias_ih=bias_ih,
+                               bias_hh=bias_hh, **others)
+    if dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{source} must have dtype float32 or float64, got {dtype}")
+    return dtype, ("the weights" if source in WEIGHT_NAMES or source is None else source)
+
+
+def validate_weights(weight_ih, weight_hh, bias_ih, bias_hh, input_size=None, dtype=None,
+                     source="the weights"):
     """Check a layer's weights and biases; return them C-contiguous, with (H, I).
 
     `input_size` is I as the input has it (a mismatch blames weight_ih and
-    names both sizes); None takes I from weight_ih.  Raises TypeError for
-    wrong dtypes and ValueError for wrong ranks or shapes.
+    names both sizes); None takes I from weight_ih.  `dtype` is the call's
+    (see `weights_dtype`; None works it out from the weights), `source` where
+    it came from.  Raises TypeError for wrong dtypes and ValueError for
+    wrong ranks or shapes.
 
     Returns
     -------
@@ -163,9 +263,10 @@ def validate_weights(weight_ih, weight_hh, bias_ih, bias_hh, input_size=None):
         (weight_ih, weight_hh, bias_ih, bias_hh, hidden_size, input_size); the
         biases are None when both were.
     """
-    weight_hh = as_float_array(weight_hh, "weight_hh", 2)
-    dtype = weight_hh.dtype
-    weight_ih = as_float_array(weight_ih, "weight_ih", 2, dtype)
+    if dtype is None:
+        dtype, source = weights_dtype(weight_ih, weight_hh, bias_ih, bias_hh)
+    weight_hh = as_float_array(weight_hh, "weight_hh", 2, dtype, source)
+    weight_ih = as_float_array(weight_ih, "weight_ih", 2, dtype, source)
     three_h, hidden_size = weight_hh.shape
     if hidden_size < 1 or three_h != 3 * hidden_size:
         raise ValueError(
@@ -184,8 +285,8 @@ def validate_weights(weight_ih, weight_hh, bias_ih, bias_hh, input_size=None):
     if (bias_ih is None) != (bias_hh is None):
         raise ValueError("bias_ih and bias_hh must both be given or both be None")
     if bias_ih is not None:
-        bias_ih = as_float_array(bias_ih, "bias_ih", 1, dtype)
-        bias_hh = as_float_array(bias_hh, "bias_hh", 1, dtype)
+        bias_ih = as_float_array(bias_ih, "bias_ih", 1, dtype, source)
+        bias_hh = as_float_array(bias_hh, "bias_hh", 1, dtype, source)
         check_shape(bias_ih, (3 * hidden_size,), "bias_ih", f"(3*H,) for H={hidden_size}")
         check_shape(bias_hh, (3 * hidden_size,), "bias_hh", f"(3*H,) for H={hidden_size}")
         bias_ih, bias_hh = np.ascontiguousarray(bias_ih), np.ascontiguousarray(bias_hh)
@@ -193,24 +294,34 @@ def validate_weights(weight_ih, weight_hh, bias_ih, bias_hh, input_size=None):
             hidden_size, input_size)
 
 
+# The core indexes packed rows (T*B) and sizes with 32-bit ints.
+MAX_CORE_INDEX = 2**31 - 1
+
+
 def validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
                           reset_after, lengths, reverse):
     """Check every forward argument; return them as a `ForwardArgs`.
 
-    Raises TypeError for wrong types or dtypes and ValueError for wrong ranks,
-    shapes or lengths, naming the argument and the shapes seen.  Arrays are
-    returned C-contiguous (copied only when they were not).
+    The weights decide the dtype (x, then h0, when the weights are lists);
+    lists are converted to it, arrays must have it.  Raises TypeError for
+    wrong types or dtypes and ValueError for wrong ranks, shapes or lengths,
+    naming the argument and the shapes seen.  Arrays are returned
+    C-contiguous (copied only when they were not).
     """
     reset_after = check_flag(reset_after, "reset_after")
     reverse = check_flag(reverse, "reverse")
-    x = as_float_array(x, "x", 3)
+    dtype, source = weights_dtype(weight_ih, weight_hh, bias_ih, bias_hh, x=x, h0=h0)
+    x = as_float_array(x, "x", 3, dtype, source)
     if x.shape[2] < 1:
         raise ValueError(f"x must have shape (T, B, I) with I >= 1 features, got {x.shape}")
+    if x.shape[0] * x.shape[1] > MAX_CORE_INDEX:
+        raise ValueError(f"x has T*B = {x.shape[0] * x.shape[1]} rows (shape {x.shape}); the "
+                         f"core handles at most {MAX_CORE_INDEX}: split the batch")
     weight_ih, weight_hh, bias_ih, bias_hh, hidden_size, _ = validate_weights(
-        weight_ih, weight_hh, bias_ih, bias_hh, input_size=x.shape[2])
-    dtype = weight_hh.dtype
-    check_dtype(x, "x", dtype)
-    h0, lengths = check_state_and_lengths(h0, lengths, x.shape, hidden_size, dtype)
+        weight_ih, weight_hh, bias_ih, bias_hh, input_size=x.shape[2], dtype=dtype,
+        source=source)
+    h0, lengths = check_state_and_lengths(h0, lengths, x.shape, hidden_size, dtype,
+                                          source=source)
     return ForwardArgs(
         x=np.ascontiguousarray(x), h0=h0, weight_ih=weight_ih, weight_hh=weight_hh,
         bias_ih=bias_ih, bias_hh=bias_hh, lengths=lengths,

@@ -4,18 +4,55 @@ The core's scratch (packed weights, gate gradients, the projection of a chunk
 of steps) is large, and fresh NumPy arrays of that size come from the kernel
 as new pages on every call: page faults and zeroing cost a noticeable part of
 a backward pass (bench/README.md, "Measurements behind the code"), and the
-threads of the core wait on each other's faults.  `scratch` instead hands out views of a buffer kept per thread,
-dtype and name, grown to the largest size asked for; `release` frees them.
-Only scratch goes through here: nothing a caller receives, nor anything a
-GRUCache keeps.
+threads of the core wait on each other's faults.  `scratch` instead hands
+out views of a buffer kept per thread, dtype and name, grown to the largest
+size asked for.  Only scratch goes through here: nothing a caller receives,
+nor anything a GRUCache keeps.
+
+What a thread keeps is capped at SCRATCH_KEPT_BYTES: a call that needs more
+gets the rest as temporary buffers, freed when it returns (for such a call
+the page faults are a small part of the work).  `release_memory` frees what
+every thread keeps.
 """
 
 import threading
+import weakref
 from math import prod
 
 import numpy as np
 
+# Scratch bytes one thread keeps between calls, all names and dtypes together.
+# 64 MiB hold the scratch of a float32 backward pass over ~10,000 (step, row)
+# pairs at H = I = 512; a call that needs more does so much arithmetic per
+# byte that the page faults of fresh buffers are a small part of it.
+SCRATCH_KEPT_BYTES = 64 * 2**20
+
 _local = threading.local()
+
+
+class _Pool:
+    """One thread's kept buffers, by (name, dtype)."""
+
+    __slots__ = ("buffers", "__weakref__")
+
+    def __init__(self):
+        self.buffers = {}
+
+
+# Every thread's pool, so that release_memory() reaches them all; a pool goes
+# away with its thread.
+_pools = weakref.WeakSet()
+_pools_lock = threading.Lock()
+
+
+def _this_threads_pool():
+    try:
+        return _local.pool
+    except AttributeError:
+        pool = _local.pool = _Pool()
+        with _pools_lock:
+            _pools.add(pool)
+        return pool
 
 # Every buffer starts on a cache line, which is also one AVX-512 vector: the
 # kernel loads each packed panel row as two 64-byte vectors, and a vector that
@@ -57,21 +94,50 @@ def scratch(name, shape, dtype):
     -------
     ndarray
         A view of this thread's buffer for (name, dtype), valid until the next
-        `scratch` call with the same name and dtype on this thread.
+        `scratch` call with the same name and dtype on this thread; or of a
+        temporary buffer, when keeping it would take the thread's kept
+        scratch over SCRATCH_KEPT_BYTES.
     """
     size = prod(shape)
-    try:
-        pool = _local.pool
-    except AttributeError:
-        pool = _local.pool = {}
+    pool = _this_threads_pool().buffers
     key = (name, dtype)
     buffer = pool.get(key)
     if buffer is None or buffer.size < size:
         buffer = aligned_empty(size, dtype)
-        pool[key] = buffer
+        kept_by_others = sum(kept.nbytes for other, kept in pool.items() if other != key)
+        if kept_by_others + buffer.nbytes <= SCRATCH_KEPT_BYTES:
+            pool[key] = buffer  # else a temporary; the smaller kept one stays
     return buffer[:size].reshape(shape)
 
 
-def release():
-    """Free the scratch buffers this thread keeps (they are made again when needed)."""
-    _local.__dict__.pop("pool", None)  # the next scratch() makes a new pool
+def kept_bytes():
+    """Bytes of scratch all threads keep now (see SCRATCH_KEPT_BYTES)."""
+    with _pools_lock:
+        pools = list(_pools)
+    return sum(buffer.nbytes for pool in pools for buffer in list(pool.buffers.values()))
+
+
+def release_memory():
+    """Free the memory gru_fast keeps between calls to make later calls faster.
+
+    That is the scratch of the compiled core, which every thread keeps up to
+    ``gru_fast._workspace.SCRATCH_KEPT_BYTES`` (64 MiB), and the layouts of
+    recent variable-length batches (a few MiB at most).  Calls running at the
+    same time in other threads are not disturbed: they keep what they use
+    until they return.  Later calls allocate again what they need.
+
+    Examples
+    --------
+    >>> import gru_fast
+    >>> gru_fast.release_memory()
+    """
+    from . import _packing  # here: _packing does not depend on this module
+
+    with _pools_lock:
+        pools = list(_pools)
+    for pool in pools:
+        pool.buffers = {}  # one store: the owner thread sees the old dict or the new one
+    _packing.forget_kept_packings()
+
+
+release = release_memory  # the older private name

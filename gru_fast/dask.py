@@ -1,16 +1,26 @@
-"""GRU inference over Dask arrays: lazy, batch-parallel, where the data lives.
+"""GRUs over Dask arrays: inference and data-parallel training where the data lives.
 
 Sequences of one batch are independent, so a batch cut into chunks along its
 batch axis is a set of independent core calls: one task per chunk, each a
-whole-sequence forward pass of that chunk (the time and feature axes are one
-chunk each).  Dask schedules them: on the threaded scheduler the tasks share
-the process (the core releases the GIL), on ``distributed`` they run in the
+whole-sequence pass over that chunk (the time and feature axes are one chunk
+each).  Dask schedules them: on the threaded scheduler the tasks share the
+process (the core releases the GIL), on ``distributed`` they run in the
 worker processes that hold the chunks, the model travelling there by pickle.
+
+- `forward`: lazy batch-parallel inference, results as dask arrays.
+- `training_data` / `DaskSequences`: what ``GRURegressor.fit`` and
+  ``GRUClassifier.fit`` use for a dask X.  L-BFGS evaluates the full-batch
+  loss and gradient as a sum of per-chunk sums computed where the chunks
+  live, added up in a tree, and steps on the client with ``scipy.optimize``
+  (the pattern of dask-glm); the parameters travel to the chunks once per
+  evaluation.  The stochastic solvers take the chunks one after the other,
+  in a new order every epoch, each pulled to the client alone.
 
 This module imports Dask only when it is used: ``import gru_fast`` works
 without it, ``import gru_fast.dask`` needs ``dask[array]``.
 """
 
+import copy
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -18,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import functional
+from ._sequences import SequenceData
+from ._training import run_epoch, summed_loss_and_grad
 from .frozen import FrozenGRU
 from .layer import GRU
 from ._validation import as_lengths, check_flag
@@ -29,7 +41,7 @@ except ImportError as error:  # pragma: no cover - exercised only without dask
     raise ImportError("gru_fast.dask needs Dask: pip install 'dask[array]' "
                       "(and 'distributed' for a cluster)") from error
 
-__all__ = ["forward"]
+__all__ = ["forward", "training_data", "DaskSequences"]
 
 
 @dataclass(frozen=True)
@@ -79,8 +91,7 @@ def _core_thread_budget():
     """
     if threading.current_thread() is threading.main_thread() or _in_distributed_worker():
         return nullcontext()
-    budget = getattr(functional, "thread_budget", None)
-    return nullcontext() if budget is None else budget(1)
+    return functional.thread_budget(1)
 
 
 def _in_distributed_worker():
@@ -239,3 +250,228 @@ def forward(model, X, lengths=None, h0=None, return_sequences=True):
     y = da.concatenate(outputs, axis=layout.batch_axis) if return_sequences else None
     h_n = da.concatenate(states, axis=layout.state_batch_axis)
     return y, h_n
+
+
+# ---------------------------------------------------------------------- training
+
+
+def _distributed_client():
+    """The active ``distributed`` client, or None (Dask's local schedulers)."""
+    try:
+        from distributed import default_client
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def _check_finite(block, name):
+    if not np.all(np.isfinite(block)):
+        raise ValueError(f"{name} contains NaN or infinity (found in a chunk of "
+                         f"{len(block)} rows)")
+
+
+def _chunk_sequences(x_block, dtype):
+    """A chunk (rows, T, I) of X as SequenceData of the network's dtype, checked finite."""
+    _check_finite(x_block, "X")
+    return SequenceData.from_batch_major(np.asarray(x_block, dtype=dtype))
+
+
+def _chunk_loss_and_grad(network, x_block, target_block):
+    """One task: the summed loss and float64 gradient of one chunk at ``network.flat``."""
+    # Tasks on one worker share the network they received; each computes on its own copy.
+    network = copy.deepcopy(network)
+    with _core_thread_budget():
+        return summed_loss_and_grad(network, _chunk_sequences(x_block, network.dtype),
+                                    np.asarray(target_block))
+
+
+def _add_pairs(*parts):
+    """Sum of (loss, grad) pairs."""
+    loss = sum(part[0] for part in parts)
+    grad = parts[0][1].copy()
+    for part in parts[1:]:
+        grad += part[1]
+    return loss, grad
+
+
+def _tree_sum(parts, fan_in=8):
+    """Delayed (loss, grad) pairs added up in a tree of `fan_in`-way sums."""
+    while len(parts) > 1:
+        parts = [dask.delayed(_add_pairs, pure=True)(*parts[i:i + fan_in])
+                 for i in range(0, len(parts), fan_in)]
+    return parts[0]
+
+
+def _encode_labels(block, classes):
+    unknown = ~np.isin(block, classes)
+    if unknown.any():
+        raise ValueError(f"y has labels {np.unique(block[unknown])} that are not in "
+                         f"classes_ {classes}")
+    return np.searchsorted(classes, block).astype(np.int64)
+
+
+def _regression_targets(block, dtype):
+    _check_finite(block, "y")
+    return block.reshape(len(block), -1).astype(dtype)
+
+
+class DaskSequences:
+    """Training sequences in a dask array, chunked along the samples; for the estimators.
+
+    Stands in for the in-memory ``SequenceData`` of ``gru_fast.estimators``:
+    it has ``x`` and ``n_samples``, and instead of handing out batches it
+    computes the full-batch objective (`full_batch_objective`) and runs
+    stochastic epochs (`run_epoch`) chunk by chunk.  Made by `training_data`.
+
+    Parameters
+    ----------
+    x : dask.array.Array, shape (n_samples, T, n_features)
+        One chunk along T and along the features; chunks of known size along
+        the samples.
+    """
+
+    def __init__(self, x):
+        self.x = x
+
+    @property
+    def n_samples(self):
+        """The number of sequences."""
+        return self.x.shape[0]
+
+    def _chunk_pairs(self, targets):
+        """(x chunk, targets chunk) delayed pairs, one per chunk along the samples."""
+        return list(zip(self.x.to_delayed().ravel(), targets.to_delayed().ravel()))
+
+    def full_batch_objective(self, network, targets):
+        """``w -> (mean loss, gradient)`` over every chunk, for L-BFGS.
+
+        Each evaluation sends the network with parameters ``w`` to the chunks
+        (one key of the graph, fetched once by every worker), computes every
+        chunk's summed loss and gradient where it lives, adds them in a tree
+        and brings back one loss and one gradient.
+
+        Parameters
+        ----------
+        network : GRUNetwork
+            Its ``flat`` is set to ``w`` at every evaluation, as in memory.
+        targets : dask.array.Array
+            Encoded targets, chunked like ``x`` along the samples.
+
+        Returns
+        -------
+        callable
+        """
+        pairs = self._chunk_pairs(targets)
+        n_samples = self.n_samples
+
+        def objective(w):
+            network.flat[...] = w
+            network_task = dask.delayed(network, pure=False)  # pickled once per evaluation
+            parts = [dask.delayed(_chunk_loss_and_grad, pure=True)(network_task, x, t)
+                     for x, t in pairs]
+            loss, grad = _tree_sum(parts).compute()
+            return loss / n_samples, grad / n_samples
+
+        return objective
+
+    def run_epoch(self, network, optimizer, targets, batch_size, rng):
+        """One stochastic epoch: the chunks in a random order, each pulled to the client alone.
+
+        Every chunk runs ``gru_fast._training.run_epoch`` (shuffled
+        minibatches, one optimizer step each); the next chunk is fetched
+        while this one trains when a ``distributed`` client is active.
+
+        Returns
+        -------
+        float
+            The mean over the epoch's samples of the batch losses.
+        """
+        pairs = self._chunk_pairs(targets)
+        order = rng.permutation(len(pairs))
+        client = _distributed_client()
+        fetch = ((lambda pair: client.compute(pair)) if client is not None
+                 else (lambda pair: pair))
+        pending = fetch(pairs[order[0]])
+        total = 0.0
+        for position in range(len(order)):
+            current = pending
+            if position + 1 < len(order):
+                pending = fetch(pairs[order[position + 1]])
+            x_block, target_block = (client.gather(current) if client is not None
+                                     else dask.compute(*current))
+            data = _chunk_sequences(x_block, network.dtype)
+            total += run_epoch(network, optimizer, data, np.asarray(target_block),
+                               batch_size, rng) * data.n_samples
+        return total / self.n_samples
+
+    def subset(self, rows):
+        """Not available: early stopping's validation split needs rows from every chunk.
+
+        Raises
+        ------
+        ValueError
+            Always.
+        """
+        raise ValueError("early_stopping is not supported for dask input: pass "
+                         "early_stopping=False and score a held-out dask array")
+
+
+def training_data(estimator, X, y, first_pass, classes=None):
+    """Check dask training data for `estimator` and prepare it; nothing is gathered.
+
+    Called by ``GRURegressor.fit`` / ``GRUClassifier.fit`` for a dask X.  Sets
+    what the estimator's own checks set (``n_features_in_``, ``classes_``),
+    running them on the labels (classifier, computed with ``da.unique``) or
+    on the first target row (regressor).  Under a ``distributed`` client X
+    and y are persisted on the workers, so that every L-BFGS evaluation finds
+    them there (a lost worker's chunks are recomputed from their graph).
+
+    Parameters
+    ----------
+    estimator : GRURegressor or GRUClassifier
+    X : dask.array.Array, shape (n_samples, T, n_features)
+        Floating sequences of equal length; NaN is reported when a chunk runs.
+    y : dask.array.Array or array_like, shape (n_samples,) or (n_samples, n_outputs)
+    first_pass : bool
+        A new fit (not warm_start / partial_fit).
+    classes : array_like, optional
+        partial_fit's classes.
+
+    Returns
+    -------
+    data : DaskSequences
+    targets : dask.array.Array
+        Encoded targets chunked like X along the samples.
+    """
+    if X.ndim != 3:
+        raise ValueError(f"dask X must be (n_samples, T, n_features), got shape {X.shape}; "
+                         f"for univariate sequences (n_samples, T) pass X[:, :, None]")
+    if X.dtype.kind != "f":
+        raise TypeError(f"dask X must hold floats, got dtype {X.dtype}")
+    if any(np.isnan(size) for size in X.chunks[0]):
+        raise ValueError("X has chunks of unknown size; call X.compute_chunk_sizes() first")
+    if X.shape[0] < 1 or X.shape[1] < 1 or X.shape[2] < 1:
+        raise ValueError(f"X must have at least one sample, step and feature, got shape "
+                         f"{X.shape}")
+    estimator._set_sequence_features(X.shape[2], first_pass)
+    y = _as_dask(y, "y")
+    if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must be (n_samples,) or (n_samples, n_outputs) with "
+                         f"n_samples={X.shape[0]} (from X), got shape {y.shape}")
+    x = X.rechunk({1: -1, 2: -1})
+    y = y.rechunk((x.chunks[0],) + ((-1,) if y.ndim == 2 else ()))
+
+    if estimator._loss == "cross_entropy":
+        labels = classes if classes is not None else np.unique(da.unique(y).compute())
+        # The classifier's own checks and classes_, run on the labels alone.
+        estimator._encode_targets(labels, first_pass, classes)
+        targets = y.map_blocks(_encode_labels, estimator.classes_, dtype=np.int64)
+    else:
+        estimator._encode_targets(y[:1].compute(), first_pass)  # y's checks, y's rank
+        dtype = np.dtype(estimator.dtype)
+        targets = y.map_blocks(_regression_targets, dtype, dtype=dtype,
+                               chunks=(x.chunks[0], (int(np.prod(y.shape[1:])),)),
+                               new_axis=1 if y.ndim == 1 else None)
+    if _distributed_client() is not None:
+        x, targets = dask.persist(x, targets)
+    return DaskSequences(x), targets

@@ -35,9 +35,10 @@ from sklearn.utils.validation import (check_array, check_consistent_length, chec
                                       column_or_1d, validate_data)
 
 from ._sequences import SequenceData, pad_sequences
-from ._training import Progress, make_optimizer, minimize_lbfgs, run_epoch
+from ._training import (Progress, make_optimizer, minimize_lbfgs, run_epoch,
+                        summed_loss_and_grad)
 from .losses import softmax
-from .network import ROWS_PER_CALL, GRUNetwork
+from .network import GRUNetwork
 
 __all__ = ["GRURegressor", "GRUClassifier"]
 
@@ -201,19 +202,20 @@ class _GRUEstimator(BaseEstimator):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
                              f"target y is None.")
-        data = self._sequences(X, reset=first_pass)
-        targets = self._encode_targets(y, first_pass, classes)
+        if hasattr(X, "__dask_graph__"):  # a Dask array: train where its chunks live
+            from .dask import training_data
+            data, targets = training_data(self, X, y, first_pass, classes)
+        else:
+            data = self._sequences(X, reset=first_pass)
+            targets = self._encode_targets(y, first_pass, classes)
         check_consistent_length(np.empty(data.n_samples), targets)
         if first_pass:
-            random_state = check_random_state(self.random_state)
+            init_seed = self._start_random_streams()
             self._network = GRUNetwork(
                 data.x.shape[2], self.hidden_size, self._output_size(targets),
                 num_layers=self.num_layers, bidirectional=bool(self.bidirectional),
                 reset_after=bool(self.reset_after), loss=self._loss, dtype=self.dtype,
-                seed=random_state.randint(np.iinfo(np.int32).max))
-            self._shuffle_rng = np.random.default_rng(
-                random_state.randint(np.iinfo(np.int32).max))
-            self._split_seed = random_state.randint(np.iinfo(np.int32).max)
+                seed=init_seed)
             self.gru_ = self._network.gru
             self.head_ = self._network.head
             self.n_iter_ = 0
@@ -231,6 +233,17 @@ class _GRUEstimator(BaseEstimator):
         else:
             self._fit_stochastic(data, targets, incremental)
         return self
+
+    def _start_random_streams(self):
+        """Draw from ``random_state`` the seeds of the shuffling and the validation split.
+
+        Returns the seed of the initialisation, drawn first.
+        """
+        random_state = check_random_state(self.random_state)
+        init_seed = random_state.randint(np.iinfo(np.int32).max)
+        self._shuffle_rng = np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+        self._split_seed = random_state.randint(np.iinfo(np.int32).max)
+        return init_seed
 
     def _check_warm_network(self):
         network = self._network
@@ -322,24 +335,18 @@ class _GRUEstimator(BaseEstimator):
     def _full_batch_objective(self, data, targets):
         """``w -> (mean loss, gradient)`` over the whole training set, for L-BFGS.
 
-        Computed in blocks of rows (bounded memory): each block's summed loss and
-        gradient (``reduction="sum"``), added up and divided by the number of
-        samples.  Data-parallel training replaces this by the same sum over
-        chunks that live elsewhere.
+        The summed loss and gradient of every sequence (`summed_loss_and_grad`,
+        bounded memory), divided by the number of samples.  Data in a Dask
+        array computes the same sum chunk by chunk where the chunks live.
         """
         network = self._network
         n_samples = data.n_samples
+        if hasattr(data, "full_batch_objective"):  # gru_fast.dask.DaskSequences
+            return data.full_batch_objective(network, targets)
 
         def objective(w):
             network.flat[...] = w
-            loss, grad = 0.0, np.zeros(network.flat.shape, dtype=np.float64)
-            for start in range(0, n_samples, ROWS_PER_CALL):
-                rows = np.arange(start, min(start + ROWS_PER_CALL, n_samples))
-                x, lengths = data.batch(rows)
-                block_loss, block_grad = network.loss_and_grad(
-                    network.flat, x, targets[rows], lengths, reduction="sum")
-                loss += block_loss
-                grad += block_grad
+            loss, grad = summed_loss_and_grad(network, data, targets)
             return loss / n_samples, grad / n_samples
 
         return objective

@@ -18,11 +18,12 @@ to the layer's dtype; non-floating values raise ``TypeError``.
 """
 
 import numbers
+import warnings
 from functools import partial
 
 import numpy as np
 
-from ._validation import as_lengths, check_flag
+from ._validation import as_lengths, check_flag, check_memory, list_as_array, own_dtype
 
 __all__ = ["GRU", "FrozenGRULayer"]
 
@@ -34,7 +35,9 @@ class _LayerCache:
 
     Opaque to users. ``token`` identifies the layer that made it, so a cache handed to
     another layer (even one of identical shapes) is refused instead of silently
-    producing gradients of someone else's weights.
+    producing gradients of someone else's weights.  Read-only: ``run_caches`` is
+    a tuple and attributes cannot be set again, so the run of one layer and
+    direction cannot be swapped for another's.
     """
 
     __slots__ = ("token", "seq_len", "batch_size", "batch_first", "dtype", "lengths",
@@ -42,13 +45,18 @@ class _LayerCache:
 
     def __init__(self, token, seq_len, batch_size, batch_first, dtype, lengths,
                  run_caches):
-        self.token = token
-        self.seq_len = seq_len
-        self.batch_size = batch_size
-        self.batch_first = batch_first
-        self.dtype = dtype
-        self.lengths = lengths
-        self.run_caches = run_caches
+        values = (token, seq_len, batch_size, batch_first, dtype, lengths, tuple(run_caches))
+        for name, value in zip(self.__slots__, values):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"a GRU cache is read-only (cannot set {name!r})")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"a GRU cache is read-only (cannot delete {name!r})")
+
+    def __reduce__(self):
+        return (type(self), tuple(getattr(self, name) for name in self.__slots__))
 
     def __repr__(self):
         return (f"<GRU cache: T={self.seq_len}, B={self.batch_size}, "
@@ -88,7 +96,9 @@ class GRU:
     num_layers : int, default 1
         Number of stacked GRU layers.
     bias : bool, default True
-        Whether the layers have the biases ``bias_ih`` and ``bias_hh``.
+        Whether the layers have the biases ``bias_ih`` and ``bias_hh``. This and the
+        other flags must be ``True``/``False`` (or NumPy booleans): a string such as
+        ``"False"`` raises ``TypeError`` instead of counting as true.
     batch_first : bool, default False
         If True, ``x`` and ``y`` are (batch, time, features) instead of
         (time, batch, features). Hidden states are always (layers*D, batch, H).
@@ -100,7 +110,8 @@ class GRU:
         recurrent product), True is the variant of ``torch.nn.GRU``, cuDNN and Keras.
         Load a ``torch.nn.GRU`` state_dict into a layer with ``reset_after=True``.
     dtype : {numpy.float32, numpy.float64}, default numpy.float32
-        Floating type of the parameters; every array passed in must have it.
+        Floating type of the parameters; every array passed in must have it (lists are
+        converted to it). ``None`` raises ``TypeError``.
     seed : None, int or numpy.random.Generator, optional
         Seed of the ``numpy.random.default_rng`` that initialises the parameters
         uniformly in ``[-1/sqrt(hidden_size), 1/sqrt(hidden_size)]`` (PyTorch's rule).
@@ -115,6 +126,15 @@ class GRU:
         optimiser); use :meth:`load_state_dict` to replace them.
     num_directions : int
         ``D``: 2 if bidirectional else 1.
+
+    Raises
+    ------
+    TypeError
+        If a size is not an integer, a flag not a boolean, or ``dtype`` not float32 or
+        float64.
+    ValueError
+        If a size is below 1, or the parameters would need more memory than is
+        available (checked before any is made).
 
     Examples
     --------
@@ -139,16 +159,19 @@ class GRU:
         self._input_size = _positive_int(input_size, "input_size")
         self._hidden_size = _positive_int(hidden_size, "hidden_size")
         self._num_layers = _positive_int(num_layers, "num_layers")
-        self._bias = bool(bias)
-        self._batch_first = bool(batch_first)
-        self._bidirectional = bool(bidirectional)
-        self._reset_after = bool(reset_after)
+        self._bias = check_flag(bias, "bias")
+        self._batch_first = check_flag(batch_first, "batch_first")
+        self._bidirectional = check_flag(bidirectional, "bidirectional")
+        self._reset_after = check_flag(reset_after, "reset_after")
+        if dtype is None:  # np.dtype(None) would silently mean float64
+            raise TypeError("dtype must be numpy.float32 or numpy.float64, got None")
         try:
             dtype = np.dtype(dtype)
         except TypeError as exc:
             raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from exc
         if dtype not in _SUPPORTED_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        check_memory(self._parameter_bytes(dtype), f"the parameters of {self._describe(dtype)}")
         self._dtype = dtype
         # Identity of this layer, stored in every cache it makes.
         self._token = object()
@@ -159,6 +182,25 @@ class GRU:
         for name, shape in self._param_shapes().items():
             values = rng.uniform(-bound, bound, size=shape)
             self.params[name] = values.astype(self._dtype, copy=False)
+
+    # Bytes of Python bookkeeping per parameter array (the ndarray object, its
+    # name and its entry in `params`), counted with the values when checking
+    # that a layer fits in memory.
+    _BYTES_PER_PARAMETER_ARRAY = 256
+
+    def _parameter_bytes(self, dtype):
+        """Bytes the parameters will take, worked out before making any of them."""
+        H, D, L = self._hidden_size, self.num_directions, self._num_layers
+        bias_values = 6 * H if self._bias else 0
+        first_layer = 3 * H * self._input_size + 3 * H * H + bias_values
+        later_layer = 3 * H * D * H + 3 * H * H + bias_values
+        values = D * (first_layer + (L - 1) * later_layer)
+        arrays = L * D * (4 if self._bias else 2)
+        return values * dtype.itemsize + arrays * self._BYTES_PER_PARAMETER_ARRAY
+
+    def _describe(self, dtype):
+        return (f"GRU({self._input_size}, {self._hidden_size}, num_layers={self._num_layers}, "
+                f"bidirectional={self._bidirectional}, dtype={dtype.name})")
 
     # ------------------------------------------------------------------ properties
     input_size = property(lambda self: self._input_size, doc="Input features I.")
@@ -254,6 +296,13 @@ class GRU:
         to the layer's dtype; integer, boolean, complex or object arrays are refused.
         Nothing is changed unless every entry is valid.
 
+        The weights alone do not say which GRU variant they were trained in:
+        ``torch.nn.GRU`` (like Keras' default, cuDNN and ONNX with
+        ``linear_before_reset=1``) computes ``reset_after=True``, while this layer's
+        default is the classic ``reset_after=False``. Loaded into a layer of the
+        other variant, the same weights give different outputs (a warning is issued
+        when the values are torch tensors and the layer has ``reset_after=False``).
+
         Parameters
         ----------
         state_dict : mapping of str to array_like
@@ -266,6 +315,22 @@ class GRU:
             If keys are missing or unexpected, or an array has the wrong shape.
         TypeError
             If ``state_dict`` is not a mapping or an entry is not a real floating array.
+
+        Examples
+        --------
+        Reproduce a ``torch.nn.GRU``'s numbers (``gru_fast.interop.from_torch`` does
+        the same in one call)::
+
+            layer = gru_fast.GRU(torch_gru.input_size, torch_gru.hidden_size,
+                                 torch_gru.num_layers, bias=torch_gru.bias,
+                                 batch_first=torch_gru.batch_first,
+                                 bidirectional=torch_gru.bidirectional,
+                                 reset_after=True)          # torch's variant
+            layer.load_state_dict({name: value.detach().numpy()
+                                   for name, value in torch_gru.state_dict().items()})
+
+        For Keras weights (another layout and gate order) use
+        ``gru_fast.interop.from_keras``, which reads the variant from the layer.
         """
         if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
             raise TypeError(f"state_dict must be a mapping of name to array, got "
@@ -281,6 +346,14 @@ class GRU:
             if unexpected:
                 parts.append(f"unexpected keys {unexpected}")
             raise ValueError(f"load_state_dict: {' and '.join(parts)} for {self!r}")
+        from_torch = any(hasattr(state_dict[name], "detach") for name in shapes)
+        if from_torch and not self._reset_after:
+            warnings.warn("load_state_dict: these are torch tensors, and torch.nn.GRU "
+                          "computes the reset_after=True variant, but this layer has "
+                          "reset_after=False (the classic GRU): its outputs will differ "
+                          "from torch's. Make the layer with reset_after=True (or use "
+                          "gru_fast.interop.from_torch) to reproduce them.",
+                          UserWarning, stacklevel=2)
         new_params = {}
         for name, shape in shapes.items():
             value = state_dict[name]
@@ -307,25 +380,19 @@ class GRU:
         return forward_fn, backward_fn
 
     def _as_array(self, value, name):
-        """``value`` as an array of the layer's dtype; ndarrays must already have it."""
-        if isinstance(value, np.ndarray):
-            if value.dtype != self._dtype:
-                raise TypeError(f"{name} has dtype {value.dtype}, but the layer's dtype "
-                                f"is {self._dtype}; cast it with "
-                                f"{name}.astype(np.{self._dtype.name})")
-            return value
-        if hasattr(value, "__array__") and hasattr(value, "dtype"):
-            # Array-likes with a dtype of their own (e.g. torch tensors): same rule.
-            array = np.asarray(value)
-            if array.dtype != self._dtype:
-                raise TypeError(f"{name} has dtype {array.dtype}, but the layer's dtype "
-                                f"is {self._dtype}")
-            return array
-        try:
-            return np.asarray(value, dtype=self._dtype)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be an array of {self._dtype}, got "
-                            f"{type(value).__name__}: {exc}") from exc
+        """``value`` as an array of the layer's dtype; ndarrays must already have it.
+
+        Lists, tuples and Python numbers carry no dtype and are converted to
+        the layer's, as `gru_fast.gru_forward` converts them to the weights'.
+        """
+        if own_dtype(value) is None:
+            return list_as_array(value, name, self._dtype)
+        array = np.asarray(value)  # an ndarray, or e.g. a torch tensor: same rule
+        if array.dtype != self._dtype:
+            raise TypeError(f"{name} has dtype {array.dtype}, but the layer's dtype "
+                            f"is {self._dtype}; cast it with "
+                            f"{name}.astype(np.{self._dtype.name})")
+        return array
 
     def _check_x(self, x):
         x = self._as_array(x, "x")
@@ -583,7 +650,7 @@ class GRU:
             for direction, result in enumerate(self._run_directions(runs, key)):
                 index = layer * D + direction
                 d_input = result["x"] if d_input is None else d_input + result["x"]
-                dh0[index] = 0.0 if result["h0"] is None else result["h0"]
+                dh0[index] = result["h0"]  # gru_backward always returns it (B, H)
                 names = self._names(layer, direction)
                 layer_grads[names[0]] = result["weight_ih"]
                 layer_grads[names[1]] = result["weight_hh"]

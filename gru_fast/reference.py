@@ -257,21 +257,23 @@ def gru_backward(cache, dy, dh_n=None):
     d_bias_hh = np.zeros(3 * H, dtype=dtype)
 
     dh_carry = dh_n.copy()
-    # Backward visits the steps in the opposite order of the forward.
+    # Backward visits the steps in the opposite order of the forward.  Only the
+    # rows that ran step t take part in it: they are selected (never multiplied
+    # by a 0/1 mask), so whatever sits at padded positions of dy or x, even NaN,
+    # cannot reach a gradient.
     steps = range(T) if cache["reverse"] else range(T - 1, -1, -1)
     for t in steps:
-        is_active = active[t][:, None]
-        mask = is_active.astype(dtype)
-        r, z, n = cache["r"][t], cache["z"][t], cache["n"][t]
-        h_prev = cache["h_prev"][t]
+        rows = active[t]  # (B,) bool: the rows that ran step t
+        r, z, n = cache["r"][t][rows], cache["z"][t][rows], cache["n"][t][rows]
+        h_prev = cache["h_prev"][t][rows]
 
-        dh = dh_carry + dy[t] * mask  # padded dy is ignored
+        dh = dh_carry[rows] + dy[t][rows]
         dz = dh * (h_prev - n)
         dn = dh * (1 - z)
         da_n = dn * (1 - n * n)
         da_z = dz * z * (1 - z)
         if reset_after:
-            hn_pre = cache["hn_pre"][t]
+            hn_pre = cache["hn_pre"][t][rows]
             dr = da_n * hn_pre
             da_hn = da_n * r  # gradient of h_prev W_hn^T + b_hn
             dh_prev_through_n = da_hn @ W_hn
@@ -285,21 +287,18 @@ def gru_backward(cache, dy, dh_n=None):
             hn_input = q
         da_r = dr * r * (1 - r)
 
-        # Inactive rows contribute nothing to the gate gradients.
-        da_r, da_z, da_n, da_hn = (g * mask for g in (da_r, da_z, da_n, da_hn))
-        d_gates_ih = np.concatenate([da_r, da_z, da_n], axis=1)  # (B, 3H)
-        d_gates_hh = np.concatenate([da_r, da_z, da_hn], axis=1)  # (B, 3H)
+        d_gates_ih = np.concatenate([da_r, da_z, da_n], axis=1)  # (rows, 3H)
+        d_gates_hh = np.concatenate([da_r, da_z, da_hn], axis=1)  # (rows, 3H)
 
-        dx[t] = d_gates_ih @ weight_ih
-        d_weight_ih += d_gates_ih.T @ x[t]
+        dx[t][rows] = d_gates_ih @ weight_ih  # padded rows of dx stay 0
+        d_weight_ih += d_gates_ih.T @ x[t][rows]
         d_bias_ih += d_gates_ih.sum(axis=0)
         d_weight_hh[: 2 * H] += np.concatenate([da_r, da_z], axis=1).T @ h_prev
         d_weight_hh[2 * H :] += da_hn.T @ hn_input
         d_bias_hh += d_gates_hh.sum(axis=0)
 
-        dh_prev = dh * z + da_r @ W_hr + da_z @ W_hz + dh_prev_through_n
-        # An inactive row kept its state, so its gradient passes through unchanged.
-        dh_carry = np.where(is_active, dh_prev, dh)
+        # A row that did not run step t kept its state: its gradient passes unchanged.
+        dh_carry[rows] = dh * z + da_r @ W_hr + da_z @ W_hz + dh_prev_through_n
 
     has_bias = cache["has_bias"]
     return {

@@ -14,7 +14,16 @@
  *            mantissa bits of a*log2(e) + 1.5*2^p ("shifter" rounding), so
  *            no float-to-int conversion is needed.  a is clamped so that 2^n
  *            stays normal; NaN passes the clamps unchanged and propagates.
- *   sigmoid(a) = 1 / (1 + exp(-a)).
+ *            Above exp's overflow threshold (ln of the largest float) the
+ *            result is +inf, as libm's is: that is what makes sigmoid reach
+ *            exactly 0 (below).
+ *   sigmoid(a) = 1 / (1 + exp(-a)): exactly 1 at +inf and exactly 0 at -inf
+ *            and below -88.72 (float) / -709.78 (double), where the true
+ *            value is subnormal (the NumPy reference gives a subnormal down
+ *            to -103.97 / -745.13, then 0).  So saturated gates are exactly 0
+ *            or 1 and the state update z * h_prev + (1 - z) * n meets an
+ *            infinite state with the same 0 * inf = NaN as the reference:
+ *            non-finite inputs give non-finite outputs, never plausible ones.
  *   tanh(a): |a| < 0.625: Cephes' polynomial (float) / rational (double)
  *            approximation; otherwise (1 - e) / (1 + e), e = exp(-2|a|);
  *            the sign copied from a.
@@ -35,6 +44,7 @@ static inline float gf_exp_float(float a)
 {
     gf_float_bits shifted, scale;
     float n, r, p;
+    int overflows = a >= 88.72283935546875f;                  /* > ln(FLT_MAX) */
     a = a > 88.0f ? 88.0f : a;
     a = a < -87.0f ? -87.0f : a;
     shifted.value = a * 1.44269504088896341f + 12582912.0f;   /* 1.5 * 2^23 */
@@ -50,13 +60,14 @@ static inline float gf_exp_float(float a)
     p = p * r + 1.0f;
     p = p * r + 1.0f;
     scale.bits = (shifted.bits + 127u) << 23;                 /* 2^n */
-    return p * scale.value;
+    return overflows ? INFINITY : p * scale.value;
 }
 
 static inline double gf_exp_double(double a)
 {
     gf_double_bits shifted, scale;
     double n, r, p;
+    int overflows = a > 709.782712893384;                     /* > ln(DBL_MAX) */
     a = a > 709.0 ? 709.0 : a;
     a = a < -708.0 ? -708.0 : a;
     shifted.value = a * 1.4426950408889634074 + 6755399441055744.0;  /* 1.5 * 2^52 */
@@ -78,7 +89,7 @@ static inline double gf_exp_double(double a)
     p = p * r + 1.0;
     p = p * r + 1.0;
     scale.bits = (shifted.bits + 1023u) << 52;
-    return p * scale.value;
+    return overflows ? (double) INFINITY : p * scale.value;
 }
 
 static inline float gf_sigmoid_float(float a)

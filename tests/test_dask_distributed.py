@@ -81,3 +81,76 @@ def test_frozen_gru_runs_on_both_workers(client):
     y_ref, h_ref = frozen(x)
     np.testing.assert_allclose(y, y_ref, **TOL)
     np.testing.assert_allclose(h_n, h_ref, **TOL)
+
+
+# ---------------------------------------------------------------------- training
+
+def _regression_problem(n=400, T=10, I=2, seed=5):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, T, I))
+    y = X[:, -3:, 0].sum(axis=1) + 0.1 * rng.standard_normal(n)
+    return X, y
+
+
+LBFGS = dict(hidden_size=6, solver="lbfgs", dtype="float64", max_epochs=15, tol=0.0,
+             random_state=0)
+
+
+def _relative_difference(a, b):
+    return np.max(np.abs(a - b)) / np.max(np.abs(b))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_distributed_lbfgs_equals_in_memory_lbfgs(client):
+    estimators = pytest.importorskip("gru_fast.estimators")
+    X, y = _regression_problem()
+    local = estimators.GRURegressor(**LBFGS).fit(X, y)
+    with distributed.get_task_stream(client) as stream:
+        spread = estimators.GRURegressor(**LBFGS).fit(da.from_array(X, chunks=(50, 10, 2)),
+                                                      da.from_array(y, chunks=50))
+    assert spread.n_iter_ == local.n_iter_ == 15
+    assert _relative_difference(spread._network.flat, local._network.flat) < 1e-6
+    np.testing.assert_allclose(spread.loss_curve_, local.loss_curve_, rtol=1e-6)
+    np.testing.assert_allclose(spread.predict(X), local.predict(X), rtol=1e-6, atol=1e-9)
+    chunk_tasks = [task for task in stream.data if "_chunk_loss_and_grad" in str(task["key"])]
+    sum_tasks = [task for task in stream.data if "_add_pairs" in str(task["key"])]
+    assert len({task["worker"] for task in chunk_tasks}) == 2
+    # The 8 chunks' sums meet on a worker (one 8-way sum per evaluation): one loss and
+    # one gradient reach the client per evaluation, never a chunk of the data.
+    assert len(chunk_tasks) == 8 * len(sum_tasks) > 0
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_worker_killed_mid_fit_does_not_change_the_result(client, monkeypatch):
+    """A worker dies before the third L-BFGS evaluation: its chunks are recomputed."""
+    import os
+    import signal
+
+    estimators = pytest.importorskip("gru_fast.estimators")
+    X, y = _regression_problem(seed=6)
+    local = estimators.GRURegressor(**LBFGS).fit(X, y)
+
+    victim_pid = next(iter(client.run(os.getpid).values()))
+    original = gru_dask.DaskSequences.full_batch_objective
+    evaluations = []
+
+    def objective_that_kills(self, network, targets):
+        objective = original(self, network, targets)
+
+        def wrapped(w):
+            evaluations.append(1)
+            if len(evaluations) == 3:
+                os.kill(victim_pid, signal.SIGKILL)
+            return objective(w)
+
+        return wrapped
+
+    monkeypatch.setattr(gru_dask.DaskSequences, "full_batch_objective", objective_that_kills)
+    try:
+        spread = estimators.GRURegressor(**LBFGS).fit(da.from_array(X, chunks=(50, 10, 2)),
+                                                      da.from_array(y, chunks=50))
+    finally:
+        client.wait_for_workers(2, timeout=60)
+    assert len(evaluations) > 3
+    assert victim_pid not in client.run(os.getpid).values()  # the worker was replaced
+    assert _relative_difference(spread._network.flat, local._network.flat) < 1e-6

@@ -1,0 +1,90 @@
+"""Scratch kept between calls is capped, and gru_fast.release_memory() frees it (by RSS).
+
+Each measurement runs in a fresh child process: a forward and backward whose
+scratch is about 300 MB, then the resident set size once the results are
+dropped.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import gru_fast
+
+ROOT = Path(__file__).resolve().parent.parent
+MIB = 2**20
+
+CHILD = textwrap.dedent("""
+    import gc, json, os, sys
+    import numpy as np
+    import gru_fast
+    from gru_fast import _workspace
+
+    def resident():
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def forward_backward(seq_len, batch_size, size):
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((seq_len, batch_size, size)).astype(np.float32)
+        weights = rng.uniform(-0.1, 0.1, (2, 3 * size, size)).astype(np.float32)
+        y, _, cache = gru_fast.gru_forward(x, None, weights[0], weights[1],
+                                           reset_after=True, return_cache=True)
+        gru_fast.gru_backward(cache, np.ones_like(y))
+
+    _workspace.SCRATCH_KEPT_BYTES = float(sys.argv[1])
+    forward_backward(2, 2, 64)  # imports, BLAS and OpenMP threads started
+    gc.collect()
+    before = resident()
+    # N = 150,000 (step, row) pairs, H = I = 64: ~300 MB of backward scratch
+    # (gate gradients 2 x N x 3H, packed x and h N x 64 each, float32).
+    forward_backward(300, 500, 64)
+    gc.collect()
+    after = resident()
+    kept = _workspace.kept_bytes()
+    gru_fast.release_memory()
+    gc.collect()
+    print(json.dumps({"before": before, "after": after, "kept": kept,
+                      "released": resident(), "kept_released": _workspace.kept_bytes()}))
+""")
+
+
+def measure(cap_bytes):
+    result = subprocess.run([sys.executable, "-c", CHILD, str(cap_bytes)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/statm").exists(),
+                                reason="reads the resident set size from /proc")
+
+
+def test_scratch_of_a_big_call_is_given_back():
+    cap = gru_fast._workspace.SCRATCH_KEPT_BYTES
+    memory = measure(cap)
+    assert memory["kept"] <= cap
+    grown = (memory["after"] - memory["before"]) / MIB
+    assert grown < 128, f"RSS grew by {grown:.0f} MiB and stayed"
+
+
+def test_release_memory_frees_what_was_kept():
+    """Without the cap the big call's scratch stays (so the measurement can see it);
+    release_memory() gives it back."""
+    memory = measure(float("inf"))
+    assert memory["kept"] > 250 * MIB
+    assert (memory["after"] - memory["before"]) / MIB > 200
+    assert memory["kept_released"] == 0
+    released = (memory["released"] - memory["before"]) / MIB
+    assert released < 128, f"RSS still {released:.0f} MiB above the start"
+
+
+def test_release_memory_is_public_and_documented():
+    assert "release_memory" in gru_fast.__all__
+    assert "Free the memory" in gru_fast.release_memory.__doc__
+    gru_fast.release_memory()
+    assert gru_fast._workspace.kept_bytes() == 0
