@@ -1005,7 +1005,7 @@ def activations(const floating[::1] values, floating[::1] sigmoid_out, floating[
 from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS,
                              PyBUF_FORMAT, PyBUF_WRITABLE)
 from libc.stdlib cimport free
-from libc.string cimport memcpy, memset, memcmp, strcmp
+from libc.string cimport memcpy, memset, memcmp
 
 cdef extern from "stdlib.h" nogil:
     int posix_memalign(void** pointer, size_t alignment, size_t size)
@@ -1015,6 +1015,24 @@ cdef enum:
     _NOGIL_BYTES = 16384  # same_bytes releases the GIL from this size on
 
 cdef int _never_stop = 0  # a step is too short to look for Ctrl-C
+
+import sys
+cdef char _native_order = b'<' if sys.byteorder == "little" else b'>'
+
+
+cdef inline char _float_kind(const char* format) noexcept:
+    """'f' or 'd' for a buffer format of native float32 or float64, else 0.
+
+    NumPy writes "f", but also "=f" or "<f" (arrays rebuilt from pickle
+    buffers, say); all mean the same native float.
+    """
+    if format == NULL:
+        return 0
+    if format[0] == b'@' or format[0] == b'=' or format[0] == _native_order:
+        format += 1
+    if (format[0] == b'f' or format[0] == b'd') and format[1] == 0:
+        return format[0]
+    return 0
 
 
 cdef inline Py_ssize_t _on_lines(Py_ssize_t n_bytes) noexcept nogil:
@@ -1034,8 +1052,7 @@ cdef int _get_array(object obj, Py_buffer* view, int flags, char kind,
         PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
     except Exception:
         return 0
-    if (view.ndim == ndim and view.format != NULL and view.format[0] == kind
-            and view.format[1] == 0):
+    if view.ndim == ndim and _float_kind(view.format) == kind:
         for axis in range(ndim):
             if not (view.shape[axis] == shape[axis] if shape[axis] >= 0
                     else view.shape[axis] >= 1):
@@ -1174,13 +1191,15 @@ cdef class StepKernel:
             PyObject_GetBuffer(arrays[i], view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
             self._held = i + 1
             if i == 0:
-                self._kind = view.format[0] if view.format != NULL else 0
+                self._kind = _float_kind(view.format)
                 self._itemsize = view.itemsize
-            if (view.ndim != 1 or view.shape[0] != sizes[i] or view.format == NULL
-                    or view.format[0] not in b"fd" or view.format[1] != 0
-                    or view.format[0] != self._kind):
-                raise ValueError(f"{names[i]} must be a contiguous float32 or float64 "
-                                 f"array of {sizes[i]} values, of one dtype with the others")
+            if (view.ndim != 1 or view.shape[0] != sizes[i] or self._kind == 0
+                    or _float_kind(view.format) != self._kind):
+                raise ValueError(
+                    f"{names[i]} must be a contiguous float32 or float64 array of "
+                    f"{sizes[i]} values, of one dtype with the others; got "
+                    f"{view.ndim}-D, {view.shape[0] if view.ndim == 1 else '-'} values, format "
+                    f"{(<bytes> view.format).decode() if view.format != NULL else None!r}")
 
     def __dealloc__(self):
         cdef int i
@@ -1347,8 +1366,8 @@ cdef object _step_layers(tuple kernels, x_t, h, out, int max_threads, bint stack
 def same_bytes(tuple arrays, tuple snapshots):
     """Whether arrays[i] holds exactly the bytes, dtype and shape of snapshots[i], for all i.
 
-    Each array must be a C-contiguous buffer (anything else gives False);
-    None matches None only.  Compares raw bytes (memcmp): -0.0 differs from
+    Each array must be a C-contiguous buffer of float32 or float64 (anything
+    else gives False); None matches None only.  Compares raw bytes (memcmp): -0.0 differs from
     0.0 and a NaN equals the same NaN, which is what a cache of packed
     weights needs.
     """
@@ -1374,8 +1393,8 @@ def same_bytes(tuple arrays, tuple snapshots):
             PyBuffer_Release(&array_view)
             raise
         same = (array_view.ndim == snapshot_view.ndim and array_view.len == snapshot_view.len
-                and array_view.format != NULL and snapshot_view.format != NULL
-                and strcmp(array_view.format, snapshot_view.format) == 0)
+                and _float_kind(array_view.format) != 0
+                and _float_kind(array_view.format) == _float_kind(snapshot_view.format))
         if same:
             for axis in range(array_view.ndim):
                 if array_view.shape[axis] != snapshot_view.shape[axis]:

@@ -323,3 +323,26 @@ def test_same_bytes():
     assert not _core.same_bytes((zeros,), (-zeros,))  # 0.0 and -0.0 differ in a bit
     big = np.random.default_rng(0).standard_normal(100_000)
     assert _core.same_bytes((big,), (big.copy(),))  # the memcmp without the GIL
+
+
+def explicit_little_endian(array):
+    """The same array, its dtype marked little-endian: buffer format "<f" or "<d"."""
+    return array.view(array.dtype.newbyteorder("<"))
+
+
+@pytest.mark.skipif(np.little_endian is False, reason="little-endian formats are native here")
+def test_explicitly_native_formats_take_the_lean_path():
+    """Arrays rebuilt by pickle or Dask can export "<d" or "=d": the same native float."""
+    rng = np.random.default_rng(12)
+    weights = weights_for(rng, 3, 8, np.float64)
+    frozen = gru_fast.FrozenGRU(*weights)
+    kernel = _core.StepKernel(*(explicit_little_endian(getattr(frozen, name)) for name in
+                                ("_packed_ih", "_packed_hh", "_bias_gates", "_bias_hn")),
+                              3, 8, False)
+    x_t = rng.standard_normal((2, 3))
+    out = explicit_little_endian(np.empty((2, 8)))
+    assert memoryview(out).format == "<d"
+    assert kernel.step(explicit_little_endian(x_t), None, out)
+    np.testing.assert_array_equal(out, forward_one_step(x_t, None, weights, False))
+    assert _core.same_bytes((explicit_little_endian(x_t),), (x_t,))
+    assert not kernel.step(x_t.astype(">f8"), None, out)  # really another byte order
