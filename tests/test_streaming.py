@@ -95,10 +95,12 @@ def test_thread_budget_limits_steps():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("num_layers", [1, 3])
-def test_layer_steps_are_bitwise_forward(dtype, reset_after, num_layers):
+@pytest.mark.parametrize("bias", [True, False])
+def test_layer_steps_are_bitwise_forward(dtype, reset_after, num_layers, bias):
     """GRU.step and FrozenGRULayer.step equal forward() on each step, bit for bit."""
     rng = np.random.default_rng(10 * num_layers + reset_after)
-    layer = gru_fast.GRU(6, 20, num_layers, reset_after=reset_after, dtype=dtype, seed=1)
+    layer = gru_fast.GRU(6, 20, num_layers, bias=bias, reset_after=reset_after, dtype=dtype,
+                         seed=1)
     frozen = layer.freeze()
     xs = rng.standard_normal((STEPS, 4, 6)).astype(dtype)
     h = frozen_h = None
