@@ -15,7 +15,8 @@ import numpy as np
 from . import _core
 from ._workspace import aligned_empty
 from .functional import fold_biases, run_forward
-from ._validation import as_float_array, check_flag, check_state_and_lengths, validate_weights
+from ._validation import (check_flag, check_input_features, check_state_and_lengths,
+                          validate_weights)
 
 __all__ = ["FrozenGRU"]
 
@@ -152,11 +153,7 @@ class FrozenGRU:
                 f"dtype={self._dtype.name})")
 
     def _check_x(self, x, name, ndim, layout):
-        x = as_float_array(x, name, ndim, self._dtype)
-        if x.shape[-1] != self._input_size:
-            raise ValueError(f"{name} must have shape {layout} with I={self._input_size} "
-                             f"(the weights' input size), got {x.shape}")
-        return np.ascontiguousarray(x)
+        return check_input_features(x, name, ndim, layout, self._input_size, self._dtype)
 
     def forward(self, x, h0=None, *, lengths=None, reverse=False, return_sequences=True):
         """Run the layer over a whole sequence.

@@ -17,16 +17,14 @@ follows ``torch.nn.Module.load_state_dict``: any real floating array is accepted
 to the layer's dtype; non-floating values raise ``TypeError``.
 """
 
-import numbers
 from functools import partial
 
 import numpy as np
 
-from ._validation import as_lengths, check_flag, check_memory, list_as_array, own_dtype
+from ._validation import (as_lengths, check_flag, check_layer_input, check_layer_state,
+                          check_memory, layer_array, positive_int, supported_dtype)
 
 __all__ = ["GRU", "FrozenGRULayer"]
-
-_SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class _LayerCache:
@@ -60,15 +58,6 @@ class _LayerCache:
     def __repr__(self):
         return (f"<GRU cache: T={self.seq_len}, B={self.batch_size}, "
                 f"dtype={self.dtype.name}, {len(self.run_caches)} core runs>")
-
-
-def _positive_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} "
-                        f"({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 class GRU:
@@ -155,21 +144,14 @@ class GRU:
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True,
                  batch_first=False, bidirectional=False, reset_after=False,
                  dtype=np.float32, seed=None):
-        self._input_size = _positive_int(input_size, "input_size")
-        self._hidden_size = _positive_int(hidden_size, "hidden_size")
-        self._num_layers = _positive_int(num_layers, "num_layers")
+        self._input_size = positive_int(input_size, "input_size")
+        self._hidden_size = positive_int(hidden_size, "hidden_size")
+        self._num_layers = positive_int(num_layers, "num_layers")
         self._bias = check_flag(bias, "bias")
         self._batch_first = check_flag(batch_first, "batch_first")
         self._bidirectional = check_flag(bidirectional, "bidirectional")
         self._reset_after = check_flag(reset_after, "reset_after")
-        if dtype is None:  # np.dtype(None) would silently mean float64
-            raise TypeError("dtype must be numpy.float32 or numpy.float64, got None")
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError as exc:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from exc
-        if dtype not in _SUPPORTED_DTYPES:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        dtype = supported_dtype(dtype)
         check_memory(self._parameter_bytes(dtype), f"the parameters of {self._describe(dtype)}")
         self._dtype = dtype
         # Identity of this layer, stored in every cache it makes.
@@ -347,45 +329,17 @@ class GRU:
             backward_fn = backward_fn or functional.gru_backward
         return forward_fn, backward_fn
 
+    # The checks themselves live in gru_fast._validation; these bind the layer's sizes.
     def _as_array(self, value, name):
-        """``value`` as an array of the layer's dtype; ndarrays must already have it.
-
-        Lists, tuples and Python numbers carry no dtype and are converted to
-        the layer's, as `gru_fast.gru_forward` converts them to the weights'.
-        """
-        if own_dtype(value) is None:
-            return list_as_array(value, name, self._dtype)
-        array = np.asarray(value)  # an ndarray, or e.g. a torch tensor: same rule
-        if array.dtype != self._dtype:
-            raise TypeError(f"{name} has dtype {array.dtype}, but the layer's dtype "
-                            f"is {self._dtype}; cast it with "
-                            f"{name}.astype(np.{self._dtype.name})")
-        return array
+        return layer_array(value, name, self._dtype)
 
     def _check_x(self, x):
-        x = self._as_array(x, "x")
-        layout = "(B, T, I)" if self._batch_first else "(T, B, I)"
-        if x.ndim != 3:
-            raise ValueError(f"x must be 3-D {layout}, got shape {x.shape} "
-                             f"({x.ndim}-D); for a single sequence add a batch axis")
-        if x.shape[2] != self._input_size:
-            raise ValueError(f"x has {x.shape[2]} features (shape {x.shape}), expected "
-                             f"input_size={self._input_size}")
-        if x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(f"x must have at least one time step and one batch row, "
-                             f"got shape {x.shape} {layout}")
-        return x
+        return check_layer_input(x, self._input_size, self._dtype, self._batch_first)
 
     def _check_state(self, h, name, batch_size, num_states):
         """An initial state (num_states, B, H) or None."""
-        if h is None:
-            return None
-        h = self._as_array(h, name)
-        expected = (num_states, batch_size, self._hidden_size)
-        if h.shape != expected:
-            raise ValueError(f"{name} has shape {h.shape}, expected {expected} "
-                             f"(num_layers*num_directions, batch, hidden_size)")
-        return np.ascontiguousarray(h)
+        return check_layer_state(h, name, (num_states, batch_size, self._hidden_size),
+                                 self._dtype)
 
     @staticmethod
     def _check_lengths(lengths, batch_size, seq_len):
