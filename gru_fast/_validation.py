@@ -12,6 +12,9 @@ import numpy as np
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+# The core indexes packed rows (T*B) and sizes with 32-bit ints.
+MAX_CORE_INDEX = 2**31 - 1
+
 
 def check_flag(value, name):
     """Return `value` as a bool, or raise TypeError if it is not a boolean.
@@ -259,6 +262,9 @@ def check_layer_input(x, input_size, dtype, batch_first):
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"x must have at least one time step and one batch row, "
                          f"got shape {x.shape} {layout}")
+    if x.shape[0] * x.shape[1] > MAX_CORE_INDEX:
+        raise ValueError(f"x has T*B = {x.shape[0] * x.shape[1]} rows (shape {x.shape}); the "
+                         f"core handles at most {MAX_CORE_INDEX}: split the batch")
     return x
 
 
@@ -367,10 +373,6 @@ def validate_weights(weight_ih, weight_hh, bias_ih, bias_hh, input_size=None, dt
         bias_ih, bias_hh = np.ascontiguousarray(bias_ih), np.ascontiguousarray(bias_hh)
     return (np.ascontiguousarray(weight_ih), np.ascontiguousarray(weight_hh), bias_ih, bias_hh,
             hidden_size, input_size)
-
-
-# The core indexes packed rows (T*B) and sizes with 32-bit ints.
-MAX_CORE_INDEX = 2**31 - 1
 
 
 def validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,

@@ -21,8 +21,9 @@ from functools import partial
 
 import numpy as np
 
-from ._validation import (as_lengths, check_flag, check_layer_input, check_layer_state,
-                          check_memory, layer_array, positive_int, supported_dtype)
+from ._validation import (ForwardArgs, as_lengths, check_flag, check_layer_input,
+                          check_layer_state, check_memory, layer_array, positive_int,
+                          supported_dtype)
 
 __all__ = ["GRU", "FrozenGRULayer"]
 
@@ -350,11 +351,25 @@ class GRU:
     # ------------------------------------------------------------------ computation
     def _run_direction(self, layer, direction, layer_input, h0, lengths, return_cache,
                        return_sequences=True):
-        """One core call: `layer` in `direction` (1: reverse) over the whole `layer_input`."""
-        forward_fn, _ = self._backend()
+        """One core call: `layer` in `direction` (1: reverse) over the whole `layer_input`.
+
+        The arguments are those :meth:`forward` (or :meth:`step`) checked once, with
+        :meth:`_check_params`; on the compiled core the call skips ``gru_forward``'s
+        checks (``functional.forward_validated``), another backend gets the public
+        function.
+        """
         weights = [self.params[name] for name in self._names(layer, direction)]
         if not self._bias:
             weights += [None, None]
+        if self._on_compiled_core():
+            from .functional import forward_validated
+            args = ForwardArgs(layer_input, h0, *(None if weight is None else
+                                                  np.ascontiguousarray(weight)
+                                                  for weight in weights),
+                               lengths, self._reset_after, direction == 1)
+            return forward_validated(args, return_cache, return_sequences,
+                                     callers=(layer_input, weights[0], weights[1]))
+        forward_fn, _ = self._backend()
         return forward_fn(layer_input, h0, *weights, reset_after=self._reset_after,
                           lengths=lengths, reverse=(direction == 1),
                           return_cache=return_cache, return_sequences=return_sequences)
