@@ -26,7 +26,7 @@ from ._validation import (ForwardArgs, as_lengths, check_flag, check_layer_input
                           check_layer_state, check_memory, layer_array, positive_int,
                           supported_dtype)
 
-__all__ = ["GRU", "FrozenGRULayer"]
+__all__ = ["GRU"]  # FrozenGRULayer: gru_fast.frozen
 
 
 class _LayerCache:
@@ -146,6 +146,18 @@ class GRU:
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True,
                  batch_first=False, bidirectional=False, reset_after=False,
                  dtype=np.float32, seed=None):
+        self._configure(input_size, hidden_size, num_layers, bias, batch_first,
+                        bidirectional, reset_after, dtype)
+        rng = np.random.default_rng(seed)
+        bound = 1.0 / np.sqrt(self._hidden_size)
+        self.params = {}
+        for name, shape in self._param_shapes().items():
+            values = rng.uniform(-bound, bound, size=shape)
+            self.params[name] = values.astype(self._dtype, copy=False)
+
+    def _configure(self, input_size, hidden_size, num_layers, bias, batch_first,
+                   bidirectional, reset_after, dtype):
+        """Check and store the configuration (the constructor's arguments but the seed)."""
         self._input_size = positive_int(input_size, "input_size")
         self._hidden_size = positive_int(hidden_size, "hidden_size")
         self._num_layers = positive_int(num_layers, "num_layers")
@@ -159,12 +171,12 @@ class GRU:
         # Identity of this layer, stored in every cache it makes.
         self._token = object()
 
-        rng = np.random.default_rng(seed)
-        bound = 1.0 / np.sqrt(self._hidden_size)
-        self.params = {}
-        for name, shape in self._param_shapes().items():
-            values = rng.uniform(-bound, bound, size=shape)
-            self.params[name] = values.astype(self._dtype, copy=False)
+    def _config(self):
+        """The constructor's keyword arguments (but the seed) that rebuild this layer."""
+        return dict(input_size=self._input_size, hidden_size=self._hidden_size,
+                    num_layers=self._num_layers, bias=self._bias,
+                    batch_first=self._batch_first, bidirectional=self._bidirectional,
+                    reset_after=self._reset_after, dtype=self._dtype)
 
     # Bytes of Python bookkeeping per parameter array (the ndarray object, its
     # name and its entry in `params`), counted with the values when checking
@@ -433,7 +445,8 @@ class GRU:
             compiled core, also when called on ``gru_fast.reference.GRU``).
         """
         self._check_params()
-        return FrozenGRULayer(self)
+        from .frozen import FrozenGRULayer  # the compiled core, imported only when freezing
+        return FrozenGRULayer(**self._config(), params=self.params)
 
     def forward(self, x, h0=None, lengths=None, return_cache=False, *,
                 return_sequences=True):
@@ -741,80 +754,10 @@ class GRU:
         return state
 
 
-class FrozenGRULayer(GRU):
-    """A `GRU` for inference whose weights were packed once; made by :meth:`GRU.freeze`.
-
-    Same configuration, validation and results as the layer it was made from;
-    each layer and direction runs a `gru_fast.FrozenGRU`.  ``params`` is a
-    read-only snapshot; :meth:`backward`, ``forward(..., return_cache=True)``
-    and :meth:`load_state_dict` raise (freeze the trained layer again instead).
-    """
-
-    def __init__(self, layer):
-        from .frozen import FrozenGRU  # the compiled core, imported only when freezing
-
-        self.__dict__.update({key: value for key, value in vars(layer).items()
-                              if key not in ("params", "_step_cache")})
-        self._token = object()
-        self.params = {}
-        for name, value in layer.params.items():
-            snapshot = np.array(value, dtype=self._dtype, order="C", copy=True)
-            snapshot.flags.writeable = False
-            self.params[name] = snapshot
-        self._frozen = {}
-        for layer_index in range(self._num_layers):
-            for direction in range(self.num_directions):
-                weights = [self.params[n] for n in self._names(layer_index, direction)]
-                self._frozen[layer_index, direction] = FrozenGRU(
-                    *weights, reset_after=self._reset_after)
-        self._make_frozen_steps()
-
-    def _make_frozen_steps(self):
-        """The lean path of `step`: this layer's own kernels, never stale."""
-        if self._bidirectional:
-            return  # step() refuses (see GRU.step)
-        from ._stepping import Steps
-        self._step_cache = Steps([self._frozen[layer, 0].step_kernel
-                                  for layer in range(self._num_layers)],
-                                 self._hidden_size, self._dtype)
-
-    def _make_step_cache(self):
-        return self._step_cache
-
-    def __setstate__(self, state):
-        """Unpickle, keeping the parameters read-only (NumPy's pickles drop the flag)."""
-        self.__dict__.update(state)
-        for value in self.params.values():
-            value.flags.writeable = False
-        self._make_frozen_steps()
-
-    def _run_direction(self, layer, direction, layer_input, h0, lengths, return_cache,
-                       return_sequences=True):
-        if return_cache:
-            raise ValueError("a frozen GRU is for inference: forward() keeps no cache; "
-                             "train the GRU it was made from and freeze it again")
-        return self._frozen[layer, direction](layer_input, h0, lengths=lengths,
-                                              reverse=(direction == 1),
-                                              return_sequences=return_sequences)
-
-    def backward(self, cache, dy, dh_n=None):
-        """Not available: a frozen GRU runs inference only.
-
-        Raises
-        ------
-        TypeError
-            Always.
-        """
-        raise TypeError("a frozen GRU is for inference and has no backward(); "
-                        "train the GRU it was made from and freeze it again")
-
-    def load_state_dict(self, state_dict):
-        """Not available: the packed weights are fixed.
-
-        Raises
-        ------
-        TypeError
-            Always; load the parameters into a `GRU` and freeze that.
-        """
-        raise TypeError("a frozen GRU's weights are fixed: load the state dict into a "
-                        "gru_fast.GRU and call its freeze()")
+def __getattr__(name):
+    """``gru_fast.layer.FrozenGRULayer``: the class lives in `gru_fast.frozen` (it needs the
+    compiled core, which this module does not import)."""
+    if name == "FrozenGRULayer":
+        from .frozen import FrozenGRULayer
+        return FrozenGRULayer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
