@@ -25,6 +25,8 @@ release_memory
 optim, losses, linear, network
     Optimizers (SGD, Adam, AdamW, gradient clipping), losses with their
     gradients, a linear head, and the GRU + head network that training uses.
+save, load
+    Models to and from one .npz file (arrays and a JSON header, never a pickle).
 estimators
     GRURegressor and GRUClassifier, scikit-learn estimators (needs
     scikit-learn; ``from gru_fast.estimators import GRURegressor``).
@@ -37,7 +39,8 @@ from .layer import GRU, FrozenGRULayer
 from ._workspace import release_memory
 from . import interop, reference  # noqa: F401  (gru_fast.reference.* without another import)
 from . import linear, losses, network, optim  # noqa: F401
+from .serialization import load, save
 
 __version__ = "0.1.0"
 __all__ = ["FrozenGRU", "FrozenGRULayer", "GRU", "GRUCache", "gru_backward", "gru_forward",
-           "release_memory", "show_config", "__version__"]
+           "load", "release_memory", "save", "show_config", "__version__"]
