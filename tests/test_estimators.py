@@ -201,3 +201,14 @@ def test_inputs_are_not_modified():
     GRURegressor(hidden_size=4, max_epochs=2).fit(sequences, y).predict(sequences)
     np.testing.assert_array_equal(X, X_before)
     np.testing.assert_array_equal(y, y_before)
+
+
+def test_verbose_uses_tqdm_when_installed(capsys):
+    pytest.importorskip("tqdm")
+    X, y = _sum_task(40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        GRURegressor(hidden_size=4, max_epochs=3, verbose=True, random_state=0).fit(X, y)
+    captured = capsys.readouterr()
+    assert "3/3" in captured.err and "loss=" in captured.err
+    assert not [line for line in captured.out.splitlines() if line.startswith("epoch")]
