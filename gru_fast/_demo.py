@@ -172,7 +172,11 @@ def save_plot(path, test_years, truth, forecasts, loss_curve):
 def run(plot_path="gru_fast_sunspots.png", verbose=2):
     """Run the main job, print its report; return the errors by model name."""
     from . import _core
-    from .estimators import GRURegressor
+    try:
+        from .estimators import GRURegressor
+    except ImportError:
+        raise SystemExit("The main job trains gru_fast's scikit-learn estimator: "
+                         "pip install \".[demo]\" (statsmodels, matplotlib, scikit-learn)")
 
     years, values = load_sunspots()
     samples, targets = make_windows(values, WINDOW)

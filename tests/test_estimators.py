@@ -185,6 +185,7 @@ def test_bad_input_is_named(X, match):
     ({"hidden_size": 0}, ValueError), ({"learning_rate": -1.0}, ValueError),
     ({"validation_fraction": 1.0}, ValueError), ({"batch_size": 2.5}, TypeError),
     ({"bidirectional": "yes"}, TypeError), ({"tol": float("nan")}, ValueError),
+    ({"verbose": "loud"}, TypeError), ({"max_epochs": 0}, ValueError),
 ])
 def test_bad_parameters_are_named(settings, error):
     X, y = _sum_task(20)
