@@ -1,17 +1,49 @@
-"""Build the compiled core of gru_fast (Cython, a C GEMM kernel, OpenMP).
+"""Build the compiled core of gru_fast: one portable binary, several CPU levels.
+
+The Cython core (src/_core.pyx: the time loops, the gate loops and the
+packed GEMM kernel of src/_kernel.h) is compiled once per CPU level, as the
+extension modules gru_fast._core_<level>:
+
+    baseline  the architecture's default instruction set (x86-64: SSE2;
+              aarch64 and others: their base vectors, through the kernel's
+              generic vector code)
+    avx2      x86-64 with AVX2 and FMA (Haswell, Zen 1 and later)
+    avx512    x86-64 with AVX-512 F, CD, BW, DQ and VL (Skylake-SP, Zen 4 and later)
+
+and gru_fast/_core.py imports, once, the best one the CPU reports it can run
+(src/_cpu.h), or the one GRU_FAST_CPU_LEVEL names.  The whole core is
+compiled per level, not the kernel alone: the gate loops (sigmoid and tanh
+over B*H values per step) are Cython code in the same translation unit, and
+at the x86-64 baseline they run on 4-wide vectors without FMA.  Levels the
+compiler cannot target (avx2 and avx512 on aarch64) are left out.
+
+The core's threads are its own (src/_parallel.h, POSIX threads); OpenMP
+only gives their default count (OMP_NUM_THREADS, threadpoolctl).  It is used
+when the compiler can compile and link it (probed here); without it (Apple's
+clang, Debian's clang without libomp-dev) the count is the number of CPUs
+online, and gru_fast.show_config() says "openmp": false.
 
 Compiler directives are set once here.  Set GRU_FAST_BOUNDSCHECK=1 at build
-time to turn bounds, wraparound and initialisation checks back on (debugging),
-GRU_FAST_NATIVE=0 to build without -march=native (portable binaries), and
-GRU_FAST_SANITIZE=address for an AddressSanitizer build.
+time to turn bounds, wraparound and initialisation checks back on
+(debugging), and GRU_FAST_SANITIZE=address for an AddressSanitizer build.
+CFLAGS reaches every level (e.g. CFLAGS=-march=native for a binary that
+only needs to run where it is built).
 """
 import os
+import shutil
+import sysconfig
+import tempfile
+from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
+HERE = Path(__file__).resolve().parent
 checks = os.environ.get("GRU_FAST_BOUNDSCHECK", "0") == "1"
-native = os.environ.get("GRU_FAST_NATIVE", "1") == "1"
+# GRU_FAST_SANITIZE=address builds the core with AddressSanitizer, to run the tests and
+# tests/fuzz_gru.py under it (README, "Hardening": Python needs libasan preloaded).
+sanitize = os.environ.get("GRU_FAST_SANITIZE", "")
 
 directives = {
     "language_level": 3,
@@ -22,34 +54,151 @@ directives = {
     "embedsignature": True,
 }
 
-# The gate loops read and write several arrays through pointers; GCC vectorizes
-# them only after runtime alias checks, and its default limit (10 checks) is
-# below what a fused GRU gate loop needs.
-compile_args = ["-O3", "-fno-math-errno", "--param", "vect-max-version-for-alias-checks=256",
-                "-fopenmp"]
-# OpenMP runs the per-step work of one sequence on several threads (see
-# src/_core.pyx); the thread count is OpenMP's, which threadpoolctl controls.
-link_args = ["-fopenmp"]
-if native:
-    compile_args.append("-march=native")
+# Compiler flags of each CPU level, best last.  They must match what
+# src/_cpu.h checks before gru_fast/_core.py imports a level.
+CPU_LEVELS = {
+    "baseline": [],
+    "avx2": ["-mavx2", "-mfma"],
+    "avx512": ["-mavx512f", "-mavx512cd", "-mavx512bw", "-mavx512dq", "-mavx512vl",
+               "-mavx2", "-mfma", "-mprefer-vector-width=512"],
+}
+COMMON_ARGS = ["-O3", "-fno-math-errno"]
 
-# GRU_FAST_SANITIZE=address builds the core with AddressSanitizer, to run the tests and
-# tests/fuzz_gru.py under it (README, "Hardening": Python needs libasan preloaded).
-sanitize = os.environ.get("GRU_FAST_SANITIZE", "")
-if sanitize:
-    compile_args += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g"]
-    link_args += [f"-fsanitize={sanitize}"]
+# The gate loops read and write several arrays through pointers; the
+# compilers vectorize them only after run-time alias checks, and their
+# default limits (GCC: 10 checks, clang: 8) are below what a fused GRU gate
+# loop needs.  Each compiler gets its own spelling, if it takes it.
+ALIAS_CHECK_ARGS = {
+    "gcc": ["--param", "vect-max-version-for-alias-checks=256"],
+    "clang": ["-mllvm", "-runtime-memory-check-threshold=256"],
+}
+
+OPENMP_TEST = """
+#include <omp.h>
+int main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }
+"""
+COMPILER_TEST = """
+#if defined(__clang__)
+const char* gf_compiler = "clang";
+#elif defined(__GNUC__)
+const char* gf_compiler = "gcc";
+#else
+#error "neither GCC nor clang"
+#endif
+int main(void) { return 0; }
+"""
+CLANG_TEST = "#ifndef __clang__\n#error not clang\n#endif\nint main(void) { return 0; }\n"
+GCC_TEST = ("#if !defined(__GNUC__) || defined(__clang__)\n#error not gcc\n#endif\n"
+            "int main(void) { return 0; }\n")
+
+
+class Probe:
+    """Try small programs with the compiler setuptools chose, in a scratch directory."""
+
+    def __init__(self, compiler):
+        self.compiler = compiler
+        self.directory = tempfile.mkdtemp(prefix="gru_fast_probe_")
+
+    def works(self, source, args=(), link=False):
+        """True when `source` compiles (and links, if `link`) with the extra `args`."""
+        path = os.path.join(self.directory, f"probe{len(os.listdir(self.directory))}.c")
+        with open(path, "w") as file:
+            file.write(source)
+        try:
+            objects = self.compiler.compile([path], output_dir=self.directory,
+                                            extra_postargs=list(args))
+            if link:
+                self.compiler.link_executable(objects, "probe", output_dir=self.directory,
+                                              extra_postargs=list(args))
+        except Exception:  # CompileError, LinkError, or a compiler that is missing
+            return False
+        return True
+
+    def close(self):
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class BuildCore(build_ext):
+    """build_ext that probes the compiler once and gives each CPU level its flags."""
+
+    def build_extensions(self):
+        probe = Probe(self.compiler)
+        try:
+            if probe.works(CLANG_TEST):
+                family = "clang"
+            elif probe.works(GCC_TEST):
+                family = "gcc"
+            else:
+                family = "other"
+            openmp = probe.works(OPENMP_TEST, ["-fopenmp"], link=True)
+            alias = ALIAS_CHECK_ARGS.get(family, [])
+            if alias and not probe.works("int main(void) { return 0; }\n", alias):
+                alias = []
+            common = COMMON_ARGS + alias + (["-fopenmp"] if openmp else [])
+            link = ["-fopenmp"] if openmp else []
+            if sanitize:
+                common += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g"]
+                link += [f"-fsanitize={sanitize}"]
+            kept = []
+            for ext in self.extensions:
+                level = ext.name.rpartition("_core_")[2] if "_core_" in ext.name else "baseline"
+                flags = CPU_LEVELS[level]
+                if flags and not probe.works("int main(void) { return 0; }\n", flags):
+                    print(f"gru_fast: the compiler cannot target {level}; left out")
+                    continue
+                ext.extra_compile_args = common + flags
+                ext.extra_link_args = link
+                kept.append(ext)
+        finally:
+            probe.close()
+        print(f"gru_fast: compiler {family}, OpenMP {'on' if openmp else 'off'}, "
+              f"levels {[ext.name for ext in kept]}")
+        self.extensions = kept
+        if self.inplace:
+            self._remove_old_core()
+        super().build_extensions()
+
+    def _remove_old_core(self):
+        """Delete gru_fast/_core.<suffix>, the single-level module of earlier builds.
+
+        Python imports an extension module before a .py of the same name, so a
+        stale one would hide the dispatcher gru_fast/_core.py.
+        """
+        old = HERE / "gru_fast" / ("_core" + sysconfig.get_config_var("EXT_SUFFIX"))
+        if old.exists():
+            print(f"gru_fast: removing {old.name} of an earlier build")
+            old.unlink()
+
+
+def level_sources():
+    """One .pyx per level that includes src/_core.pyx (a module name per level).
+
+    Written into build/, so that the sources keep a single copy of the core.
+    """
+    directory = HERE / "build" / "cpu_levels"
+    directory.mkdir(parents=True, exist_ok=True)
+    sources = {}
+    for level in CPU_LEVELS:
+        path = directory / f"_core_{level}.pyx"
+        text = (f"# gru_fast._core_{level}: src/_core.pyx compiled for the {level} CPU level\n"
+                f"# (generated by setup.py; see there).\n"
+                f'include "_core.pyx"\n')
+        if not path.exists() or path.read_text() != text:  # keep the timestamp: no rebuild
+            path.write_text(text)
+        sources[level] = os.path.relpath(path, HERE)
+    return sources
+
 
 extensions = [
-    Extension(
-        "gru_fast._core",
-        sources=["src/_core.pyx"],
-        include_dirs=["src"],
-        extra_compile_args=compile_args,
-        extra_link_args=link_args,
-    ),
+    Extension(f"gru_fast._core_{level}", sources=[source], include_dirs=["src"])
+    for level, source in level_sources().items()
+] + [
+    # What the CPU can run and how the core was built: compiled for the baseline.
+    Extension("gru_fast._cpu", sources=["src/_cpu.pyx"], include_dirs=["src"]),
 ]
 
 setup(
-    ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["src"]),
+    ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["src"],
+                          nthreads=min(len(CPU_LEVELS), os.cpu_count() or 1)),
+    cmdclass={"build_ext": BuildCore},
 )

@@ -48,6 +48,7 @@ sys.path.insert(1, str(HERE.parent))
 from benchmarks.common import ALL_SHAPES as SHAPES, make_inputs  # noqa: E402
 from compare_lib.contestants import (frozen_callable, onnxruntime_callable,  # noqa: E402
                                      torch_callable)
+from benchmarks.pipeline_scenarios import SCENARIOS, make_scenario  # noqa: E402
 from compare_lib.machine import cpu_model, usable_cores  # noqa: E402
 
 # Shapes no tuning of gru_fast saw: a long thin sequence (the issue's third
@@ -58,12 +59,10 @@ UNSEEN_SHAPES = {
     "odd": (60, 5, 100, 200),
 }
 ALL_SHAPES = {**SHAPES, **UNSEEN_SHAPES}
-SCENARIOS = ("idle", "numpy", "onnxruntime", "torch")
 CONTESTANTS = ("gru_forward", "FrozenGRU", "onnxruntime", "torch")
 OURS = ("gru_forward", "FrozenGRU")
 PEERS = ("onnxruntime", "torch")
 IDLE_SECONDS = 0.2
-MATRIX = 512
 
 
 def gru_forward_callable(problem):
@@ -74,30 +73,7 @@ def gru_forward_callable(problem):
 
 def make_scenarios(threads):
     """name -> a function that runs the scenario's work (or waits, for idle)."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((MATRIX, MATRIX)).astype(np.float32)
-    scenarios = {"idle": lambda: time.sleep(IDLE_SECONDS), "numpy": lambda: a @ a}
-
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-    node = helper.make_node("MatMul", ["A", "W"], ["C"])
-    graph = helper.make_graph(
-        [node], "matmul",
-        [helper.make_tensor_value_info("A", TensorProto.FLOAT, [MATRIX, MATRIX])],
-        [helper.make_tensor_value_info("C", TensorProto.FLOAT, [MATRIX, MATRIX])],
-        initializer=[numpy_helper.from_array(a, "W")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    scenarios["onnxruntime"] = lambda: session.run(["C"], {"A": a})
-
-    import torch
-    a_torch = torch.from_numpy(a)
-    scenarios["torch"] = lambda: torch.mm(a_torch, a_torch)
-    return scenarios
+    return {name: make_scenario(name, threads, IDLE_SECONDS) for name in SCENARIOS}
 
 
 def make_contestants(shape, threads):

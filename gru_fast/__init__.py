@@ -15,6 +15,9 @@ GRU
     Stacked, bidirectional, batch-first layer with parameters named like
     ``torch.nn.GRU`` (see `gru_fast.layer`); ``GRU.freeze()`` gives a
     FrozenGRULayer for inference, its weights packed once.
+show_config
+    The CPU level of the compiled core in use (one build per level, chosen at
+    import), its panel width, OpenMP threads and BLAS (see `gru_fast._config`).
 reference, interop
     The NumPy oracle; converters to and from PyTorch, Keras and ONNX.
 release_memory
@@ -22,18 +25,22 @@ release_memory
 optim, losses, linear, network
     Optimizers (SGD, Adam, AdamW, gradient clipping), losses with their
     gradients, a linear head, and the GRU + head network that training uses.
+save, load
+    Models to and from one .npz file (arrays and a JSON header, never a pickle).
 estimators
     GRURegressor and GRUClassifier, scikit-learn estimators (needs
     scikit-learn; ``from gru_fast.estimators import GRURegressor``).
 """
 
+from ._config import show_config
 from .frozen import FrozenGRU
 from .functional import GRUCache, gru_backward, gru_forward
 from .layer import GRU, FrozenGRULayer
 from ._workspace import release_memory
 from . import interop, reference  # noqa: F401  (gru_fast.reference.* without another import)
 from . import linear, losses, network, optim  # noqa: F401
+from .serialization import load, save
 
 __version__ = "0.1.0"
 __all__ = ["FrozenGRU", "FrozenGRULayer", "GRU", "GRUCache", "gru_backward", "gru_forward",
-           "release_memory", "__version__"]
+           "load", "release_memory", "save", "show_config", "__version__"]

@@ -1,9 +1,16 @@
-"""`python -m gru_fast`: self-check the fast path against the reference and time both.
+"""`python -m gru_fast`: train a GRU on a real data set; `check` and `bench` subcommands.
 
-Checks forward outputs and every gradient of the compiled core against the
-NumPy reference for both GRU variants and both dtypes (with lengths and
-reverse), then prints median timings of forward and forward+backward for the
-fast path and the reference on a moderate shape.  Exits 1 if a check fails.
+``python -m gru_fast`` (the main job) forecasts the yearly sunspot number with
+`GRURegressor` and prints its held-out error against persistence and a linear
+autoregression, the training time and, where PyTorch is installed, PyTorch's
+time for the same model (see `gru_fast._demo`; needs ``pip install ".[demo]"``).
+
+``python -m gru_fast check`` compares forward outputs and every gradient of the
+compiled core with the NumPy reference for both GRU variants and both dtypes
+(with lengths and reverse); exits 1 if a check fails.
+
+``python -m gru_fast bench`` prints median timings of forward and
+forward+backward for the fast path and the reference on a moderate shape.
 """
 
 import argparse
@@ -94,19 +101,34 @@ def time_both(rng, shape, dtype, repeats):
 
 
 def main(argv=None):
-    """Entry point of ``python -m gru_fast``."""
-    parser = argparse.ArgumentParser(prog="python -m gru_fast", description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", type=int, nargs=4, default=(100, 32, 128, 256),
-                        metavar=("T", "B", "I", "H"), help="timing shape (default 100 32 128 256)")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--repeats", type=int, default=5, help="timing runs per measurement")
+    """Entry point of ``python -m gru_fast [train|check|bench]``."""
+    parser = argparse.ArgumentParser(prog="python -m gru_fast",
+                                     description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command")
+    train = commands.add_parser("train", help="the main job (the default): forecast sunspots")
+    train.add_argument("--plot", default="gru_fast_sunspots.png",
+                       help="where to save the plot (default gru_fast_sunspots.png; "
+                            "'' for none)")
+    commands.add_parser("check", help="self-check the compiled core against the reference")
+    bench = commands.add_parser("bench", help="time the fast path and the reference")
+    bench.add_argument("--shape", type=int, nargs=4, default=(100, 32, 128, 256),
+                       metavar=("T", "B", "I", "H"), help="timing shape (default 100 32 128 256)")
+    bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    bench.add_argument("--repeats", type=int, default=5, help="timing runs per measurement")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
-    print("Self-check of the compiled core against the NumPy reference:")
-    ok = self_check(rng)
-    print("Self-check", "passed" if ok else "FAILED")
-    time_both(rng, tuple(args.shape), np.dtype(args.dtype), args.repeats)
-    return 0 if ok else 1
+    if args.command == "check":
+        print("Self-check of the compiled core against the NumPy reference:")
+        ok = self_check(rng)
+        print("Self-check", "passed" if ok else "FAILED")
+        return 0 if ok else 1
+    if args.command == "bench":
+        time_both(rng, tuple(args.shape), np.dtype(args.dtype), args.repeats)
+        return 0
+    from . import _demo
+
+    _demo.run(plot_path=getattr(args, "plot", "gru_fast_sunspots.png"))
+    return 0
 
 
 if __name__ == "__main__":

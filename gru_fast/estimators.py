@@ -210,15 +210,12 @@ class _GRUEstimator(BaseEstimator):
             targets = self._encode_targets(y, first_pass, classes)
         check_consistent_length(np.empty(data.n_samples), targets)
         if first_pass:
-            random_state = check_random_state(self.random_state)
+            init_seed = self._start_random_streams()
             self._network = GRUNetwork(
                 data.x.shape[2], self.hidden_size, self._output_size(targets),
                 num_layers=self.num_layers, bidirectional=bool(self.bidirectional),
                 reset_after=bool(self.reset_after), loss=self._loss, dtype=self.dtype,
-                seed=random_state.randint(np.iinfo(np.int32).max))
-            self._shuffle_rng = np.random.default_rng(
-                random_state.randint(np.iinfo(np.int32).max))
-            self._split_seed = random_state.randint(np.iinfo(np.int32).max)
+                seed=init_seed)
             self.gru_ = self._network.gru
             self.head_ = self._network.head
             self.n_iter_ = 0
@@ -236,6 +233,17 @@ class _GRUEstimator(BaseEstimator):
         else:
             self._fit_stochastic(data, targets, incremental)
         return self
+
+    def _start_random_streams(self):
+        """Draw from ``random_state`` the seeds of the shuffling and the validation split.
+
+        Returns the seed of the initialisation, drawn first.
+        """
+        random_state = check_random_state(self.random_state)
+        init_seed = random_state.randint(np.iinfo(np.int32).max)
+        self._shuffle_rng = np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+        self._split_seed = random_state.randint(np.iinfo(np.int32).max)
+        return init_seed
 
     def _check_warm_network(self):
         network = self._network

@@ -20,6 +20,14 @@ from ._validation import as_float_array, check_flag, check_state_and_lengths, va
 __all__ = ["FrozenGRU"]
 
 
+def _read_only_copy(array):
+    if array is None:
+        return None
+    copy = np.array(array, copy=True)
+    copy.flags.writeable = False
+    return copy
+
+
 class FrozenGRU:
     """One GRU layer in one direction, weights packed once, for inference.
 
@@ -69,10 +77,10 @@ class FrozenGRU:
                                           self._reset_after, self._dtype)
         self._bias_gates = np.array(bias_gates, copy=True)  # never a view of the caller's
         self._bias_hn = np.array(bias_hn, copy=True)
-        padded = _core.padded_to_panels(self._hidden_size)
-        self._packed_ih = aligned_empty(3 * padded * self._input_size, self._dtype)
-        self._packed_hh = aligned_empty(3 * padded * self._hidden_size, self._dtype)
-        _core.pack_forward_weights(weight_ih, weight_hh, self._packed_ih, self._packed_hh)
+        self._pack(weight_ih, weight_hh)
+        # The biases as given (folded above, they cannot be told apart), for weights().
+        self._biases = {"bias_ih": _read_only_copy(bias_ih),
+                        "bias_hh": _read_only_copy(bias_hh)}
 
     @property
     def input_size(self):
@@ -94,19 +102,74 @@ class FrozenGRU:
         """The candidate-state variant (see `gru_fast.gru_forward`)."""
         return self._reset_after
 
+    def weights(self):
+        """The weights this layer was made from, as new arrays.
+
+        Returns
+        -------
+        dict
+            ``weight_ih`` (3H, I) and ``weight_hh`` (3H, H) unpacked from the panels,
+            ``bias_ih`` and ``bias_hh`` (3H,) as given (None when made without).
+        """
+        weight_ih, weight_hh = self._unpacked_weights()
+        return {"weight_ih": weight_ih, "weight_hh": weight_hh,
+                **{name: None if value is None else value.copy()
+                   for name, value in self._biases.items()}}
+
     @property
     def nbytes(self):
         """Bytes held: the packed weights (padded to panels) and the folded biases."""
         arrays = (self._packed_ih, self._packed_hh, self._bias_gates, self._bias_hn)
         return sum(array.nbytes for array in arrays)
 
+    def __getstate__(self):
+        """Pickle the weights unpacked: the panel layout depends on the CPU level.
+
+        The packed panels are PANEL_WIDTH columns wide, and that width is the
+        loading machine's (32 with AVX-512, 16 below; see gru_fast._core), so
+        a pickle holds the weights themselves (and, for reference, the panel
+        width and CPU level of the maker), and unpickling packs them again
+        for the core of the process that loads it.
+        """
+        state = {key: value for key, value in self.__dict__.items()
+                 if key not in ("_packed_ih", "_packed_hh")}
+        state["_weight_ih"], state["_weight_hh"] = self._unpacked_weights()
+        return state
+
     def __setstate__(self, state):
-        """Unpickle, putting the packed panels back on 64-byte lines (NumPy gives 16)."""
+        """Unpickle, packing the weights for this machine's core (on 64-byte lines)."""
+        if "_weight_ih" not in state:
+            raise ValueError("this FrozenGRU was pickled by an earlier gru_fast, whose "
+                             "pickles hold packed panels of an unrecorded width; "
+                             "make it again from the weights (FrozenGRU(...) or GRU.freeze())")
+        state = dict(state)
+        weight_ih = np.ascontiguousarray(state.pop("_weight_ih"))
+        weight_hh = np.ascontiguousarray(state.pop("_weight_hh"))
         self.__dict__.update(state)
-        for name in ("_packed_ih", "_packed_hh"):
-            packed = aligned_empty(state[name].size, self._dtype)
-            packed[...] = state[name]
-            setattr(self, name, packed)
+        expected = ((3 * self._hidden_size, self._input_size),
+                    (3 * self._hidden_size, self._hidden_size))
+        if ((weight_ih.shape, weight_hh.shape) != expected
+                or weight_ih.dtype != self._dtype or weight_hh.dtype != self._dtype):
+            raise ValueError(f"corrupt FrozenGRU pickle: weights {weight_ih.shape}, "
+                             f"{weight_hh.shape} ({weight_ih.dtype}) for sizes {expected} "
+                             f"({self._dtype})")
+        self._pack(weight_ih, weight_hh)
+
+    def _pack(self, weight_ih, weight_hh):
+        """Pack validated weights into panels for this process's core, and record the layout."""
+        padded = _core.padded_to_panels(self._hidden_size)
+        self._packed_ih = aligned_empty(3 * padded * self._input_size, self._dtype)
+        self._packed_hh = aligned_empty(3 * padded * self._hidden_size, self._dtype)
+        _core.pack_forward_weights(weight_ih, weight_hh, self._packed_ih, self._packed_hh)
+        self._panel_width = _core.PANEL_WIDTH
+        self._cpu_level = _core.CPU_LEVEL
+
+    def _unpacked_weights(self):
+        """(weight_ih (3H, I), weight_hh (3H, H)): new arrays, the inverse of `_pack`."""
+        return (_unpack_panels(self._packed_ih, self._hidden_size, self._input_size,
+                               self._panel_width),
+                _unpack_panels(self._packed_hh, self._hidden_size, self._hidden_size,
+                               self._panel_width))
 
     def __repr__(self):
         return (f"FrozenGRU(input_size={self._input_size}, hidden_size={self._hidden_size}, "
@@ -193,3 +256,16 @@ class FrozenGRU:
                                   packed=(self._packed_ih, self._packed_hh),
                                   return_sequences=False)
         return h_new
+
+
+def _unpack_panels(packed, hidden_size, width, panel_width):
+    """W (3H, K) from the panels `_core.pack_forward_weights` made of it (K = I or H).
+
+    Gate g's panels start at packed[g * Hp * K] (Hp = H padded to whole
+    panels); panel q is the K x panel_width block W[gH + q*pw : gH + (q+1)*pw].T,
+    zero past H.
+    """
+    padded = -(-hidden_size // panel_width) * panel_width
+    panels = packed.reshape(3, padded // panel_width, width, panel_width)  # (gate, q, k, column)
+    rows = panels.transpose(0, 1, 3, 2).reshape(3, padded, width)  # (gate, unit, k)
+    return np.ascontiguousarray(rows[:, :hidden_size].reshape(3 * hidden_size, width))

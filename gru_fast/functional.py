@@ -8,14 +8,13 @@ allocation; the core neither checks nor allocates.
 
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import _core, _workspace
-from ._packing import Packing, make_packing
-from ._validation import (SUPPORTED_DTYPES, as_float_array, check_flag, check_shape,
-                          validate_forward_args)
+from ._cache import GRUCache, check_cache, sealed_cache
+from ._packing import make_packing
+from ._validation import as_float_array, check_flag, check_shape, validate_forward_args
 
 # Rows of the input projection computed per GEMM when no cache is kept: the
 # projection is done a chunk of steps at a time so that forward without a
@@ -77,186 +76,6 @@ def _stop_flag():
 
 _NEVER_STOP = np.zeros(1, dtype=np.int32)
 _NEVER_STOP.flags.writeable = False
-
-
-@dataclass(frozen=True)
-class GRUCache:
-    """What `gru_backward` needs from a `gru_forward(..., return_cache=True)` call.
-
-    Every array is owned by the cache (never shared with the caller) and
-    read-only, so changing inputs or outputs after the forward pass cannot
-    corrupt it.  Size in bytes, with N = number of valid (step, row) pairs
-    (T*B without lengths) and itemsize 4 or 8:
-    ``itemsize * (N*(I + 5H) + 3H*(I + H))`` (packed inputs, the 4H gate
-    block and the H entering states per row, plus copies of the weights).
-    See `nbytes`.
-
-    The compiled backward trusts the cache's arrays and indices, so a cache is
-    sealed by the `gru_forward` that made it: one built by hand, by
-    ``dataclasses.replace`` or by ``object.__setattr__`` is refused by
-    `gru_backward` (see `check_cache`).  Copies and pickles keep the seal.
-    """
-
-    x_packed: np.ndarray  # (N, I)
-    gates: np.ndarray  # (N, 4H): r, z, n, and hn (reset_after) or r*h_prev
-    h_prev: np.ndarray  # (N, H) state entering each step
-    weight_ih: np.ndarray  # (3H, I)
-    weight_hh: np.ndarray  # (3H, H)
-    packing: Packing
-    hidden_size: int
-    reset_after: bool
-    reverse: bool
-    has_bias: bool
-    # The fields above as gru_forward stored them (set by `_sealed_cache` only:
-    # init=False, so dataclasses.replace leaves it None).
-    _seal: tuple = field(default=None, init=False, repr=False, compare=False)
-
-    @property
-    def nbytes(self):
-        """Bytes held by the cache's arrays."""
-        arrays = (self.x_packed, self.gates, self.h_prev, self.weight_ih, self.weight_hh)
-        return sum(array.nbytes for array in arrays)
-
-    @property
-    def dtype(self):
-        """The dtype of the forward call."""
-        return self.gates.dtype
-
-    def __reduce__(self):
-        """Pickle and copy the fields; the copy is sealed only if this cache is intact."""
-        fields = {name: getattr(self, name) for name in _CACHE_FIELDS}
-        sealed = isinstance(self._seal, tuple) and _changed_field(self) is None
-        return (_restore_cache, (fields, sealed))
-
-
-_CACHE_FIELDS = ("x_packed", "gates", "h_prev", "weight_ih", "weight_hh", "packing",
-                 "hidden_size", "reset_after", "reverse", "has_bias")
-_PACKING_FIELDS = ("seq_len", "batch_size", "batch_sizes", "offsets", "out_rows", "order")
-_SEALED_NAMES = _CACHE_FIELDS + tuple("packing." + name for name in _PACKING_FIELDS)
-
-
-def _cache_values(cache):
-    """The objects a seal covers: every field of the cache and of its packing."""
-    values = [getattr(cache, name) for name in _CACHE_FIELDS]
-    packing = cache.packing
-    values += [getattr(packing, name, None) for name in _PACKING_FIELDS]
-    return tuple(values)
-
-
-def _sealed_cache(**fields):
-    """A GRUCache of `fields` (arrays made read-only), sealed as made by gru_forward."""
-    for name in ("x_packed", "gates", "h_prev", "weight_ih", "weight_hh"):
-        fields[name].flags.writeable = False
-    cache = GRUCache(**fields)
-    object.__setattr__(cache, "_seal", _cache_values(cache))
-    return cache
-
-
-def _changed_field(cache):
-    """The name of the first field that is not what the seal recorded; None if none is."""
-    for name, value, kept in zip(_SEALED_NAMES, _cache_values(cache), cache._seal):
-        # The same object; or for int/bool fields, an equal value of the same type.
-        same_scalar = (type(value) is type(kept) and isinstance(kept, (bool, int))
-                       and value == kept)
-        if value is not kept and not same_scalar:
-            return name, value, kept
-    return None
-
-
-def _restore_cache(fields, sealed):
-    """Unpickle (and copy) a GRUCache: sealed again only if the original was intact."""
-    if sealed:
-        return _sealed_cache(**fields)
-    return GRUCache(**fields)
-
-
-def check_cache(cache):
-    """Raise unless `cache` is whole, consistent and as `gru_forward` made it.
-
-    Cheap (no pass over the data): the seal says every field of the cache and
-    of its packing is the object gru_forward stored; the shapes, dtypes and
-    layouts say nobody reshaped an array in place since.  The packing's index
-    arrays cannot be changed in place (see `gru_fast._packing`).
-
-    Raises
-    ------
-    TypeError
-        If `cache` is not a GRUCache, or an array has the wrong type or dtype.
-    ValueError
-        If the cache was not made by gru_forward, a field was replaced, or an
-        array's shape or layout does not match the sizes the cache records.
-    """
-    if not isinstance(cache, GRUCache):
-        raise TypeError(
-            "cache must be the GRUCache returned by gru_fast.gru_forward(..., "
-            f"return_cache=True), got {type(cache).__name__}"
-        )
-    if not isinstance(cache._seal, tuple) or len(cache._seal) != len(_SEALED_NAMES):
-        raise ValueError(
-            "cache was not made by gru_fast.gru_forward (a GRUCache built by hand or by "
-            "dataclasses.replace is refused: backward trusts its arrays); pass the cache "
-            "that gru_forward(..., return_cache=True) returned"
-        )
-    changed = _changed_field(cache)
-    if changed is not None:
-        name, value, kept = changed
-        raise ValueError(
-            f"cache.{name} was changed after gru_forward made the cache (now "
-            f"{_describe(value)}, was {_describe(kept)}); pass the cache that "
-            "gru_forward(..., return_cache=True) returned, unmodified"
-        )
-    _check_cache_layout(cache)
-
-
-def _describe(value):
-    if isinstance(value, np.ndarray):
-        return f"array {value.shape} {value.dtype}"
-    return repr(value) if not isinstance(value, Packing) else "another Packing"
-
-
-def _check_cache_layout(cache):
-    """The arrays' shapes, dtypes and layouts against the sizes the cache records."""
-    packing, hidden_size = cache.packing, cache.hidden_size
-    if not isinstance(packing, Packing):
-        raise TypeError(f"cache.packing must be a Packing, got {type(packing).__name__}")
-    seq_len, batch_size = packing.seq_len, packing.batch_size
-    index_shapes = {"batch_sizes": (seq_len,), "offsets": (seq_len + 1,),
-                    "order": None if packing.order is None else (batch_size,)}
-    for name, shape in index_shapes.items():
-        array = getattr(packing, name)
-        if shape is not None:
-            _check_cache_array(array, f"packing.{name}", shape, np.dtype(np.intp))
-    n_rows = int(packing.offsets[-1])
-    _check_cache_array(packing.out_rows, "packing.out_rows",
-                       (0,) if packing.is_identity else (n_rows,), np.dtype(np.intp))
-    dtype = cache.weight_hh.dtype if isinstance(cache.weight_hh, np.ndarray) else None
-    if dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"cache.weight_hh must be a float32 or float64 array, got "
-                        f"{_describe(cache.weight_hh)}")
-    input_size = cache.weight_ih.shape[-1] if isinstance(cache.weight_ih, np.ndarray) else -1
-    expected = {
-        "weight_hh": (3 * hidden_size, hidden_size),
-        "weight_ih": (3 * hidden_size, input_size),
-        "x_packed": (n_rows, input_size),
-        "gates": (n_rows, 4 * hidden_size),
-        "h_prev": (n_rows, hidden_size),
-    }
-    for name, shape in expected.items():
-        _check_cache_array(getattr(cache, name), name, shape, dtype)
-    if not (0 <= n_rows <= seq_len * batch_size and hidden_size >= 1 and input_size >= 1):
-        raise ValueError(f"cache records impossible sizes: N={n_rows} rows for T={seq_len}, "
-                         f"B={batch_size}, H={hidden_size}, I={input_size}")
-
-
-def _check_cache_array(array, name, shape, dtype):
-    if not isinstance(array, np.ndarray):
-        raise TypeError(f"cache.{name} must be an array, got {type(array).__name__}")
-    if array.dtype != dtype:
-        raise TypeError(f"cache.{name} has dtype {array.dtype}, expected {dtype}")
-    if array.shape != shape or not array.flags.c_contiguous or not array.flags.aligned:
-        raise ValueError(f"cache.{name} must be a C-contiguous array of shape {shape} (the "
-                         f"sizes the cache records), got shape {array.shape} with strides "
-                         f"{array.strides}")
 
 
 def _owned(array, caller_array):
@@ -431,7 +250,7 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     if not return_cache:
         return y, h_n
     packing, x_packed, gates, h_prev = run
-    cache = _sealed_cache(
+    cache = sealed_cache(
         x_packed=_owned(x_packed, x),
         gates=gates,
         h_prev=h_prev,

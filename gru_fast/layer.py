@@ -18,6 +18,7 @@ to the layer's dtype; non-floating values raise ``TypeError``.
 """
 
 import numbers
+import warnings
 from functools import partial
 
 import numpy as np
@@ -295,6 +296,13 @@ class GRU:
         to the layer's dtype; integer, boolean, complex or object arrays are refused.
         Nothing is changed unless every entry is valid.
 
+        The weights alone do not say which GRU variant they were trained in:
+        ``torch.nn.GRU`` (like Keras' default, cuDNN and ONNX with
+        ``linear_before_reset=1``) computes ``reset_after=True``, while this layer's
+        default is the classic ``reset_after=False``. Loaded into a layer of the
+        other variant, the same weights give different outputs (a warning is issued
+        when the values are torch tensors and the layer has ``reset_after=False``).
+
         Parameters
         ----------
         state_dict : mapping of str to array_like
@@ -307,6 +315,22 @@ class GRU:
             If keys are missing or unexpected, or an array has the wrong shape.
         TypeError
             If ``state_dict`` is not a mapping or an entry is not a real floating array.
+
+        Examples
+        --------
+        Reproduce a ``torch.nn.GRU``'s numbers (``gru_fast.interop.from_torch`` does
+        the same in one call)::
+
+            layer = gru_fast.GRU(torch_gru.input_size, torch_gru.hidden_size,
+                                 torch_gru.num_layers, bias=torch_gru.bias,
+                                 batch_first=torch_gru.batch_first,
+                                 bidirectional=torch_gru.bidirectional,
+                                 reset_after=True)          # torch's variant
+            layer.load_state_dict({name: value.detach().numpy()
+                                   for name, value in torch_gru.state_dict().items()})
+
+        For Keras weights (another layout and gate order) use
+        ``gru_fast.interop.from_keras``, which reads the variant from the layer.
         """
         if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
             raise TypeError(f"state_dict must be a mapping of name to array, got "
@@ -322,6 +346,14 @@ class GRU:
             if unexpected:
                 parts.append(f"unexpected keys {unexpected}")
             raise ValueError(f"load_state_dict: {' and '.join(parts)} for {self!r}")
+        from_torch = any(hasattr(state_dict[name], "detach") for name in shapes)
+        if from_torch and not self._reset_after:
+            warnings.warn("load_state_dict: these are torch tensors, and torch.nn.GRU "
+                          "computes the reset_after=True variant, but this layer has "
+                          "reset_after=False (the classic GRU): its outputs will differ "
+                          "from torch's. Make the layer with reset_after=True (or use "
+                          "gru_fast.interop.from_torch) to reproduce them.",
+                          UserWarning, stacklevel=2)
         new_params = {}
         for name, shape in shapes.items():
             value = state_dict[name]

@@ -81,8 +81,12 @@ class GRUNetwork:
         self._layout = ([(name, value.shape) for name, value in self.gru.params.items()]
                         + [(HEAD_PREFIX + name, value.shape)
                            for name, value in self.head.params.items()])
-        self.flat = np.empty(sum(int(np.prod(shape)) for _, shape in self._layout),
-                             dtype=self.gru.dtype)
+        self._slices, start = [], 0   # (name, start, stop, shape) of each parameter in flat
+        for name, shape in self._layout:
+            stop = start + int(np.prod(shape))
+            self._slices.append((name, start, stop, shape))
+            start = stop
+        self.flat = np.empty(start, dtype=self.gru.dtype)
         self._views = None
         self.adopt()
 
@@ -111,12 +115,8 @@ class GRUNetwork:
         """
         if vector.shape != self.flat.shape:
             raise ValueError(f"vector has shape {vector.shape}, expected {self.flat.shape}")
-        views, start = {}, 0
-        for name, shape in self._layout:
-            size = int(np.prod(shape))
-            views[name] = vector[start:start + size].reshape(shape)
-            start += size
-        return views
+        return {name: vector[start:stop].reshape(shape)
+                for name, start, stop, shape in self._slices}
 
     @property
     def params(self):

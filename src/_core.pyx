@@ -93,14 +93,16 @@ cdef extern from "_parallel.h" nogil:
     int max_threads_c "gf_max_threads"()
     int pool_acquire "gf_pool_acquire"(int n_threads)
     void pool_release "gf_pool_release"()
-    void run_phase "gf_run_phase"(gf_piece_fn fn, void* ctx, int n_pieces, int participants)
+    int run_phase "gf_run_phase"(gf_piece_fn fn, void* ctx, int n_pieces, int participants)
     void set_worker_stall "gf_set_worker_stall"(int worker, long long ns)
     int pace_forced "gf_pace_forced"
+    long long thread_stats "gf_stats"[4]
     unsigned long long pace_key "gf_pace_key"(long long a, long long b, long long c, long long d)
     void pace_start "gf_pace_start"(gf_pace* pace, unsigned long long key, int participants)
     int pace_participants "gf_pace_participants"(const gf_pace* pace)
     long long pace_step_done "gf_pace_step_done"(gf_pace* pace, long long units)
     void pace_finish "gf_pace_finish"(const gf_pace* pace)
+    void pace_note_late "gf_pace_note_late"(gf_pace* pace)
 
 cdef extern from "Python.h":
     int PyErr_CheckSignals()
@@ -158,6 +160,17 @@ def _force_threads(mode):
     True hands every phase to the workers, False runs every phase on the caller."""
     global pace_forced
     pace_forced = -1 if mode is None else int(bool(mode))
+
+
+def _thread_stats():
+    """What the threads did since the module was loaded: a dict of counts (benchmarks, tests).
+
+    serial_phases: phases the caller ran alone; threaded_phases: phases handed
+    to the workers; worker_pieces: pieces the workers ran; late_workers:
+    phases whose caller waited long for a worker that lost its core mid-piece.
+    """
+    return dict(serial_phases=thread_stats[0], threaded_phases=thread_stats[1],
+                worker_pieces=thread_stats[2], late_workers=thread_stats[3])
 
 
 cdef struct Pieces:
@@ -493,7 +506,8 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
     memcpy(state_scratch, state, B * H * sizeof(floating))
     if call.pack_weights:
         call.phase = PACK
-        run_phase(piece_fn, call, n_pieces, participants)
+        if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+            pace_note_late(&pace)
 
     call.chunk_lo = call.chunk_hi = 0
     for step in range(T):
@@ -514,10 +528,12 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
                        - seq.offsets[call.chunk_lo] <= call.preact_rows):
                     call.chunk_hi += 1
         call.phase = STEP
-        run_phase(piece_fn, call, n_pieces, pace_participants(&pace))
+        if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+            pace_note_late(&pace)
         if call.n_active > 0 and not seq.reset_after:
             call.phase = CANDIDATE
-            run_phase(piece_fn, call, n_pieces, pace_participants(&pace))
+            if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+                pace_note_late(&pace)
         if call.n_active > 0:
             swap = call.h_read
             call.h_read = call.h_write
@@ -849,7 +865,8 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
     pace_start(&pace, pace_key(seq.batch_size, seq.hidden_size, seq.input_size,
                                2 * seq.reset_after + (floating is double) + 4), participants)
     call.phase = PACK
-    run_phase(piece_fn, call, n_pieces, participants)
+    if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+        pace_note_late(&pace)
     call.prev_active = 0
     call.prev_t = 0
     for step in range(seq.seq_len):
@@ -859,18 +876,21 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
         if call.n_active == 0:
             continue
         call.phase = GATE_GRADIENTS
-        run_phase(piece_fn, call, n_pieces, pace_participants(&pace))
+        if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+            pace_note_late(&pace)
         if not seq.reset_after:
             call.phase = RESET_GRADIENTS
-            run_phase(piece_fn, call, n_pieces, pace_participants(&pace))
+            if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+                pace_note_late(&pace)
         call.prev_t = call.t
         call.prev_active = call.n_active
         if _interrupted(pace_step_done(&pace, call.n_active + 1), interrupts):
             pace_finish(&pace)
             return -1
-    pace_finish(&pace)
     call.phase = OVER_ROWS
-    run_phase(piece_fn, call, n_pieces + call.input_pieces.count, participants)
+    if run_phase(piece_fn, call, n_pieces + call.input_pieces.count, pace_participants(&pace)):
+        pace_note_late(&pace)
+    pace_finish(&pace)
     return 0
 
 

@@ -4,8 +4,10 @@
  * matrix at every time step.  OpenBLAS repacks the weights on every call;
  * here they are packed once per sequence into panels of 32 columns (each a
  * contiguous k x 32 block), and each step only runs register tiles over them.
- * Written with GCC vector extensions: with -march=native on an AVX-512 CPU a
- * vector is one zmm register, elsewhere the compiler splits it.
+ * Written with GCC vector extensions (GCC and clang): the core is compiled
+ * once per CPU level (setup.py), and at the avx512 level a vector is one zmm
+ * register, at avx2 one ymm, at the baseline (SSE2, or aarch64's NEON) one
+ * 16-byte register.
  *
  * With AVX-512, tiles are 8 rows x 32 columns for float (16 zmm accumulators)
  * and 6 x 32 for double (24).  Measured on AMD EPYC (Zen 5), one core, B
@@ -22,10 +24,11 @@
 #include <string.h>
 
 /* Vector width, panel width (columns per packed panel) and rows per tile for
- * the target the core is compiled for.  AVX-512 (-march=native here): 64-byte
- * vectors, panels of 32, tiles of 8 rows (6 in double).  Otherwise (AVX2, or the x86-64
- * baseline of GRU_FAST_NATIVE=0 builds) 16 registers only: 32- or 16-byte
- * vectors, panels of 16, and tiles of at most 12 accumulators. */
+ * the CPU level being compiled.  AVX-512: 64-byte vectors, panels of 32,
+ * tiles of 8 rows (6 in double).  Otherwise (the AVX2 level, or the
+ * baseline) 16 registers only: 32- or 16-byte vectors, panels of 16, and
+ * tiles of at most 12 accumulators.  The panel width reaches Python as
+ * _core.PANEL_WIDTH of the level loaded at import. */
 #if defined(__AVX512F__)
 #define GF_VEC_BYTES 64
 #define GF_VEC_REGS 32

@@ -52,7 +52,9 @@
 #define GF_MAX_WORKERS 63          /* participants are at most 64 */
 #define GF_MAX_PIECES 4095         /* 12 bits of a claim word */
 #define GF_SPIN_NS 50000           /* a worker spins this long for the next phase, then sleeps */
-#define GF_CALLER_SPIN_NS 20000    /* the caller spins this long for a started piece, then yields */
+#define GF_YIELD_AFTER_NS 3000     /* ... yielding its core after this long */
+#define GF_CALLER_SPIN_NS 10000    /* the caller spins this long for a started piece, then sleeps */
+#define GF_LATE_NS 50000           /* a worker this late (and later than the caller's own work) is late */
 
 typedef void (*gf_piece_fn)(void* ctx, int piece);
 
@@ -73,16 +75,24 @@ typedef struct {
     __attribute__((aligned(64))) int done;            /* pieces finished by workers */
     __attribute__((aligned(64))) int sleeping;        /* workers waiting on `wake` */
     int wake_sent;                         /* a broadcast is on its way to them */
+    __attribute__((aligned(64))) int caller_waiting;  /* the caller sleeps on `finished` */
     pthread_mutex_t lock;
-    pthread_cond_t wake;
+    pthread_cond_t wake;                   /* workers wait here for a phase */
+    pthread_cond_t finished;               /* the caller waits here for started pieces */
     gf_range ranges[GF_MAX_WORKERS + 1];
     /* test hook: worker `stall_worker` sleeps stall_ns before each claim */
     int stall_worker;
     int64_t stall_ns;
 } gf_pool;
 
+/* What the pool did, for tests and benchmarks (_core._thread_stats): phases run
+ * by the caller alone, phases handed to the workers, pieces the workers ran,
+ * phases where a worker was late. */
+static int64_t gf_stats[4];
+
 static gf_pool gf_the_pool = {
-    .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .stall_worker = -1,
+    .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
+    .finished = PTHREAD_COND_INITIALIZER, .stall_worker = -1,
 };
 
 static inline int64_t gf_now_ns(void)
@@ -135,8 +145,14 @@ static int gf_claim_and_run(gf_pool* pool, int me, int participants, uint64_t se
              * ctx are still those of phase `seq`. */
             pool->fn(pool->ctx, piece);
             ran++;
-            if (me != 0)
-                __atomic_add_fetch(&pool->done, 1, __ATOMIC_RELEASE);
+            if (me != 0) {
+                __atomic_add_fetch(&pool->done, 1, __ATOMIC_SEQ_CST);
+                if (__atomic_load_n(&pool->caller_waiting, __ATOMIC_SEQ_CST)) {
+                    pthread_mutex_lock(&pool->lock);
+                    pthread_cond_signal(&pool->finished);
+                    pthread_mutex_unlock(&pool->lock);
+                }
+            }
         }
     }
     return ran;
@@ -162,8 +178,16 @@ static void* gf_worker_main(void* arg)
             spins = 0;
             continue;
         }
-        if ((++spins & 255) != 0 || gf_now_ns() - idle_since < GF_SPIN_NS)
+        if ((++spins & 255) != 0)
             continue;
+        int64_t idle = gf_now_ns() - idle_since;
+        if (idle < GF_SPIN_NS) {
+            /* After a few microseconds, spin with yields: a worker woken onto
+             * the caller's core would otherwise keep the caller off it. */
+            if (idle > GF_YIELD_AFTER_NS)
+                sched_yield();
+            continue;
+        }
         /* No phase for GF_SPIN_NS: sleep until the caller publishes one. */
         pthread_mutex_lock(&pool->lock);
         __atomic_add_fetch(&pool->sleeping, 1, __ATOMIC_SEQ_CST);
@@ -186,8 +210,10 @@ static void gf_pool_after_fork_in_child(void)
     pool->busy = 0;
     pool->sleeping = 0;
     pool->wake_sent = 0;
+    pool->caller_waiting = 0;
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
+    pthread_cond_init(&pool->finished, NULL);
 }
 
 /* The thread count OpenMP would use (threadpoolctl and OMP_NUM_THREADS set it). */
@@ -248,18 +274,29 @@ static inline void gf_pool_release(void)
 
 /* Run pieces 0..n_pieces-1 of fn(ctx, piece) on `participants` threads (the
  * caller and participants - 1 workers of an acquired pool; 1: the caller
- * alone, in order).  Returns when every piece has run. */
-static void gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int participants)
+ * alone, in order).  Returns when every piece has run: 1 if the caller then
+ * waited long for a worker's piece (GF_LATE_NS, and longer than its own
+ * pieces took: the worker lost its core in the middle of a piece), else 0.
+ *
+ * The caller waits for started pieces spinning for GF_CALLER_SPIN_NS, then
+ * sleeping: its core then goes idle, and the kernel moves a runnable
+ * thread there, maybe the worker that lost its core (a spinning caller
+ * would hold the core until the end of its time slice). */
+static int gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int participants)
 {
     gf_pool* pool = &gf_the_pool;
     int piece, r, own;
+    int64_t start, claimed, waited;
     if (participants <= 1 || n_pieces <= 1) {
         for (piece = 0; piece < n_pieces; piece++)
             fn(ctx, piece);
-        return;
+        __atomic_add_fetch(&gf_stats[0], 1, __ATOMIC_RELAXED);
+        return 0;
     }
+    __atomic_add_fetch(&gf_stats[1], 1, __ATOMIC_RELAXED);
     if (participants > n_pieces)
         participants = n_pieces;  /* the others find no range to claim from */
+    start = gf_now_ns();
     pool->fn = fn;
     pool->ctx = ctx;
     __atomic_store_n(&pool->done, 0, __ATOMIC_RELAXED);
@@ -279,15 +316,36 @@ static void gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int participan
         pthread_mutex_unlock(&pool->lock);
     }
     own = gf_claim_and_run(pool, 0, participants, seq);
+    __atomic_add_fetch(&gf_stats[2], n_pieces - own, __ATOMIC_RELAXED);
     /* Only pieces a worker has started are left: wait for them. */
-    if (own + __atomic_load_n(&pool->done, __ATOMIC_ACQUIRE) < n_pieces) {
-        int64_t since = gf_now_ns();
-        unsigned spins = 0;
-        while (own + __atomic_load_n(&pool->done, __ATOMIC_ACQUIRE) < n_pieces) {
-            if ((++spins & 255) == 0 && gf_now_ns() - since > GF_CALLER_SPIN_NS)
-                sched_yield();  /* the worker may be waiting for this core */
+    if (own + __atomic_load_n(&pool->done, __ATOMIC_ACQUIRE) >= n_pieces)
+        return 0;
+    claimed = gf_now_ns();
+    unsigned spins = 0;
+    while (own + __atomic_load_n(&pool->done, __ATOMIC_ACQUIRE) < n_pieces) {
+        if ((++spins & 255) != 0 || gf_now_ns() - claimed < GF_CALLER_SPIN_NS)
+            continue;
+        pthread_mutex_lock(&pool->lock);
+        __atomic_store_n(&pool->caller_waiting, 1, __ATOMIC_SEQ_CST);
+        while (own + __atomic_load_n(&pool->done, __ATOMIC_SEQ_CST) < n_pieces) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 1000000;  /* at most 1 ms: a lost signal costs little */
+            if (until.tv_nsec >= 1000000000) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&pool->finished, &pool->lock, &until);
         }
+        __atomic_store_n(&pool->caller_waiting, 0, __ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&pool->lock);
     }
+    waited = gf_now_ns() - claimed;
+    if (waited > GF_LATE_NS && waited > claimed - start) {
+        __atomic_add_fetch(&gf_stats[3], 1, __ATOMIC_RELAXED);
+        return 1;
+    }
+    return 0;
 }
 
 /* Test hook: worker `worker` (1, 2, ...) sleeps `ns` before each claim; -1 turns it off. */
@@ -303,19 +361,23 @@ static inline void gf_set_worker_stall(int worker, int64_t ns)
  * The caller times blocks of steps, serial (participants 1) or threaded, in
  * nanoseconds per unit of work (the caller's estimate, e.g. active rows + 1),
  * and runs each block in the mode that measured faster, trying the other
- * mode for one block after `explore_gap` blocks; the gap doubles (to 64)
- * while the current mode keeps winning and drops back to 2 when it loses.
- * Blocks last about GF_BLOCK_NS.  The estimates of the last call with the
- * same key (the shape and variant, chosen by the caller) start the next, so
- * a short call starts in the right mode.  The worst case against the faster
- * mode is one block in the other mode per explore_gap blocks.
+ * mode for one block after `explore_gap` blocks; the gap doubles (up to
+ * GF_MAX_GAP) while the trials lose and drops back to 2 when one wins.
+ * Blocks last about GF_BLOCK_NS.  A worker late in the middle of a piece
+ * (gf_run_phase returned 1: another library's threads hold the cores) ends
+ * threading for the rest of the call and counts as a lost trial.  The
+ * estimates and the gap of the last call with the same key (the shape and
+ * variant, chosen by the caller) start the next, so short calls start in the
+ * right mode and a pipeline that keeps the cores busy tries threads rarely.
  */
 #define GF_BLOCK_NS 40000
 #define GF_PACE_SLOTS 256
+#define GF_MAX_GAP 256
 
 typedef struct {
     uint64_t key;
     int64_t ns_per_unit_x16[2];  /* serial, threaded; 0 = unknown */
+    int64_t explore_gap, since_trial;
 } gf_pace_memory;
 
 static gf_pace_memory gf_pace_table[GF_PACE_SLOTS];
@@ -328,6 +390,7 @@ typedef struct {
     int participants;       /* when threaded */
     int threaded;           /* the mode of the current block */
     int trying_other;       /* the current block tries the slower mode */
+    int late;               /* a worker was late: serial for the rest of the call */
     int since_trial;        /* blocks since the last trial */
     int explore_gap;        /* blocks between trials */
     int block_steps;        /* steps per block */
@@ -335,7 +398,6 @@ typedef struct {
     int64_t units;          /* work in the current block */
     int64_t block_start;
     double ns_per_unit[2];
-    int64_t last_signal_check;
 } gf_pace;
 
 static inline uint64_t gf_pace_key(int64_t a, int64_t b, int64_t c, int64_t d)
@@ -348,6 +410,14 @@ static inline uint64_t gf_pace_key(int64_t a, int64_t b, int64_t c, int64_t d)
     return h | 1;  /* never 0, the empty slot */
 }
 
+/* The faster mode by the estimates, or the unknown one (threaded first). */
+static inline int gf_pace_best(const gf_pace* pace)
+{
+    if (pace->ns_per_unit[1] == 0 || pace->ns_per_unit[0] == 0)
+        return pace->ns_per_unit[1] == 0;
+    return pace->ns_per_unit[1] < pace->ns_per_unit[0];
+}
+
 static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
 {
     gf_pace_memory* slot = &gf_pace_table[key % GF_PACE_SLOTS];
@@ -357,31 +427,50 @@ static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
     pace->participants = participants;
     pace->explore_gap = 2;
     pace->block_steps = 1;
-    if (__atomic_load_n(&slot->key, __ATOMIC_RELAXED) == key)
+    if (__atomic_load_n(&slot->key, __ATOMIC_RELAXED) == key) {
         for (mode = 0; mode < 2; mode++)
             pace->ns_per_unit[mode] =
                 __atomic_load_n(&slot->ns_per_unit_x16[mode], __ATOMIC_RELAXED) / 16.0;
-    /* unknown modes first (threaded before serial); else the faster */
-    if (participants <= 1)
-        pace->threaded = 0;
-    else if (pace->ns_per_unit[1] == 0 || pace->ns_per_unit[0] == 0)
-        pace->threaded = pace->ns_per_unit[1] == 0;
-    else
-        pace->threaded = pace->ns_per_unit[1] < pace->ns_per_unit[0];
+        pace->explore_gap = (int)__atomic_load_n(&slot->explore_gap, __ATOMIC_RELAXED);
+        pace->since_trial = (int)__atomic_load_n(&slot->since_trial, __ATOMIC_RELAXED);
+        if (pace->explore_gap < 2 || pace->explore_gap > GF_MAX_GAP)
+            pace->explore_gap = 2;
+    }
+    pace->threaded = participants > 1 && gf_pace_best(pace);
     pace->block_start = gf_now_ns();
-    pace->last_signal_check = pace->block_start;
 }
 
-/* Participants for the next step. */
+/* Participants for the next phase. */
 static inline int gf_pace_participants(const gf_pace* pace)
 {
     if (gf_pace_forced >= 0)
         return gf_pace_forced ? pace->participants : 1;
-    return pace->threaded ? pace->participants : 1;
+    return pace->threaded && !pace->late ? pace->participants : 1;
+}
+
+/* A worker was late in the middle of a piece (gf_run_phase returned 1). */
+static inline void gf_pace_note_late(gf_pace* pace)
+{
+    if (pace->late || gf_pace_forced >= 0)
+        return;
+    pace->late = 1;
+    pace->threaded = 0;
+    if (pace->ns_per_unit[1] < 2 * pace->ns_per_unit[0])
+        pace->ns_per_unit[1] = 2 * pace->ns_per_unit[0];
+    if (pace->ns_per_unit[1] == 0)
+        pace->ns_per_unit[1] = 1e9;  /* serial unknown yet: measure it next */
+    if (pace->explore_gap < GF_MAX_GAP)
+        pace->explore_gap *= 2;
+    pace->trying_other = 0;
+    pace->since_trial = 0;
+    /* the block under way was threaded: restart it serial */
+    pace->steps_done = 0;
+    pace->units = 0;
+    pace->block_start = gf_now_ns();
 }
 
 /* After a step of `units` work.  Returns the time when a block ended (the
- * caller checks for signals then), else 0. */
+ * caller looks for signals then), else 0. */
 static inline int64_t gf_pace_step_done(gf_pace* pace, int64_t units)
 {
     int64_t now, elapsed;
@@ -394,32 +483,31 @@ static inline int64_t gf_pace_step_done(gf_pace* pace, int64_t units)
     if (pace->units > 0) {
         measured = (double)elapsed / (double)pace->units;
         estimate = &pace->ns_per_unit[pace->threaded];
-        *estimate = *estimate == 0 ? measured : 0.5 * (*estimate + measured);
+        /* a trial's measurement replaces the estimate (it may be stale); else smooth */
+        *estimate = *estimate == 0 || pace->trying_other ? measured : 0.5 * (*estimate + measured);
     }
     /* next block: about GF_BLOCK_NS long */
     if (elapsed < GF_BLOCK_NS / 2 && pace->block_steps < 64)
         pace->block_steps *= 2;
     else if (elapsed > 2 * GF_BLOCK_NS && pace->block_steps > 1)
         pace->block_steps /= 2;
-    if (pace->participants > 1) {
+    if (pace->participants > 1 && !pace->late) {
+        int best = gf_pace_best(pace);
         if (pace->ns_per_unit[0] == 0 || pace->ns_per_unit[1] == 0) {
-            pace->threaded = pace->ns_per_unit[1] == 0;  /* measure the unknown mode */
+            pace->threaded = best;  /* measure the unknown mode */
+        } else if (pace->trying_other) {  /* this block tried the mode that was slower */
+            pace->trying_other = 0;
+            if (best == pace->threaded)
+                pace->explore_gap = 2;  /* and it won */
+            else if (pace->explore_gap < GF_MAX_GAP)
+                pace->explore_gap *= 2;
+            pace->threaded = best;
+            pace->since_trial = 0;
+        } else if (++pace->since_trial >= pace->explore_gap) {
+            pace->threaded = !best;
+            pace->trying_other = 1;
         } else {
-            int best = pace->ns_per_unit[1] < pace->ns_per_unit[0];
-            if (pace->trying_other) {  /* this block tried the mode that was slower */
-                pace->trying_other = 0;
-                if (best == pace->threaded)
-                    pace->explore_gap = 2;  /* and it won */
-                else if (pace->explore_gap < 64)
-                    pace->explore_gap *= 2;
-                pace->threaded = best;
-                pace->since_trial = 0;
-            } else if (++pace->since_trial >= pace->explore_gap) {
-                pace->threaded = !best;
-                pace->trying_other = 1;
-            } else {
-                pace->threaded = best;
-            }
+            pace->threaded = best;
         }
     }
     pace->steps_done = 0;
@@ -433,10 +521,14 @@ static void gf_pace_finish(const gf_pace* pace)
 {
     gf_pace_memory* slot = &gf_pace_table[pace->key % GF_PACE_SLOTS];
     int mode;
+    if (pace->participants <= 1 || gf_pace_forced >= 0)
+        return;  /* nothing learnt about threads */
     __atomic_store_n(&slot->key, 0, __ATOMIC_RELAXED);
     for (mode = 0; mode < 2; mode++)
         __atomic_store_n(&slot->ns_per_unit_x16[mode], (int64_t)(pace->ns_per_unit[mode] * 16),
                          __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->explore_gap, pace->explore_gap, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->since_trial, pace->since_trial, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->key, pace->key, __ATOMIC_RELAXED);
 }
 

@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""Training time per epoch: GRURegressor against the same model in PyTorch.
+
+The same model (GRU, reset_after=True, float32, linear head on the final state,
+MSE), optimizer (Adam), batch size (32) and data (512 univariate noisy sines of
+length T) in both, on the same number of threads (default: every core the
+process may use), for hidden sizes 16-128 and lengths 20-200; see
+``bench/benchmarks/training_tasks.py``.  Epochs alternate between the two
+(so each runs right after the other's calls, the busy case), the median of
+``--repeats`` epochs is reported with the ratio PyTorch / gru_fast (above 1:
+gru_fast faster).  With ``--torch-one-thread`` PyTorch is also timed on one
+thread, which on a machine shared with other work is often its faster setting.
+
+Usage (under the benchmark lock on a shared machine)::
+
+    flock /tmp/gru_bench.lock python bench/training.py
+    python bench/training.py --hidden 16,128 --lengths 20,200 --repeats 5 --json out.json
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from benchmarks.training_tasks import (BATCH_SIZE, HIDDEN_SIZES, N_SAMPLES,  # noqa: E402
+                                       SEQ_LENGTHS, gru_fast_epoch, make_data, torch_epoch)
+from compare_lib.machine import LoadMonitor, cpu_model, git_state, usable_cores  # noqa: E402
+
+TARGET = 3.0
+
+
+def _seconds(function):
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def measure(hidden_size, seq_len, threads, repeats, torch_one_thread):
+    """Median seconds per epoch of each contestant, epochs interleaved."""
+    X, y = make_data(seq_len)
+    contestants = {"gru_fast": gru_fast_epoch(hidden_size, X, y)}
+    contestants["torch"] = torch_epoch(hidden_size, X, y, threads)
+    if torch_one_thread and threads > 1:
+        contestants["torch_1_thread"] = torch_epoch(hidden_size, X, y, 1)
+    import torch
+    samples = {name: [] for name in contestants}
+    for repeat in range(repeats):
+        names = list(contestants)
+        names = names[repeat % len(names):] + names[:repeat % len(names)]
+        for name in names:
+            # torch's thread count is process-wide: set it before each of its epochs
+            torch.set_num_threads(1 if name == "torch_1_thread" else threads)
+            samples[name].append(_seconds(contestants[name]))
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", default=",".join(map(str, HIDDEN_SIZES)))
+    parser.add_argument("--lengths", default=",".join(map(str, SEQ_LENGTHS)))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=usable_cores())
+    parser.add_argument("--torch-one-thread", action="store_true")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch is not installed: pip install torch==2.13.0")
+        return 1
+    from threadpoolctl import threadpool_limits
+
+    hidden_sizes = [int(v) for v in args.hidden.split(",")]
+    lengths = [int(v) for v in args.lengths.split(",")]
+    monitor = LoadMonitor()
+    print(f"CPU: {cpu_model()}, {usable_cores()} usable cores; {args.threads} thread(s) for "
+          f"both; torch {torch.__version__}; {N_SAMPLES} sequences, batch {BATCH_SIZE}, "
+          f"float32, Adam; median of {args.repeats} interleaved epochs")
+    header = (f"{'H':>4} {'T':>4}  {'gru_fast ms':>11}  {'torch ms':>9}  {'ratio':>6}")
+    if args.torch_one_thread:
+        header += f"  {'torch 1-thr ms':>14}  {'ratio':>6}"
+    print(header)
+    rows = []
+    with threadpool_limits(args.threads):
+        for hidden_size in hidden_sizes:
+            for seq_len in lengths:
+                times = measure(hidden_size, seq_len, args.threads, args.repeats,
+                                args.torch_one_thread)
+                ratio = times["torch"] / times["gru_fast"]
+                row = {"hidden_size": hidden_size, "seq_len": seq_len,
+                       "seconds_per_epoch": times, "ratio": ratio}
+                line = (f"{hidden_size:4d} {seq_len:4d}  {1e3 * times['gru_fast']:11.2f}  "
+                        f"{1e3 * times['torch']:9.2f}  {ratio:6.2f}")
+                if "torch_1_thread" in times:
+                    row["ratio_1_thread"] = times["torch_1_thread"] / times["gru_fast"]
+                    line += (f"  {1e3 * times['torch_1_thread']:14.2f}  "
+                             f"{row['ratio_1_thread']:6.2f}")
+                print(line, flush=True)
+                rows.append(row)
+    worst = min(rows, key=lambda row: row["ratio"])
+    met = sum(row["ratio"] >= TARGET for row in rows)
+    load = monitor.other_cores()
+    print(f"target >= {TARGET}x: met on {met} of {len(rows)}; lowest ratio "
+          f"{worst['ratio']:.2f} (H={worst['hidden_size']}, T={worst['seq_len']})")
+    if load is not None:
+        print(f"other work on the machine meanwhile: {load:.2f} cores on average")
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__,
+             "git": git_state(HERE.parent), "other_cores_busy": load, "results": rows},
+            indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
