@@ -15,6 +15,7 @@ Usage (under the benchmark lock on a shared machine)::
 
     flock /tmp/gru_bench.lock python bench/training.py
     python bench/training.py --hidden 16,128 --lengths 20,200 --repeats 5 --json out.json
+    python bench/training.py --hidden 128 --lengths 100 --breakdown   # where the time goes
 """
 
 import argparse
@@ -59,6 +60,47 @@ def measure(hidden_size, seq_len, threads, repeats, torch_one_thread):
     return {name: statistics.median(times) for name, times in samples.items()}
 
 
+def breakdown(hidden_size, seq_len, repeats=20):
+    """Median ms per minibatch of gru_fast's training step, by part.
+
+    forward (GRU with cache), backward (GRU), and the rest of
+    ``GRUNetwork.loss_and_grad`` plus the Adam step and the batch gather.
+    """
+    import numpy as np
+
+    from gru_fast._sequences import SequenceData
+    from gru_fast.network import GRUNetwork
+    from gru_fast.optim import Adam
+
+    X, y = make_data(seq_len)
+    data = SequenceData(np.ascontiguousarray(X.T[:, :, None]))
+    network = GRUNetwork(1, hidden_size, 1, reset_after=True, dtype=np.float32, seed=0)
+    optimizer = Adam({"flat": network.flat}, lr=1e-3)
+    rows = np.arange(BATCH_SIZE)
+    x, _ = data.batch(rows)
+    _, h_n, cache = network.gru.forward(x, return_cache=True)
+    dh_n = np.ones_like(h_n)
+
+    def forward():
+        network.gru.forward(x, return_cache=True)
+
+    def backward():
+        network.gru.backward(cache, None, dh_n)
+
+    def whole_step():
+        batch, lengths = data.batch(rows)
+        _, grad = network.loss_and_grad(network.flat, batch, y[rows, None], lengths)
+        optimizer.step({"flat": grad})
+
+    parts = {}
+    for name, function in (("forward", forward), ("backward", backward),
+                           ("step", whole_step)):
+        function()
+        parts[name] = 1e3 * statistics.median(_seconds(function) for _ in range(repeats))
+    parts["rest"] = parts["step"] - parts["forward"] - parts["backward"]
+    return parts
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", default=",".join(map(str, HIDDEN_SIZES)))
@@ -67,6 +109,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=usable_cores())
     parser.add_argument("--torch-one-thread", action="store_true")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also print gru_fast's ms per minibatch by part (forward, "
+                             "backward, the rest)")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -102,6 +147,15 @@ def main(argv=None):
                              f"{row['ratio_1_thread']:6.2f}")
                 print(line, flush=True)
                 rows.append(row)
+        if args.breakdown:
+            print(f"gru_fast per minibatch of {BATCH_SIZE} (ms): forward with cache, "
+                  f"backward, rest (head, loss, gathering, Adam), whole step")
+            for hidden_size in hidden_sizes:
+                for seq_len in lengths:
+                    parts = breakdown(hidden_size, seq_len)
+                    print(f"{hidden_size:4d} {seq_len:4d}  {parts['forward']:8.3f} "
+                          f"{parts['backward']:8.3f} {parts['rest']:8.3f} "
+                          f"{parts['step']:8.3f}", flush=True)
     worst = min(rows, key=lambda row: row["ratio"])
     met = sum(row["ratio"] >= TARGET for row in rows)
     load = monitor.other_cores()

@@ -75,46 +75,73 @@ def choose_ar_order(X, y, selection):
     return min(errors, key=errors.get)
 
 
+def torch_epoch(X, y, hidden_size, learning_rate, batch_size, threads, seed=0):
+    """One epoch of the same model and optimizer in PyTorch, as a callable.
+
+    The loop a PyTorch user writes for GRURegressor's model: ``nn.GRU`` (batch
+    first, float32) over univariate sequences X (n, T), ``nn.Linear`` on the last
+    layer's final state, ``MSELoss``, ``Adam``, minibatches in a fresh random order
+    each epoch.  Also used by ``bench/training.py`` and the asv suite.
+
+    Returns
+    -------
+    epoch : callable
+        Runs one epoch.
+    model : callable
+        ``model(inputs)`` -> predictions, for tensors (n, T, 1).
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    gru = torch.nn.GRU(1, hidden_size, batch_first=True)
+    head = torch.nn.Linear(hidden_size, 1)
+    optimizer = torch.optim.Adam(list(gru.parameters()) + list(head.parameters()),
+                                 lr=learning_rate)
+    loss_function = torch.nn.MSELoss()
+    inputs = torch.from_numpy(np.ascontiguousarray(X[:, :, None], dtype=np.float32))
+    targets = torch.from_numpy(np.ascontiguousarray(y[:, None], dtype=np.float32))
+
+    def model(batch):
+        return head(gru(batch)[1][-1])
+
+    def epoch():
+        order = torch.randperm(len(inputs))
+        for first in range(0, len(order), batch_size):
+            rows = order[first:first + batch_size]
+            optimizer.zero_grad()
+            loss = loss_function(model(inputs[rows]), targets[rows])
+            loss.backward()
+            optimizer.step()
+
+    return epoch, model
+
+
 def time_torch_epochs(X, y, epochs, settings, threads, budget_seconds=10.0):
     """Seconds per epoch of the same model and optimizer in PyTorch, or None without it.
 
-    Runs up to `epochs` epochs on `threads` threads, stopping early once
-    `budget_seconds` have passed (a busy machine can slow PyTorch's threads down
-    a hundredfold), and returns the mean time per epoch.
+    Runs up to `epochs` epochs on `threads` threads, each followed by a
+    prediction on the validation samples (as gru_fast's early stopping does),
+    stopping early once `budget_seconds` have passed (a busy machine can slow
+    PyTorch's threads down a hundredfold); returns the mean time per epoch.
     """
     try:
         import torch
     except ImportError:
         return None
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    hidden = settings["hidden_size"]
-    gru = torch.nn.GRU(1, hidden, batch_first=True)
-    head = torch.nn.Linear(hidden, 1)
-    parameters = list(gru.parameters()) + list(head.parameters())
-    optimizer = torch.optim.Adam(parameters, lr=settings["learning_rate"])
-    loss_function = torch.nn.MSELoss()
     n_validation = int(np.ceil(settings["validation_fraction"] * len(X)))
-    inputs = torch.tensor(X[:, :, None], dtype=torch.float32)
-    targets = torch.tensor(y[:, None], dtype=torch.float32)
-    train_x, train_y = inputs[n_validation:], targets[n_validation:]
-    validation_x = inputs[:n_validation]
-    batch_size = settings["batch_size"]
+    epoch, model = torch_epoch(X[n_validation:], y[n_validation:], settings["hidden_size"],
+                               settings["learning_rate"], settings["batch_size"], threads)
+    validation = torch.from_numpy(np.ascontiguousarray(X[:n_validation, :, None],
+                                                       dtype=np.float32))
     start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        order = torch.randperm(len(train_x))
-        for first in range(0, len(order), batch_size):
-            rows = order[first:first + batch_size]
-            optimizer.zero_grad()
-            _, h_n = gru(train_x[rows])
-            loss = loss_function(head(h_n[-1]), train_y[rows])
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():   # the validation score gru_fast computes every epoch
-            head(gru(validation_x)[1][-1])
+    for count in range(1, epochs + 1):
+        epoch()
+        with torch.no_grad():
+            model(validation)
         if time.perf_counter() - start > budget_seconds:
             break
-    return (time.perf_counter() - start) / epoch
+    return (time.perf_counter() - start) / count
 
 
 def save_plot(path, test_years, truth, forecasts, loss_curve):
@@ -145,7 +172,11 @@ def save_plot(path, test_years, truth, forecasts, loss_curve):
 def run(plot_path="gru_fast_sunspots.png", verbose=2):
     """Run the main job, print its report; return the errors by model name."""
     from . import _core
-    from .estimators import GRURegressor
+    try:
+        from .estimators import GRURegressor
+    except ImportError:
+        raise SystemExit("The main job trains gru_fast's scikit-learn estimator: "
+                         "pip install \".[demo]\" (statsmodels, matplotlib, scikit-learn)")
 
     years, values = load_sunspots()
     samples, targets = make_windows(values, WINDOW)

@@ -114,6 +114,11 @@ class _GRUEstimator(BaseEstimator):
         _check_real(self.validation_fraction, "validation_fraction", 0.0, 1.0,
                     low_inclusive=False)
         _check_real(self.tol, "tol", 0.0)
+        if isinstance(self.verbose, (bool, np.bool_)):
+            pass
+        elif not isinstance(self.verbose, numbers.Integral) or self.verbose < 0:
+            raise TypeError(f"verbose must be True/False or an integer >= 0, got "
+                            f"{self.verbose!r}")
         for name in ("bidirectional", "reset_after", "early_stopping", "warm_start"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")

@@ -12,7 +12,7 @@ weights when it is made, as ONNX Runtime does when it creates a session.
 
 import numpy as np
 
-from . import _core
+from . import _core, _stepping
 from ._workspace import aligned_empty
 from .functional import fold_biases, run_forward
 from ._validation import as_float_array, check_flag, check_state_and_lengths, validate_weights
@@ -82,6 +82,16 @@ class FrozenGRU:
         self._biases = {"bias_ih": _read_only_copy(bias_ih),
                         "bias_hh": _read_only_copy(bias_hh)}
 
+    def _make_step_kernel(self):
+        self._step_kernel = _core.StepKernel(self._packed_ih, self._packed_hh, self._bias_gates,
+                                             self._bias_hn, self._input_size,
+                                             self._hidden_size, self._reset_after)
+
+    @property
+    def step_kernel(self):
+        """The `gru_fast._core.StepKernel` that runs `step` (for stacks of layers)."""
+        return self._step_kernel
+
     @property
     def input_size(self):
         """I, the features of each input step."""
@@ -132,7 +142,7 @@ class FrozenGRU:
         for the core of the process that loads it.
         """
         state = {key: value for key, value in self.__dict__.items()
-                 if key not in ("_packed_ih", "_packed_hh")}
+                 if key not in ("_packed_ih", "_packed_hh", "_step_kernel")}
         state["_weight_ih"], state["_weight_hh"] = self._unpacked_weights()
         return state
 
@@ -163,6 +173,7 @@ class FrozenGRU:
         _core.pack_forward_weights(weight_ih, weight_hh, self._packed_ih, self._packed_hh)
         self._panel_width = _core.PANEL_WIDTH
         self._cpu_level = _core.CPU_LEVEL
+        self._make_step_kernel()
 
     def _unpacked_weights(self):
         """(weight_ih (3H, I), weight_hh (3H, H)): new arrays, the inverse of `_pack`."""
@@ -228,8 +239,14 @@ class FrozenGRU:
 
     __call__ = forward
 
-    def step(self, x_t, h=None):
+    def step(self, x_t, h=None, *, out=None):
         """Advance the state by one time step (streaming inference).
+
+        The lean path: arrays that are already right (C-contiguous, the
+        weights' dtype, the right shapes) go straight to the compiled step;
+        anything else is checked, and converted where `forward` would.  The
+        result is bitwise that of `forward` (and `gru_fast.gru_forward`) on
+        the same step.
 
         Parameters
         ----------
@@ -237,25 +254,47 @@ class FrozenGRU:
             The input at this step.
         h : ndarray, shape (B, H), or None
             The state after the previous step; None means zeros.
+        out : ndarray, shape (B, H), optional
+            Where to write the new state: C-contiguous, the weights' dtype.
+            It may be `h` itself (``h = frozen.step(x_t, h, out=h)``), so a
+            streaming loop allocates nothing.
 
         Returns
         -------
         ndarray, shape (B, H)
-            The new state (a new array; `h` is not modified).
+            The new state: `out` when given, else a new array (`h` is not
+            modified unless it is `out`).
 
         Raises
         ------
         TypeError, ValueError
-            As `forward` does, for x_t and h.
+            As `forward` does, for x_t and h; for an `out` of another dtype,
+            shape or layout, or one that overlaps x_t.
         """
+        new_state = out
+        if new_state is None:
+            new_state = _stepping.empty_states(x_t, (), self._hidden_size, self._dtype)
+        if self._step_kernel.step(x_t, h, new_state, _stepping.max_threads()):
+            return new_state
+        return self._checked_step(x_t, h, out)
+
+    def _checked_step(self, x_t, h, out):
+        """`step` for arguments the lean path refused: validate, normalise, run."""
         x_t = self._check_x(x_t, "x_t", 2, "(B, I)")
-        x = x_t[None]
-        h, _ = check_state_and_lengths(h, None, x.shape, self._hidden_size, self._dtype, "h")
-        _, h_new, _ = run_forward(x, h, None, self._bias_gates, self._bias_hn,
-                                  self._hidden_size, self._reset_after, False, False,
-                                  packed=(self._packed_ih, self._packed_hh),
-                                  return_sequences=False)
-        return h_new
+        h, _ = check_state_and_lengths(h, None, (1,) + x_t.shape, self._hidden_size,
+                                       self._dtype, "h")
+        if h is not None:
+            h = np.ascontiguousarray(h)
+        shape = (x_t.shape[0], self._hidden_size)
+        if out is None:
+            out = np.empty(shape, self._dtype)
+        else:
+            _stepping.check_out(out, shape, self._dtype, x_t, h)
+        if shape[0] == 0:
+            return out
+        if not self._step_kernel.step(x_t, h, out, _stepping.max_threads()):
+            raise RuntimeError("gru_fast internal error: the step kernel refused checked arguments")
+        return out
 
 
 def _unpack_panels(packed, hidden_size, width, panel_width):

@@ -669,11 +669,17 @@ class GRU:
         grads = {name: grads[name] for name in self.params if name in grads}
         return dx, dh0, grads
 
-    def step(self, x_t, h=None):
+    def step(self, x_t, h=None, *, out=None):
         """Advance every layer by one time step (streaming inference).
 
-        Equivalent to :meth:`forward` on a sequence of length 1, with one core call per
-        layer; feeding a sequence step by step ends in the ``h_n`` of :meth:`forward`.
+        Equivalent to :meth:`forward` on a sequence of length 1 (bitwise, on the compiled
+        core); feeding a sequence step by step ends in the ``h_n`` of :meth:`forward` (up
+        to rounding: a sequence's input projection is one product over all its rows).
+        Arrays that are already right (C-contiguous, the layer's dtype and shapes) take a
+        lean path: one call into the core for all layers, on weights packed once. The
+        packing is reused while the params hold the same values: every step compares them
+        with a copy (exact, also after in-place changes, at the cost of reading the weights
+        once); a frozen layer (:meth:`freeze`) skips that comparison.
 
         Parameters
         ----------
@@ -681,11 +687,16 @@ class GRU:
             Input at this step, (B, I).
         h : array_like, optional
             States after the previous step, (num_layers, B, H); zeros if omitted.
+        out : numpy.ndarray, optional
+            Where to write the new states, (num_layers, B, H), C-contiguous, the layer's
+            dtype. It may be ``h`` itself (``h = gru.step(x_t, h, out=h)``), so that a
+            streaming loop allocates nothing.
 
         Returns
         -------
         numpy.ndarray
-            New states (num_layers, B, H); ``h[-1]`` is the last layer's output.
+            New states (num_layers, B, H); ``h[-1]`` is the last layer's output. ``out``
+            when given.
 
         Raises
         ------
@@ -695,6 +706,15 @@ class GRU:
         TypeError
             If an array has another dtype than the layer.
         """
+        steps = self._step_cache
+        if steps is not None:
+            new_states = steps.step(self.params, x_t, h, out)
+            if new_states is not None:
+                return new_states
+        return self._checked_step(x_t, h, out)
+
+    def _checked_step(self, x_t, h, out):
+        """:meth:`step` for what the lean path refused: check everything, then run."""
         if self._bidirectional:
             raise ValueError("step() needs a unidirectional GRU: the reverse direction "
                              "of a bidirectional layer depends on future inputs; use "
@@ -707,16 +727,49 @@ class GRU:
         if x_t.shape[0] == 0:
             raise ValueError(f"x_t must have at least one batch row, got shape "
                              f"{x_t.shape}")
+        x_t = np.ascontiguousarray(x_t)
         batch_size = x_t.shape[0]
         h = self._check_state(h, "h", batch_size, self._num_layers)
-        layer_input = np.ascontiguousarray(x_t)[None]
+        if out is not None:
+            from ._stepping import check_out
+            check_out(out, (self._num_layers, batch_size, self._hidden_size), self._dtype,
+                      x_t, h)
+        if type(self)._forward_fn is None:  # the compiled core: the lean path, repacked
+            steps = self._step_cache
+            if steps is None or not steps.matches(self.params):
+                steps = self._step_cache = self._make_step_cache()
+            new_states = steps.step(self.params, x_t, h, out)
+            if new_states is None:
+                raise RuntimeError("gru_fast internal error: the step kernels refused "
+                                   "checked arguments")
+            return new_states
+        layer_input = x_t[None]
         new_states = []
         for layer in range(self._num_layers):
             y, h_new = self._run_direction(layer, 0, layer_input,
                                            None if h is None else h[layer], None, False)
             new_states.append(h_new)
             layer_input = y
-        return np.stack(new_states, axis=0)
+        if out is None:
+            return np.stack(new_states, axis=0)
+        out[...] = new_states
+        return out
+
+    # The packed weights `step` reuses (a gru_fast._stepping.CheckedSteps), made on
+    # the first step; None until then and after unpickling.
+    _step_cache = None
+
+    def _make_step_cache(self):
+        from ._stepping import CheckedSteps
+        names = [name for layer in range(self._num_layers) for name in self._names(layer, 0)]
+        return CheckedSteps(self.params, names, self._num_layers, self._hidden_size,
+                            self._reset_after, self._dtype)
+
+    def __getstate__(self):
+        """Pickle without the packed weights of `step` (made again on the next step)."""
+        state = self.__dict__.copy()
+        state.pop("_step_cache", None)
+        return state
 
 
 class FrozenGRULayer(GRU):
@@ -732,7 +785,7 @@ class FrozenGRULayer(GRU):
         from .frozen import FrozenGRU  # the compiled core, imported only when freezing
 
         self.__dict__.update({key: value for key, value in vars(layer).items()
-                              if key != "params"})
+                              if key not in ("params", "_step_cache")})
         self._token = object()
         self.params = {}
         for name, value in layer.params.items():
@@ -745,12 +798,26 @@ class FrozenGRULayer(GRU):
                 weights = [self.params[n] for n in self._names(layer_index, direction)]
                 self._frozen[layer_index, direction] = FrozenGRU(
                     *weights, reset_after=self._reset_after)
+        self._make_frozen_steps()
+
+    def _make_frozen_steps(self):
+        """The lean path of `step`: this layer's own kernels, never stale."""
+        if self._bidirectional:
+            return  # step() refuses (see GRU.step)
+        from ._stepping import Steps
+        self._step_cache = Steps([self._frozen[layer, 0].step_kernel
+                                  for layer in range(self._num_layers)],
+                                 self._hidden_size, self._dtype)
+
+    def _make_step_cache(self):
+        return self._step_cache
 
     def __setstate__(self, state):
         """Unpickle, keeping the parameters read-only (NumPy's pickles drop the flag)."""
         self.__dict__.update(state)
         for value in self.params.values():
             value.flags.writeable = False
+        self._make_frozen_steps()
 
     def _run_direction(self, layer, direction, layer_input, h0, lengths, return_cache,
                        return_sequences=True):

@@ -54,11 +54,13 @@
 # rewritten every step.
 #
 # Products.  Every step multiplies the few active rows by the same weights.
-# BLAS would repack the weights at every call, so every product of the core
-# uses the packed kernel of _kernel.h: each call packs its weights once into
+# BLAS would repack the weights at every call, so the per-step products use
+# the packed kernel of _kernel.h: each call packs its weights once into
 # panels of PANEL columns, per gate, padded to Hp columns:
 #   forward:  packed_ih[g] = W_ih[gH:(g+1)H].T (I, Hp), packed_hh[g] likewise (H, Hp)
 #   backward: packed_hh = W_hh (3H, H) as panels of its columns (3H, Hp)
+# Backward's products over all N rows (dx, dW_ih, dW_hh), a few large GEMMs
+# after the time loop, go to BLAS (the row-major helper of _blas.pxd).
 #
 # Threads (see _parallel.h).  The calling thread walks the time steps.  Each
 # step is one phase (two for the classic variant, whose candidate product
@@ -82,7 +84,8 @@
 from cython cimport floating
 from libc.string cimport memcpy
 from _activations cimport sigmoid, tanh_
-from _kernel cimport PANEL, pack, pack_transposed, packed_gemm, packed_gemm_at
+from _blas cimport gemm
+from _kernel cimport PANEL, pack, pack_transposed, packed_gemm
 
 cdef extern from "_parallel.h" nogil:
     ctypedef void (*gf_piece_fn)(void* ctx, int piece) noexcept nogil
@@ -134,7 +137,7 @@ cdef enum Phase:
     CANDIDATE         # forward, classic: the candidate product on q = r ∘ h, the new state
     GATE_GRADIENTS    # backward: dh of the step before, then this step's gate gradients
     RESET_GRADIENTS   # backward, classic: dq = dn W_hn, the reset-gate gradients
-    OVER_ROWS         # backward: dx and the weight and bias gradients over all rows
+    OVER_ROWS         # backward: the last product into dh, the bias gradients (then BLAS: dx, dW)
 
 
 def max_threads():
@@ -250,7 +253,6 @@ cdef struct ForwardCall:
 cdef struct BackwardCall:
     Sequence seq
     bint with_bias
-    Pieces input_pieces
     const void* x
     const void* weight_ih
     const void* weight_hh
@@ -261,10 +263,7 @@ cdef struct BackwardCall:
     void* d_gi
     void* d_gh
     void* dq
-    void* packed_ih
     void* packed_hh
-    void* packed_x
-    void* packed_h
     void* dx
     void* d_weight_ih
     void* d_weight_hh
@@ -692,9 +691,6 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
     cdef floating* own_hh
     cdef int n_units
 
-    if call.phase == OVER_ROWS and piece >= seq.hidden_pieces.count:
-        _input_gradients(call, piece - seq.hidden_pieces.count, dtype)
-        return
     _piece_range(seq.hidden_pieces, piece, &lo, &hi)
     n_units = <int> (hi - lo)
     # This piece's panels: W_hh[:, lo:hi] as panels of 3H rows.
@@ -718,7 +714,8 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
                             d_gi + seq.offsets[call.prev_t] * 3 * H, 3 * H,
                             own_hh, 3 * H * PANEL, True, dh + lo, H)
         if call.phase == OVER_ROWS:
-            _hidden_weight_gradients(call, lo, hi, dtype)
+            if call.with_bias:
+                _bias_gradients(call, lo, hi, dtype)
             return
         for b in range(call.n_active):
             row = seq.offsets[t] + b
@@ -772,54 +769,50 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
             dh_row[j] += dq_row[j] * r
 
 
-cdef inline void _hidden_weight_gradients(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
-                                          floating* dtype) noexcept nogil:
-    """dW_hh[:, lo:hi] and the bias gradients of units [lo, hi), over all N rows."""
+cdef inline void _bias_gradients(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
+                                 floating* dtype) noexcept nogil:
+    """The bias gradients of units [lo, hi) of every gate, over all N rows."""
     cdef const Sequence* seq = &call.seq
     cdef Py_ssize_t H = seq.hidden_size, N = seq.n_rows, gate
-    cdef int n_units = <int> (hi - lo)
     cdef const floating* d_gi = <const floating*> call.d_gi
     cdef const floating* d_gh = <const floating*> call.d_gh
-    cdef floating* packed_h = <floating*> call.packed_h + lo * N
-    cdef floating* d_weight_hh = <floating*> call.d_weight_hh
-    pack(<const floating*> call.h_prev + lo, H, n_units, <int> N, packed_h)
-    if seq.reset_after:
-        # dW_hh[:, lo:hi] (3H, n) = d_gh.T (3H, N) @ h_prev[:, lo:hi] (N, n)
-        packed_gemm_at(<int> (3 * H), n_units, <int> N, d_gh, 3 * H,
-                       packed_h, N * PANEL, d_weight_hh + lo, H)
-    else:
-        # dW_hh[:2H, lo:hi] (2H, n) = d_gi[:, :2H].T (2H, N) @ h_prev[:, lo:hi] (N, n)
-        packed_gemm_at(<int> (2 * H), n_units, <int> N, d_gi, 3 * H,
-                       packed_h, N * PANEL, d_weight_hh + lo, H)
-        # dW_hh[2H:, lo:hi] (H, n) = dn.T (H, N) @ q[:, lo:hi] (N, n),  q = gates[:, 3H:]
-        pack(<const floating*> call.gates + 3 * H + lo, 4 * H, n_units, <int> N, packed_h)
-        packed_gemm_at(<int> H, n_units, <int> N, d_gi + 2 * H, 3 * H,
-                       packed_h, N * PANEL, d_weight_hh + 2 * H * H + lo, H)
-    if call.with_bias:
-        for gate in range(3):
-            # db_ih[gH+lo:gH+hi] = sum over rows of d_gi[:, gH+lo:gH+hi]; db_hh likewise
-            _column_sums(d_gi, N, 3 * H, gate * H + lo, gate * H + hi, <floating*> call.d_bias_ih)
-            _column_sums(d_gh if seq.reset_after else d_gi, N, 3 * H,
-                         gate * H + lo, gate * H + hi, <floating*> call.d_bias_hh)
+    for gate in range(3):
+        # db_ih[gH+lo:gH+hi] = sum over rows of d_gi[:, gH+lo:gH+hi]; db_hh likewise
+        _column_sums(d_gi, N, 3 * H, gate * H + lo, gate * H + hi, <floating*> call.d_bias_ih)
+        _column_sums(d_gh if seq.reset_after else d_gi, N, 3 * H,
+                     gate * H + lo, gate * H + hi, <floating*> call.d_bias_hh)
 
 
-cdef inline void _input_gradients(BackwardCall* call, int piece, floating* dtype) noexcept nogil:
-    """dx[:, in_lo:in_hi] and dW_ih[:, in_lo:in_hi] of input piece `piece`, over all N rows."""
+cdef inline void _gradients_over_rows(BackwardCall* call, floating* dtype) noexcept nogil:
+    """dx, dW_ih and dW_hh from the gate gradients of all N rows: a few large GEMMs on BLAS.
+
+    Run by the calling thread after the time loop; BLAS uses its own threads
+    (as many as threadpoolctl's user_api="blas" limit allows).
+    """
     cdef const Sequence* seq = &call.seq
-    cdef Py_ssize_t H = seq.hidden_size, I = seq.input_size, N = seq.n_rows, in_lo, in_hi
-    _piece_range(call.input_pieces, piece, &in_lo, &in_hi)
-    cdef int n_inputs = <int> (in_hi - in_lo)
+    cdef int H = <int> seq.hidden_size, I = <int> seq.input_size, N = <int> seq.n_rows
+    cdef floating one = 1, zero = 0
     cdef const floating* d_gi = <const floating*> call.d_gi
-    cdef floating* packed_ih = <floating*> call.packed_ih + in_lo * 3 * H
-    cdef floating* packed_x = <floating*> call.packed_x + in_lo * N
-    # dx[:, in_lo:in_hi] (N, n_in) = d_gi (N, 3H) @ W_ih[:, in_lo:in_hi] (3H, n_in)
-    pack(<const floating*> call.weight_ih + in_lo, I, n_inputs, <int> (3 * H), packed_ih)
-    packed_gemm(<int> N, n_inputs, <int> (3 * H), d_gi, 3 * H,
-                packed_ih, 3 * H * PANEL, False, <floating*> call.dx + in_lo, I)
-    # dW_ih[:, in_lo:in_hi] (3H, n_in) = d_gi.T (3H, N) @ x[:, in_lo:in_hi] (N, n_in)
-    pack(<const floating*> call.x + in_lo, I, n_inputs, <int> N, packed_x)
-    packed_gemm_at(<int> (3 * H), n_inputs, <int> N, d_gi, 3 * H,
-                   packed_x, N * PANEL, <floating*> call.d_weight_ih + in_lo, I)
+    cdef const floating* d_gh = <const floating*> call.d_gh
+    cdef const floating* x = <const floating*> call.x
+    cdef const floating* h_prev = <const floating*> call.h_prev
+    cdef const floating* gates = <const floating*> call.gates
+    cdef floating* d_weight_hh = <floating*> call.d_weight_hh
+    # dx (N, I) = d_gi (N, 3H) @ W_ih (3H, I)
+    gemm(False, False, N, I, 3 * H, one, d_gi, 3 * H,
+         <const floating*> call.weight_ih, I, zero, <floating*> call.dx, I)
+    # dW_ih (3H, I) = d_gi.T (3H, N) @ x (N, I)
+    gemm(True, False, 3 * H, I, N, one, d_gi, 3 * H, x, I,
+         zero, <floating*> call.d_weight_ih, I)
+    if seq.reset_after:
+        # dW_hh (3H, H) = d_gh.T (3H, N) @ h_prev (N, H)
+        gemm(True, False, 3 * H, H, N, one, d_gh, 3 * H, h_prev, H, zero, d_weight_hh, H)
+    else:
+        # dW_hh[:2H] (2H, H) = d_gi[:, :2H].T (2H, N) @ h_prev (N, H)
+        gemm(True, False, 2 * H, H, N, one, d_gi, 3 * H, h_prev, H, zero, d_weight_hh, H)
+        # dW_hh[2H:] (H, H) = dn.T (H, N) @ q (N, H),  dn = d_gi[:, 2H:], q = gates[:, 3H:]
+        gemm(True, False, H, H, N, one, d_gi + 2 * H, 3 * H, gates + 3 * H, 4 * H,
+             zero, d_weight_hh + 2 * H * H, H)
 
 
 cdef inline void _column_sums(const floating* matrix, Py_ssize_t n_rows, Py_ssize_t n_cols,
@@ -887,10 +880,12 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
         if _interrupted(pace_step_done(&pace, call.n_active + 1), interrupts):
             pace_finish(&pace)
             return -1
+    # The last step's product into dh, and the bias gradients, piece by piece.
     call.phase = OVER_ROWS
-    if run_phase(piece_fn, call, n_pieces + call.input_pieces.count, pace_participants(&pace)):
+    if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
         pace_note_late(&pace)
     pace_finish(&pace)
+    _gradients_over_rows(call, dtype)
     return 0
 
 
@@ -907,10 +902,7 @@ def backward_sequence(const floating[:, ::1] x,
                       floating[:, ::1] d_gi,
                       floating[:, ::1] d_gh,
                       floating[:, ::1] dq,
-                      floating[::1] packed_ih,
                       floating[::1] packed_hh,
-                      floating[::1] packed_x,
-                      floating[::1] packed_h,
                       floating[:, ::1] dx,
                       floating[:, ::1] d_weight_ih,
                       floating[:, ::1] d_weight_hh,
@@ -925,10 +917,10 @@ def backward_sequence(const floating[:, ::1] x,
     dL/dh_n on entry (sorted rows) and dL/dh0 on exit.  Writes the gate
     gradients d_gi (N, 3H) = dL/d(x W_ih^T + b_ih) and, for reset_after,
     d_gh (N, 3H) = dL/d(h W_hh^T + b_hh) (unused otherwise).  Scratch, with
-    Ip and Hp = I and H rounded up to whole panels (padded_to_panels): dq (B, H),
-    packed_ih (Ip*3H,), packed_hh (Hp*3H,), packed_x (Ip*N,), packed_h
-    (Hp*N,).  Outputs dx (N, I), d_weight_ih (3H, I), d_weight_hh (3H, H) and
-    the bias gradients (3H,) when with_bias.  Runs on up to n_threads threads;
+    Hp = H rounded up to whole panels (padded_to_panels): dq (B, H) and
+    packed_hh (Hp*3H,).  Outputs dx (N, I), d_weight_ih (3H, I), d_weight_hh
+    (3H, H) and the bias gradients (3H,) when with_bias.  The time loop runs on
+    up to n_threads threads; the products over all rows on BLAS's threads;
     stop as in forward_sequence.
     Raises whatever a signal handler raises (KeyboardInterrupt); the outputs
     are then unfinished.
@@ -944,7 +936,6 @@ def backward_sequence(const floating[:, ::1] x,
     call.seq = _sequence(batch_sizes, offsets, out_rows, dh.shape[0], x.shape[1],
                          dh.shape[1], n_rows, reset_after, reverse)
     call.with_bias = with_bias
-    call.input_pieces = _pieces(x.shape[1])
     call.x = &x[0, 0]
     call.weight_ih = &weight_ih[0, 0]
     call.weight_hh = &weight_hh[0, 0]
@@ -955,10 +946,7 @@ def backward_sequence(const floating[:, ::1] x,
     call.d_gi = &d_gi[0, 0]
     call.d_gh = &d_gh[0, 0]
     call.dq = &dq[0, 0]
-    call.packed_ih = &packed_ih[0]
     call.packed_hh = &packed_hh[0]
-    call.packed_x = &packed_x[0]
-    call.packed_h = &packed_h[0]
     call.dx = &dx[0, 0]
     call.d_weight_ih = &d_weight_ih[0, 0]
     call.d_weight_hh = &d_weight_hh[0, 0]
@@ -969,9 +957,8 @@ def backward_sequence(const floating[:, ::1] x,
     interrupts.stop = &stop[0]
     interrupts.last_check = now_ns()
     cdef int status, participants
-    cdef int most_pieces = max(call.seq.hidden_pieces.count, call.input_pieces.count)
     with nogil:
-        participants = pool_acquire(min(n_threads, most_pieces))
+        participants = pool_acquire(min(n_threads, call.seq.hidden_pieces.count))
         status = _backward_run(&call, participants, &interrupts, <floating*> NULL)
         if participants > 1:
             pool_release()
@@ -986,3 +973,426 @@ def activations(const floating[::1] values, floating[::1] sigmoid_out, floating[
         for i in range(values.shape[0]):
             sigmoid_out[i] = sigmoid(values[i])
             tanh_out[i] = tanh_(values[i])
+
+
+# ---------------------------------------------------------------------------
+# The streaming entry: time steps of stacked layers on weights packed once.
+#
+# `forward_sequence` takes some twenty typed memoryviews, and acquiring them
+# (about 3 us here) is most of a one-step call.  A `StepKernel` acquires one
+# layer's packed weights and biases once, when it is made, and keeps its own
+# scratch; `step_layers` then takes only x_t, h and out, as raw buffers.  The
+# step itself is `_forward_run` over one step of the identity packing, so its
+# numbers are those of `gru_forward`, bit for bit, and whether the pool's
+# workers help is decided as for a sequence (gf_pace, remembered per shape
+# from call to call).  Nothing here raises for a wrong argument: the entries
+# return False, having done nothing, and the caller (gru_fast._stepping)
+# validates and explains.
+
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS,
+                             PyBUF_FORMAT, PyBUF_WRITABLE)
+from libc.stdlib cimport free
+from libc.string cimport memcpy, memset, memcmp
+
+cdef extern from "stdlib.h" nogil:
+    int posix_memalign(void** pointer, size_t alignment, size_t size)
+
+cdef enum:
+    _LINE = 64            # bytes: every scratch block starts on a cache line, as _workspace's do
+    _NOGIL_BYTES = 16384  # same_bytes releases the GIL from this size on
+
+cdef int _never_stop = 0  # a step is too short to look for Ctrl-C
+
+import sys
+cdef char _native_order = b'<' if sys.byteorder == "little" else b'>'
+
+
+cdef inline char _float_kind(const char* format) noexcept:
+    """'f' or 'd' for a buffer format of native float32 or float64, else 0.
+
+    NumPy writes "f", but also "=f" or "<f" (arrays rebuilt from pickle
+    buffers, say); all mean the same native float.
+    """
+    if format == NULL:
+        return 0
+    if format[0] == b'@' or format[0] == b'=' or format[0] == _native_order:
+        format += 1
+    if (format[0] == b'f' or format[0] == b'd') and format[1] == 0:
+        return format[0]
+    return 0
+
+
+cdef inline Py_ssize_t _on_lines(Py_ssize_t n_bytes) noexcept nogil:
+    """`n_bytes` rounded up to whole cache lines."""
+    return (n_bytes + _LINE - 1) // _LINE * _LINE
+
+
+cdef int _get_array(object obj, Py_buffer* view, int flags, char kind,
+                    int ndim, const Py_ssize_t* shape) noexcept:
+    """Acquire `obj` as a C-contiguous array of `kind` ('f' or 'd') and this shape.
+
+    shape[i] < 0 accepts any extent >= 1 on axis i.  Returns 1 with `view`
+    held, or 0 (nothing held, no exception set) if `obj` is anything else.
+    """
+    cdef int axis
+    try:
+        PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    except Exception:
+        return 0
+    if view.ndim == ndim and _float_kind(view.format) == kind:
+        for axis in range(ndim):
+            if not (view.shape[axis] == shape[axis] if shape[axis] >= 0
+                    else view.shape[axis] >= 1):
+                break
+        else:
+            return 1
+    PyBuffer_Release(view)
+    return 0
+
+
+cdef inline bint _overlap(const Py_buffer* a, const Py_buffer* b) noexcept nogil:
+    """Whether the memory of two contiguous buffers overlaps."""
+    cdef const char* a_start = <const char*> a.buf
+    cdef const char* b_start = <const char*> b.buf
+    return a_start < b_start + b.len and b_start < a_start + a.len
+
+
+cdef void _step_layer(const floating* x, const floating* h, floating* out, char* scratch,
+                      const floating* packed_ih, const floating* packed_hh,
+                      const floating* bias_gates, const floating* bias_hn,
+                      Py_ssize_t batch_size, Py_ssize_t input_size, Py_ssize_t hidden_size,
+                      bint reset_after, int max_threads) noexcept nogil:
+    """out (B, H) = one step from state h (B, H; NULL for zeros) on input x (B, I).
+
+    `_forward_run` over one step of the identity packing, on packed weights,
+    on up to max_threads threads (0: the core's default); `scratch` holds the
+    blocks `StepKernel.scratch_bytes` counts.  h and out may be the same
+    memory: h is copied to the scratch state first.
+    """
+    cdef Py_ssize_t B = batch_size, H = hidden_size
+    cdef Py_ssize_t one_step[1]
+    cdef Py_ssize_t offsets[2]
+    one_step[0] = B
+    offsets[0] = 0
+    offsets[1] = B
+    cdef floating* state = <floating*> scratch
+    cdef floating* state_scratch = <floating*> (<char*> state + _on_lines(B * H * sizeof(floating)))
+    cdef floating* gates = <floating*> (<char*> state_scratch + _on_lines(B * H * sizeof(floating)))
+    cdef floating* h_prev = <floating*> (<char*> gates + _on_lines(4 * B * H * sizeof(floating)))
+    cdef floating* input_preact = <floating*> (<char*> h_prev + _on_lines(B * H * sizeof(floating)))
+    cdef floating* recurrent_preact = <floating*> (
+        <char*> input_preact + _on_lines(3 * B * H * sizeof(floating)))
+    if h == NULL:
+        memset(state, 0, B * H * sizeof(floating))
+    else:
+        memcpy(state, h, B * H * sizeof(floating))
+    cdef ForwardCall call
+    call.seq.seq_len = 1
+    call.seq.batch_size = B
+    call.seq.input_size = input_size
+    call.seq.hidden_size = H
+    call.seq.n_rows = B
+    call.seq.batch_sizes = one_step
+    call.seq.offsets = offsets
+    call.seq.out_rows = NULL
+    call.seq.order = NULL
+    call.seq.reset_after = reset_after
+    call.seq.reverse = False
+    call.seq.hidden_pieces = _pieces(H)
+    call.store_history = False
+    call.pack_weights = False
+    call.preact_rows = B
+    call.x = x
+    call.weight_ih = NULL
+    call.weight_hh = NULL
+    call.packed_ih = <void*> packed_ih
+    call.packed_hh = <void*> packed_hh
+    call.bias_gates = bias_gates
+    call.bias_hn = bias_hn
+    call.y = out
+    call.gates = gates
+    call.h_prev = h_prev
+    call.input_preact = input_preact
+    call.recurrent_preact = recurrent_preact
+    call.h_read = state
+    call.h_write = state_scratch
+    cdef Interrupts interrupts
+    interrupts.main_thread = False
+    interrupts.stop = &_never_stop
+    interrupts.last_check = now_ns()
+    if max_threads <= 0:
+        max_threads = max_threads_c()
+    cdef int participants = pool_acquire(min(max_threads, call.seq.hidden_pieces.count))
+    _forward_run(&call, participants, &interrupts, <floating*> NULL)
+    if participants > 1:
+        pool_release()
+
+
+cdef class StepKernel:
+    """One GRU layer's time step on weights packed once (the streaming entry).
+
+    Parameters
+    ----------
+    packed_ih, packed_hh : ndarray
+        The weights as `pack_forward_weights` packs them, (3*Hp*I,) and
+        (3*Hp*H,); their buffers are held as long as the kernel lives.
+    bias_gates, bias_hn : ndarray
+        The folded biases (3H,) and (H,) (gru_fast.functional.fold_biases).
+    input_size, hidden_size : int
+        I and H.
+    reset_after : bool
+        The candidate-state variant.
+
+    The dtype (float32 or float64) is that of the arrays.  The kernel's
+    scratch serves one call at a time; a concurrent call (another Python
+    thread) takes scratch of its own for that call.
+    """
+    cdef Py_buffer _weights[4]  # packed_ih, packed_hh, bias_gates, bias_hn, held
+    cdef int _held
+    cdef readonly int input_size
+    cdef readonly int hidden_size
+    cdef readonly bint reset_after
+    cdef char _kind  # 'f' (float32) or 'd' (float64)
+    cdef Py_ssize_t _itemsize
+    cdef char* _scratch
+    cdef Py_ssize_t _scratch_rows
+    cdef bint _busy
+
+    def __cinit__(self, packed_ih, packed_hh, bias_gates, bias_hn,
+                  int input_size, int hidden_size, bint reset_after):
+        if input_size < 1 or hidden_size < 1:
+            raise ValueError(f"input_size and hidden_size must be >= 1, "
+                             f"got {input_size} and {hidden_size}")
+        cdef Py_ssize_t padded = padded_to_panels(hidden_size)
+        cdef Py_ssize_t[4] sizes = [3 * padded * input_size, 3 * padded * hidden_size,
+                                    3 * hidden_size, hidden_size]
+        arrays = (packed_ih, packed_hh, bias_gates, bias_hn)
+        names = ("packed_ih", "packed_hh", "bias_gates", "bias_hn")
+        cdef Py_buffer* view
+        cdef int i
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.reset_after = reset_after
+        for i in range(4):
+            view = &self._weights[i]
+            PyObject_GetBuffer(arrays[i], view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            self._held = i + 1
+            if i == 0:
+                self._kind = _float_kind(view.format)
+                self._itemsize = view.itemsize
+            if (view.ndim != 1 or view.shape[0] != sizes[i] or self._kind == 0
+                    or _float_kind(view.format) != self._kind):
+                raise ValueError(
+                    f"{names[i]} must be a contiguous float32 or float64 array of "
+                    f"{sizes[i]} values, of one dtype with the others; got "
+                    f"{view.ndim}-D, {view.shape[0] if view.ndim == 1 else '-'} values, format "
+                    f"{(<bytes> view.format).decode() if view.format != NULL else None!r}")
+
+    def __dealloc__(self):
+        cdef int i
+        for i in range(self._held):
+            PyBuffer_Release(&self._weights[i])
+        free(self._scratch)
+
+    def __reduce__(self):
+        raise TypeError("a StepKernel holds raw pointers and cannot be pickled; "
+                        "make it again from the packed weights")
+
+    @property
+    def dtype_char(self):
+        """'f' for float32, 'd' for float64."""
+        return chr(self._kind)
+
+    cdef Py_ssize_t scratch_bytes(self, Py_ssize_t batch_size) noexcept:
+        """Bytes of scratch one step of `batch_size` rows needs (see `_step_layer`)."""
+        cdef Py_ssize_t block = _on_lines(batch_size * self.hidden_size * self._itemsize)
+        cdef Py_ssize_t block3 = _on_lines(3 * batch_size * self.hidden_size * self._itemsize)
+        cdef Py_ssize_t block4 = _on_lines(4 * batch_size * self.hidden_size * self._itemsize)
+        return 3 * block + block4 + 2 * block3  # state, state_scratch, h_prev; gates; proj, hidden
+
+    cdef char* _take_scratch(self, Py_ssize_t batch_size, bint* owned) except NULL:
+        """Scratch for one call (with the GIL): the kernel's own, or new memory if in use.
+
+        owned[0] tells whether the caller must free() it.
+        """
+        cdef void* memory = NULL
+        cdef Py_ssize_t n_bytes = self.scratch_bytes(batch_size)
+        if not self._busy:
+            if batch_size > self._scratch_rows:
+                free(self._scratch)
+                self._scratch = NULL
+                self._scratch_rows = 0
+                if posix_memalign(&memory, _LINE, n_bytes) != 0:
+                    raise MemoryError()
+                self._scratch = <char*> memory
+                self._scratch_rows = batch_size
+            self._busy = True
+            owned[0] = False
+            return self._scratch
+        if posix_memalign(&memory, _LINE, n_bytes) != 0:
+            raise MemoryError()
+        owned[0] = True
+        return <char*> memory
+
+    cdef int _step_once(self, const char* x, const char* h, char* out,
+                        Py_ssize_t batch_size, int max_threads) except -1:
+        """One step on raw memory already checked, the GIL released around the work."""
+        cdef bint owned = False
+        cdef char* scratch = self._take_scratch(batch_size, &owned)
+        with nogil:
+            if self._kind == b'd':
+                _step_layer(<const double*> x, <const double*> h, <double*> out, scratch,
+                            <const double*> self._weights[0].buf,
+                            <const double*> self._weights[1].buf,
+                            <const double*> self._weights[2].buf,
+                            <const double*> self._weights[3].buf,
+                            batch_size, self.input_size, self.hidden_size,
+                            self.reset_after, max_threads)
+            else:
+                _step_layer(<const float*> x, <const float*> h, <float*> out, scratch,
+                            <const float*> self._weights[0].buf,
+                            <const float*> self._weights[1].buf,
+                            <const float*> self._weights[2].buf,
+                            <const float*> self._weights[3].buf,
+                            batch_size, self.input_size, self.hidden_size,
+                            self.reset_after, max_threads)
+        if owned:
+            free(scratch)
+        else:
+            self._busy = False
+        return 0
+
+    def step(self, x_t, h, out, int max_threads=0):
+        """out (B, H) = the state after one step from h (B, H) on x_t (B, I).
+
+        As `step_layers` for this one layer, with 2-D h and out.
+        """
+        return _step_layers((self,), x_t, h, out, max_threads, False)
+
+
+def step_layers(tuple kernels, x_t, h, out, int max_threads=0):
+    """One time step of stacked layers: out[k] = the new state of layer k (GIL released).
+
+    Parameters
+    ----------
+    kernels : tuple of StepKernel
+        Layer 0 takes x_t; layer k > 0 takes out[k - 1] (so its input size is H).
+    x_t : buffer, shape (B, I)
+    h : buffer, shape (L, B, H), or None for zeros
+    out : writable buffer, shape (L, B, H); may be h itself, must not overlap x_t
+    max_threads : int
+        Most threads a step may use (the caller's included): 0 for the core's
+        default (`max_threads()`), 1 for serial.  Whether the pool's workers
+        help is measured as for a sequence.
+
+    Returns
+    -------
+    bool
+        True when the step ran; False, with nothing done, unless the arrays
+        are C-contiguous buffers of the kernels' dtype and these shapes.
+    """
+    return _step_layers(kernels, x_t, h, out, max_threads, True)
+
+
+cdef object _step_layers(tuple kernels, x_t, h, out, int max_threads, bint stacked):
+    """`step_layers` (stacked: h and out (L, B, H)) or `StepKernel.step` ((B, H))."""
+    cdef Py_ssize_t n_layers = len(kernels), layer
+    if n_layers == 0:
+        return False
+    cdef StepKernel first = <StepKernel?> kernels[0]
+    cdef StepKernel kernel
+    cdef char kind = first._kind
+    cdef Py_ssize_t H = first.hidden_size
+    for layer in range(1, n_layers):
+        kernel = <StepKernel?> kernels[layer]
+        if kernel._kind != kind or kernel.hidden_size != H or kernel.input_size != H:
+            return False
+    cdef Py_buffer x_view, h_view, out_view
+    cdef Py_ssize_t x_shape[2]
+    cdef Py_ssize_t state_shape[3]
+    x_shape[0] = -1
+    x_shape[1] = first.input_size
+    if not _get_array(x_t, &x_view, 0, kind, 2, x_shape):
+        return False
+    cdef Py_ssize_t batch_size = x_view.shape[0]
+    state_shape[0] = n_layers
+    state_shape[1] = batch_size
+    state_shape[2] = H
+    cdef int ndim = 3 if stacked else 2
+    cdef const Py_ssize_t* shape = &state_shape[0 if stacked else 1]
+    cdef bint has_h = h is not None
+    if has_h and not _get_array(h, &h_view, 0, kind, ndim, shape):
+        PyBuffer_Release(&x_view)
+        return False
+    if not _get_array(out, &out_view, PyBUF_WRITABLE, kind, ndim, shape):
+        if has_h:
+            PyBuffer_Release(&h_view)
+        PyBuffer_Release(&x_view)
+        return False
+    cdef bint ok = not _overlap(&out_view, &x_view) and not (
+        has_h and _overlap(&out_view, &h_view) and out_view.buf != h_view.buf)
+    cdef Py_ssize_t layer_bytes = batch_size * H * first._itemsize
+    cdef char* out_ = <char*> out_view.buf
+    cdef const char* h_ = <const char*> h_view.buf if has_h else NULL
+    try:
+        if ok:
+            for layer in range(n_layers):
+                kernel = <StepKernel> kernels[layer]
+                kernel._step_once(
+                    <const char*> x_view.buf if layer == 0 else out_ + (layer - 1) * layer_bytes,
+                    h_ + layer * layer_bytes if has_h else NULL,
+                    out_ + layer * layer_bytes, batch_size, max_threads)
+    finally:
+        PyBuffer_Release(&out_view)
+        if has_h:
+            PyBuffer_Release(&h_view)
+        PyBuffer_Release(&x_view)
+    return ok
+
+
+def same_bytes(tuple arrays, tuple snapshots):
+    """Whether arrays[i] holds exactly the bytes, dtype and shape of snapshots[i], for all i.
+
+    Each array must be a C-contiguous buffer of float32 or float64 (anything
+    else gives False); None matches None only.  Compares raw bytes (memcmp): -0.0 differs from
+    0.0 and a NaN equals the same NaN, which is what a cache of packed
+    weights needs.
+    """
+    cdef Py_ssize_t i, axis
+    cdef Py_buffer array_view, snapshot_view
+    cdef bint same
+    if len(arrays) != len(snapshots):
+        return False
+    for i in range(len(arrays)):
+        array = arrays[i]
+        snapshot = snapshots[i]
+        if array is None or snapshot is None:
+            if array is not snapshot:
+                return False
+            continue
+        try:
+            PyObject_GetBuffer(array, &array_view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        except Exception:
+            return False
+        try:
+            PyObject_GetBuffer(snapshot, &snapshot_view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        except Exception:
+            PyBuffer_Release(&array_view)
+            raise
+        same = (array_view.ndim == snapshot_view.ndim and array_view.len == snapshot_view.len
+                and _float_kind(array_view.format) != 0
+                and _float_kind(array_view.format) == _float_kind(snapshot_view.format))
+        if same:
+            for axis in range(array_view.ndim):
+                if array_view.shape[axis] != snapshot_view.shape[axis]:
+                    same = False
+        if same and array_view.len >= _NOGIL_BYTES:
+            with nogil:
+                same = memcmp(array_view.buf, snapshot_view.buf, array_view.len) == 0
+        elif same:
+            same = memcmp(array_view.buf, snapshot_view.buf, array_view.len) == 0
+        PyBuffer_Release(&snapshot_view)
+        PyBuffer_Release(&array_view)
+        if not same:
+            return False
+    return True

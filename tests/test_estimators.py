@@ -185,6 +185,7 @@ def test_bad_input_is_named(X, match):
     ({"hidden_size": 0}, ValueError), ({"learning_rate": -1.0}, ValueError),
     ({"validation_fraction": 1.0}, ValueError), ({"batch_size": 2.5}, TypeError),
     ({"bidirectional": "yes"}, TypeError), ({"tol": float("nan")}, ValueError),
+    ({"verbose": "loud"}, TypeError), ({"max_epochs": 0}, ValueError),
 ])
 def test_bad_parameters_are_named(settings, error):
     X, y = _sum_task(20)
@@ -201,3 +202,14 @@ def test_inputs_are_not_modified():
     GRURegressor(hidden_size=4, max_epochs=2).fit(sequences, y).predict(sequences)
     np.testing.assert_array_equal(X, X_before)
     np.testing.assert_array_equal(y, y_before)
+
+
+def test_verbose_uses_tqdm_when_installed(capsys):
+    pytest.importorskip("tqdm")
+    X, y = _sum_task(40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        GRURegressor(hidden_size=4, max_epochs=3, verbose=True, random_state=0).fit(X, y)
+    captured = capsys.readouterr()
+    assert "3/3" in captured.err and "loss=" in captured.err
+    assert not [line for line in captured.out.splitlines() if line.startswith("epoch")]

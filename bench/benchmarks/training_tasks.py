@@ -5,7 +5,7 @@ sequences of length T, a linear head on its final state, the mean squared error,
 Adam (lr 1e-3), minibatches of BATCH_SIZE drawn by a fresh permutation each
 epoch.  gru_fast runs it as ``GRURegressor.partial_fit`` (exactly one epoch per
 call); PyTorch as the loop a PyTorch user writes (zero_grad, forward, loss,
-backward, step).
+backward, step), defined once in ``gru_fast._demo.torch_epoch``.
 """
 
 import numpy as np
@@ -39,26 +39,9 @@ def gru_fast_epoch(hidden_size, X, y, seed=0):
 
 def torch_epoch(hidden_size, X, y, threads, seed=0):
     """A callable running one epoch of the same model in PyTorch (after a warm-up epoch)."""
-    import torch
+    from gru_fast._demo import torch_epoch as make_torch_epoch
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    gru = torch.nn.GRU(1, hidden_size, batch_first=True)
-    head = torch.nn.Linear(hidden_size, 1)
-    optimizer = torch.optim.Adam(list(gru.parameters()) + list(head.parameters()), lr=1e-3)
-    loss_function = torch.nn.MSELoss()
-    inputs = torch.from_numpy(np.ascontiguousarray(X[:, :, None]))
-    targets = torch.from_numpy(np.ascontiguousarray(y[:, None]))
-
-    def epoch():
-        order = torch.randperm(len(inputs))
-        for first in range(0, len(order), BATCH_SIZE):
-            rows = order[first:first + BATCH_SIZE]
-            optimizer.zero_grad()
-            _, h_n = gru(inputs[rows])
-            loss = loss_function(head(h_n[-1]), targets[rows])
-            loss.backward()
-            optimizer.step()
-
+    epoch, _ = make_torch_epoch(X, y, hidden_size, learning_rate=1e-3,
+                                batch_size=BATCH_SIZE, threads=threads, seed=seed)
     epoch()
     return epoch
