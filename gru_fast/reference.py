@@ -45,8 +45,6 @@ from ._validation import as_float_array, check_flag, check_shape, validate_forwa
 
 __all__ = ["gru_forward", "gru_backward"]
 
-_SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
 
 def _sigmoid(a):
     """Logistic sigmoid without overflow for large ``|a|``, in the dtype of ``a``."""
