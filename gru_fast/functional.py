@@ -316,11 +316,7 @@ def gru_backward(cache, dy, dh_n=None):
                               dtype)
     dq = _workspace.scratch("dq", (1 if cache.reset_after else batch_size, hidden_size), dtype)
     padded_hidden = _core.padded_to_panels(hidden_size)
-    padded_input = _core.padded_to_panels(input_size)
-    packed_ih = _workspace.scratch("packed_ih", (padded_input * 3 * hidden_size,), dtype)
     packed_hh = _workspace.scratch("packed_hh", (padded_hidden * 3 * hidden_size,), dtype)
-    packed_x = _workspace.scratch("packed_x", (padded_input * n_rows,), dtype)
-    packed_h = _workspace.scratch("packed_h", (padded_hidden * n_rows,), dtype)
     dx_packed = np.empty((n_rows, input_size), dtype=dtype)
     d_weight_ih = np.empty_like(cache.weight_ih)
     d_weight_hh = np.empty_like(cache.weight_hh)
@@ -331,7 +327,7 @@ def gru_backward(cache, dy, dh_n=None):
         cache.x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
         cache.weight_ih, cache.weight_hh, cache.gates, cache.h_prev,
         np.ascontiguousarray(dy).reshape(seq_len * batch_size, hidden_size),
-        dh, d_gi, d_gh, dq, packed_ih, packed_hh, packed_x, packed_h, dx_packed, d_weight_ih, d_weight_hh,
+        dh, d_gi, d_gh, dq, packed_hh, dx_packed, d_weight_ih, d_weight_hh,
         d_bias_ih, d_bias_hh, cache.reset_after, cache.reverse, cache.has_bias,
         _threads_for_call(), _stop_flag(),
     )
