@@ -240,6 +240,21 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     return_sequences = check_flag(return_sequences, "return_sequences")
     args = validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
                                  reset_after, lengths, reverse)
+    return forward_validated(args, return_cache, return_sequences,
+                             callers=(x, weight_ih, weight_hh))
+
+
+def forward_validated(args, return_cache, return_sequences, callers):
+    """`gru_forward` once its arguments are checked: `args` is a `ForwardArgs`.
+
+    For callers that have already checked everything `validate_forward_args`
+    does (the layer checks x, h0, lengths and its params once per forward,
+    not once per layer and direction): x, h0, the weights and biases
+    C-contiguous of one float dtype and matching shapes, lengths int64 in
+    0..T or None, flags bools.  `callers` are the caller's own (x, weight_ih,
+    weight_hh): the cache copies what may share memory with them.
+    """
+    x, weight_ih, weight_hh = callers
     hidden_size = args.weight_hh.shape[1]
     bias_gates, bias_hn = fold_biases(args.bias_ih, args.bias_hh, hidden_size,
                                       args.reset_after, args.weight_hh.dtype)

@@ -127,9 +127,10 @@ cdef enum:
     # when it is free, up to a switch interval (5 ms) when another Python
     # thread runs.
     SIGNAL_CHECK_NS = 20000000
-    # About this many pieces per phase: enough for a few threads to balance,
-    # few enough that claiming costs little beside a piece.
-    TARGET_PIECES = 16
+    # At most about this many pieces per phase: enough for a few threads to
+    # balance, few enough that claiming costs little beside a piece and that
+    # the gate loops of a piece stay long (they run over the piece's units).
+    TARGET_PIECES = 8
 
 cdef enum Phase:
     PACK              # forward and backward: pack the weights
