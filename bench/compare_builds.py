@@ -88,6 +88,8 @@ def main(argv=None):
     parser.add_argument("--pause", type=float, default=0.05,
                         help="seconds between samples: the idle worker's OpenMP and "
                              "BLAS threads stop spinning before the other one runs")
+    parser.add_argument("--cases", default="",
+                        help="only the cases whose name contains one of these (comma-separated)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -104,6 +106,9 @@ def main(argv=None):
                                           text=True, cwd=root)
     hello = {label: json.loads(process.stdout.readline()) for label, process in workers.items()}
     cases, flops = hello["this"]["cases"], hello["this"]["flops"]
+    if args.cases:
+        cases = ["sgemm"] + [case for case in cases
+                             if any(part in case for part in args.cases.split(","))]
     print(f"this: {REPO} (level {hello['this']['level']}); other: {roots['other']} "
           f"(level {hello['other']['level']})", flush=True)
     samples = {label: {case: [] for case in cases} for label in workers}
@@ -131,10 +136,12 @@ def main(argv=None):
         print(f"{case:32s} {ours * 1e6:8.1f}us {theirs * 1e6:8.1f}us {ratio:10.3f}")
     print(f"worst ratio (this/other): {worst:.3f}")
     results = {"rows": rows, "worst": worst}
-    if "large/fwd_f32_ra1" in flops or "large/fwd_f32_ra0" in flops:
+    if any(case.startswith("large/fwd_f32") for case in cases):
         for label in workers:
             peak = flops["sgemm"] / statistics.median(samples[label]["sgemm"])
             for key in ("large/fwd_f32_ra0", "large/fwd_f32_ra1", "large/fwd_f32_ra1/frozen"):
+                if key not in cases:
+                    continue
                 rate = flops[key] / statistics.median(samples[label][key])
                 print(f"{label}: {key} {rate / 1e9:.0f} GFLOP/s = {100 * rate / peak:.0f}% "
                       f"of sgemm {peak / 1e9:.0f} GFLOP/s")

@@ -33,9 +33,9 @@ estimators
 """
 
 from ._config import show_config
-from .frozen import FrozenGRU
+from .frozen import FrozenGRU, FrozenGRULayer
 from .functional import GRUCache, gru_backward, gru_forward
-from .layer import GRU, FrozenGRULayer
+from .layer import GRU
 from ._workspace import release_memory
 from . import interop, reference  # noqa: F401  (gru_fast.reference.* without another import)
 from . import linear, losses, network, optim  # noqa: F401

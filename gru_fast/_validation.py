@@ -4,12 +4,16 @@ Every check raises before any compiled code runs, with a message that names
 the argument and says what was seen and what was expected.
 """
 
+import numbers
 import os
 from typing import NamedTuple
 
 import numpy as np
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# The core indexes packed rows (T*B) and sizes with 32-bit ints.
+MAX_CORE_INDEX = 2**31 - 1
 
 
 def check_flag(value, name):
@@ -21,6 +25,29 @@ def check_flag(value, name):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
     return bool(value)
+
+
+def positive_int(value, name):
+    """Return `value` as an int >= 1: TypeError for a non-integer (a bool too), ValueError below 1."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} "
+                        f"({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def supported_dtype(dtype, name="dtype"):
+    """`dtype` as a NumPy dtype if it is float32 or float64, else TypeError."""
+    if dtype is None:  # np.dtype(None) would silently mean float64
+        raise TypeError(f"{name} must be numpy.float32 or numpy.float64, got None")
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from exc
+    if dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype}")
+    return dtype
 
 
 def own_dtype(value):
@@ -207,6 +234,60 @@ def check_state_and_lengths(h0, lengths, x_shape, hidden_size, dtype, state_name
     return h0, as_lengths(lengths, batch_size, seq_len)
 
 
+def layer_array(value, name, dtype):
+    """`value` as an array of a layer's `dtype`; arrays (and tensors) must already have it.
+
+    Lists, tuples and Python numbers carry no dtype and are converted to the
+    layer's, as `gru_fast.gru_forward` converts them to the weights'.
+    """
+    if own_dtype(value) is None:
+        return list_as_array(value, name, dtype)
+    array = np.asarray(value)  # an ndarray, or e.g. a torch tensor: same rule
+    if array.dtype != dtype:
+        raise TypeError(f"{name} has dtype {array.dtype}, but the layer's dtype "
+                        f"is {dtype}; cast it with {name}.astype(np.{dtype.name})")
+    return array
+
+
+def check_layer_input(x, input_size, dtype, batch_first):
+    """A layer's input x: 3-D (T, B, I), or (B, T, I) when `batch_first`, not empty."""
+    x = layer_array(x, "x", dtype)
+    layout = "(B, T, I)" if batch_first else "(T, B, I)"
+    if x.ndim != 3:
+        raise ValueError(f"x must be 3-D {layout}, got shape {x.shape} "
+                         f"({x.ndim}-D); for a single sequence add a batch axis")
+    if x.shape[2] != input_size:
+        raise ValueError(f"x has {x.shape[2]} features (shape {x.shape}), expected "
+                         f"input_size={input_size}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"x must have at least one time step and one batch row, "
+                         f"got shape {x.shape} {layout}")
+    if x.shape[0] * x.shape[1] > MAX_CORE_INDEX:
+        raise ValueError(f"x has T*B = {x.shape[0] * x.shape[1]} rows (shape {x.shape}); the "
+                         f"core handles at most {MAX_CORE_INDEX}: split the batch")
+    return x
+
+
+def check_layer_state(h, name, expected, dtype):
+    """A layer's state (num_states, B, H) or None, returned C-contiguous."""
+    if h is None:
+        return None
+    h = layer_array(h, name, dtype)
+    if h.shape != tuple(expected):
+        raise ValueError(f"{name} has shape {h.shape}, expected {tuple(expected)} "
+                         f"(num_layers*num_directions, batch, hidden_size)")
+    return np.ascontiguousarray(h)
+
+
+def check_input_features(x, name, ndim, layout, input_size, dtype):
+    """x of rank `ndim` and the weights' `dtype` whose last axis is I; C-contiguous."""
+    x = as_float_array(x, name, ndim, dtype)
+    if x.shape[-1] != input_size:
+        raise ValueError(f"{name} must have shape {layout} with I={input_size} "
+                         f"(the weights' input size), got {x.shape}")
+    return np.ascontiguousarray(x)
+
+
 class ForwardArgs(NamedTuple):
     """Validated forward arguments: C-contiguous arrays of one dtype, and sizes.
 
@@ -292,10 +373,6 @@ def validate_weights(weight_ih, weight_hh, bias_ih, bias_hh, input_size=None, dt
         bias_ih, bias_hh = np.ascontiguousarray(bias_ih), np.ascontiguousarray(bias_hh)
     return (np.ascontiguousarray(weight_ih), np.ascontiguousarray(weight_hh), bias_ih, bias_hh,
             hidden_size, input_size)
-
-
-# The core indexes packed rows (T*B) and sizes with 32-bit ints.
-MAX_CORE_INDEX = 2**31 - 1
 
 
 def validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,

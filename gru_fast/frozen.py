@@ -1,13 +1,14 @@
-"""Inference with weights packed once: `FrozenGRU`.
+"""Inference with weights packed once: `FrozenGRU` and `FrozenGRULayer`.
 
 `gru_forward` packs the weights into the kernel's panels on every call: it
 cannot know whether the caller changed them in place since the last one.
 That packing, with the checks of the weights and the folding of the biases,
 is a fixed cost per call: small against a long batch, but not against a
-short stream (about 7 us of a 57 us call for T=100, B=1, I=H=64, classic
-variant) or very large weights (1.3 of 13.6 ms for 24 MB, H = I = 1024).  An inference session whose
-weights do not change can pay it once: `FrozenGRU` packs a snapshot of the
-weights when it is made, as ONNX Runtime does when it creates a session.
+short stream or very large weights (bench/README.md, "Measurements behind
+the code").  An inference session whose weights do not change can pay it
+once: `FrozenGRU` packs a snapshot of one layer-direction's weights when it
+is made, as ONNX Runtime does when it creates a session; `FrozenGRULayer`
+(what `gru_fast.GRU.freeze` returns) is a whole `GRU` made of them.
 """
 
 import numpy as np
@@ -15,9 +16,11 @@ import numpy as np
 from . import _core, _stepping
 from ._workspace import aligned_empty
 from .functional import fold_biases, run_forward
-from ._validation import as_float_array, check_flag, check_state_and_lengths, validate_weights
+from .layer import GRU
+from ._validation import (check_flag, check_input_features, check_state_and_lengths,
+                          validate_weights)
 
-__all__ = ["FrozenGRU"]
+__all__ = ["FrozenGRU", "FrozenGRULayer"]
 
 
 def _read_only_copy(array):
@@ -188,11 +191,7 @@ class FrozenGRU:
                 f"dtype={self._dtype.name})")
 
     def _check_x(self, x, name, ndim, layout):
-        x = as_float_array(x, name, ndim, self._dtype)
-        if x.shape[-1] != self._input_size:
-            raise ValueError(f"{name} must have shape {layout} with I={self._input_size} "
-                             f"(the weights' input size), got {x.shape}")
-        return np.ascontiguousarray(x)
+        return check_input_features(x, name, ndim, layout, self._input_size, self._dtype)
 
     def forward(self, x, h0=None, *, lengths=None, reverse=False, return_sequences=True):
         """Run the layer over a whole sequence.
@@ -296,6 +295,98 @@ class FrozenGRU:
             raise RuntimeError("gru_fast internal error: the step kernel refused checked arguments")
         return out
 
+
+
+class FrozenGRULayer(GRU):
+    """A `GRU` for inference whose weights were packed once; made by :meth:`GRU.freeze`.
+
+    Same configuration, validation and results as the layer it was made from;
+    each layer and direction runs a `FrozenGRU`.  ``params`` is a read-only
+    snapshot; :meth:`backward`, ``forward(..., return_cache=True)`` and
+    :meth:`load_state_dict` raise (freeze the trained layer again instead).
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_layers, bias, batch_first, bidirectional, reset_after, dtype
+        The configuration, as for `gru_fast.GRU`.
+    params : mapping of str to array_like
+        The parameters, named and shaped as `gru_fast.GRU.params` (checked as
+        `gru_fast.GRU.load_state_dict` checks them); copied, then packed.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a configuration `gru_fast.GRU` refuses, or parameters its
+        ``load_state_dict`` refuses.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True,
+                 batch_first=False, bidirectional=False, reset_after=False,
+                 dtype=np.float32, params):
+        self._configure(input_size, hidden_size, num_layers, bias, batch_first,
+                        bidirectional, reset_after, dtype)
+        # Checked and copied as GRU.load_state_dict does (names, shapes, floating
+        # dtypes cast to the layer's), then made read-only.
+        GRU.load_state_dict(self, params)
+        for value in self.params.values():
+            value.flags.writeable = False
+        self._frozen = {}
+        for layer_index in range(self._num_layers):
+            for direction in range(self.num_directions):
+                weights = [self.params[n] for n in self._names(layer_index, direction)]
+                self._frozen[layer_index, direction] = FrozenGRU(
+                    *weights, reset_after=self._reset_after)
+        self._make_frozen_steps()
+
+    def _make_frozen_steps(self):
+        """The lean path of `step`: this layer's own kernels, never stale."""
+        if self._bidirectional:
+            return  # step() refuses (see GRU.step)
+        from ._stepping import Steps
+        self._step_cache = Steps([self._frozen[layer, 0].step_kernel
+                                  for layer in range(self._num_layers)],
+                                 self._hidden_size, self._dtype)
+
+    def _make_step_cache(self):
+        return self._step_cache
+
+    def __setstate__(self, state):
+        """Unpickle, keeping the parameters read-only (NumPy's pickles drop the flag)."""
+        self.__dict__.update(state)
+        for value in self.params.values():
+            value.flags.writeable = False
+        self._make_frozen_steps()
+
+    def _run_direction(self, layer, direction, layer_input, h0, lengths, return_cache,
+                       return_sequences=True):
+        if return_cache:
+            raise ValueError("a frozen GRU is for inference: forward() keeps no cache; "
+                             "train the GRU it was made from and freeze it again")
+        return self._frozen[layer, direction](layer_input, h0, lengths=lengths,
+                                              reverse=(direction == 1),
+                                              return_sequences=return_sequences)
+
+    def backward(self, cache, dy, dh_n=None):
+        """Not available: a frozen GRU runs inference only.
+
+        Raises
+        ------
+        TypeError
+            Always.
+        """
+        raise TypeError("a frozen GRU is for inference and has no backward(); "
+                        "train the GRU it was made from and freeze it again")
+
+    def load_state_dict(self, state_dict):
+        """Not available: the packed weights are fixed.
+
+        Raises
+        ------
+        TypeError
+            Always; load the parameters into a `GRU` and freeze that.
+        """
+        raise TypeError("a frozen GRU's weights are fixed: load the state dict into a "
+                        "gru_fast.GRU and call its freeze()")
 
 def _unpack_panels(packed, hidden_size, width, panel_width):
     """W (3H, K) from the panels `_core.pack_forward_weights` made of it (K = I or H).

@@ -240,6 +240,21 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
     return_sequences = check_flag(return_sequences, "return_sequences")
     args = validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
                                  reset_after, lengths, reverse)
+    return forward_validated(args, return_cache, return_sequences,
+                             callers=(x, weight_ih, weight_hh))
+
+
+def forward_validated(args, return_cache, return_sequences, callers):
+    """`gru_forward` once its arguments are checked: `args` is a `ForwardArgs`.
+
+    For callers that have already checked everything `validate_forward_args`
+    does (the layer checks x, h0, lengths and its params once per forward,
+    not once per layer and direction): x, h0, the weights and biases
+    C-contiguous of one float dtype and matching shapes, lengths int64 in
+    0..T or None, flags bools.  `callers` are the caller's own (x, weight_ih,
+    weight_hh): the cache copies what may share memory with them.
+    """
+    x, weight_ih, weight_hh = callers
     hidden_size = args.weight_hh.shape[1]
     bias_gates, bias_hn = fold_biases(args.bias_ih, args.bias_hh, hidden_size,
                                       args.reset_after, args.weight_hh.dtype)
@@ -316,11 +331,7 @@ def gru_backward(cache, dy, dh_n=None):
                               dtype)
     dq = _workspace.scratch("dq", (1 if cache.reset_after else batch_size, hidden_size), dtype)
     padded_hidden = _core.padded_to_panels(hidden_size)
-    padded_input = _core.padded_to_panels(input_size)
-    packed_ih = _workspace.scratch("packed_ih", (padded_input * 3 * hidden_size,), dtype)
     packed_hh = _workspace.scratch("packed_hh", (padded_hidden * 3 * hidden_size,), dtype)
-    packed_x = _workspace.scratch("packed_x", (padded_input * n_rows,), dtype)
-    packed_h = _workspace.scratch("packed_h", (padded_hidden * n_rows,), dtype)
     dx_packed = np.empty((n_rows, input_size), dtype=dtype)
     d_weight_ih = np.empty_like(cache.weight_ih)
     d_weight_hh = np.empty_like(cache.weight_hh)
@@ -331,7 +342,7 @@ def gru_backward(cache, dy, dh_n=None):
         cache.x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
         cache.weight_ih, cache.weight_hh, cache.gates, cache.h_prev,
         np.ascontiguousarray(dy).reshape(seq_len * batch_size, hidden_size),
-        dh, d_gi, d_gh, dq, packed_ih, packed_hh, packed_x, packed_h, dx_packed, d_weight_ih, d_weight_hh,
+        dh, d_gi, d_gh, dq, packed_hh, dx_packed, d_weight_ih, d_weight_hh,
         d_bias_ih, d_bias_hh, cache.reset_after, cache.reverse, cache.has_bias,
         _threads_for_call(), _stop_flag(),
     )

@@ -17,17 +17,16 @@ follows ``torch.nn.Module.load_state_dict``: any real floating array is accepted
 to the layer's dtype; non-floating values raise ``TypeError``.
 """
 
-import numbers
 import warnings
 from functools import partial
 
 import numpy as np
 
-from ._validation import as_lengths, check_flag, check_memory, list_as_array, own_dtype
+from ._validation import (ForwardArgs, as_lengths, check_flag, check_layer_input,
+                          check_layer_state, check_memory, layer_array, positive_int,
+                          supported_dtype)
 
-__all__ = ["GRU", "FrozenGRULayer"]
-
-_SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+__all__ = ["GRU"]  # FrozenGRULayer: gru_fast.frozen
 
 
 class _LayerCache:
@@ -61,15 +60,6 @@ class _LayerCache:
     def __repr__(self):
         return (f"<GRU cache: T={self.seq_len}, B={self.batch_size}, "
                 f"dtype={self.dtype.name}, {len(self.run_caches)} core runs>")
-
-
-def _positive_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} "
-                        f"({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 class GRU:
@@ -156,32 +146,37 @@ class GRU:
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True,
                  batch_first=False, bidirectional=False, reset_after=False,
                  dtype=np.float32, seed=None):
-        self._input_size = _positive_int(input_size, "input_size")
-        self._hidden_size = _positive_int(hidden_size, "hidden_size")
-        self._num_layers = _positive_int(num_layers, "num_layers")
-        self._bias = check_flag(bias, "bias")
-        self._batch_first = check_flag(batch_first, "batch_first")
-        self._bidirectional = check_flag(bidirectional, "bidirectional")
-        self._reset_after = check_flag(reset_after, "reset_after")
-        if dtype is None:  # np.dtype(None) would silently mean float64
-            raise TypeError("dtype must be numpy.float32 or numpy.float64, got None")
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError as exc:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from exc
-        if dtype not in _SUPPORTED_DTYPES:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        check_memory(self._parameter_bytes(dtype), f"the parameters of {self._describe(dtype)}")
-        self._dtype = dtype
-        # Identity of this layer, stored in every cache it makes.
-        self._token = object()
-
+        self._configure(input_size, hidden_size, num_layers, bias, batch_first,
+                        bidirectional, reset_after, dtype)
         rng = np.random.default_rng(seed)
         bound = 1.0 / np.sqrt(self._hidden_size)
         self.params = {}
         for name, shape in self._param_shapes().items():
             values = rng.uniform(-bound, bound, size=shape)
             self.params[name] = values.astype(self._dtype, copy=False)
+
+    def _configure(self, input_size, hidden_size, num_layers, bias, batch_first,
+                   bidirectional, reset_after, dtype):
+        """Check and store the configuration (the constructor's arguments but the seed)."""
+        self._input_size = positive_int(input_size, "input_size")
+        self._hidden_size = positive_int(hidden_size, "hidden_size")
+        self._num_layers = positive_int(num_layers, "num_layers")
+        self._bias = check_flag(bias, "bias")
+        self._batch_first = check_flag(batch_first, "batch_first")
+        self._bidirectional = check_flag(bidirectional, "bidirectional")
+        self._reset_after = check_flag(reset_after, "reset_after")
+        dtype = supported_dtype(dtype)
+        check_memory(self._parameter_bytes(dtype), f"the parameters of {self._describe(dtype)}")
+        self._dtype = dtype
+        # Identity of this layer, stored in every cache it makes.
+        self._token = object()
+
+    def _config(self):
+        """The constructor's keyword arguments (but the seed) that rebuild this layer."""
+        return dict(input_size=self._input_size, hidden_size=self._hidden_size,
+                    num_layers=self._num_layers, bias=self._bias,
+                    batch_first=self._batch_first, bidirectional=self._bidirectional,
+                    reset_after=self._reset_after, dtype=self._dtype)
 
     # Bytes of Python bookkeeping per parameter array (the ndarray object, its
     # name and its entry in `params`), counted with the values when checking
@@ -379,45 +374,17 @@ class GRU:
             backward_fn = backward_fn or functional.gru_backward
         return forward_fn, backward_fn
 
+    # The checks themselves live in gru_fast._validation; these bind the layer's sizes.
     def _as_array(self, value, name):
-        """``value`` as an array of the layer's dtype; ndarrays must already have it.
-
-        Lists, tuples and Python numbers carry no dtype and are converted to
-        the layer's, as `gru_fast.gru_forward` converts them to the weights'.
-        """
-        if own_dtype(value) is None:
-            return list_as_array(value, name, self._dtype)
-        array = np.asarray(value)  # an ndarray, or e.g. a torch tensor: same rule
-        if array.dtype != self._dtype:
-            raise TypeError(f"{name} has dtype {array.dtype}, but the layer's dtype "
-                            f"is {self._dtype}; cast it with "
-                            f"{name}.astype(np.{self._dtype.name})")
-        return array
+        return layer_array(value, name, self._dtype)
 
     def _check_x(self, x):
-        x = self._as_array(x, "x")
-        layout = "(B, T, I)" if self._batch_first else "(T, B, I)"
-        if x.ndim != 3:
-            raise ValueError(f"x must be 3-D {layout}, got shape {x.shape} "
-                             f"({x.ndim}-D); for a single sequence add a batch axis")
-        if x.shape[2] != self._input_size:
-            raise ValueError(f"x has {x.shape[2]} features (shape {x.shape}), expected "
-                             f"input_size={self._input_size}")
-        if x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(f"x must have at least one time step and one batch row, "
-                             f"got shape {x.shape} {layout}")
-        return x
+        return check_layer_input(x, self._input_size, self._dtype, self._batch_first)
 
     def _check_state(self, h, name, batch_size, num_states):
         """An initial state (num_states, B, H) or None."""
-        if h is None:
-            return None
-        h = self._as_array(h, name)
-        expected = (num_states, batch_size, self._hidden_size)
-        if h.shape != expected:
-            raise ValueError(f"{name} has shape {h.shape}, expected {expected} "
-                             f"(num_layers*num_directions, batch, hidden_size)")
-        return np.ascontiguousarray(h)
+        return check_layer_state(h, name, (num_states, batch_size, self._hidden_size),
+                                 self._dtype)
 
     @staticmethod
     def _check_lengths(lengths, batch_size, seq_len):
@@ -428,11 +395,25 @@ class GRU:
     # ------------------------------------------------------------------ computation
     def _run_direction(self, layer, direction, layer_input, h0, lengths, return_cache,
                        return_sequences=True):
-        """One core call: `layer` in `direction` (1: reverse) over the whole `layer_input`."""
-        forward_fn, _ = self._backend()
+        """One core call: `layer` in `direction` (1: reverse) over the whole `layer_input`.
+
+        The arguments are those :meth:`forward` (or :meth:`step`) checked once, with
+        :meth:`_check_params`; on the compiled core the call skips ``gru_forward``'s
+        checks (``functional.forward_validated``), another backend gets the public
+        function.
+        """
         weights = [self.params[name] for name in self._names(layer, direction)]
         if not self._bias:
             weights += [None, None]
+        if self._on_compiled_core():
+            from .functional import forward_validated
+            args = ForwardArgs(layer_input, h0, *(None if weight is None else
+                                                  np.ascontiguousarray(weight)
+                                                  for weight in weights),
+                               lengths, self._reset_after, direction == 1)
+            return forward_validated(args, return_cache, return_sequences,
+                                     callers=(layer_input, weights[0], weights[1]))
+        forward_fn, _ = self._backend()
         return forward_fn(layer_input, h0, *weights, reset_after=self._reset_after,
                           lengths=lengths, reverse=(direction == 1),
                           return_cache=return_cache, return_sequences=return_sequences)
@@ -464,7 +445,8 @@ class GRU:
             compiled core, also when called on ``gru_fast.reference.GRU``).
         """
         self._check_params()
-        return FrozenGRULayer(self)
+        from .frozen import FrozenGRULayer  # the compiled core, imported only when freezing
+        return FrozenGRULayer(**self._config(), params=self.params)
 
     def forward(self, x, h0=None, lengths=None, return_cache=False, *,
                 return_sequences=True):
@@ -772,80 +754,10 @@ class GRU:
         return state
 
 
-class FrozenGRULayer(GRU):
-    """A `GRU` for inference whose weights were packed once; made by :meth:`GRU.freeze`.
-
-    Same configuration, validation and results as the layer it was made from;
-    each layer and direction runs a `gru_fast.FrozenGRU`.  ``params`` is a
-    read-only snapshot; :meth:`backward`, ``forward(..., return_cache=True)``
-    and :meth:`load_state_dict` raise (freeze the trained layer again instead).
-    """
-
-    def __init__(self, layer):
-        from .frozen import FrozenGRU  # the compiled core, imported only when freezing
-
-        self.__dict__.update({key: value for key, value in vars(layer).items()
-                              if key not in ("params", "_step_cache")})
-        self._token = object()
-        self.params = {}
-        for name, value in layer.params.items():
-            snapshot = np.array(value, dtype=self._dtype, order="C", copy=True)
-            snapshot.flags.writeable = False
-            self.params[name] = snapshot
-        self._frozen = {}
-        for layer_index in range(self._num_layers):
-            for direction in range(self.num_directions):
-                weights = [self.params[n] for n in self._names(layer_index, direction)]
-                self._frozen[layer_index, direction] = FrozenGRU(
-                    *weights, reset_after=self._reset_after)
-        self._make_frozen_steps()
-
-    def _make_frozen_steps(self):
-        """The lean path of `step`: this layer's own kernels, never stale."""
-        if self._bidirectional:
-            return  # step() refuses (see GRU.step)
-        from ._stepping import Steps
-        self._step_cache = Steps([self._frozen[layer, 0].step_kernel
-                                  for layer in range(self._num_layers)],
-                                 self._hidden_size, self._dtype)
-
-    def _make_step_cache(self):
-        return self._step_cache
-
-    def __setstate__(self, state):
-        """Unpickle, keeping the parameters read-only (NumPy's pickles drop the flag)."""
-        self.__dict__.update(state)
-        for value in self.params.values():
-            value.flags.writeable = False
-        self._make_frozen_steps()
-
-    def _run_direction(self, layer, direction, layer_input, h0, lengths, return_cache,
-                       return_sequences=True):
-        if return_cache:
-            raise ValueError("a frozen GRU is for inference: forward() keeps no cache; "
-                             "train the GRU it was made from and freeze it again")
-        return self._frozen[layer, direction](layer_input, h0, lengths=lengths,
-                                              reverse=(direction == 1),
-                                              return_sequences=return_sequences)
-
-    def backward(self, cache, dy, dh_n=None):
-        """Not available: a frozen GRU runs inference only.
-
-        Raises
-        ------
-        TypeError
-            Always.
-        """
-        raise TypeError("a frozen GRU is for inference and has no backward(); "
-                        "train the GRU it was made from and freeze it again")
-
-    def load_state_dict(self, state_dict):
-        """Not available: the packed weights are fixed.
-
-        Raises
-        ------
-        TypeError
-            Always; load the parameters into a `GRU` and freeze that.
-        """
-        raise TypeError("a frozen GRU's weights are fixed: load the state dict into a "
-                        "gru_fast.GRU and call its freeze()")
+def __getattr__(name):
+    """``gru_fast.layer.FrozenGRULayer``: the class lives in `gru_fast.frozen` (it needs the
+    compiled core, which this module does not import)."""
+    if name == "FrozenGRULayer":
+        from .frozen import FrozenGRULayer
+        return FrozenGRULayer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

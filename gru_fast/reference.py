@@ -1,7 +1,8 @@
 r"""Pure-NumPy reference GRU: the oracle every fast path is tested against.
 
-This module implements the contract of ``DESIGN.md`` literally, with a Python loop
-over time. It is meant to be read, not to be fast.
+This module implements the equations below (the contract every path of gru_fast
+follows) literally, with a Python loop over time. It is meant to be read, not to be
+fast.
 
 Conventions
 -----------
@@ -45,8 +46,6 @@ from ._validation import as_float_array, check_flag, check_shape, validate_forwa
 
 __all__ = ["gru_forward", "gru_backward"]
 
-_SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
 
 def _sigmoid(a):
     """Logistic sigmoid without overflow for large ``|a|``, in the dtype of ``a``."""
@@ -77,10 +76,11 @@ def gru_forward(
     h0 : ndarray of shape (B, H) or None
         Initial hidden state; ``None`` means zeros.
     weight_ih : ndarray of shape (3H, I)
-        Input-to-hidden weights, gate rows stacked as r, z, n. Its dtype (float32 or
-        float64) is the dtype of the computation; the other arrays are converted to it.
+        Input-to-hidden weights, gate rows stacked as r, z, n.
     weight_hh : ndarray of shape (3H, H)
-        Hidden-to-hidden weights, gate rows stacked as r, z, n.
+        Hidden-to-hidden weights, gate rows stacked as r, z, n. Its dtype (float32 or
+        float64) is the dtype of the computation (the other weights' when it is a
+        list): arrays of another dtype raise ``TypeError``, lists are converted to it.
     bias_ih, bias_hh : ndarray of shape (3H,) or None
         Input and hidden biases, both given or both ``None`` (no bias).
     reset_after : bool, default False

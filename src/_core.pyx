@@ -54,11 +54,13 @@
 # rewritten every step.
 #
 # Products.  Every step multiplies the few active rows by the same weights.
-# BLAS would repack the weights at every call, so every product of the core
-# uses the packed kernel of _kernel.h: each call packs its weights once into
+# BLAS would repack the weights at every call, so the per-step products use
+# the packed kernel of _kernel.h: each call packs its weights once into
 # panels of PANEL columns, per gate, padded to Hp columns:
 #   forward:  packed_ih[g] = W_ih[gH:(g+1)H].T (I, Hp), packed_hh[g] likewise (H, Hp)
 #   backward: packed_hh = W_hh (3H, H) as panels of its columns (3H, Hp)
+# Backward's products over all N rows (dx, dW_ih, dW_hh), a few large GEMMs
+# after the time loop, go to BLAS (the row-major helper of _blas.pxd).
 #
 # Threads (see _parallel.h).  The calling thread walks the time steps.  Each
 # step is one phase (two for the classic variant, whose candidate product
@@ -82,7 +84,8 @@
 from cython cimport floating
 from libc.string cimport memcpy
 from _activations cimport sigmoid, tanh_
-from _kernel cimport PANEL, pack, pack_transposed, packed_gemm, packed_gemm_at
+from _blas cimport gemm
+from _kernel cimport PANEL, pack, pack_transposed, packed_gemm
 
 cdef extern from "_parallel.h" nogil:
     ctypedef void (*gf_piece_fn)(void* ctx, int piece) noexcept nogil
@@ -124,9 +127,10 @@ cdef enum:
     # when it is free, up to a switch interval (5 ms) when another Python
     # thread runs.
     SIGNAL_CHECK_NS = 20000000
-    # About this many pieces per phase: enough for a few threads to balance,
-    # few enough that claiming costs little beside a piece.
-    TARGET_PIECES = 16
+    # At most about this many pieces per phase: enough for a few threads to
+    # balance, few enough that claiming costs little beside a piece and that
+    # the gate loops of a piece stay long (they run over the piece's units).
+    TARGET_PIECES = 8
 
 cdef enum Phase:
     PACK              # forward and backward: pack the weights
@@ -134,7 +138,7 @@ cdef enum Phase:
     CANDIDATE         # forward, classic: the candidate product on q = r ∘ h, the new state
     GATE_GRADIENTS    # backward: dh of the step before, then this step's gate gradients
     RESET_GRADIENTS   # backward, classic: dq = dn W_hn, the reset-gate gradients
-    OVER_ROWS         # backward: dx and the weight and bias gradients over all rows
+    OVER_ROWS         # backward: the last product into dh, the bias gradients (then BLAS: dx, dW)
 
 
 def max_threads():
@@ -250,7 +254,6 @@ cdef struct ForwardCall:
 cdef struct BackwardCall:
     Sequence seq
     bint with_bias
-    Pieces input_pieces
     const void* x
     const void* weight_ih
     const void* weight_hh
@@ -261,10 +264,7 @@ cdef struct BackwardCall:
     void* d_gi
     void* d_gh
     void* dq
-    void* packed_ih
     void* packed_hh
-    void* packed_x
-    void* packed_h
     void* dx
     void* d_weight_ih
     void* d_weight_hh
@@ -692,9 +692,6 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
     cdef floating* own_hh
     cdef int n_units
 
-    if call.phase == OVER_ROWS and piece >= seq.hidden_pieces.count:
-        _input_gradients(call, piece - seq.hidden_pieces.count, dtype)
-        return
     _piece_range(seq.hidden_pieces, piece, &lo, &hi)
     n_units = <int> (hi - lo)
     # This piece's panels: W_hh[:, lo:hi] as panels of 3H rows.
@@ -718,7 +715,8 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
                             d_gi + seq.offsets[call.prev_t] * 3 * H, 3 * H,
                             own_hh, 3 * H * PANEL, True, dh + lo, H)
         if call.phase == OVER_ROWS:
-            _hidden_weight_gradients(call, lo, hi, dtype)
+            if call.with_bias:
+                _bias_gradients(call, lo, hi, dtype)
             return
         for b in range(call.n_active):
             row = seq.offsets[t] + b
@@ -772,54 +770,50 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
             dh_row[j] += dq_row[j] * r
 
 
-cdef inline void _hidden_weight_gradients(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
-                                          floating* dtype) noexcept nogil:
-    """dW_hh[:, lo:hi] and the bias gradients of units [lo, hi), over all N rows."""
+cdef inline void _bias_gradients(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
+                                 floating* dtype) noexcept nogil:
+    """The bias gradients of units [lo, hi) of every gate, over all N rows."""
     cdef const Sequence* seq = &call.seq
     cdef Py_ssize_t H = seq.hidden_size, N = seq.n_rows, gate
-    cdef int n_units = <int> (hi - lo)
     cdef const floating* d_gi = <const floating*> call.d_gi
     cdef const floating* d_gh = <const floating*> call.d_gh
-    cdef floating* packed_h = <floating*> call.packed_h + lo * N
-    cdef floating* d_weight_hh = <floating*> call.d_weight_hh
-    pack(<const floating*> call.h_prev + lo, H, n_units, <int> N, packed_h)
-    if seq.reset_after:
-        # dW_hh[:, lo:hi] (3H, n) = d_gh.T (3H, N) @ h_prev[:, lo:hi] (N, n)
-        packed_gemm_at(<int> (3 * H), n_units, <int> N, d_gh, 3 * H,
-                       packed_h, N * PANEL, d_weight_hh + lo, H)
-    else:
-        # dW_hh[:2H, lo:hi] (2H, n) = d_gi[:, :2H].T (2H, N) @ h_prev[:, lo:hi] (N, n)
-        packed_gemm_at(<int> (2 * H), n_units, <int> N, d_gi, 3 * H,
-                       packed_h, N * PANEL, d_weight_hh + lo, H)
-        # dW_hh[2H:, lo:hi] (H, n) = dn.T (H, N) @ q[:, lo:hi] (N, n),  q = gates[:, 3H:]
-        pack(<const floating*> call.gates + 3 * H + lo, 4 * H, n_units, <int> N, packed_h)
-        packed_gemm_at(<int> H, n_units, <int> N, d_gi + 2 * H, 3 * H,
-                       packed_h, N * PANEL, d_weight_hh + 2 * H * H + lo, H)
-    if call.with_bias:
-        for gate in range(3):
-            # db_ih[gH+lo:gH+hi] = sum over rows of d_gi[:, gH+lo:gH+hi]; db_hh likewise
-            _column_sums(d_gi, N, 3 * H, gate * H + lo, gate * H + hi, <floating*> call.d_bias_ih)
-            _column_sums(d_gh if seq.reset_after else d_gi, N, 3 * H,
-                         gate * H + lo, gate * H + hi, <floating*> call.d_bias_hh)
+    for gate in range(3):
+        # db_ih[gH+lo:gH+hi] = sum over rows of d_gi[:, gH+lo:gH+hi]; db_hh likewise
+        _column_sums(d_gi, N, 3 * H, gate * H + lo, gate * H + hi, <floating*> call.d_bias_ih)
+        _column_sums(d_gh if seq.reset_after else d_gi, N, 3 * H,
+                     gate * H + lo, gate * H + hi, <floating*> call.d_bias_hh)
 
 
-cdef inline void _input_gradients(BackwardCall* call, int piece, floating* dtype) noexcept nogil:
-    """dx[:, in_lo:in_hi] and dW_ih[:, in_lo:in_hi] of input piece `piece`, over all N rows."""
+cdef inline void _gradients_over_rows(BackwardCall* call, floating* dtype) noexcept nogil:
+    """dx, dW_ih and dW_hh from the gate gradients of all N rows: a few large GEMMs on BLAS.
+
+    Run by the calling thread after the time loop; BLAS uses its own threads
+    (as many as threadpoolctl's user_api="blas" limit allows).
+    """
     cdef const Sequence* seq = &call.seq
-    cdef Py_ssize_t H = seq.hidden_size, I = seq.input_size, N = seq.n_rows, in_lo, in_hi
-    _piece_range(call.input_pieces, piece, &in_lo, &in_hi)
-    cdef int n_inputs = <int> (in_hi - in_lo)
+    cdef int H = <int> seq.hidden_size, I = <int> seq.input_size, N = <int> seq.n_rows
+    cdef floating one = 1, zero = 0
     cdef const floating* d_gi = <const floating*> call.d_gi
-    cdef floating* packed_ih = <floating*> call.packed_ih + in_lo * 3 * H
-    cdef floating* packed_x = <floating*> call.packed_x + in_lo * N
-    # dx[:, in_lo:in_hi] (N, n_in) = d_gi (N, 3H) @ W_ih[:, in_lo:in_hi] (3H, n_in)
-    pack(<const floating*> call.weight_ih + in_lo, I, n_inputs, <int> (3 * H), packed_ih)
-    packed_gemm(<int> N, n_inputs, <int> (3 * H), d_gi, 3 * H,
-                packed_ih, 3 * H * PANEL, False, <floating*> call.dx + in_lo, I)
-    # dW_ih[:, in_lo:in_hi] (3H, n_in) = d_gi.T (3H, N) @ x[:, in_lo:in_hi] (N, n_in)
-    pack(<const floating*> call.x + in_lo, I, n_inputs, <int> N, packed_x)
-    packed_gemm_at(<int> (3 * H), n_inputs, <int> N, d_gi, 3 * H,
-                   packed_x, N * PANEL, <floating*> call.d_weight_ih + in_lo, I)
+    cdef const floating* d_gh = <const floating*> call.d_gh
+    cdef const floating* x = <const floating*> call.x
+    cdef const floating* h_prev = <const floating*> call.h_prev
+    cdef const floating* gates = <const floating*> call.gates
+    cdef floating* d_weight_hh = <floating*> call.d_weight_hh
+    # dx (N, I) = d_gi (N, 3H) @ W_ih (3H, I)
+    gemm(False, False, N, I, 3 * H, one, d_gi, 3 * H,
+         <const floating*> call.weight_ih, I, zero, <floating*> call.dx, I)
+    # dW_ih (3H, I) = d_gi.T (3H, N) @ x (N, I)
+    gemm(True, False, 3 * H, I, N, one, d_gi, 3 * H, x, I,
+         zero, <floating*> call.d_weight_ih, I)
+    if seq.reset_after:
+        # dW_hh (3H, H) = d_gh.T (3H, N) @ h_prev (N, H)
+        gemm(True, False, 3 * H, H, N, one, d_gh, 3 * H, h_prev, H, zero, d_weight_hh, H)
+    else:
+        # dW_hh[:2H] (2H, H) = d_gi[:, :2H].T (2H, N) @ h_prev (N, H)
+        gemm(True, False, 2 * H, H, N, one, d_gi, 3 * H, h_prev, H, zero, d_weight_hh, H)
+        # dW_hh[2H:] (H, H) = dn.T (H, N) @ q (N, H),  dn = d_gi[:, 2H:], q = gates[:, 3H:]
+        gemm(True, False, H, H, N, one, d_gi + 2 * H, 3 * H, gates + 3 * H, 4 * H,
+             zero, d_weight_hh + 2 * H * H, H)
 
 
 cdef inline void _column_sums(const floating* matrix, Py_ssize_t n_rows, Py_ssize_t n_cols,
@@ -887,10 +881,12 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
         if _interrupted(pace_step_done(&pace, call.n_active + 1), interrupts):
             pace_finish(&pace)
             return -1
+    # The last step's product into dh, and the bias gradients, piece by piece.
     call.phase = OVER_ROWS
-    if run_phase(piece_fn, call, n_pieces + call.input_pieces.count, pace_participants(&pace)):
+    if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
         pace_note_late(&pace)
     pace_finish(&pace)
+    _gradients_over_rows(call, dtype)
     return 0
 
 
@@ -907,10 +903,7 @@ def backward_sequence(const floating[:, ::1] x,
                       floating[:, ::1] d_gi,
                       floating[:, ::1] d_gh,
                       floating[:, ::1] dq,
-                      floating[::1] packed_ih,
                       floating[::1] packed_hh,
-                      floating[::1] packed_x,
-                      floating[::1] packed_h,
                       floating[:, ::1] dx,
                       floating[:, ::1] d_weight_ih,
                       floating[:, ::1] d_weight_hh,
@@ -925,10 +918,10 @@ def backward_sequence(const floating[:, ::1] x,
     dL/dh_n on entry (sorted rows) and dL/dh0 on exit.  Writes the gate
     gradients d_gi (N, 3H) = dL/d(x W_ih^T + b_ih) and, for reset_after,
     d_gh (N, 3H) = dL/d(h W_hh^T + b_hh) (unused otherwise).  Scratch, with
-    Ip and Hp = I and H rounded up to whole panels (padded_to_panels): dq (B, H),
-    packed_ih (Ip*3H,), packed_hh (Hp*3H,), packed_x (Ip*N,), packed_h
-    (Hp*N,).  Outputs dx (N, I), d_weight_ih (3H, I), d_weight_hh (3H, H) and
-    the bias gradients (3H,) when with_bias.  Runs on up to n_threads threads;
+    Hp = H rounded up to whole panels (padded_to_panels): dq (B, H) and
+    packed_hh (Hp*3H,).  Outputs dx (N, I), d_weight_ih (3H, I), d_weight_hh
+    (3H, H) and the bias gradients (3H,) when with_bias.  The time loop runs on
+    up to n_threads threads; the products over all rows on BLAS's threads;
     stop as in forward_sequence.
     Raises whatever a signal handler raises (KeyboardInterrupt); the outputs
     are then unfinished.
@@ -944,7 +937,6 @@ def backward_sequence(const floating[:, ::1] x,
     call.seq = _sequence(batch_sizes, offsets, out_rows, dh.shape[0], x.shape[1],
                          dh.shape[1], n_rows, reset_after, reverse)
     call.with_bias = with_bias
-    call.input_pieces = _pieces(x.shape[1])
     call.x = &x[0, 0]
     call.weight_ih = &weight_ih[0, 0]
     call.weight_hh = &weight_hh[0, 0]
@@ -955,10 +947,7 @@ def backward_sequence(const floating[:, ::1] x,
     call.d_gi = &d_gi[0, 0]
     call.d_gh = &d_gh[0, 0]
     call.dq = &dq[0, 0]
-    call.packed_ih = &packed_ih[0]
     call.packed_hh = &packed_hh[0]
-    call.packed_x = &packed_x[0]
-    call.packed_h = &packed_h[0]
     call.dx = &dx[0, 0]
     call.d_weight_ih = &d_weight_ih[0, 0]
     call.d_weight_hh = &d_weight_hh[0, 0]
@@ -969,9 +958,8 @@ def backward_sequence(const floating[:, ::1] x,
     interrupts.stop = &stop[0]
     interrupts.last_check = now_ns()
     cdef int status, participants
-    cdef int most_pieces = max(call.seq.hidden_pieces.count, call.input_pieces.count)
     with nogil:
-        participants = pool_acquire(min(n_threads, most_pieces))
+        participants = pool_acquire(min(n_threads, call.seq.hidden_pieces.count))
         status = _backward_run(&call, participants, &interrupts, <floating*> NULL)
         if participants > 1:
             pool_release()

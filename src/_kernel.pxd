@@ -1,16 +1,15 @@
 # The packed GEMM kernel of _kernel.h, fused over float and double.
 #
-# Every matrix product of the core goes through `packed_gemm` or
-# `packed_gemm_at`: the right-hand operand (a weight, or x / h_prev for the
-# weight gradients) is packed once per call into panels of 32 columns, then
-# register tiles run over the panels (see _kernel.h).
+# The per-step products of the core (a few rows times the same weights) go
+# through `packed_gemm`: the weights are packed once per call into panels of
+# PANEL columns (32 at the avx512 level, 16 below), then register tiles run
+# over the panels (see _kernel.h).
 #
-# Why not BLAS (scipy.linalg.cython_blas, which the core called until this
-# kernel): OpenBLAS repacks its operand at every call, so the per-step
-# products paid for packing all of W_hh at every step whether 1 row or 64
-# was active; its spinning worker threads fought the core's own threads for
-# the cores; and the OpenBLAS build here runs its AVX2 kernels.  Measured in
-# the issue-5 notes and bench/README.md.
+# Why not BLAS for these: OpenBLAS repacks its operand at every call, so the
+# per-step products paid for packing all of W_hh at every step whether 1 row
+# or 64 was active (measured in the issue-5 notes and bench/README.md).  The
+# products over all rows (backward's dx, dW_ih, dW_hh) are large GEMMs and
+# go to BLAS (_blas.pxd).
 
 from cython cimport floating
 
@@ -41,16 +40,6 @@ cdef inline void packed_gemm(int m, int n, int k, const floating* a, Py_ssize_t 
         gf_packed_gemm_float(m, n, k, a, lda, 1, panels, panel_stride, accumulate, c, ldc)
     else:
         gf_packed_gemm_double(m, n, k, a, lda, 1, panels, panel_stride, accumulate, c, ldc)
-
-
-cdef inline void packed_gemm_at(int m, int n, int k, const floating* a, Py_ssize_t lda,
-                                const floating* panels, Py_ssize_t panel_stride,
-                                floating* c, Py_ssize_t ldc) noexcept nogil:
-    """C (m, n) = A.T @ B for A (k, m) row-major with row stride lda, B packed."""
-    if floating is float:
-        gf_packed_gemm_float(m, n, k, a, 1, lda, panels, panel_stride, False, c, ldc)
-    else:
-        gf_packed_gemm_double(m, n, k, a, 1, lda, panels, panel_stride, False, c, ldc)
 
 
 cdef inline void pack_transposed(const floating* w, Py_ssize_t ldw, int n, int k,

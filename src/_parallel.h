@@ -53,7 +53,8 @@
 #define GF_MAX_PIECES 4095         /* 12 bits of a claim word */
 #define GF_SPIN_NS 50000           /* a worker spins this long for the next phase, then sleeps */
 #define GF_YIELD_AFTER_NS 3000     /* ... yielding its core after this long */
-#define GF_CALLER_SPIN_NS 10000    /* the caller spins this long for a started piece, then sleeps */
+#define GF_CALLER_SPIN_NS 10000    /* the caller spins at least this long for a started piece
+                                      (and as long as its own pieces took), then sleeps */
 #define GF_LATE_NS 50000           /* a worker this late (and later than the caller's own work) is late */
 
 typedef void (*gf_piece_fn)(void* ctx, int piece);
@@ -278,8 +279,8 @@ static inline void gf_pool_release(void)
  * waited long for a worker's piece (GF_LATE_NS, and longer than its own
  * pieces took: the worker lost its core in the middle of a piece), else 0.
  *
- * The caller waits for started pieces spinning for GF_CALLER_SPIN_NS, then
- * sleeping: its core then goes idle, and the kernel moves a runnable
+ * The caller waits for started pieces spinning for GF_CALLER_SPIN_NS or as
+ * long as its own pieces took, then sleeping: its core then goes idle, and the kernel moves a runnable
  * thread there, maybe the worker that lost its core (a spinning caller
  * would hold the core until the end of its time slice). */
 static int gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int participants)
@@ -321,9 +322,11 @@ static int gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int participant
     if (own + __atomic_load_n(&pool->done, __ATOMIC_ACQUIRE) >= n_pieces)
         return 0;
     claimed = gf_now_ns();
+    /* a worker's piece may take as long as the caller's work did */
+    int64_t spin_ns = claimed - start > GF_CALLER_SPIN_NS ? claimed - start : GF_CALLER_SPIN_NS;
     unsigned spins = 0;
     while (own + __atomic_load_n(&pool->done, __ATOMIC_ACQUIRE) < n_pieces) {
-        if ((++spins & 255) != 0 || gf_now_ns() - claimed < GF_CALLER_SPIN_NS)
+        if ((++spins & 255) != 0 || gf_now_ns() - claimed < spin_ns)
             continue;
         pthread_mutex_lock(&pool->lock);
         __atomic_store_n(&pool->caller_waiting, 1, __ATOMIC_SEQ_CST);

@@ -316,6 +316,28 @@ def forward_case(rng):
     return outcome
 
 
+def frozen_case(rng):
+    """FrozenGRU with one constructor or call argument malformed, against the reference."""
+    problem = random_problem(rng)
+    weight_names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "reset_after")
+    weights = {name: problem[name] for name in weight_names}
+    call = {name: problem[name] for name in ("x", "h0", "lengths", "reverse")}
+    bad_weights = rng.random() < 0.4
+    target = weights if bad_weights else call
+    name = pick(rng, list(target))
+    target[name] = _bad_values(target[name], rng)
+    snapshot = _snapshot({**weights, **call})
+
+    def fast():
+        frozen = gru_fast.FrozenGRU(**weights)
+        return frozen(call["x"], call["h0"], lengths=call["lengths"], reverse=call["reverse"])
+
+    outcome = _run_both(fast, lambda: reference.gru_forward(**weights, **call),
+                        f"FrozenGRU({name}=bad)")
+    _assert_unchanged({**weights, **call}, snapshot, "FrozenGRU")
+    return outcome
+
+
 def backward_case(rng):
     """gru_backward with a malformed dy or dh_n, against the reference."""
     problem = random_problem(rng)
@@ -389,9 +411,9 @@ def pickle_case(rng):
     return "matched"
 
 
-CASES = {"cache": cache_case, "forward": forward_case, "backward": backward_case,
-         "layer": layer_case, "pickle": pickle_case}
-WEIGHTS = {"cache": 5, "forward": 3, "backward": 1, "layer": 2, "pickle": 1}
+CASES = {"cache": cache_case, "forward": forward_case, "frozen": frozen_case,
+         "backward": backward_case, "layer": layer_case, "pickle": pickle_case}
+WEIGHTS = {"cache": 5, "forward": 3, "frozen": 1, "backward": 1, "layer": 2, "pickle": 1}
 
 
 def run(n_cases, seed, verbose=False):

@@ -454,6 +454,8 @@ def test_read_only_and_big_endian_inputs():
         gru_fast.gru_forward(**swapped)
 
 
+@pytest.mark.skipif(not gru_fast.show_config("dicts")["threads"]["openmp"],
+                    reason="built without OpenMP: the thread count is the CPUs online")
 def test_core_threads_follow_openmp():
     """Threads come from OpenMP's setting, so threadpoolctl limits them."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
