@@ -29,7 +29,11 @@ save, load
     Models to and from one .npz file (arrays and a JSON header, never a pickle).
 estimators
     GRURegressor and GRUClassifier, scikit-learn estimators (needs
-    scikit-learn; ``from gru_fast.estimators import GRURegressor``).
+    scikit-learn; ``from gru_fast.estimators import GRURegressor``), which
+    also fit dask arrays where their chunks live.
+dask
+    ``gru_fast.dask.forward``: lazy batch-parallel inference over dask arrays,
+    on Dask's threads or a distributed cluster (needs dask; ``import gru_fast.dask``).
 """
 
 from ._config import show_config
