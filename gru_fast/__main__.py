@@ -104,11 +104,11 @@ def main(argv=None):
     """Entry point of ``python -m gru_fast [train|check|bench]``."""
     parser = argparse.ArgumentParser(prog="python -m gru_fast",
                                      description=__doc__.splitlines()[0])
+    plot_help = "where the main job saves its plot (default gru_fast_sunspots.png; '' for none)"
+    parser.add_argument("--plot", default="gru_fast_sunspots.png", help=plot_help)
     commands = parser.add_subparsers(dest="command")
     train = commands.add_parser("train", help="the main job (the default): forecast sunspots")
-    train.add_argument("--plot", default="gru_fast_sunspots.png",
-                       help="where to save the plot (default gru_fast_sunspots.png; "
-                            "'' for none)")
+    train.add_argument("--plot", default=argparse.SUPPRESS, help=plot_help)
     commands.add_parser("check", help="self-check the compiled core against the reference")
     bench = commands.add_parser("bench", help="time the fast path and the reference")
     bench.add_argument("--shape", type=int, nargs=4, default=(100, 32, 128, 256),
@@ -127,7 +127,7 @@ def main(argv=None):
         return 0
     from . import _demo
 
-    _demo.run(plot_path=getattr(args, "plot", "gru_fast_sunspots.png"))
+    _demo.run(plot_path=args.plot)
     return 0
 
 

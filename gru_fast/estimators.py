@@ -37,6 +37,7 @@ from sklearn.utils.validation import (check_array, check_consistent_length, chec
 from ._sequences import SequenceData, pad_sequences
 from ._training import (Progress, make_optimizer, minimize_lbfgs, run_epoch,
                         summed_loss_and_grad)
+from ._validation import positive_int
 from .losses import softmax
 from .network import GRUNetwork
 
@@ -57,13 +58,6 @@ def _is_ragged(X):
         except ValueError as error:
             raise ValueError(f"X[{index}] is not a regular array: {error}") from None
     return len(shapes) > 1
-
-
-def _check_int(value, name, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
 def _check_real(value, name, low, high=None, low_inclusive=True):
@@ -105,11 +99,11 @@ class _GRUEstimator(BaseEstimator):
 
     # ------------------------------------------------------------------ checks
     def _check_hyperparameters(self):
-        _check_int(self.hidden_size, "hidden_size", 1)
-        _check_int(self.num_layers, "num_layers", 1)
-        _check_int(self.batch_size, "batch_size", 1)
-        _check_int(self.max_epochs, "max_epochs", 1)
-        _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
+        positive_int(self.hidden_size, "hidden_size")
+        positive_int(self.num_layers, "num_layers")
+        positive_int(self.batch_size, "batch_size")
+        positive_int(self.max_epochs, "max_epochs")
+        positive_int(self.n_iter_no_change, "n_iter_no_change")
         _check_real(self.learning_rate, "learning_rate", 0.0, low_inclusive=False)
         _check_real(self.validation_fraction, "validation_fraction", 0.0, 1.0,
                     low_inclusive=False)

@@ -2,8 +2,9 @@
  *
  * The recurrent products of a GRU multiply a few rows by the same weight
  * matrix at every time step.  OpenBLAS repacks the weights on every call;
- * here they are packed once per sequence into panels of 32 columns (each a
- * contiguous k x 32 block), and each step only runs register tiles over them.
+ * here they are packed once per sequence into panels of GF_PANEL columns (each
+ * a contiguous k x GF_PANEL block: 32 at the avx512 level, 16 below), and each step only runs register
+ * tiles over them.
  * Written with GCC vector extensions (GCC and clang): the core is compiled
  * once per CPU level (setup.py), and at the avx512 level a vector is one zmm
  * register, at avx2 one ymm, at the baseline (SSE2, or aarch64's NEON) one

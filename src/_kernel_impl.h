@@ -205,9 +205,9 @@ GF_NAME(panel_rows)(int m, int k, const GF_T* a, ptrdiff_t lda, const ptrdiff_t 
 }
 
 
-/* C (m, n) (+)= A (m, k) @ Bp, where Bp is B (k, n) packed into panels of 32
- * columns: column block q of B is the k x 32 array at panels + q *
- * panel_stride (rows 32 values apart, zero-padded past n).  C is row-major
+/* C (m, n) (+)= A (m, k) @ Bp, where Bp is B (k, n) packed into panels of
+ * GF_PANEL columns: column block q of B is the k x GF_PANEL array at panels + q *
+ * panel_stride (rows GF_PANEL values apart, zero-padded past n).  C is row-major
  * with row stride ldc; A[i, p] is at a[i * lda + p * a_step] (a_step = 1 for
  * a row-major A, lda = 1 for the transpose of a row-major matrix).  k is split
  * into blocks of GF_KB so that the slice of a panel that every row tile reads
@@ -360,3 +360,7 @@ static void GF_NAME(pack)(const GF_T* w, ptrdiff_t ldw, int n, int k, GF_T* pane
 }
 
 #undef GF_NV
+#undef GF_WIDE
+#undef GF_WIDE_RAW
+#undef GF_MAX_WIDE
+#undef GF_IN_REGISTER

@@ -338,6 +338,48 @@ def frozen_case(rng):
     return outcome
 
 
+def step_case(rng):
+    """One streaming step (GRU, its frozen copy, or FrozenGRU) with x_t, h or out malformed."""
+    problem = random_problem(rng)
+    weights = {name: problem[name] for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    x_t = problem["x"][0]
+    batch_size, hidden_size = x_t.shape[0], weights["weight_hh"].shape[1]
+    dtype = x_t.dtype
+    h = rng.standard_normal((batch_size, hidden_size)).astype(dtype)
+    kind = pick(rng, ["FrozenGRU", "GRU", "FrozenGRULayer"])
+    if kind == "FrozenGRU":
+        model = gru_fast.FrozenGRU(**weights, reset_after=problem["reset_after"])
+    else:
+        model = gru_fast.GRU(x_t.shape[1], hidden_size, bias=weights["bias_ih"] is not None,
+                             reset_after=problem["reset_after"], dtype=dtype)
+        model.load_state_dict({name + "_l0": value for name, value in weights.items()
+                               if value is not None})
+        model = model.freeze() if kind == "FrozenGRULayer" else model
+        h = h[None]  # (num_layers, B, H)
+    call = {"x_t": x_t, "h": h, "out": np.empty_like(h) if rng.random() < 0.5 else None}
+    name = pick(rng, list(call))
+    call[name] = _bad_values(call[name], rng)
+    snapshot = _snapshot({key: value for key, value in call.items() if key != "out"})
+    try:
+        with np.errstate(all="ignore"):
+            state = model.step(**call)
+    except Exception as error:  # noqa: BLE001
+        if clean_error(error):
+            return "refused"
+        raise FuzzFailure(f"{kind}.step({name}=bad): {error!r}") from error
+    _assert_unchanged({key: value for key, value in call.items() if key != "out"}, snapshot,
+                      f"{kind}.step")
+    # The arguments were accepted: the reference's forward over this one step.
+    state_in = None if call["h"] is None else np.asarray(call["h"], dtype=dtype)
+    if state_in is not None and kind != "FrozenGRU":
+        state_in = state_in[0]
+    expected = reference.gru_forward(np.asarray(call["x_t"], dtype=dtype)[None], state_in,
+                                     **weights, reset_after=problem["reset_after"])[1]
+    assert_matches(state, expected if kind == "FrozenGRU" else expected[None],
+                   f"{kind}.step state")
+    return "ran"
+
+
 def backward_case(rng):
     """gru_backward with a malformed dy or dh_n, against the reference."""
     problem = random_problem(rng)
@@ -412,8 +454,10 @@ def pickle_case(rng):
 
 
 CASES = {"cache": cache_case, "forward": forward_case, "frozen": frozen_case,
-         "backward": backward_case, "layer": layer_case, "pickle": pickle_case}
-WEIGHTS = {"cache": 5, "forward": 3, "frozen": 1, "backward": 1, "layer": 2, "pickle": 1}
+         "step": step_case, "backward": backward_case, "layer": layer_case,
+         "pickle": pickle_case}
+WEIGHTS = {"cache": 5, "forward": 3, "frozen": 1, "step": 2, "backward": 1, "layer": 2,
+           "pickle": 1}
 
 
 def run(n_cases, seed, verbose=False):

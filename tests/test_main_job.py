@@ -48,3 +48,13 @@ def test_autoregression_recovers_a_known_process():
     assert _demo.choose_ar_order(X, y, 500) >= 2
     coefficients = _demo.fit_autoregression(X, y, 2)
     np.testing.assert_allclose(coefficients, [-0.3, 0.6, 1.0], atol=0.03)
+
+
+def test_plot_option_before_or_after_train(monkeypatch):
+    from gru_fast import _demo
+
+    calls = []
+    monkeypatch.setattr(_demo, "run", lambda plot_path: calls.append(plot_path))
+    for argv in ([], ["--plot", "a.png"], ["train", "--plot", "b.png"], ["train"]):
+        assert main_module.main(argv) == 0
+    assert calls == ["gru_fast_sunspots.png", "a.png", "b.png", "gru_fast_sunspots.png"]
