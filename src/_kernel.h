@@ -11,10 +11,9 @@
  * 16-byte register.
  *
  * With AVX-512, tiles are 8 rows x 32 columns for float (16 zmm accumulators)
- * and 6 x 32 for double (24).  Measured on AMD EPYC (Zen 5), one core, B
- * (k, n) = (256, 768), m = 64: float 250 GFLOP/s; double 123 with 6 rows,
- * 113 with 8 (32 accumulators spill), 59 with 4 before the panel row was
- * kept in registers (see GF_IN_REGISTER).
+ * and 6 x 32 for double (24: with 8 rows the 32 accumulators spill).  The
+ * measurements behind these sizes are in bench/README.md ("Measurements
+ * behind the code").
  * Rows left after the 8-row tiles take one tile of their own count.
  */
 #ifndef GRU_FAST_KERNEL_H

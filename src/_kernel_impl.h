@@ -40,11 +40,8 @@ typedef GF_ITYPE GF_NAME(ivec) __attribute__((vector_size(GF_VEC_BYTES)));
  * fewer accumulators than GF_CHAINS split k over U sets, summed at the end.
  * The loads are the limit with few rows (about one vector load per cycle
  * here), so 4 to 7 rows take several panels at once: one broadcast of A
- * then feeds P times as many FMAs.  Measured, one core, float, (k, n) =
- * (128, 384), GFLOP/s, one panel at a time: 1 row 90, 2 rows 149, 4 rows
- * 223, 8 rows 248 (before the U sets and GF_IN_REGISTER: 88, 95, 99, 254);
- * 4 rows over 3 panels at a time: 159 -> 207 where one panel ran at 159,
- * and (k, n) = (1024, 512), from L3: 143 -> 189. */
+ * then feeds P times as many FMAs (measured: bench/README.md, "Measurements
+ * behind the code"). */
 #define GF_SETS(R, P) ((R) * (P) * GF_NV >= GF_CHAINS ? 1 : GF_CHAINS / ((R) * (P) * GF_NV))
 #define GF_MAX_WIDE 4  /* most panels in one tile */
 static inline __attribute__((always_inline)) void
@@ -114,8 +111,7 @@ GF_NAME(tile)(const int R, const int P, int k, const GF_T* a, ptrdiff_t lda,
  * keep the accumulators and the loaded panel rows within the vector
  * registers, two spare (P * GF_NV * (R + 1) <= GF_VEC_REGS - 2), at most
  * GF_MAX_WIDE.  1 to 3 rows go one panel at a time: with several, they lost
- * when the panels came from L2 (float, (k, n) = (128, 384): 83 -> 61,
- * 136 -> 123, 188 -> 151 GFLOP/s) and gained little otherwise. */
+ * when the panels came from L2 and gained little otherwise (bench/README.md). */
 #define GF_WIDE_RAW(R) ((R) < 4 ? 1 : (GF_VEC_REGS - 2) / (GF_NV * ((R) + 1)))
 #define GF_WIDE(R) (GF_WIDE_RAW(R) < 1 ? 1 : GF_WIDE_RAW(R) > GF_MAX_WIDE ? GF_MAX_WIDE : GF_WIDE_RAW(R))
 
@@ -219,8 +215,7 @@ static void GF_NAME(packed_gemm)(int m, int n, int k, const GF_T* a, ptrdiff_t l
     int p0, q, kb, ncols, acc, q_end;
     /* When all of A fits in L2, go panel by panel, each in blocks of k: a
      * panel is then read front to back, one sequential stream for the
-     * prefetcher (the panels of a large W are far apart; 16 x 1536 x 1024:
-     * 236 vs 197 GFLOP/s).  A larger A (the weight gradients, k = all rows)
+     * prefetcher (the panels of a large W are far apart).  A larger A (the weight gradients, k = all rows)
      * goes block of k by block, so that its block stays in L2 for every panel. */
     int panels_inside = (size_t)m * k * sizeof(GF_T) <= GF_A_IN_L2;
     int q_step = panels_inside ? 1 : (n + GF_PANEL - 1) / GF_PANEL;
