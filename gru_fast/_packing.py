@@ -91,8 +91,8 @@ def _identity_packing(seq_len, batch_size):
 # Packings for up to this many (step, row) pairs are kept (the last
 # PACKINGS_KEPT of them), so calls with the same lengths -- every layer and
 # direction of one GRU.forward, or a fixed evaluation set -- build it once.
-# Building one costs ~15 us of NumPy calls, 5% of a (100, 8, 64, 128)
-# forward pass with spread lengths; a kept one costs at most 8 * T * B bytes.
+# Building one is a few NumPy calls per step (measured: bench/README.md); a
+# kept one costs at most 8 * T * B bytes.
 KEPT_PACKING_MAX_ROWS = 1 << 16
 PACKINGS_KEPT = 16
 

@@ -292,7 +292,7 @@ class ForwardArgs(NamedTuple):
     """Validated forward arguments: C-contiguous arrays of one dtype, and sizes.
 
     A NamedTuple rather than a frozen dataclass: it is made on every call, and
-    a frozen dataclass' constructor cost about 1 us of a 12 us call here.
+    a frozen dataclass' constructor costs measurably more (bench/README.md).
     """
 
     x: np.ndarray
