@@ -473,6 +473,15 @@ cdef inline bint _interrupted(long long block_end, Interrupts* interrupts) noexc
     return interrupts.main_thread and _signals_pending() != 0
 
 
+cdef inline Interrupts _interrupts_from(const int* stop, bint main_thread) noexcept nogil:
+    """How a call that starts now looks for Ctrl-C and for another thread's `stop`."""
+    cdef Interrupts interrupts
+    interrupts.main_thread = main_thread
+    interrupts.stop = stop
+    interrupts.last_check = now_ns()
+    return interrupts
+
+
 cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupts,
                       floating* dtype) noexcept nogil:
     """The time loop of a forward call, run by the calling thread (see forward_sequence).
@@ -650,10 +659,8 @@ def forward_sequence(const floating[:, ::1] x,
     call.recurrent_preact = &recurrent_preact[0, 0]
     call.h_read = &state[0, 0]
     call.h_write = &state_scratch[0, 0]
-    cdef Interrupts interrupts
-    interrupts.main_thread = PyThread_get_thread_ident() == _main_thread
-    interrupts.stop = &stop[0]
-    interrupts.last_check = now_ns()
+    cdef Interrupts interrupts = _interrupts_from(
+        &stop[0], PyThread_get_thread_ident() == _main_thread)
     cdef int status, participants
     with nogil:
         participants = pool_acquire(min(n_threads, call.seq.hidden_pieces.count))
@@ -953,10 +960,8 @@ def backward_sequence(const floating[:, ::1] x,
     call.d_weight_hh = &d_weight_hh[0, 0]
     call.d_bias_ih = &d_bias_ih[0]
     call.d_bias_hh = &d_bias_hh[0]
-    cdef Interrupts interrupts
-    interrupts.main_thread = PyThread_get_thread_ident() == _main_thread
-    interrupts.stop = &stop[0]
-    interrupts.last_check = now_ns()
+    cdef Interrupts interrupts = _interrupts_from(
+        &stop[0], PyThread_get_thread_ident() == _main_thread)
     cdef int status, participants
     with nogil:
         participants = pool_acquire(min(n_threads, call.seq.hidden_pieces.count))
@@ -1117,10 +1122,7 @@ cdef void _step_layer(const floating* x, const floating* h, floating* out, char*
     call.recurrent_preact = recurrent_preact
     call.h_read = state
     call.h_write = state_scratch
-    cdef Interrupts interrupts
-    interrupts.main_thread = False
-    interrupts.stop = &_never_stop
-    interrupts.last_check = now_ns()
+    cdef Interrupts interrupts = _interrupts_from(&_never_stop, False)
     if max_threads <= 0:
         max_threads = max_threads_c()
     cdef int participants = pool_acquire(min(max_threads, call.seq.hidden_pieces.count))
