@@ -9,6 +9,7 @@ promise: bitwise the same numbers for any thread count.
 import numpy as np
 import pytest
 
+import _helpers
 import gru_fast
 from gru_fast import _core, reference
 
@@ -25,18 +26,10 @@ def projection():
 
 
 def make_problem(rng, shape, dtype, lengths):
-    seq_len, batch_size, input_size, hidden_size = shape
-    scale = 1.0 / np.sqrt(hidden_size)
-    problem = dict(
-        x=rng.standard_normal((seq_len, batch_size, input_size)).astype(dtype),
-        h0=(0.5 * rng.standard_normal((batch_size, hidden_size))).astype(dtype),
-        weight_ih=rng.uniform(-scale, scale, (3 * hidden_size, input_size)).astype(dtype),
-        weight_hh=rng.uniform(-scale, scale, (3 * hidden_size, hidden_size)).astype(dtype),
-        bias_ih=rng.uniform(-scale, scale, 3 * hidden_size).astype(dtype),
-        bias_hh=rng.uniform(-scale, scale, 3 * hidden_size).astype(dtype),
-    )
+    """gru_forward's keyword arguments for shape (T, B, I, H), with random lengths or none."""
+    problem = _helpers.make_problem(rng, *shape, dtype=dtype)
     if lengths:
-        problem["lengths"] = rng.integers(0, seq_len + 1, batch_size)
+        problem["lengths"] = rng.integers(0, shape[0] + 1, shape[1])
     return problem
 
 
