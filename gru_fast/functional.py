@@ -130,7 +130,9 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
     None, lengths int64 or None, biases from `fold_biases`.  The weights come
     either as ``weights=(weight_ih, weight_hh)``, packed by the core during
     the call, or as ``packed=(packed_ih, packed_hh)`` from
-    ``_core.pack_forward_weights``.  With ``return_sequences=False`` no y is
+    ``_core.pack_forward_weights`` (``weights`` may then give W_ih unpacked
+    as ``(weight_ih, None)``, which the core's BLAS projection reads when
+    forced: see ``_core._force_projection``).  With ``return_sequences=False`` no y is
     allocated nor written (the core gets a (0, H) array): memory beyond the
     input stays O(B*H).  Without `keep_history` a batch larger than
     `forward_block_rows` runs as blocks of rows, one core call each.  `out_y`
@@ -184,13 +186,12 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
     input_preact = _workspace.scratch("input_preact", (preact_rows, 3 * hidden_size), dtype)
     recurrent_preact = _workspace.scratch("recurrent_preact", (batch_size, 3 * hidden_size),
                                           dtype)
+    weight_ih, weight_hh = (None, None) if weights is None else weights
     if packed is None:
-        weight_ih, weight_hh = weights
         padded = _core.padded_to_panels(hidden_size)
         packed_ih = _workspace.scratch("packed_ih", (3 * padded * input_size,), dtype)
         packed_hh = _workspace.scratch("packed_hh", (3 * padded * hidden_size,), dtype)
     else:
-        weight_ih = weight_hh = None
         packed_ih, packed_hh = packed
     state_scratch = _workspace.scratch("state", (batch_size, hidden_size), dtype)
 
