@@ -45,9 +45,6 @@
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
-#define GF_PACE_TRACE_ON 1
-#include <stdio.h>
-#include <stdlib.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -367,11 +364,14 @@ static inline void gf_set_worker_stall(int worker, int64_t ns)
  * The caller times blocks of steps, serial (participants 1) or threaded, in
  * nanoseconds per unit of work (the caller's estimate, e.g. active rows + 1),
  * and runs each block in the mode that measured faster, trying the other
- * mode for one block after `explore_gap` blocks.  While the trials lose, the
- * gap doubles, and it is at least GF_EXPLORE_SHARE times what the trial
- * lost (a trial 2x slower waits 32 blocks), so trials cost at most about
- * 1/GF_EXPLORE_SHARE of the time; a trial that wins makes its mode the
- * faster one and the gap drops back to 2.  Blocks last about GF_BLOCK_NS.
+ * mode for GF_TRIAL_BLOCKS blocks after `explore_gap` blocks (its fastest
+ * block counts: noise only adds time).  While the trials lose, the gap
+ * doubles, and it is at least GF_EXPLORE_SHARE times what the trial lost (a
+ * trial 2x slower waits 64 blocks), so trials cost at most about
+ * GF_TRIAL_BLOCKS/GF_EXPLORE_SHARE of the time; a trial that wins makes its
+ * mode the faster one and the gap drops back to 2.  Outside trials a block
+ * moves its mode's estimate by at most a quarter, so one slow block (an
+ * interrupt) does not flip the mode.  Blocks last about GF_BLOCK_NS.
  * The first step after the workers were idle is not timed: they sleep after
  * GF_SPIN_NS without a phase, and waking them (on a virtual machine, waking
  * its idle virtual CPU) is not what threads cost once running.
@@ -391,7 +391,8 @@ static inline void gf_set_worker_stall(int worker, int64_t ns)
 #define GF_BLOCK_NS 40000
 #define GF_PACE_SLOTS 256
 #define GF_MAX_GAP 256
-#define GF_EXPLORE_SHARE 32
+#define GF_EXPLORE_SHARE 64
+#define GF_TRIAL_BLOCKS 2
 #define GF_MAX_BLOCK_STEPS 64
 
 typedef struct {
@@ -410,6 +411,8 @@ typedef struct {
     int participants;       /* when threaded */
     int threaded;           /* the mode of the current block */
     int trying_other;       /* the current block tries the slower mode */
+    int trial_left;         /* blocks of the trial still to run */
+    double trial_min;       /* the trial's fastest block so far, ns per unit */
     int since_trial;        /* blocks since the last trial */
     int explore_gap;        /* blocks between trials */
     int serial_left;        /* blocks still to run serial after a late worker */
@@ -525,6 +528,8 @@ static void gf_pace_choose(gf_pace* pace)
         pace->threaded = pace->serial_left == 0 && best;
         return;
     }
+    if (pace->trying_other && pace->trial_left > 0)
+        return;  /* the trial goes on */
     if (pace->threaded && !pace->trying_other && ++pace->clean_blocks >= pace->late_gap) {
         pace->late_gap = gf_clamp_gap(pace->late_gap / 2);
         pace->clean_blocks = 0;
@@ -547,6 +552,8 @@ static void gf_pace_choose(gf_pace* pace)
     } else if (++pace->since_trial >= pace->explore_gap) {
         pace->threaded = !best;
         pace->trying_other = 1;
+        pace->trial_left = GF_TRIAL_BLOCKS;
+        pace->trial_min = 0;
     } else {
         pace->threaded = best;
     }
@@ -558,20 +565,27 @@ static int64_t gf_pace_block_end(gf_pace* pace, int64_t now, int64_t elapsed)
 {
     double measured, *estimate;
     int was_threaded = pace->threaded;
-#ifdef GF_PACE_TRACE_ON
-    {
-        static int trace = -1;
-        if (trace < 0) trace = getenv("GF_PACE_TRACE") != NULL;
-        if (trace) fprintf(stderr, "key %llx mode %d trial %d steps %d units %lld ns %lld -> %.2f | est %.2f %.2f gap %d since %d late_gap %d serial_left %d\n",
-            (unsigned long long)pace->key & 0xffff, pace->threaded, pace->trying_other, pace->block_steps, (long long)pace->units, (long long)elapsed,
-            pace->units ? (double)elapsed / pace->units : 0.0, pace->ns_per_unit[0], pace->ns_per_unit[1], pace->explore_gap, pace->since_trial, pace->late_gap, pace->serial_left);
-    }
-#endif
     if (pace->units > 0) {
         measured = (double)elapsed / (double)pace->units;
         estimate = &pace->ns_per_unit[pace->threaded];
-        /* a trial's measurement replaces the estimate (it may be stale); else smooth */
-        *estimate = *estimate == 0 || pace->trying_other ? measured : 0.5 * (*estimate + measured);
+        if (pace->trying_other) {
+            /* A trial's fastest block replaces the estimate (which may be
+             * stale): noise (an interrupt, the hypervisor) only adds time. */
+            if (pace->trial_min == 0 || measured < pace->trial_min)
+                pace->trial_min = measured;
+            if (--pace->trial_left <= 0)
+                *estimate = pace->trial_min;
+        } else if (*estimate == 0) {
+            *estimate = measured;
+        } else {
+            /* Smooth, one block moving the estimate by at most a quarter:
+             * a single slow block must not flip the mode. */
+            if (measured > 1.5 * *estimate)
+                measured = 1.5 * *estimate;
+            else if (measured < *estimate / 1.5)
+                measured = *estimate / 1.5;
+            *estimate = 0.5 * (*estimate + measured);
+        }
     }
     /* next block: about GF_BLOCK_NS long */
     if (elapsed < GF_BLOCK_NS / 2 && pace->block_steps < GF_MAX_BLOCK_STEPS)
