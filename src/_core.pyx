@@ -49,7 +49,8 @@
 #
 # Scratch: `input_preact` holds x W_ih^T (no bias) of a chunk of steps, computed a
 # chunk at a time so that forward without a cache needs O(B·H) memory beyond
-# its outputs; `recurrent_preact` holds h W_hh^T of the current step.  Without a
+# its outputs (on the packed kernel in the step's pieces, or, forced, one
+# GEMM on BLAS per chunk: see _projection_on_blas); `recurrent_preact` holds h W_hh^T of the current step.  Without a
 # cache (store_history=False) `gates` and `h_prev` are (B, ...) scratch
 # rewritten every step.
 #
@@ -61,6 +62,9 @@
 #   backward: packed_hh = W_hh (3H, H) as panels of its columns (3H, Hp)
 # Backward's products over all N rows (dx, dW_ih, dW_hh), a few large GEMMs
 # after the time loop, go to BLAS (the row-major helper of _blas.pxd).
+# Forward's input projection can too (a GEMM per chunk of steps, on the
+# calling thread), but by default stays on the packed kernel: see
+# _projection_on_blas for why.
 #
 # Threads (see _parallel.h).  The calling thread walks the time steps.  Each
 # step is one phase (two for the classic variant, whose candidate product
@@ -136,8 +140,8 @@ cdef enum:
     TARGET_PIECES = 8
 
 cdef enum Phase:
-    PACK              # forward and backward: pack the weights
-    PROJECT           # forward: the input preactivations of a chunk of steps
+    PACK              # forward and backward: pack the weights (forward: W_ih only without BLAS)
+    PROJECT           # forward: the input preactivations of a chunk of steps (packed kernel)
     STEP              # forward: the products and gates of a step (r and z only if classic)
     CANDIDATE         # forward, classic: the candidate product on q = r ∘ h, the new state
     GATE_GRADIENTS    # backward: dh of the step before, then this step's gate gradients
@@ -250,7 +254,8 @@ cdef struct ForwardCall:
     int phase
     Py_ssize_t t, n_active
     Py_ssize_t chunk_lo, chunk_hi   # steps whose input preactivations input_preact holds
-    bint project                    # this step's STEP phase computes them first
+    bint project                    # this step's STEP phase computes them first (packed kernel)
+    bint blas_projection            # the caller computes them on BLAS instead
     void* h_read
     void* h_write
 
@@ -282,19 +287,21 @@ cdef struct BackwardCall:
 cdef inline void _pack_forward_weights(
         const floating* weight_ih, const floating* weight_hh,
         floating* packed_ih, floating* packed_hh, Py_ssize_t lo, Py_ssize_t hi,
-        Py_ssize_t input_size, Py_ssize_t hidden_size) noexcept nogil:
+        Py_ssize_t input_size, Py_ssize_t hidden_size, bint with_ih) noexcept nogil:
     """Pack hidden units [lo, hi) of every gate, as forward's products read them.
 
     Gate g's panels start at packed_*[g * Hp * K], each K x PANEL (K = I or
-    H); `lo` is a multiple of PANEL, so the units are whole panels.
+    H); `lo` is a multiple of PANEL, so the units are whole panels.  W_ih
+    only `with_ih` (a call that projects on BLAS reads W_ih itself).
     """
     cdef Py_ssize_t H = hidden_size, I = input_size
     cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
     cdef int gate
     for gate in range(3):
         # packed_ih[g][:, lo:hi] = W_ih[gH+lo : gH+hi].T  (I, hi-lo) as panels
-        pack_transposed(weight_ih + (gate * H + lo) * I, I, <int> (hi - lo), <int> I,
-                        packed_ih + gate * Hp * I + lo * I)
+        if with_ih:
+            pack_transposed(weight_ih + (gate * H + lo) * I, I, <int> (hi - lo), <int> I,
+                            packed_ih + gate * Hp * I + lo * I)
         # packed_hh[g][:, lo:hi] = W_hh[gH+lo : gH+hi].T  (H, hi-lo) as panels
         pack_transposed(weight_hh + (gate * H + lo) * H, H, <int> (hi - lo), <int> H,
                         packed_hh + gate * Hp * H + lo * H)
@@ -314,7 +321,7 @@ def pack_forward_weights(const floating[:, ::1] weight_ih,
     cdef Py_ssize_t input_size = weight_ih.shape[1]
     with nogil:
         _pack_forward_weights(&weight_ih[0, 0], &weight_hh[0, 0], &packed_ih[0],
-                              &packed_hh[0], 0, hidden_size, input_size, hidden_size)
+                              &packed_hh[0], 0, hidden_size, input_size, hidden_size, True)
 
 
 cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept nogil:
@@ -349,7 +356,7 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
     if call.phase == PACK:
         _pack_forward_weights(<const floating*> call.weight_ih, <const floating*> call.weight_hh,
                               <floating*> call.packed_ih, <floating*> call.packed_hh,
-                              lo, hi, I, H)
+                              lo, hi, I, H, not call.blas_projection)
         return
 
     if call.phase == PROJECT or (call.phase == STEP and call.project):
@@ -489,6 +496,58 @@ cdef inline Interrupts _interrupts_from(const int* stop, bint main_thread) noexc
     return interrupts
 
 
+cdef int projection_forced = -1  # _force_projection: -1 the shape rule, 0 packed, 1 BLAS
+
+
+def _force_projection(mode):
+    """Test and benchmark hook: how forward computes its input projection.
+
+    None or False: on the packed kernel, in the step's pieces (the default,
+    see _projection_on_blas); True: on BLAS, one GEMM per chunk of steps,
+    for calls that pass W_ih unpacked and hold more than one step per chunk.
+    """
+    global projection_forced
+    projection_forced = -1 if mode is None else int(bool(mode))
+
+
+cdef bint _projection_on_blas(const Sequence* seq, Py_ssize_t preact_rows,
+                              bint has_weight_ih) noexcept nogil:
+    """Whether a forward call computes its input projection on BLAS: only when forced.
+
+    Measured (issue 13, bench/projection_ab.py, numbers in bench/README.md):
+    per core, BLAS's GEMM on a chunk is no faster than the packed kernel in
+    the step's pieces, which already run on the core's own threads; BLAS
+    wins only when the core runs on one thread and BLAS brings a second
+    core.  With the core on two threads the BLAS projection loses (1.03-1.4x
+    quiet), and right after a NumPy matmul far more (1.1-7x): BLAS's workers
+    spin after each call and take the cores from the core's own workers in
+    the steps that follow.  The choice must not depend on the thread count
+    (the numbers would), so the packed kernel it is; `_force_projection(True)`
+    keeps the BLAS path measurable and tested.  Never for a call whose chunks
+    hold one step (preact_rows <= B): a one-step call projects on the packed
+    kernel like a streaming step (StepKernel), bit for bit.
+    """
+    if not has_weight_ih or preact_rows <= seq.batch_size:
+        return False
+    return projection_forced == 1
+
+
+cdef inline void _project_chunk(ForwardCall* call, floating* dtype) noexcept nogil:
+    """The input preactivations of steps [chunk_lo, chunk_hi), on BLAS, on the calling thread.
+
+    One GEMM per chunk whatever the thread count (BLAS uses its own threads,
+    as many as threadpoolctl's user_api="blas" limit allows).
+    """
+    cdef const Sequence* seq = &call.seq
+    cdef int H = <int> seq.hidden_size, I = <int> seq.input_size
+    cdef int rows = <int> (seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo])
+    cdef floating one = 1, zero = 0
+    # input_preact[:rows] (rows, 3H) = x[chunk rows] (rows, I) @ W_ih.T (I, 3H)
+    gemm(False, True, rows, 3 * H, I, one,
+         <const floating*> call.x + seq.offsets[call.chunk_lo] * I, I,
+         <const floating*> call.weight_ih, I, zero, <floating*> call.input_preact, 3 * H)
+
+
 cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupts,
                       floating* dtype) noexcept nogil:
     """The time loop of a forward call, run by the calling thread (see forward_sequence).
@@ -510,7 +569,7 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
     cdef void* swap
     cdef gf_piece_fn piece_fn
     cdef gf_pace pace, projection_pace
-    cdef long long projection_start, projection_ns
+    cdef long long projection_start
     cdef int n_pieces = seq.hidden_pieces.count
     if floating is float:
         piece_fn = _forward_piece_float
@@ -548,20 +607,23 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
                 while (call.chunk_hi < T and seq.offsets[call.chunk_hi + 1]
                        - seq.offsets[call.chunk_lo] <= call.preact_rows):
                     call.chunk_hi += 1
-        if call.project and call.chunk_hi - call.chunk_lo > 1:
-            # A chunk of several steps: a phase of its own, paced on its own
-            # and left out of the steps' pace, whose blocks would otherwise
-            # time an unequal mix of steps with and without it (B = 16,
-            # H = I = 1024: a projecting step is ~17 ordinary ones).
+        if call.project and (call.blas_projection or call.chunk_hi - call.chunk_lo > 1):
+            # A chunk of several steps: computed apart (on BLAS, or in a phase
+            # of its own paced on its own) and left out of the steps' pace,
+            # whose blocks would otherwise time an unequal mix of steps with
+            # and without it (B = 16, H = I = 1024: a projecting step is ~17
+            # ordinary ones).
             projection_start = now_ns()
-            call.phase = PROJECT
-            if run_phase(piece_fn, call, n_pieces, pace_participants(&projection_pace)):
-                pace_note_late(&projection_pace)
-            projection_ns = now_ns() - projection_start
-            pace_timed_step_done(&projection_pace,
-                                 seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo],
-                                 projection_ns)
-            pace_exclude(&pace, projection_ns)
+            if call.blas_projection:
+                _project_chunk(call, dtype)
+            else:
+                call.phase = PROJECT
+                if run_phase(piece_fn, call, n_pieces, pace_participants(&projection_pace)):
+                    pace_note_late(&projection_pace)
+                pace_timed_step_done(&projection_pace,
+                                     seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo],
+                                     now_ns() - projection_start)
+            pace_exclude(&pace, now_ns() - projection_start)
             call.project = False
         call.phase = STEP
         if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
@@ -661,7 +723,9 @@ def forward_sequence(const floating[:, ::1] x,
     stop (1,) int32: the call stops with KeyboardInterrupt once stop[0] != 0
     (looked at when the main thread would look for signals).
     With pack_weights=False, packed_ih and packed_hh already hold the
-    weights (pack_forward_weights) and weight_ih/weight_hh may be None.
+    weights (pack_forward_weights) and weight_hh may be None; weight_ih
+    (unpacked) lets the call project its input on BLAS (_projection_on_blas),
+    None keeps the projection on the packed kernel.
     Raises whatever a signal handler raises (KeyboardInterrupt); y, state
     and the scratch are then unfinished.
     """
@@ -675,7 +739,9 @@ def forward_sequence(const floating[:, ::1] x,
     call.pack_weights = pack_weights
     call.preact_rows = input_preact.shape[0]
     call.x = &x[0, 0]
-    call.weight_ih = &weight_ih[0, 0] if pack_weights else NULL
+    call.weight_ih = &weight_ih[0, 0] if weight_ih is not None else NULL
+    call.blas_projection = _projection_on_blas(&call.seq, call.preact_rows,
+                                               call.weight_ih != NULL)
     call.weight_hh = &weight_hh[0, 0] if pack_weights else NULL
     call.packed_ih = &packed_ih[0]
     call.packed_hh = &packed_hh[0]
@@ -1139,6 +1205,7 @@ cdef void _step_layer(const floating* x, const floating* h, floating* out, char*
     call.store_history = False
     call.pack_weights = False
     call.preact_rows = B
+    call.blas_projection = False  # one step: the packed kernel (see _projection_on_blas)
     call.x = x
     call.weight_ih = NULL
     call.weight_hh = NULL
