@@ -6,6 +6,8 @@ whole sequence with the GIL released.  This module owns the checks and every
 allocation; the core neither checks nor allocates.
 """
 
+import functools
+import os
 import threading
 from contextlib import contextmanager
 
@@ -20,6 +22,19 @@ from ._validation import as_float_array, check_flag, check_shape, validate_forwa
 # projection is done a chunk of steps at a time so that forward without a
 # cache needs O(B*H) memory beyond its outputs, yet each GEMM stays large.
 PROJECTION_CHUNK_ROWS = 256
+
+# Forward without a cache runs a large batch as blocks of rows, one core call
+# each (the rows are independent sequences): every step of a call reads and
+# writes about 14*H values per row (projections, gates, states), and once that
+# outgrows the caches every step waits on memory: one call over B = 5000 rows
+# ran at about half the speed of the same rows in blocks (bench/README.md,
+# "Measurements behind the code").  A block's per-step data
+# is sized to BLOCK_CACHE_SHARE of the CPU's level-2 cache, read from the
+# machine (FALLBACK_L2_BYTES where it does not say), never below
+# MIN_BLOCK_ROWS rows.
+BLOCK_CACHE_SHARE = 1.0
+FALLBACK_L2_BYTES = 1 << 20
+MIN_BLOCK_ROWS = 64
 
 def core_threads():
     """Threads a core call may use: OpenMP's count (threadpoolctl and OMP_NUM_THREADS set it).
@@ -107,27 +122,40 @@ def fold_biases(bias_ih, bias_hh, hidden_size, reset_after, dtype):
 
 
 def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, reverse,
-                keep_history, *, weights=None, packed=None, return_sequences=True):
+                keep_history, *, weights=None, packed=None, return_sequences=True,
+                out_y=None):
     """Allocate the outputs and scratch of a forward pass and run the core on them.
 
     Arguments are already validated: x (T, B, I) C-contiguous, h0 (B, H) or
     None, lengths int64 or None, biases from `fold_biases`.  The weights come
     either as ``weights=(weight_ih, weight_hh)``, packed by the core during
     the call, or as ``packed=(packed_ih, packed_hh)`` from
-    ``_core.pack_forward_weights``.  With ``return_sequences=False`` no y is
+    ``_core.pack_forward_weights`` (``weights`` may then give W_ih unpacked
+    as ``(weight_ih, None)``, which the core's BLAS projection reads when
+    forced: see ``_core._force_projection``).  With ``return_sequences=False`` no y is
     allocated nor written (the core gets a (0, H) array): memory beyond the
-    input stays O(B*H).
+    input stays O(B*H).  Without `keep_history` a batch larger than
+    `forward_block_rows` runs as blocks of rows, one core call each.  `out_y`
+    (T, B, H), C-contiguous, is where y goes instead of a new array (blocks
+    only; it is never split again).
 
     Returns
     -------
     y, h_n : ndarray
         (T, B, H) (None without `return_sequences`) and (B, H), owned by the caller.
-    run : tuple
+    run : tuple or None
         (packing, x_packed, gates, h_prev), what a cache keeps; gates and
-        h_prev are per-step history only when `keep_history`.
+        h_prev are per-step history only when `keep_history`.  None when the
+        batch ran in blocks.
     """
     seq_len, batch_size, input_size = x.shape
     dtype = bias_gates.dtype
+    if not keep_history and out_y is None:
+        block_rows = forward_block_rows(hidden_size, input_size, dtype)
+        if batch_size > block_rows:
+            return _run_forward_in_blocks(
+                x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, reverse,
+                block_rows, weights=weights, packed=packed, return_sequences=return_sequences)
     packing = make_packing(lengths, seq_len, batch_size)
 
     x_rows = x.reshape(seq_len * batch_size, input_size)
@@ -138,7 +166,8 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
         state = packing.sort_rows(h0)
 
     if return_sequences:
-        y = np.empty((seq_len, batch_size, hidden_size), dtype=dtype)  # the core zeroes padding
+        y = (np.empty((seq_len, batch_size, hidden_size), dtype=dtype)  # the core zeroes padding
+             if out_y is None else out_y)
         if packing.n_rows == 0:
             y.fill(0)  # every length is 0: the core returns at once
         y_rows = y.reshape(seq_len * batch_size, hidden_size)
@@ -157,13 +186,12 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
     input_preact = _workspace.scratch("input_preact", (preact_rows, 3 * hidden_size), dtype)
     recurrent_preact = _workspace.scratch("recurrent_preact", (batch_size, 3 * hidden_size),
                                           dtype)
+    weight_ih, weight_hh = (None, None) if weights is None else weights
     if packed is None:
-        weight_ih, weight_hh = weights
         padded = _core.padded_to_panels(hidden_size)
         packed_ih = _workspace.scratch("packed_ih", (3 * padded * input_size,), dtype)
         packed_hh = _workspace.scratch("packed_hh", (3 * padded * hidden_size,), dtype)
     else:
-        weight_ih = weight_hh = None
         packed_ih, packed_hh = packed
     state_scratch = _workspace.scratch("state", (batch_size, hidden_size), dtype)
 
@@ -176,6 +204,64 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
         _threads_for_call(), _stop_flag(), packed is None,
     )
     return y, packing.unsort_rows(state), (packing, x_packed, gates, h_prev)
+
+
+def forward_block_rows(hidden_size, input_size, dtype):
+    """Batch rows per core call of a forward pass without a cache.
+
+    The rows whose per-step data (input and recurrent projections 3H each,
+    gates 4H, two states and the previous state H each, x's I) fill
+    BLOCK_CACHE_SHARE of the level-2 cache; at least MIN_BLOCK_ROWS.  The
+    same with and without y (only written, once per step), so that
+    ``return_sequences=False`` gives the final states of the full pass bit
+    for bit.
+    """
+    values_per_row = 14 * hidden_size + input_size
+    budget = BLOCK_CACHE_SHARE * _level2_cache_bytes()
+    return max(MIN_BLOCK_ROWS, int(budget // (values_per_row * np.dtype(dtype).itemsize)))
+
+
+@functools.cache
+def _level2_cache_bytes():
+    """The CPU's level-2 data cache per core, as the OS reports it (FALLBACK_L2_BYTES if not)."""
+    try:
+        size = os.sysconf("SC_LEVEL2_CACHE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        size = 0
+    return size if size > 0 else FALLBACK_L2_BYTES
+
+
+def _run_forward_in_blocks(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after,
+                           reverse, block_rows, *, weights, packed, return_sequences):
+    """`run_forward` without a cache over blocks of at most `block_rows` rows, one after the other.
+
+    Each block is its own sequence batch: its x rows copied together, its
+    h0 rows and lengths, its y written into the caller's y.  Rows never
+    mix, so the results are those of one call over the whole batch up to
+    rounding: a row's last bits depend on the size of the batch it runs in
+    (the packed kernel's tail tiles), in blocks or not.
+    """
+    seq_len, batch_size, input_size = x.shape
+    dtype = bias_gates.dtype
+    y = np.empty((seq_len, batch_size, hidden_size), dtype=dtype) if return_sequences else None
+    h_n = np.empty((batch_size, hidden_size), dtype=dtype)
+    n_blocks = -(-batch_size // block_rows)
+    bounds = np.linspace(0, batch_size, n_blocks + 1).round().astype(int)  # even blocks
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        rows = hi - lo
+        x_block = _workspace.scratch("x_block", (seq_len, rows, input_size), dtype)
+        x_block[...] = x[:, lo:hi]
+        y_block = (_workspace.scratch("y_block", (seq_len, rows, hidden_size), dtype)
+                   if return_sequences else None)
+        y_rows, h_rows, _ = run_forward(
+            x_block, None if h0 is None else h0[lo:hi],
+            None if lengths is None else lengths[lo:hi], bias_gates, bias_hn, hidden_size,
+            reset_after, reverse, False, weights=weights, packed=packed,
+            return_sequences=return_sequences, out_y=y_block)
+        if return_sequences:
+            y[:, lo:hi] = y_rows
+        h_n[lo:hi] = h_rows
+    return y, h_n, None
 
 
 def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,

@@ -50,7 +50,8 @@
 #
 # Scratch: `input_preact` holds x W_ih^T (no bias) of a chunk of steps, computed a
 # chunk at a time so that forward without a cache needs O(B·H) memory beyond
-# its outputs; `recurrent_preact` holds h W_hh^T of the current step.  Without a
+# its outputs (on the packed kernel in the step's pieces, or, forced, one
+# GEMM on BLAS per chunk: see _projection_on_blas); `recurrent_preact` holds h W_hh^T of the current step.  Without a
 # cache (store_history=False) `gates` and `h_prev` are (B, ...) scratch
 # rewritten every step.
 #
@@ -67,6 +68,9 @@
 # in cache, the piece that wrote them owns their rows of dW_hh (so the sums
 # split over the threads like the rest of the step), and no (N, 3H) d_gh is
 # ever stored (measured: bench/README.md, "Training").
+# Forward's input projection can go to BLAS too (a GEMM per chunk of steps, on
+# the calling thread), but by default stays on the packed kernel: see
+# _projection_on_blas for why.
 #
 # Threads (see _parallel.h).  The calling thread walks the time steps.  Each
 # step is one phase (two for the classic variant, whose candidate product
@@ -149,7 +153,7 @@ cdef enum:
     TARGET_PIECES = 8
 
 cdef enum Phase:
-    PACK              # forward and backward: pack the weights
+    PACK              # forward and backward: pack the weights (forward: W_ih only without BLAS)
     STEP              # forward: the products and gates of a step (r and z only if classic)
     CANDIDATE         # forward, classic: the candidate product on q = r ∘ h, the new state
     GATE_GRADIENTS    # backward: dh of the step before, then this step's gate gradients
@@ -262,7 +266,8 @@ cdef struct ForwardCall:
     int phase
     Py_ssize_t t, n_active
     Py_ssize_t chunk_lo, chunk_hi   # steps whose input preactivations input_preact holds
-    bint project                    # this step computes them first
+    bint project                    # this step's pieces compute them first (packed kernel)
+    bint blas_projection            # the caller computes them on BLAS instead
     void* h_read
     void* h_write
 
@@ -296,19 +301,21 @@ cdef struct BackwardCall:
 cdef inline void _pack_forward_weights(
         const floating* weight_ih, const floating* weight_hh,
         floating* packed_ih, floating* packed_hh, Py_ssize_t lo, Py_ssize_t hi,
-        Py_ssize_t input_size, Py_ssize_t hidden_size) noexcept nogil:
+        Py_ssize_t input_size, Py_ssize_t hidden_size, bint with_ih) noexcept nogil:
     """Pack hidden units [lo, hi) of every gate, as forward's products read them.
 
     Gate g's panels start at packed_*[g * Hp * K], each K x PANEL (K = I or
-    H); `lo` is a multiple of PANEL, so the units are whole panels.
+    H); `lo` is a multiple of PANEL, so the units are whole panels.  W_ih
+    only `with_ih` (a call that projects on BLAS reads W_ih itself).
     """
     cdef Py_ssize_t H = hidden_size, I = input_size
     cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
     cdef int gate
     for gate in range(3):
         # packed_ih[g][:, lo:hi] = W_ih[gH+lo : gH+hi].T  (I, hi-lo) as panels
-        pack_transposed(weight_ih + (gate * H + lo) * I, I, <int> (hi - lo), <int> I,
-                        packed_ih + gate * Hp * I + lo * I)
+        if with_ih:
+            pack_transposed(weight_ih + (gate * H + lo) * I, I, <int> (hi - lo), <int> I,
+                            packed_ih + gate * Hp * I + lo * I)
         # packed_hh[g][:, lo:hi] = W_hh[gH+lo : gH+hi].T  (H, hi-lo) as panels
         pack_transposed(weight_hh + (gate * H + lo) * H, H, <int> (hi - lo), <int> H,
                         packed_hh + gate * Hp * H + lo * H)
@@ -328,7 +335,7 @@ def pack_forward_weights(const floating[:, ::1] weight_ih,
     cdef Py_ssize_t input_size = weight_ih.shape[1]
     with nogil:
         _pack_forward_weights(&weight_ih[0, 0], &weight_hh[0, 0], &packed_ih[0],
-                              &packed_hh[0], 0, hidden_size, input_size, hidden_size)
+                              &packed_hh[0], 0, hidden_size, input_size, hidden_size, True)
 
 
 cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept nogil:
@@ -363,7 +370,7 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
     if call.phase == PACK:
         _pack_forward_weights(<const floating*> call.weight_ih, <const floating*> call.weight_hh,
                               <floating*> call.packed_ih, <floating*> call.packed_hh,
-                              lo, hi, I, H)
+                              lo, hi, I, H, not call.blas_projection)
         return
 
     if call.phase == STEP:
@@ -500,6 +507,58 @@ cdef inline Interrupts _interrupts_from(const int* stop, bint main_thread) noexc
     return interrupts
 
 
+cdef int projection_forced = -1  # _force_projection: -1 the shape rule, 0 packed, 1 BLAS
+
+
+def _force_projection(mode):
+    """Test and benchmark hook: how forward computes its input projection.
+
+    None or False: on the packed kernel, in the step's pieces (the default,
+    see _projection_on_blas); True: on BLAS, one GEMM per chunk of steps,
+    for calls that pass W_ih unpacked and hold more than one step per chunk.
+    """
+    global projection_forced
+    projection_forced = -1 if mode is None else int(bool(mode))
+
+
+cdef bint _projection_on_blas(const Sequence* seq, Py_ssize_t preact_rows,
+                              bint has_weight_ih) noexcept nogil:
+    """Whether a forward call computes its input projection on BLAS: only when forced.
+
+    Measured (issue 13, bench/projection_ab.py, numbers in bench/README.md):
+    per core, BLAS's GEMM on a chunk is no faster than the packed kernel in
+    the step's pieces, which already run on the core's own threads; BLAS
+    wins only when the core runs on one thread and BLAS brings a second
+    core.  With the core on two threads the BLAS projection loses (1.03-1.4x
+    quiet), and right after a NumPy matmul far more (1.1-7x): BLAS's workers
+    spin after each call and take the cores from the core's own workers in
+    the steps that follow.  The choice must not depend on the thread count
+    (the numbers would), so the packed kernel it is; `_force_projection(True)`
+    keeps the BLAS path measurable and tested.  Never for a call whose chunks
+    hold one step (preact_rows <= B): a one-step call projects on the packed
+    kernel like a streaming step (StepKernel), bit for bit.
+    """
+    if not has_weight_ih or preact_rows <= seq.batch_size:
+        return False
+    return projection_forced == 1
+
+
+cdef inline void _project_chunk(ForwardCall* call, floating* dtype) noexcept nogil:
+    """The input preactivations of steps [chunk_lo, chunk_hi), on BLAS, on the calling thread.
+
+    One GEMM per chunk whatever the thread count (BLAS uses its own threads,
+    as many as threadpoolctl's user_api="blas" limit allows).
+    """
+    cdef const Sequence* seq = &call.seq
+    cdef int H = <int> seq.hidden_size, I = <int> seq.input_size
+    cdef int rows = <int> (seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo])
+    cdef floating one = 1, zero = 0
+    # input_preact[:rows] (rows, 3H) = x[chunk rows] (rows, I) @ W_ih.T (I, 3H)
+    gemm(False, True, rows, 3 * H, I, one,
+         <const floating*> call.x + seq.offsets[call.chunk_lo] * I, I,
+         <const floating*> call.weight_ih, I, zero, <floating*> call.input_preact, 3 * H)
+
+
 cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupts,
                       floating* dtype) noexcept nogil:
     """The time loop of a forward call, run by the calling thread (see forward_sequence).
@@ -554,6 +613,9 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
                 while (call.chunk_hi < T and seq.offsets[call.chunk_hi + 1]
                        - seq.offsets[call.chunk_lo] <= call.preact_rows):
                     call.chunk_hi += 1
+            if call.blas_projection:
+                _project_chunk(call, dtype)
+                call.project = False
         call.phase = STEP
         if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
             pace_note_late(&pace)
@@ -650,7 +712,9 @@ def forward_sequence(const floating[:, ::1] x,
     stop (1,) int32: the call stops with KeyboardInterrupt once stop[0] != 0
     (looked at when the main thread would look for signals).
     With pack_weights=False, packed_ih and packed_hh already hold the
-    weights (pack_forward_weights) and weight_ih/weight_hh may be None.
+    weights (pack_forward_weights) and weight_hh may be None; weight_ih
+    (unpacked) lets the call project its input on BLAS (_projection_on_blas),
+    None keeps the projection on the packed kernel.
     Raises whatever a signal handler raises (KeyboardInterrupt); y, state
     and the scratch are then unfinished.
     """
@@ -664,7 +728,9 @@ def forward_sequence(const floating[:, ::1] x,
     call.pack_weights = pack_weights
     call.preact_rows = input_preact.shape[0]
     call.x = &x[0, 0]
-    call.weight_ih = &weight_ih[0, 0] if pack_weights else NULL
+    call.weight_ih = &weight_ih[0, 0] if weight_ih is not None else NULL
+    call.blas_projection = _projection_on_blas(&call.seq, call.preact_rows,
+                                               call.weight_ih != NULL)
     call.weight_hh = &weight_hh[0, 0] if pack_weights else NULL
     call.packed_ih = &packed_ih[0]
     call.packed_hh = &packed_hh[0]
@@ -1253,6 +1319,7 @@ cdef void _step_layer(const floating* x, const floating* h, floating* out, char*
     call.store_history = False
     call.pack_weights = False
     call.preact_rows = B
+    call.blas_projection = False  # one step: the packed kernel (see _projection_on_blas)
     call.x = x
     call.weight_ih = NULL
     call.weight_hh = NULL

@@ -1,0 +1,103 @@
+#!/usr/bin/env python
+"""Forward's input projection on BLAS against the packed kernel, side by side in one process.
+
+Every sample times one forward float32 call (``gru_forward``, reset_after=True)
+with the projection forced onto the packed kernel or onto BLAS
+(``_core._force_projection``), the variants interleaved, each in three
+settings:
+
+* quiet: nothing runs before the call but the previous sample;
+* busy: a NumPy ``A @ A`` (512 x 512, NumPy's own OpenBLAS) right before the
+  call, so that BLAS's workers still spin when the core starts;
+* blas1: BLAS limited to one thread (threadpoolctl), which shows whether
+  BLAS's spinning workers slow the core's own threads in the time loop that
+  follows a projection (issue 13): if blas1 beats BLAS's default thread count
+  although its GEMMs run on one core, the spinning costs more than it gives.
+
+Each variant is run with the core on 1 and on 2 threads (thread_budget).  The
+ratio column is BLAS over packed (< 1: BLAS wins), medians of paired samples.
+
+Usage (under the bench lock)::
+
+    flock -x /tmp/gru_cpu.lock python bench/projection_ab.py [--shapes large,odd]
+        [--repeats 7] [--threads 1,2] [--settings quiet,busy,blas1]
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+import gru_fast  # noqa: E402
+from gru_fast import _core  # noqa: E402
+from gru_fast.functional import thread_budget  # noqa: E402
+from benchmarks.common import ALL_SHAPES, make_inputs  # noqa: E402
+
+SHAPES = dict(ALL_SHAPES, odd=(60, 5, 100, 200))  # odd: bench/pipeline.py's
+
+
+def sample(function, min_time, before=None):
+    """Median seconds per call over calls filling min_time, after one warm call.
+
+    `before` runs untimed right before each call (the busy case).
+    """
+    function()
+    times, total = [], 0.0
+    while total < min_time or len(times) < 3:
+        if before is not None:
+            before()
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+        total += times[-1]
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shapes", default="stream,small,medium,large,wide,odd")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--settings", default="quiet,busy,blas1")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--min-time", type=float, default=0.05)
+    args = parser.parse_args()
+    from threadpoolctl import threadpool_limits
+
+    matrix = np.random.default_rng(0).standard_normal((512, 512))
+    print(f"gru_fast {gru_fast.__file__}, level {_core.CPU_LEVEL}; ratio = BLAS / packed")
+    print(f"{'case':36s} {'packed':>10s} {'BLAS':>10s} {'ratio':>7s}")
+    for shape_name in args.shapes.split(","):
+        x, h0, weights, _ = make_inputs(SHAPES[shape_name], "float32")
+        calls = {"gru_forward": lambda: gru_fast.gru_forward(x, h0, *weights, reset_after=True)}
+        for threads in [int(n) for n in args.threads.split(",")]:
+            for setting in args.settings.split(","):
+                for call_name, call in calls.items():
+                    before = (lambda: matrix @ matrix) if setting == "busy" else None
+                    times = {False: [], True: []}
+                    ratios = []
+                    for repeat in range(args.repeats):
+                        pair = {}
+                        for on_blas in ((False, True) if repeat % 2 == 0 else (True, False)):
+                            _core._force_projection(on_blas)
+                            limit = 1 if setting == "blas1" else None
+                            with thread_budget(threads), threadpool_limits(limit, "blas"):
+                                pair[on_blas] = sample(call, args.min_time, before)
+                            time.sleep(0.02)
+                        _core._force_projection(None)
+                        for key, value in pair.items():
+                            times[key].append(value)
+                        ratios.append(pair[True] / pair[False])
+                    name = f"{shape_name}/{call_name}/{threads}t/{setting}"
+                    print(f"{name:36s} {statistics.median(times[False]) * 1e6:9.0f}us "
+                          f"{statistics.median(times[True]) * 1e6:9.0f}us "
+                          f"{statistics.median(ratios):7.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
