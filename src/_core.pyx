@@ -116,6 +116,9 @@ cdef extern from "_parallel.h" nogil:
     long long pace_step_done "gf_pace_step_done"(gf_pace* pace, long long units)
     void pace_finish "gf_pace_finish"(const gf_pace* pace)
     void pace_note_late "gf_pace_note_late"(gf_pace* pace)
+    void pace_exclude "gf_pace_exclude"(gf_pace* pace, long long ns)
+    long long pace_timed_step_done "gf_pace_timed_step_done"(gf_pace* pace, long long units,
+                                                             long long ns)
 
 cdef extern from "Python.h":
     int PyErr_CheckSignals()
@@ -154,6 +157,7 @@ cdef enum:
 
 cdef enum Phase:
     PACK              # forward and backward: pack the weights (forward: W_ih only without BLAS)
+    PROJECT           # forward: the input preactivations of a chunk of steps (packed kernel)
     STEP              # forward: the products and gates of a step (r and z only if classic)
     CANDIDATE         # forward, classic: the candidate product on q = r ∘ h, the new state
     GATE_GRADIENTS    # backward: dh of the step before, then this step's gate gradients
@@ -266,7 +270,7 @@ cdef struct ForwardCall:
     int phase
     Py_ssize_t t, n_active
     Py_ssize_t chunk_lo, chunk_hi   # steps whose input preactivations input_preact holds
-    bint project                    # this step's pieces compute them first (packed kernel)
+    bint project                    # this step's STEP phase computes them first (packed kernel)
     bint blas_projection            # the caller computes them on BLAS instead
     void* h_read
     void* h_write
@@ -373,6 +377,16 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
                               lo, hi, I, H, not call.blas_projection)
         return
 
+    if call.phase == PROJECT or (call.phase == STEP and call.project):
+        for gate in range(3):
+            # input_preact[:rows, gH+lo:gH+hi] = x[chunk rows] (rows, I) @ W_ih[gH+lo:gH+hi].T (I, hi-lo)
+            packed_gemm(<int> (seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo]),
+                        n_units, <int> I, x + seq.offsets[call.chunk_lo] * I, I,
+                        own_ih + gate * Hp * I, I * PANEL, False,
+                        input_preact + gate * H + lo, 3 * H)
+        if call.phase == PROJECT:
+            return
+
     if call.phase == STEP:
         if seq.order != NULL and y != NULL:
             # y[t, row] = 0 for the rows not running at step t (this piece's units):
@@ -383,13 +397,6 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
                     y_row[j] = 0
         if n_active == 0:
             return
-        if call.project:
-            for gate in range(3):
-                # input_preact[:rows, gH+lo:gH+hi] = x[chunk rows] (rows, I) @ W_ih[gH+lo:gH+hi].T (I, hi-lo)
-                packed_gemm(<int> (seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo]),
-                            n_units, <int> I, x + seq.offsets[call.chunk_lo] * I, I,
-                            own_ih + gate * Hp * I, I * PANEL, False,
-                            input_preact + gate * H + lo, 3 * H)
         for gate in range(3 if seq.reset_after else 2):
             # recurrent_preact[:n, gH+lo:gH+hi] = h[:n] (n, H) @ W_hh[gH+lo:gH+hi].T (H, hi-lo)
             packed_gemm(<int> n_active, n_units, <int> H, h_read, H,
@@ -579,7 +586,8 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
     cdef floating* state_scratch = <floating*> call.h_write
     cdef void* swap
     cdef gf_piece_fn piece_fn
-    cdef gf_pace pace
+    cdef gf_pace pace, projection_pace
+    cdef long long projection_start
     cdef int n_pieces = seq.hidden_pieces.count
     if floating is float:
         piece_fn = _forward_piece_float
@@ -587,13 +595,17 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
         piece_fn = _forward_piece_double
     pace_start(&pace, pace_key(B, H, seq.input_size,
                                2 * seq.reset_after + (floating is double)), participants)
+    pace_start(&projection_pace, pace_key(B, H, seq.input_size, 8 + (floating is double)),
+               participants)
 
     # Rows that start late (reverse direction) find h0 in either buffer.
     memcpy(state_scratch, state, B * H * sizeof(floating))
     if call.pack_weights:
         call.phase = PACK
+        projection_start = now_ns()
         if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
             pace_note_late(&pace)
+        pace_exclude(&pace, now_ns() - projection_start)  # not a step's work
 
     call.chunk_lo = call.chunk_hi = 0
     for step in range(T):
@@ -613,9 +625,24 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
                 while (call.chunk_hi < T and seq.offsets[call.chunk_hi + 1]
                        - seq.offsets[call.chunk_lo] <= call.preact_rows):
                     call.chunk_hi += 1
+        if call.project and (call.blas_projection or call.chunk_hi - call.chunk_lo > 1):
+            # A chunk of several steps: computed apart (on BLAS, or in a phase
+            # of its own paced on its own) and left out of the steps' pace,
+            # whose blocks would otherwise time an unequal mix of steps with
+            # and without it (B = 16, H = I = 1024: a projecting step is ~17
+            # ordinary ones).
+            projection_start = now_ns()
             if call.blas_projection:
                 _project_chunk(call, dtype)
-                call.project = False
+            else:
+                call.phase = PROJECT
+                if run_phase(piece_fn, call, n_pieces, pace_participants(&projection_pace)):
+                    pace_note_late(&projection_pace)
+                pace_timed_step_done(&projection_pace,
+                                     seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo],
+                                     now_ns() - projection_start)
+            pace_exclude(&pace, now_ns() - projection_start)
+            call.project = False
         call.phase = STEP
         if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
             pace_note_late(&pace)
@@ -629,8 +656,10 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
             call.h_write = swap
         if _interrupted(pace_step_done(&pace, call.n_active + 1), interrupts):
             pace_finish(&pace)
+            pace_finish(&projection_pace)
             return -1
     pace_finish(&pace)
+    pace_finish(&projection_pace)
 
     # Rows whose last step wrote state_scratch: their final state into `state`.
     # Steps that ran (n_active > 0) alternate the buffers, step 0 writing
@@ -1073,8 +1102,10 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
     pace_start(&pace, pace_key(seq.batch_size, seq.hidden_size, seq.input_size,
                                2 * seq.reset_after + (floating is double) + 4), participants)
     call.phase = PACK
+    cdef long long pack_start = now_ns()
     if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
         pace_note_late(&pace)
+    pace_exclude(&pace, now_ns() - pack_start)  # not a step's work
     call.prev_active = 0
     call.prev_t = 0
     for step in range(seq.seq_len):

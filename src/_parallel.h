@@ -364,23 +364,41 @@ static inline void gf_set_worker_stall(int worker, int64_t ns)
  * The caller times blocks of steps, serial (participants 1) or threaded, in
  * nanoseconds per unit of work (the caller's estimate, e.g. active rows + 1),
  * and runs each block in the mode that measured faster, trying the other
- * mode for one block after `explore_gap` blocks; the gap doubles (up to
- * GF_MAX_GAP) while the trials lose and drops back to 2 when one wins.
- * Blocks last about GF_BLOCK_NS.  A worker late in the middle of a piece
- * (gf_run_phase returned 1: another library's threads hold the cores) ends
- * threading for the rest of the call and counts as a lost trial.  The
- * estimates and the gap of the last call with the same key (the shape and
+ * mode for GF_TRIAL_BLOCKS blocks after `explore_gap` blocks (its fastest
+ * block counts: noise only adds time).  While the trials lose, the gap
+ * doubles, and it is at least GF_EXPLORE_SHARE times what the trial lost (a
+ * trial 2x slower waits 64 blocks), so trials cost at most about
+ * GF_TRIAL_BLOCKS/GF_EXPLORE_SHARE of the time; a trial that wins makes its
+ * mode the faster one and the gap drops back to 2.  Outside trials a block
+ * moves its mode's estimate by at most a quarter, so one slow block (an
+ * interrupt) does not flip the mode.  Blocks last about GF_BLOCK_NS.
+ * The first step after the workers were idle is not timed: they sleep after
+ * GF_SPIN_NS without a phase, and waking them (on a virtual machine, waking
+ * its idle virtual CPU) is not what threads cost once running.
+ *
+ * A worker late in the middle of a piece (gf_run_phase returned 1: another
+ * library's threads hold the cores, or the hypervisor took the worker's
+ * virtual CPU) sends the caller serial for `late_gap` blocks, without
+ * touching the estimates; late_gap doubles with every late worker (up to
+ * GF_MAX_GAP) and halves after as many threaded blocks without one.  So a
+ * pipeline that keeps the cores busy soon tries threads rarely, and a single
+ * hiccup on a quiet machine costs a few blocks.
+ *
+ * The estimates and gaps of the last call with the same key (the shape and
  * variant, chosen by the caller) start the next, so short calls start in the
- * right mode and a pipeline that keeps the cores busy tries threads rarely.
+ * right mode.
  */
 #define GF_BLOCK_NS 40000
 #define GF_PACE_SLOTS 256
 #define GF_MAX_GAP 256
+#define GF_EXPLORE_SHARE 64
+#define GF_TRIAL_BLOCKS 2
+#define GF_MAX_BLOCK_STEPS 64
 
 typedef struct {
     uint64_t key;
     int64_t ns_per_unit_x16[2];  /* serial, threaded; 0 = unknown */
-    int64_t explore_gap, since_trial;
+    int64_t explore_gap, since_trial, late_gap, serial_left, block_steps;
 } gf_pace_memory;
 
 static gf_pace_memory gf_pace_table[GF_PACE_SLOTS];
@@ -393,13 +411,19 @@ typedef struct {
     int participants;       /* when threaded */
     int threaded;           /* the mode of the current block */
     int trying_other;       /* the current block tries the slower mode */
-    int late;               /* a worker was late: serial for the rest of the call */
+    int trial_left;         /* blocks of the trial still to run */
+    double trial_min;       /* the trial's fastest block so far, ns per unit */
     int since_trial;        /* blocks since the last trial */
     int explore_gap;        /* blocks between trials */
+    int serial_left;        /* blocks still to run serial after a late worker */
+    int late_gap;           /* serial blocks after the next late worker */
+    int clean_blocks;       /* threaded blocks since late_gap last changed */
     int block_steps;        /* steps per block */
     int steps_done;         /* in the current block */
+    int warming_up;         /* the block's first step wakes the workers: not timed */
     int64_t units;          /* work in the current block */
     int64_t block_start;
+    int64_t timed_ns;       /* of the current block, by gf_pace_timed_step_done */
     double ns_per_unit[2];
 } gf_pace;
 
@@ -413,12 +437,21 @@ static inline uint64_t gf_pace_key(int64_t a, int64_t b, int64_t c, int64_t d)
     return h | 1;  /* never 0, the empty slot */
 }
 
-/* The faster mode by the estimates, or the unknown one (threaded first). */
+/* The faster mode by the estimates, or the unknown one (threaded first).
+ * Threads must save GF_THREADS_MUST_SAVE of the serial time: a second core
+ * kept busy for less is not worth taking from whatever else runs, and
+ * within that margin the two modes are equal to the clock's noise. */
+#define GF_THREADS_MUST_SAVE 0.08
 static inline int gf_pace_best(const gf_pace* pace)
 {
     if (pace->ns_per_unit[1] == 0 || pace->ns_per_unit[0] == 0)
         return pace->ns_per_unit[1] == 0;
-    return pace->ns_per_unit[1] < pace->ns_per_unit[0];
+    return pace->ns_per_unit[1] < (1 - GF_THREADS_MUST_SAVE) * pace->ns_per_unit[0];
+}
+
+static inline int gf_clamp_gap(int64_t gap)
+{
+    return gap < 2 ? 2 : gap > GF_MAX_GAP ? GF_MAX_GAP : (int)gap;
 }
 
 static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
@@ -429,17 +462,24 @@ static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
     pace->key = key;
     pace->participants = participants;
     pace->explore_gap = 2;
+    pace->late_gap = 2;
     pace->block_steps = 1;
     if (__atomic_load_n(&slot->key, __ATOMIC_RELAXED) == key) {
         for (mode = 0; mode < 2; mode++)
             pace->ns_per_unit[mode] =
                 __atomic_load_n(&slot->ns_per_unit_x16[mode], __ATOMIC_RELAXED) / 16.0;
-        pace->explore_gap = (int)__atomic_load_n(&slot->explore_gap, __ATOMIC_RELAXED);
+        pace->explore_gap = gf_clamp_gap(__atomic_load_n(&slot->explore_gap, __ATOMIC_RELAXED));
         pace->since_trial = (int)__atomic_load_n(&slot->since_trial, __ATOMIC_RELAXED);
-        if (pace->explore_gap < 2 || pace->explore_gap > GF_MAX_GAP)
-            pace->explore_gap = 2;
+        pace->late_gap = gf_clamp_gap(__atomic_load_n(&slot->late_gap, __ATOMIC_RELAXED));
+        pace->serial_left = gf_clamp_gap(__atomic_load_n(&slot->serial_left, __ATOMIC_RELAXED));
+        if (__atomic_load_n(&slot->serial_left, __ATOMIC_RELAXED) <= 0)
+            pace->serial_left = 0;
+        pace->block_steps = (int)__atomic_load_n(&slot->block_steps, __ATOMIC_RELAXED);
+        if (pace->block_steps < 1 || pace->block_steps > GF_MAX_BLOCK_STEPS)
+            pace->block_steps = 1;
     }
-    pace->threaded = participants > 1 && gf_pace_best(pace);
+    pace->threaded = participants > 1 && !pace->serial_left && gf_pace_best(pace);
+    pace->warming_up = pace->threaded;
     pace->block_start = gf_now_ns();
 }
 
@@ -448,75 +488,151 @@ static inline int gf_pace_participants(const gf_pace* pace)
 {
     if (gf_pace_forced >= 0)
         return gf_pace_forced ? pace->participants : 1;
-    return pace->threaded && !pace->late ? pace->participants : 1;
+    return pace->threaded ? pace->participants : 1;
 }
 
 /* A worker was late in the middle of a piece (gf_run_phase returned 1). */
 static inline void gf_pace_note_late(gf_pace* pace)
 {
-    if (pace->late || gf_pace_forced >= 0)
+    if (gf_pace_forced >= 0 || !pace->threaded)
         return;
-    pace->late = 1;
-    pace->threaded = 0;
-    if (pace->ns_per_unit[1] < 2 * pace->ns_per_unit[0])
-        pace->ns_per_unit[1] = 2 * pace->ns_per_unit[0];
-    if (pace->ns_per_unit[1] == 0)
-        pace->ns_per_unit[1] = 1e9;  /* serial unknown yet: measure it next */
-    if (pace->explore_gap < GF_MAX_GAP)
-        pace->explore_gap *= 2;
+    if (pace->trying_other)  /* a lost trial */
+        pace->explore_gap = gf_clamp_gap(2 * pace->explore_gap);
     pace->trying_other = 0;
     pace->since_trial = 0;
-    /* the block under way was threaded: restart it serial */
+    pace->threaded = 0;
+    pace->serial_left = pace->late_gap;
+    pace->late_gap = gf_clamp_gap(2 * pace->late_gap);
+    pace->clean_blocks = 0;
+    /* the block under way was threaded: restart it serial, untimed so far */
+    pace->warming_up = 0;
     pace->steps_done = 0;
     pace->units = 0;
+    pace->timed_ns = 0;
     pace->block_start = gf_now_ns();
 }
 
-/* After a step of `units` work.  Returns the time when a block ended (the
- * caller looks for signals then), else 0. */
+/* Leave `ns` (work the caller timed apart, e.g. a phase paced by another
+ * gf_pace) out of the current block. */
+static inline void gf_pace_exclude(gf_pace* pace, int64_t ns)
+{
+    pace->block_start += ns;
+}
+
+/* The next block's mode, after a block in mode pace->threaded. */
+static void gf_pace_choose(gf_pace* pace)
+{
+    int best = gf_pace_best(pace);
+    if (pace->serial_left > 0) {  /* after a late worker */
+        pace->serial_left--;
+        pace->threaded = pace->serial_left == 0 && best;
+        return;
+    }
+    if (pace->trying_other && pace->trial_left > 0)
+        return;  /* the trial goes on */
+    if (pace->threaded && !pace->trying_other && ++pace->clean_blocks >= pace->late_gap) {
+        pace->late_gap = gf_clamp_gap(pace->late_gap / 2);
+        pace->clean_blocks = 0;
+    }
+    if (pace->ns_per_unit[0] == 0 || pace->ns_per_unit[1] == 0) {
+        pace->threaded = best;  /* measure the unknown mode */
+    } else if (pace->trying_other) {  /* this block tried the mode that was slower */
+        pace->trying_other = 0;
+        if (best == pace->threaded) {
+            pace->explore_gap = 2;  /* and it won */
+        } else {
+            double lost = pace->ns_per_unit[!best] / pace->ns_per_unit[best] - 1;
+            int64_t gap = 2 * (int64_t)pace->explore_gap;
+            if (gap < GF_EXPLORE_SHARE * lost)
+                gap = (int64_t)(GF_EXPLORE_SHARE * lost);
+            pace->explore_gap = gf_clamp_gap(gap);
+        }
+        pace->threaded = best;
+        pace->since_trial = 0;
+    } else if (++pace->since_trial >= pace->explore_gap) {
+        pace->threaded = !best;
+        pace->trying_other = 1;
+        pace->trial_left = GF_TRIAL_BLOCKS;
+        pace->trial_min = 0;
+    } else {
+        pace->threaded = best;
+    }
+}
+
+/* A block of `elapsed` ns ended at `now`: update the estimate, choose the next
+ * block's mode and length.  Returns `now`. */
+static int64_t gf_pace_block_end(gf_pace* pace, int64_t now, int64_t elapsed)
+{
+    double measured, *estimate;
+    int was_threaded = pace->threaded;
+    if (pace->units > 0) {
+        measured = (double)elapsed / (double)pace->units;
+        estimate = &pace->ns_per_unit[pace->threaded];
+        if (pace->trying_other) {
+            /* A trial's fastest block replaces the estimate (which may be
+             * stale): noise (an interrupt, the hypervisor) only adds time. */
+            if (pace->trial_min == 0 || measured < pace->trial_min)
+                pace->trial_min = measured;
+            if (--pace->trial_left <= 0)
+                *estimate = pace->trial_min;
+        } else if (*estimate == 0) {
+            *estimate = measured;
+        } else {
+            /* Smooth, one block moving the estimate by at most a quarter:
+             * a single slow block must not flip the mode. */
+            if (measured > 1.5 * *estimate)
+                measured = 1.5 * *estimate;
+            else if (measured < *estimate / 1.5)
+                measured = *estimate / 1.5;
+            *estimate = 0.5 * (*estimate + measured);
+        }
+    }
+    /* next block: about GF_BLOCK_NS long */
+    if (elapsed < GF_BLOCK_NS / 2 && pace->block_steps < GF_MAX_BLOCK_STEPS)
+        pace->block_steps *= 2;
+    else if (elapsed > 2 * GF_BLOCK_NS && pace->block_steps > 1)
+        pace->block_steps /= 2;
+    if (pace->participants > 1)
+        gf_pace_choose(pace);
+    pace->warming_up = pace->threaded && !was_threaded;
+    pace->steps_done = 0;
+    pace->units = 0;
+    pace->timed_ns = 0;
+    pace->block_start = gf_now_ns();
+    return now;
+}
+
+/* After a step of `units` work, timed by the clock since the block started.
+ * Returns the time when a block ended (the caller looks for signals then),
+ * else 0. */
 static inline int64_t gf_pace_step_done(gf_pace* pace, int64_t units)
 {
-    int64_t now, elapsed;
-    double measured, *estimate;
+    int64_t now;
+    if (pace->warming_up) {
+        /* The first step after the workers were idle: they were asleep and
+         * had to be woken, which is not what the mode costs. */
+        pace->warming_up = 0;
+        pace->block_start = gf_now_ns();
+        return 0;
+    }
     pace->units += units;
     if (++pace->steps_done < pace->block_steps)
         return 0;
     now = gf_now_ns();
-    elapsed = now - pace->block_start;
-    if (pace->units > 0) {
-        measured = (double)elapsed / (double)pace->units;
-        estimate = &pace->ns_per_unit[pace->threaded];
-        /* a trial's measurement replaces the estimate (it may be stale); else smooth */
-        *estimate = *estimate == 0 || pace->trying_other ? measured : 0.5 * (*estimate + measured);
-    }
-    /* next block: about GF_BLOCK_NS long */
-    if (elapsed < GF_BLOCK_NS / 2 && pace->block_steps < 64)
-        pace->block_steps *= 2;
-    else if (elapsed > 2 * GF_BLOCK_NS && pace->block_steps > 1)
-        pace->block_steps /= 2;
-    if (pace->participants > 1 && !pace->late) {
-        int best = gf_pace_best(pace);
-        if (pace->ns_per_unit[0] == 0 || pace->ns_per_unit[1] == 0) {
-            pace->threaded = best;  /* measure the unknown mode */
-        } else if (pace->trying_other) {  /* this block tried the mode that was slower */
-            pace->trying_other = 0;
-            if (best == pace->threaded)
-                pace->explore_gap = 2;  /* and it won */
-            else if (pace->explore_gap < GF_MAX_GAP)
-                pace->explore_gap *= 2;
-            pace->threaded = best;
-            pace->since_trial = 0;
-        } else if (++pace->since_trial >= pace->explore_gap) {
-            pace->threaded = !best;
-            pace->trying_other = 1;
-        } else {
-            pace->threaded = best;
-        }
-    }
-    pace->steps_done = 0;
-    pace->units = 0;
-    pace->block_start = gf_now_ns();
-    return now;
+    return gf_pace_block_end(pace, now, now - pace->block_start);
+}
+
+/* After a step of `units` work that the caller timed itself (`ns`): for a
+ * phase that runs now and then among others, whose time between its runs
+ * must not count. */
+static inline int64_t gf_pace_timed_step_done(gf_pace* pace, int64_t units, int64_t ns)
+{
+    pace->warming_up = 0;  /* its phases are long beside a wake-up */
+    pace->units += units;
+    pace->timed_ns += ns;
+    if (++pace->steps_done < pace->block_steps)
+        return 0;
+    return gf_pace_block_end(pace, gf_now_ns(), pace->timed_ns);
 }
 
 /* Keep the estimates for the next call with the same key. */
@@ -532,6 +648,9 @@ static void gf_pace_finish(const gf_pace* pace)
                          __ATOMIC_RELAXED);
     __atomic_store_n(&slot->explore_gap, pace->explore_gap, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->since_trial, pace->since_trial, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->late_gap, pace->late_gap, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->serial_left, pace->serial_left, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->block_steps, pace->block_steps, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->key, pace->key, __ATOMIC_RELAXED);
 }
 
