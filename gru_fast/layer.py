@@ -597,9 +597,7 @@ class GRU:
         num_states = self._num_layers * D
         y_shape = ((batch_size, seq_len, D * H) if self._batch_first
                    else (seq_len, batch_size, D * H))
-        if dy is None:
-            dy = np.zeros((seq_len, batch_size, D * H), dtype=self._dtype)
-        else:
+        if dy is not None:
             dy = self._as_array(dy, "dy")
             if dy.shape != y_shape:
                 raise ValueError(f"dy has shape {dy.shape}, expected {y_shape} "
@@ -616,19 +614,20 @@ class GRU:
 
         grads_by_layer = [None] * self._num_layers
         dh0 = np.empty((num_states, batch_size, H), dtype=self._dtype)
-        d_output = np.ascontiguousarray(dy)
+        d_output = None if dy is None else np.ascontiguousarray(dy)  # None: zeros, never read
         for layer in reversed(range(self._num_layers)):
             d_input = None
             layer_grads = {}
             runs = []
             for direction in range(D):
                 index = layer * D + direction
-                d_y = d_output if D == 1 else np.ascontiguousarray(
+                d_y = d_output if D == 1 or d_output is None else np.ascontiguousarray(
                     d_output[:, :, direction * H:(direction + 1) * H])
                 runs.append(partial(backward_fn, cache.run_caches[index], d_y,
                                     None if dh_n is None else dh_n[index]))
-            key = ("backward", type(self), d_output.shape, d_output.dtype,
-                   cache.lengths is None)
+            key = ("backward", type(self),
+                   (seq_len, batch_size, D * H) if d_output is None else d_output.shape,
+                   self._dtype, cache.lengths is None)
             for direction, result in enumerate(self._run_directions(runs, key)):
                 index = layer * D + direction
                 d_input = result["x"] if d_input is None else d_input + result["x"]

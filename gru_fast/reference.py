@@ -215,9 +215,9 @@ def gru_backward(cache, dy, dh_n=None):
     ----------
     cache : dict
         The cache returned by :func:`gru_forward`. It is not modified.
-    dy : ndarray of shape (T, B, H)
+    dy : ndarray of shape (T, B, H) or None
         Gradient of the loss with respect to ``y``. Entries at padded positions
-        (``t >= lengths[b]``) are ignored.
+        (``t >= lengths[b]``) are ignored. ``None`` means zeros.
     dh_n : ndarray of shape (B, H) or None
         Gradient of the loss with respect to ``h_n``; ``None`` means zeros.
 
@@ -237,8 +237,11 @@ def gru_backward(cache, dy, dh_n=None):
     """
     T, B, I, H = cache["shape"]
     dtype = cache["dtype"]
-    dy = as_float_array(dy, "dy", 3, dtype)
-    check_shape(dy, (T, B, H), "dy", "(T, B, H) of the forward call that made the cache")
+    if dy is None:
+        dy = np.zeros((T, B, H), dtype=dtype)
+    else:
+        dy = as_float_array(dy, "dy", 3, dtype)
+        check_shape(dy, (T, B, H), "dy", "(T, B, H) of the forward call that made the cache")
     if dh_n is None:
         dh_n = np.zeros((B, H), dtype=dtype)
     else:
