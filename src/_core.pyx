@@ -1065,9 +1065,10 @@ cdef inline void _gradients_over_rows(BackwardCall* call, floating* dtype) noexc
     cdef floating one = 1, zero = 0
     cdef const floating* d_gi = <const floating*> call.d_gi
     cdef const floating* x = <const floating*> call.x
-    # dx (N, I) = d_gi (N, 3H) @ W_ih (3H, I)
-    gemm(False, False, N, I, 3 * H, one, d_gi, 3 * H,
-         <const floating*> call.weight_ih, I, zero, <floating*> call.dx, I)
+    if call.dx != NULL:  # (not wanted for a network's first layer)
+        # dx (N, I) = d_gi (N, 3H) @ W_ih (3H, I)
+        gemm(False, False, N, I, 3 * H, one, d_gi, 3 * H,
+             <const floating*> call.weight_ih, I, zero, <floating*> call.dx, I)
     # dW_ih (3H, I) = d_gi.T (3H, N) @ x (N, I)
     gemm(True, False, 3 * H, I, N, one, d_gi, 3 * H, x, I,
          zero, <floating*> call.d_weight_ih, I)
@@ -1166,8 +1167,9 @@ def backward_sequence(const floating[:, ::1] x,
     gradients d_gi (N, 3H) = dL/d(x W_ih^T + b_ih).  Scratch, with Hp = H
     rounded up to whole panels (padded_to_panels): d_gh (2B, 3H), the
     gradients dL/d(h W_hh^T + b_hh) of two steps (reset_after; unused
-    otherwise), dq (B, H), packed_hh (Hp*3H,) and packed_rows (4*B*Hp,).  Outputs dx (N, I), d_weight_ih (3H, I), d_weight_hh
-    (3H, H) and the bias gradients (3H,) when with_bias.  The time loop runs on
+    otherwise), dq (B, H), packed_hh (Hp*3H,) and packed_rows (4*B*Hp,).
+    Outputs dx (N, I) (not computed when dx has no rows), d_weight_ih (3H, I),
+    d_weight_hh (3H, H) and the bias gradients (3H,) when with_bias.  The time loop runs on
     up to n_threads threads; the products over all rows on BLAS's threads;
     stop as in forward_sequence.
     Raises whatever a signal handler raises (KeyboardInterrupt); the outputs
@@ -1197,7 +1199,7 @@ def backward_sequence(const floating[:, ::1] x,
     call.dq = &dq[0, 0]
     call.packed_hh = &packed_hh[0]
     call.packed_rows = &packed_rows[0]
-    call.dx = &dx[0, 0]
+    call.dx = &dx[0, 0] if dx.shape[0] > 0 else NULL
     call.d_weight_ih = &d_weight_ih[0, 0]
     call.d_weight_hh = &d_weight_hh[0, 0]
     call.d_bias_ih = &d_bias_ih[0]
