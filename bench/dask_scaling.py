@@ -1,13 +1,19 @@
 """Scaling gru_fast over Dask: inference throughput, worker memory, distributed L-BFGS.
 
-Inference (`gru_fast.dask.forward` of a frozen layer) over a batch of 10 chunks, timed
-round robin in one run, medians of `--repeats` rounds:
+Inference (`gru_fast.dask.forward` of a frozen layer) over a batch of 10 chunks, in
+sequences/s, for these setups:
 
-* direct:    one call of the layer on the whole NumPy batch (the core's own threads)
-* threaded:  Dask's thread pool on the same NumPy batch cut in chunks
-* 1 worker / 2 workers: distributed.LocalCluster of 1 or 2 worker processes with one
-  thread each; X is generated on the workers (da.random) and persisted there before
-  timing, so only results travel.
+* direct call:  one call of the layer on the whole NumPy batch (the core's own threads)
+* Dask threads: Dask's thread pool (one thread per core) on the same NumPy batch in chunks
+* 1 process x 1 thread, 1 process x 2 threads, 2 processes x 1 thread:
+  distributed.LocalCluster deployments; X is generated on the workers (da.random) and
+  persisted there before timing, so only results travel.  "quiet Dask" repeats the
+  1-thread clusters with Dask's periodic work slowed down (QUIET_DASK_CONFIG).
+
+Every round starts each setup afresh (one cluster alive at a time: an idle cluster's
+event loops would take CPU from the one being timed), times each workload `--samples`
+times, and closes it; rounds alternate the setups, and the table gives the medians over
+all rounds, the ratios the median of the ratios within a round.
 
 Two workloads: final states only (``return_sequences=False``, scoring) and the full
 outputs reduced on the workers (``y.mean(axis=0)``), which materialises y chunk by chunk.
@@ -22,9 +28,9 @@ generation alone peaks at 3 chunks: it draws float64 and casts).
 Distributed L-BFGS: time per iteration of ``GRURegressor(solver="lbfgs").fit`` on a dask
 array on 2 workers against the same fit in memory.
 
-Run from the repository root, under the bench lock on a shared machine:
+Run from the repository root, alone on the machine (under the team's exclusive lock):
 
-    flock /tmp/gru_bench.lock python bench/dask_scaling.py [--quick] [--repeats N]
+    flock -x /tmp/gru_cpu.lock python bench/dask_scaling.py [--quick] [--rounds N]
 
 The workers import gru_fast as the parent does (installed, or PYTHONPATH=. for a
 checkout); they inherit its sys.path.
@@ -89,29 +95,47 @@ def _stop_tracing():
     return peak
 
 
-def _median_time(call, repeats):
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+# Dask's periodic work made rarer: the event loop's tick (20 ms by default), the
+# worker's memory monitor (100 ms), its statistical profiler (a sample every 10 ms)
+# and the system monitor (500 ms).  On a machine whose every core computes, each of
+# them interrupts a compute thread; for CPU-bound scoring they can wait.
+QUIET_DASK_CONFIG = {
+    "distributed.admin.tick.interval": "1s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.interval": "5s",
+}
+
+CLUSTERS = {  # label: (worker processes, threads per worker, Dask config)
+    "1 process x 1 thread": (1, 1, {}),
+    "1 process x 2 threads": (1, 2, {}),
+    "2 processes x 1 thread": (2, 1, {}),
+    "1 x 1, quiet Dask": (1, 1, QUIET_DASK_CONFIG),
+    "2 x 1, quiet Dask": (2, 1, QUIET_DASK_CONFIG),
+}
+RATIOS = (("2 processes x 1 thread", "1 process x 1 thread", 1.7),
+          ("2 x 1, quiet Dask", "1 x 1, quiet Dask", 1.7),
+          ("Dask threads", "direct call", 1.0))
 
 
-def _inference_setup(args):
+def _time(call):
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def _model_and_inputs(args):
     import dask.array as da
 
     import gru_fast
 
     T, chunk, I, H = args.seq_len, args.chunk, args.input_size, args.hidden_size
-    batch = 10 * chunk
     model = gru_fast.GRU(I, H, reset_after=True, seed=0).freeze()
-    rng = np.random.default_rng(0)
-    x_local = rng.standard_normal((T, batch, I), dtype=np.float32)
-    X_local = da.from_array(x_local, chunks=(T, chunk, I))
-    X_remote = da.random.default_rng(0).standard_normal((T, batch, I), chunks=(T, chunk, I),
+    x_local = np.random.default_rng(0).standard_normal((T, 10 * chunk, I), dtype=np.float32)
+    X_remote = da.random.default_rng(0).standard_normal((T, 10 * chunk, I),
+                                                        chunks=(T, chunk, I),
                                                         dtype=np.float32)
-    return model, x_local, X_local, X_remote, batch
+    return model, x_local, X_remote
 
 
 def _workloads(model, X):
@@ -122,51 +146,96 @@ def _workloads(model, X):
     return {"final states": h_n, "y.mean(axis=0)": y.mean(axis=0)}
 
 
-def run_inference(args, clients):
+def _in_process_runners(model, x_local, chunk):
     import dask
+    import dask.array as da
 
-    model, x_local, X_local, X_remote, batch = _inference_setup(args)
     direct = {"final states": lambda: model(x_local, return_sequences=False),
               "y.mean(axis=0)": lambda: model(x_local)[0].mean(axis=0)}
-    threaded = {name: (lambda graph=graph: dask.compute(graph, scheduler="threads"))
-                for name, graph in _workloads(model, X_local).items()}
-    runners = {"direct call": direct, "threaded": threaded}
-    persisted = {}  # the persisted arrays hold the futures of the chunks: keep them
-    for label, client in clients.items():
-        persisted[label] = client.persist(X_remote)
-        graphs = _workloads(model, persisted[label])
-        runners[label] = {name: (lambda graph=graph, client=client:
-                                 client.compute(graph, sync=True))
-                          for name, graph in graphs.items()}
-    for runner in runners.values():  # warm up: imports and model on the workers
-        for call in runner.values():
-            call()
+    graphs = _workloads(model, da.from_array(x_local, chunks=(x_local.shape[0], chunk,
+                                                               x_local.shape[2])))
+    threaded = {name: (lambda graph=graph: dask.compute(graph, scheduler="threads",
+                                                        num_workers=os.cpu_count()))
+                for name, graph in graphs.items()}
+    return {"direct call": direct, "Dask threads": threaded}
 
-    times = {(label, name): [] for label, runner in runners.items() for name in runner}
-    for _ in range(args.repeats):
-        for label, runner in runners.items():
-            for name, call in runner.items():
-                times[label, name].append(_median_time(call, 1))
+
+def _persist_evenly(client, X):
+    """X generated on the workers and held there, the same number of chunks on each.
+
+    Tasks run where their chunk is: the scheduler places the generating tasks as it
+    likes (4/6 and 2/8 were seen), and an uneven split would cap the scaling.
+    """
+    X = client.persist(X)
+    futures = client.futures_of(X)
+    client.gather(futures)
+    client.rebalance(futures)
+    return X
+
+
+def _time_cluster(label, args, model, X_remote, times, placement):
+    """Start the cluster `label`, time both workloads on it, close it."""
+    import dask
+    import distributed
+
+    n_workers, threads, config = CLUSTERS[label]
+    with dask.config.set(config), \
+            distributed.LocalCluster(n_workers=n_workers, threads_per_worker=threads,
+                                     processes=True, dashboard_address=":0",
+                                     silence_logs=logging.ERROR) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(n_workers)
+        X = _persist_evenly(client, X_remote)
+        placement[label] = sorted(len(keys) for keys in client.has_what().values()
+                                  if keys)
+        for name, graph in _workloads(model, X).items():
+            client.compute(graph, sync=True)  # warm up: imports, the model on every worker
+            for _ in range(args.samples):
+                times[label, name].append(_time(lambda: client.compute(graph, sync=True)))
+
+
+def run_inference(args):
+    model, x_local, X_remote = _model_and_inputs(args)
+    in_process = _in_process_runners(model, x_local, args.chunk)
+    names = list(in_process["direct call"])
+    labels = list(in_process) + list(CLUSTERS)
+    times = {(label, name): [] for label in labels for name in names}
+    round_times = []
+    placement = {}
+    for round_index in range(args.rounds):
+        order = labels if round_index % 2 == 0 else labels[::-1]
+        start = {key: len(values) for key, values in times.items()}
+        for label in order:
+            if label in in_process:
+                for name, call in in_process[label].items():
+                    call()  # warm up
+                    times[label, name].extend(_time(call) for _ in range(args.samples))
+            else:
+                _time_cluster(label, args, model, X_remote, times, placement)
+        round_times.append({key: statistics.median(values[start[key]:])
+                            for key, values in times.items()})
+
+    batch = 10 * args.chunk
     print(f"\nInference: T={args.seq_len}, I={args.input_size}, H={args.hidden_size}, "
           f"float32, reset_after=True, FrozenGRULayer; batch {batch} = 10 chunks of "
-          f"{args.chunk}; medians of {args.repeats} interleaved rounds")
-    print(f"{'':<16}" + "".join(f"{name:>32}" for name in direct))
-    results = {}
-    for label in runners:
+          f"{args.chunk}; {args.rounds} rounds x {args.samples} samples, medians")
+    print(f"{'sequences/s':<24}" + "".join(f"{name:>28}" for name in names))
+    for label in labels:
         cells = []
-        for name in direct:
+        for name in names:
             seconds = statistics.median(times[label, name])
-            results[label, name] = batch / seconds
-            cells.append(f"{batch / seconds:>12,.0f} seq/s ({seconds * 1e3:7.1f} ms)")
-        print(f"{label:<16}" + "".join(f"{cell:>32}" for cell in cells))
-    for name in direct:
-        if ("1 worker", name) in results and ("2 workers", name) in results:
-            print(f"{name}: 2 workers / 1 worker = "
-                  f"{results['2 workers', name] / results['1 worker', name]:.2f}x (target "
-                  f">= 1.7x); threaded / direct call = "
-                  f"{results['threaded', name] / results['direct call', name]:.2f}x "
-                  f"(target >= 1)")
-    return X_remote, model
+            cells.append(f"{batch / seconds:>11,.0f} ({seconds * 1e3:7.1f} ms)")
+        print(f"{label:<24}" + "".join(f"{cell:>28}" for cell in cells))
+    print("chunks per worker (last round): " + "; ".join(
+        f"{label}: {'/'.join(map(str, counts))}" for label, counts in placement.items()))
+    for faster, slower, target in RATIOS:
+        cells = []
+        for name in names:
+            per_round = [row[slower, name] / row[faster, name] for row in round_times]
+            cells.append(f"{name} {statistics.median(per_round):.2f}x (rounds "
+                         f"{min(per_round):.2f}-{max(per_round):.2f})")
+        print(f"{faster} / {slower} (target >= {target}): " + "; ".join(cells))
+    return model, X_remote
 
 
 def run_worker_memory(args, client, model, X_remote):
@@ -225,7 +294,7 @@ def run_lbfgs(args, client):
 
     samples = {"in memory": [], "dask, 2 workers": []}
     models = {}
-    for _ in range(args.repeats):
+    for _ in range(args.rounds):
         seconds, models["in memory"] = per_iteration(lambda: GRURegressor(**settings).fit(X, y))
         samples["in memory"].append(seconds)
         seconds, models["dask, 2 workers"] = per_iteration(
@@ -234,7 +303,7 @@ def run_lbfgs(args, client):
     local = models["in memory"]._network.flat
     spread = models["dask, 2 workers"]._network.flat
     print(f"\nL-BFGS: n={n}, T={T}, I={I}, H=32, float64, {args.lbfgs_iter} iterations, "
-          f"8 chunks; medians of {args.repeats}")
+          f"8 chunks; medians of {args.rounds}")
     for label, values in samples.items():
         print(f"{label:<18}{statistics.median(values) * 1e3:9.1f} ms per iteration")
     print(f"speed-up {statistics.median(samples['in memory']) / statistics.median(samples['dask, 2 workers']):.2f}x; "
@@ -244,17 +313,21 @@ def run_lbfgs(args, client):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small shapes, 3 rounds")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true",
+                        help="chunks of 500, 2 rounds, a smaller L-BFGS problem")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=3, help="timings per setup and round")
     parser.add_argument("--seq-len", type=int, default=100)
     parser.add_argument("--chunk", type=int, default=2000, help="batch rows per chunk")
     parser.add_argument("--input-size", type=int, default=16)
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--lbfgs-samples", type=int, default=16000)
     parser.add_argument("--lbfgs-iter", type=int, default=5)
+    parser.add_argument("--skip", nargs="*", default=(), choices=("memory", "lbfgs"),
+                        help="parts not to run")
     args = parser.parse_args()
     if args.quick:
-        args.repeats, args.chunk, args.lbfgs_samples, args.lbfgs_iter = 3, 500, 4000, 3
+        args.rounds, args.chunk, args.lbfgs_samples, args.lbfgs_iter = 2, 500, 4000, 3
 
     import dask
     import distributed
@@ -265,19 +338,17 @@ def main():
           f"{os.path.dirname(gru_fast.__file__)}; dask {dask.__version__}, distributed "
           f"{distributed.__version__}")
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    cluster_options = dict(threads_per_worker=1, processes=True, dashboard_address=":0",
-                           silence_logs=logging.ERROR)
-    with distributed.LocalCluster(n_workers=1, **cluster_options) as one, \
-            distributed.LocalCluster(n_workers=2, **cluster_options) as two, \
-            distributed.Client(one, set_as_default=False) as client_one, \
-            distributed.Client(two, set_as_default=False) as client_two:
-        X_remote, model = run_inference(args, {"1 worker": client_one,
-                                               "2 workers": client_two})
-        run_worker_memory(args, client_two, model, X_remote)
-        client_one.close()
-        one.close()
-        with client_two.as_current(), dask.config.set(scheduler=client_two):
-            run_lbfgs(args, client_two)
+    model, X_remote = run_inference(args)
+    if "memory" in args.skip and "lbfgs" in args.skip:
+        return
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0", silence_logs=logging.ERROR) as two, \
+            distributed.Client(two, set_as_default=False) as client:
+        if "memory" not in args.skip:
+            run_worker_memory(args, client, model, X_remote)
+        if "lbfgs" not in args.skip:
+            with client.as_current(), dask.config.set(scheduler=client):
+                run_lbfgs(args, client)
 
 
 if __name__ == "__main__":

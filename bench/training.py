@@ -27,6 +27,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # this checkout's gru_fast (built in place)
 
 from benchmarks.training_tasks import (BATCH_SIZE, HIDDEN_SIZES, N_SAMPLES,  # noqa: E402
                                        SEQ_LENGTHS, gru_fast_epoch, make_data, torch_epoch)

@@ -14,7 +14,8 @@ worker processes that hold the chunks, the model travelling there by pickle.
   live, added up in a tree, and steps on the client with ``scipy.optimize``
   (the pattern of dask-glm); the parameters travel to the chunks once per
   evaluation.  The stochastic solvers take the chunks one after the other,
-  in a new order every epoch, each pulled to the client alone.
+  in a new order every epoch, each pulled to the client alone; early
+  stopping's validation rows stay in their chunks, scored there.
 
 This module imports Dask only when it is used: ``import gru_fast`` works
 without it, ``import gru_fast.dask`` needs ``dask[array]``.
@@ -285,6 +286,29 @@ def _chunk_loss_and_grad(network, x_block, target_block):
                                     np.asarray(target_block))
 
 
+def _rows_in_place(array, rows):
+    """``array[rows]`` for sorted `rows`, every chunk giving its own rows as one chunk.
+
+    No row moves to another chunk (dask's own fancy indexing may merge the
+    rows of several chunks into one), so each part stays where its chunk
+    lives.  Chunks without a selected row drop out.
+    """
+    bounds = np.cumsum((0,) + tuple(array.chunks[0]))
+    parts = []
+    for index, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+        local = rows[np.searchsorted(rows, lo):np.searchsorted(rows, hi)] - lo
+        if len(local):
+            parts.append(array.blocks[index][local])
+    return da.concatenate(parts)
+
+
+def _chunk_outputs(network, x_block):
+    """One task: the network's outputs for the sequences of one chunk."""
+    network = copy.deepcopy(network)  # tasks on one worker share what they received
+    with _core_thread_budget():
+        return network.forward_data(_chunk_sequences(x_block, network.dtype))
+
+
 def _add_pairs(*parts):
     """Sum of (loss, grad) pairs."""
     loss = sum(part[0] for part in parts)
@@ -320,8 +344,10 @@ class DaskSequences:
 
     Stands in for the in-memory ``SequenceData`` of ``gru_fast.estimators``:
     it has ``x`` and ``n_samples``, and instead of handing out batches it
-    computes the full-batch objective (`full_batch_objective`) and runs
-    stochastic epochs (`run_epoch`) chunk by chunk.  Made by `training_data`.
+    computes the full-batch objective (`full_batch_objective`), runs
+    stochastic epochs (`run_epoch`), splits off early stopping's validation
+    rows (`split`) and scores them (`forward_outputs`) chunk by chunk.  Made
+    by `training_data`.
 
     Parameters
     ----------
@@ -340,6 +366,7 @@ class DaskSequences:
 
     def _chunk_pairs(self, targets):
         """(x chunk, targets chunk) delayed pairs, one per chunk along the samples."""
+        targets = targets.rechunk({0: self.x.chunks[0]})  # a no-op unless a split moved them
         return list(zip(self.x.to_delayed().ravel(), targets.to_delayed().ravel()))
 
     def full_batch_objective(self, network, targets):
@@ -404,16 +431,69 @@ class DaskSequences:
                                batch_size, rng) * data.n_samples
         return total / self.n_samples
 
-    def subset(self, rows):
-        """Not available: early stopping's validation split needs rows from every chunk.
+    def split(self, targets, train_rows, validation_rows):
+        """Early stopping's split: training and validation rows, taken where the chunks live.
 
-        Raises
-        ------
-        ValueError
-            Always.
+        Both parts stay dask arrays chunked along the samples (every chunk
+        gives its own rows, in order), so X is never gathered; only the
+        validation targets come to the client, for scoring.
+
+        Parameters
+        ----------
+        targets : dask.array.Array
+            Encoded targets, chunked like ``x``.
+        train_rows, validation_rows : ndarray of int
+            Disjoint sample indices, in any order.
+
+        Returns
+        -------
+        (DaskSequences, dask.array.Array), (DaskSequences, numpy.ndarray)
+            The training data and targets; the validation data and targets.
         """
-        raise ValueError("early_stopping is not supported for dask input: pass "
-                         "early_stopping=False and score a held-out dask array")
+        targets = targets.rechunk({0: self.x.chunks[0]})
+        train_rows, validation_rows = np.sort(train_rows), np.sort(validation_rows)
+        validation_targets = np.asarray(_rows_in_place(targets, validation_rows).compute())
+        return ((DaskSequences(_rows_in_place(self.x, train_rows)),
+                 _rows_in_place(targets, train_rows)),
+                (DaskSequences(_rows_in_place(self.x, validation_rows)), validation_targets))
+
+    def forward_outputs(self, network):
+        """The network's outputs for every sequence, computed where the chunks live.
+
+        Parameters
+        ----------
+        network : GRUNetwork
+            Sent to the chunks once (one key of the graph).
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_samples, output_size)
+        """
+        network_task = dask.delayed(network, pure=False)
+        # outputs[b] (rows, O) from x[b] (rows, T, I): one task per chunk, where it lives
+        outputs = da.blockwise(_chunk_outputs, "bo", network_task, None, self.x, "bti",
+                               new_axes={"o": network.output_size}, concatenate=True,
+                               dtype=network.dtype, meta=np.empty((0, 0), network.dtype))
+        return np.asarray(outputs.compute())
+
+
+def _set_columns(estimator, n_columns, first_pass):
+    """Record (or check) a 2-D X's T columns as the estimator does for a 2-D NumPy X."""
+    name = type(estimator).__name__
+    if first_pass:
+        estimator._table_input = True
+        estimator.n_features_in_ = n_columns
+        if hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+    elif getattr(estimator, "_table_input", False):
+        if n_columns != estimator.n_features_in_:
+            raise ValueError(f"X has {n_columns} features, but {name} is expecting "
+                             f"{estimator.n_features_in_} features as input")
+    elif estimator.gru_.input_size != 1:
+        raise ValueError(f"X is 2-D with T={n_columns} columns, read as univariate "
+                         f"sequences, but {name} was fitted on sequences of "
+                         f"{estimator.gru_.input_size} features; pass (n_samples, T, "
+                         f"n_features)")
 
 
 def training_data(estimator, X, y, first_pass, classes=None):
@@ -429,8 +509,9 @@ def training_data(estimator, X, y, first_pass, classes=None):
     Parameters
     ----------
     estimator : GRURegressor or GRUClassifier
-    X : dask.array.Array, shape (n_samples, T, n_features)
-        Floating sequences of equal length; NaN is reported when a chunk runs.
+    X : dask.array.Array, shape (n_samples, T, n_features) or (n_samples, T)
+        Floating sequences of equal length (2-D: univariate, T columns, as
+        for NumPy input); NaN is reported when a chunk runs.
     y : dask.array.Array or array_like, shape (n_samples,) or (n_samples, n_outputs)
     first_pass : bool
         A new fit (not warm_start / partial_fit).
@@ -443,17 +524,29 @@ def training_data(estimator, X, y, first_pass, classes=None):
     targets : dask.array.Array
         Encoded targets chunked like X along the samples.
     """
-    if X.ndim != 3:
-        raise ValueError(f"dask X must be (n_samples, T, n_features), got shape {X.shape}; "
-                         f"for univariate sequences (n_samples, T) pass X[:, :, None]")
+    if isinstance(X, (list, tuple)):
+        raise TypeError("X is a list holding dask arrays: ragged sequences are trained in "
+                        "memory only. For dask, put sequences of equal length T into one "
+                        "dask array (n_samples, T) or (n_samples, T, n_features), one fit "
+                        "or partial_fit per length, or pass NumPy arrays")
+    if not isinstance(X, da.Array):
+        raise TypeError(f"X must be a dask array, got {type(X).__name__} (a dask DataFrame: "
+                        f"X.to_dask_array(lengths=True))")
+    if X.ndim not in (2, 3):
+        raise ValueError(f"dask X must be (n_samples, T) or (n_samples, T, n_features), got "
+                         f"shape {X.shape}")
     if X.dtype.kind != "f":
         raise TypeError(f"dask X must hold floats, got dtype {X.dtype}")
     if any(np.isnan(size) for size in X.chunks[0]):
         raise ValueError("X has chunks of unknown size; call X.compute_chunk_sizes() first")
-    if X.shape[0] < 1 or X.shape[1] < 1 or X.shape[2] < 1:
+    if min(X.shape) < 1:
         raise ValueError(f"X must have at least one sample, step and feature, got shape "
                          f"{X.shape}")
-    estimator._set_sequence_features(X.shape[2], first_pass)
+    if X.ndim == 2:  # (n_samples, T): univariate sequences, T columns, as in memory
+        _set_columns(estimator, X.shape[1], first_pass)
+        X = X[:, :, None]
+    else:
+        estimator._set_sequence_features(X.shape[2], first_pass)
     y = _as_dask(y, "y")
     if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
         raise ValueError(f"y must be (n_samples,) or (n_samples, n_outputs) with "

@@ -47,6 +47,19 @@ _SOLVERS = ("adam", "sgd", "lbfgs")
 _DTYPES = ("float32", "float64")
 
 
+def _forward_all(network, data):
+    """The network's outputs for every sequence of `data` (a DaskSequences: on its chunks)."""
+    if hasattr(data, "forward_outputs"):
+        return data.forward_outputs(network)
+    return network.forward_data(data)
+
+
+def _is_dask_input(X):
+    """A Dask collection, or a list of them (which gru_fast.dask rejects clearly)."""
+    return hasattr(X, "__dask_graph__") or (
+        isinstance(X, (list, tuple)) and any(hasattr(item, "__dask_graph__") for item in X))
+
+
 def _is_ragged(X):
     """True for a list/tuple of sequences whose shapes differ (not one regular array)."""
     if not isinstance(X, (list, tuple)) or len(X) < 2:
@@ -201,7 +214,7 @@ class _GRUEstimator(BaseEstimator):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
                              f"target y is None.")
-        if hasattr(X, "__dask_graph__"):  # a Dask array: train where its chunks live
+        if _is_dask_input(X):  # a Dask array: train where its chunks live
             from .dask import training_data
             data, targets = training_data(self, X, y, first_pass, classes)
         else:
@@ -278,8 +291,11 @@ class _GRUEstimator(BaseEstimator):
                                  f"1 training sample; validation_fraction="
                                  f"{self.validation_fraction} of {data.n_samples} samples "
                                  f"is too few")
-            validation = (data.subset(validation_rows), targets[validation_rows])
-            data, targets = data.subset(train_rows), targets[train_rows]
+            if hasattr(data, "split"):  # gru_fast.dask.DaskSequences: lazy, where chunks live
+                (data, targets), validation = data.split(targets, train_rows, validation_rows)
+            else:
+                validation = (data.subset(validation_rows), targets[validation_rows])
+                data, targets = data.subset(train_rows), targets[train_rows]
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
             best_params = network.flat.copy()
@@ -299,7 +315,7 @@ class _GRUEstimator(BaseEstimator):
             self.loss_curve_.append(loss)
             score = None
             if early_stopping:
-                score = self._validation_score(network.forward_data(validation[0]),
+                score = self._validation_score(_forward_all(network, validation[0]),
                                                validation[1])
                 self.validation_scores_.append(score)
                 if score < self.best_validation_score_ + self.tol:

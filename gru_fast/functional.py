@@ -366,18 +366,22 @@ def forward_validated(args, return_cache, return_sequences, callers):
     return y, h_n, cache
 
 
-def gru_backward(cache, dy, dh_n=None):
+def gru_backward(cache, dy, dh_n=None, *, input_grad=True):
     """Backpropagation through time for a `gru_forward` call.
 
     Parameters
     ----------
     cache : GRUCache
         From ``gru_forward(..., return_cache=True)``; it can be used again.
-    dy : ndarray, shape (T, B, H)
+    dy : ndarray, shape (T, B, H), or None
         Gradient of the loss with respect to y; padded positions are ignored
-        (whatever they hold, NaN included).
+        (whatever they hold, NaN included).  None means zeros (a loss on h_n
+        only): nothing is allocated nor read for it.
     dh_n : ndarray, shape (B, H), or None
         Gradient with respect to h_n; None means zeros.
+    input_grad : bool, default True
+        False skips the gradient with respect to x (returned as None): the
+        first layer of a network being trained needs none.
 
     Returns
     -------
@@ -395,14 +399,19 @@ def gru_backward(cache, dy, dh_n=None):
         was not made by `gru_forward` or was changed since (see `check_cache`).
     """
     check_cache(cache)
+    input_grad = check_flag(input_grad, "input_grad")
     packing = cache.packing
     seq_len, batch_size = packing.seq_len, packing.batch_size
     hidden_size = cache.hidden_size
     input_size = cache.x_packed.shape[1]
     dtype = cache.dtype
-    dy = as_float_array(dy, "dy", 3, dtype)
-    check_shape(dy, (seq_len, batch_size, hidden_size), "dy",
-                "(T, B, H) of the forward call that made the cache")
+    if dy is None:
+        dy_rows = np.empty((0, hidden_size), dtype=dtype)  # the core reads no dy
+    else:
+        dy = as_float_array(dy, "dy", 3, dtype)
+        check_shape(dy, (seq_len, batch_size, hidden_size), "dy",
+                    "(T, B, H) of the forward call that made the cache")
+        dy_rows = np.ascontiguousarray(dy).reshape(seq_len * batch_size, hidden_size)
     if dh_n is None:
         dh = np.zeros((batch_size, hidden_size), dtype=dtype)
     else:
@@ -413,26 +422,30 @@ def gru_backward(cache, dy, dh_n=None):
 
     n_rows = packing.n_rows
     d_gi = _workspace.scratch("d_gi", (n_rows, 3 * hidden_size), dtype)
-    d_gh = _workspace.scratch("d_gh", (n_rows if cache.reset_after else 1, 3 * hidden_size),
-                              dtype)
+    # d_gh of two steps (reset_after); dq of one step (classic)
+    d_gh = _workspace.scratch("d_gh", (2 * batch_size if cache.reset_after else 1,
+                                       3 * hidden_size), dtype)
     dq = _workspace.scratch("dq", (1 if cache.reset_after else batch_size, hidden_size), dtype)
     padded_hidden = _core.padded_to_panels(hidden_size)
     packed_hh = _workspace.scratch("packed_hh", (padded_hidden * 3 * hidden_size,), dtype)
-    dx_packed = np.empty((n_rows, input_size), dtype=dtype)
+    # two steps' rows of h_prev and q as panels, for dW_hh summed step by step
+    packed_rows = _workspace.scratch("packed_rows", (4 * batch_size * padded_hidden,), dtype)
+    dx_packed = np.empty((n_rows if input_grad else 0, input_size), dtype=dtype)
     d_weight_ih = np.empty_like(cache.weight_ih)
     d_weight_hh = np.empty_like(cache.weight_hh)
-    d_bias_ih = np.zeros(3 * hidden_size, dtype=dtype)
-    d_bias_hh = np.zeros(3 * hidden_size, dtype=dtype)
+    d_bias_ih = np.empty(3 * hidden_size, dtype=dtype)  # the core zeroes what it sums into
+    d_bias_hh = np.empty(3 * hidden_size, dtype=dtype)
 
     _core.backward_sequence(
         cache.x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
         cache.weight_ih, cache.weight_hh, cache.gates, cache.h_prev,
-        np.ascontiguousarray(dy).reshape(seq_len * batch_size, hidden_size),
-        dh, d_gi, d_gh, dq, packed_hh, dx_packed, d_weight_ih, d_weight_hh,
-        d_bias_ih, d_bias_hh, cache.reset_after, cache.reverse, cache.has_bias,
+        dy_rows, dh, d_gi, d_gh, dq, packed_hh, packed_rows, dx_packed, d_weight_ih,
+        d_weight_hh, d_bias_ih, d_bias_hh, cache.reset_after, cache.reverse, cache.has_bias,
         _threads_for_call(), _stop_flag(),
     )
-    if packing.is_identity:
+    if not input_grad:
+        dx = None
+    elif packing.is_identity:
         dx = dx_packed.reshape(seq_len, batch_size, input_size)
     else:
         dx = packing.unpack(dx_packed, input_size, dtype)

@@ -552,7 +552,7 @@ class GRU:
         """
         return self.forward(x, h0, lengths, return_sequences=return_sequences)
 
-    def backward(self, cache, dy, dh_n=None):
+    def backward(self, cache, dy, dh_n=None, *, input_grad=True):
         """Backpropagate through time, all layers and directions.
 
         Parameters
@@ -564,10 +564,13 @@ class GRU:
             means zeros (a loss on ``h_n`` only). Values at padded steps are ignored.
         dh_n : array_like, optional
             Gradient with respect to ``h_n``, (num_layers*D, B, H); zeros if omitted.
+        input_grad : bool, default True
+            False skips the gradient with respect to ``x`` (``dx`` is None): training
+            needs none for the input of the first layer.
 
         Returns
         -------
-        dx : numpy.ndarray
+        dx : numpy.ndarray or None
             Gradient with respect to ``x``, shaped like ``x``; 0 at padded steps.
         dh0 : numpy.ndarray
             Gradient with respect to ``h0``, (num_layers*D, B, H) (also when the forward
@@ -590,6 +593,7 @@ class GRU:
         if cache.token is not self._token:
             raise ValueError("cache was made by the forward of another GRU layer; pass "
                              "the cache returned by this layer's forward")
+        input_grad = check_flag(input_grad, "input_grad")
         _, backward_fn = self._backend()
         D = self.num_directions
         H = self._hidden_size
@@ -597,9 +601,7 @@ class GRU:
         num_states = self._num_layers * D
         y_shape = ((batch_size, seq_len, D * H) if self._batch_first
                    else (seq_len, batch_size, D * H))
-        if dy is None:
-            dy = np.zeros((seq_len, batch_size, D * H), dtype=self._dtype)
-        else:
+        if dy is not None:
             dy = self._as_array(dy, "dy")
             if dy.shape != y_shape:
                 raise ValueError(f"dy has shape {dy.shape}, expected {y_shape} "
@@ -616,19 +618,21 @@ class GRU:
 
         grads_by_layer = [None] * self._num_layers
         dh0 = np.empty((num_states, batch_size, H), dtype=self._dtype)
-        d_output = np.ascontiguousarray(dy)
+        d_output = None if dy is None else np.ascontiguousarray(dy)  # None: zeros, never read
         for layer in reversed(range(self._num_layers)):
             d_input = None
             layer_grads = {}
             runs = []
             for direction in range(D):
                 index = layer * D + direction
-                d_y = d_output if D == 1 else np.ascontiguousarray(
+                d_y = d_output if D == 1 or d_output is None else np.ascontiguousarray(
                     d_output[:, :, direction * H:(direction + 1) * H])
+                options = {} if layer > 0 or input_grad else {"input_grad": False}
                 runs.append(partial(backward_fn, cache.run_caches[index], d_y,
-                                    None if dh_n is None else dh_n[index]))
-            key = ("backward", type(self), d_output.shape, d_output.dtype,
-                   cache.lengths is None)
+                                    None if dh_n is None else dh_n[index], **options))
+            key = ("backward", type(self),
+                   (seq_len, batch_size, D * H) if d_output is None else d_output.shape,
+                   self._dtype, cache.lengths is None)
             for direction, result in enumerate(self._run_directions(runs, key)):
                 index = layer * D + direction
                 d_input = result["x"] if d_input is None else d_input + result["x"]
@@ -643,7 +647,7 @@ class GRU:
             d_output = d_input
 
         dx = d_output
-        if self._batch_first:
+        if self._batch_first and dx is not None:
             dx = dx.transpose(1, 0, 2)
         grads = {}
         for layer_grads in grads_by_layer:

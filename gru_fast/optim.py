@@ -121,6 +121,8 @@ def clip_grad_norm(grads, max_norm):
 class _Optimizer:
     """Common part: the bound parameters, the step count, the per-name state."""
 
+    _STATE_KEYS = ()  # the per-parameter buffers a step keeps (state_dict)
+
     def __init__(self, params, lr):
         self.params = _check_params(params)
         self.lr = _check_number(lr, "lr")
@@ -151,6 +153,70 @@ class _Optimizer:
 
     def _update(self, param, grad, state):
         raise NotImplementedError
+
+    # Per-parameter state that is only scratch (not needed to continue exactly).
+    _SCRATCH_KEYS = ("scratch",)
+
+    def state_dict(self):
+        """What the next `step` depends on besides the parameters: step count and moments.
+
+        Returns
+        -------
+        dict
+            ``{"step_count": int, "state": {name: {key: array}}}``: copies of
+            the per-parameter buffers (Adam's ``exp_avg`` and ``exp_avg_sq``,
+            SGD's ``momentum_buffer``; empty before the first step).  With
+            `load_state_dict` on an optimizer of the same class and settings
+            over parameters of the same shapes, the following steps are
+            exactly those this optimizer would take.
+        """
+        return {"step_count": self.step_count,
+                "state": {name: {key: value.copy() for key, value in state.items()
+                                 if key not in self._SCRATCH_KEYS}
+                          for name, state in self.state.items()}}
+
+    def load_state_dict(self, state_dict):
+        """Continue from a `state_dict` (copied in; checked against the parameters).
+
+        Parameters
+        ----------
+        state_dict : dict
+            As returned by `state_dict`.
+
+        Raises
+        ------
+        ValueError
+            If the step count is not a non-negative integer, or the names,
+            keys or shapes do not fit this optimizer's parameters.
+        """
+        step_count = state_dict.get("step_count")
+        if (not isinstance(step_count, (int, np.integer)) or isinstance(step_count, bool)
+                or step_count < 0):
+            raise ValueError(f"step_count must be a non-negative integer, got {step_count!r}")
+        states = state_dict.get("state")
+        if not isinstance(states, dict) or set(states) != set(self.params):
+            raise ValueError(f"state must have one entry per parameter "
+                             f"{sorted(self.params)}, got "
+                             f"{sorted(states) if isinstance(states, dict) else states!r}")
+        loaded = {}
+        for name, param in self.params.items():
+            state = states[name]
+            if not isinstance(state, dict) or not set(state) <= set(self._STATE_KEYS):
+                raise ValueError(f"the state of {name!r} may hold {self._STATE_KEYS}, got "
+                                 f"{sorted(state) if isinstance(state, dict) else state!r}")
+            if state and set(state) != set(self._STATE_KEYS):
+                raise ValueError(f"the state of {name!r} must hold all of "
+                                 f"{self._STATE_KEYS} or nothing, got {sorted(state)}")
+            loaded[name] = {}
+            for key, value in state.items():
+                value = np.asarray(value)
+                if value.shape != param.shape or value.dtype.kind != "f":
+                    raise ValueError(f"state {name!r}/{key!r} must be a float array of "
+                                     f"shape {param.shape}, got {value.dtype} "
+                                     f"{value.shape}")
+                loaded[name][key] = np.array(value, dtype=param.dtype)
+        self.step_count = int(step_count)
+        self.state = loaded
 
     def __repr__(self):
         settings = ", ".join(f"{key}={value!r}" for key, value in self._settings().items())
@@ -198,6 +264,8 @@ class SGD(_Optimizer):
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("nesterov=True needs momentum > 0 and dampening == 0, got "
                              f"momentum={self.momentum}, dampening={self.dampening}")
+
+    _STATE_KEYS = ("momentum_buffer",)
 
     def _settings(self):
         return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
@@ -257,6 +325,8 @@ class Adam(_Optimizer):
         self.eps = _check_number(eps, "eps")
         self.weight_decay = _check_number(weight_decay, "weight_decay")
 
+    _STATE_KEYS = ("exp_avg", "exp_avg_sq")
+
     def _settings(self):
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps,
                 "weight_decay": self.weight_decay}
@@ -272,6 +342,7 @@ class Adam(_Optimizer):
         if not state:
             state["exp_avg"] = np.zeros_like(param)
             state["exp_avg_sq"] = np.zeros_like(param)
+        if "scratch" not in state:
             state["scratch"] = np.empty_like(param)
         m, v, scratch = state["exp_avg"], state["exp_avg_sq"], state["scratch"]
         # m = beta1 m + (1 - beta1) g

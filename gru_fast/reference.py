@@ -208,18 +208,21 @@ def gru_forward(
     return y, h_n, cache
 
 
-def gru_backward(cache, dy, dh_n=None):
+def gru_backward(cache, dy, dh_n=None, *, input_grad=True):
     """Backpropagate through time for a forward call made with ``return_cache=True``.
 
     Parameters
     ----------
     cache : dict
         The cache returned by :func:`gru_forward`. It is not modified.
-    dy : ndarray of shape (T, B, H)
+    dy : ndarray of shape (T, B, H) or None
         Gradient of the loss with respect to ``y``. Entries at padded positions
-        (``t >= lengths[b]``) are ignored.
+        (``t >= lengths[b]``) are ignored. ``None`` means zeros.
     dh_n : ndarray of shape (B, H) or None
         Gradient of the loss with respect to ``h_n``; ``None`` means zeros.
+    input_grad : bool, default True
+        False returns ``None`` for ``"x"`` (the first layer of a network being
+        trained needs no gradient with respect to its input).
 
     Returns
     -------
@@ -237,8 +240,11 @@ def gru_backward(cache, dy, dh_n=None):
     """
     T, B, I, H = cache["shape"]
     dtype = cache["dtype"]
-    dy = as_float_array(dy, "dy", 3, dtype)
-    check_shape(dy, (T, B, H), "dy", "(T, B, H) of the forward call that made the cache")
+    if dy is None:
+        dy = np.zeros((T, B, H), dtype=dtype)
+    else:
+        dy = as_float_array(dy, "dy", 3, dtype)
+        check_shape(dy, (T, B, H), "dy", "(T, B, H) of the forward call that made the cache")
     if dh_n is None:
         dh_n = np.zeros((B, H), dtype=dtype)
     else:
@@ -302,7 +308,7 @@ def gru_backward(cache, dy, dh_n=None):
 
     has_bias = cache["has_bias"]
     return {
-        "x": dx,
+        "x": dx if input_grad else None,
         "h0": dh_carry.astype(dtype, copy=True),
         "weight_ih": d_weight_ih,
         "weight_hh": d_weight_hh,

@@ -10,9 +10,12 @@ a file that holds a pickle (a raw pickle, or an ``.npz`` with object arrays)
 is refused with a `ValueError`, never unpickled.
 
 Saved: `GRU` (and the reference's GRU), `FrozenGRULayer`, `FrozenGRU`, and
-fitted `GRURegressor` / `GRUClassifier` (their network, ``classes_``, the loss
-curve and the other fitted attributes; not the optimizer's moments, so a
-``warm_start`` or ``partial_fit`` after loading starts a new optimizer).
+fitted `GRURegressor` / `GRUClassifier`: their network, ``classes_``, the loss
+curve and the other fitted attributes, and what training continues from (the
+optimizer's step count and moments, the state of the shuffling generator, the
+validation split's seed), so that ``partial_fit`` or a ``warm_start`` fit
+after `load` takes exactly the steps it would have taken without the round
+trip.
 """
 
 import json
@@ -73,7 +76,25 @@ def _describe_estimator(estimator):
     for name in ("classes_", "feature_names_in_"):
         if hasattr(estimator, name):
             arrays[name], fitted[name + "dtype"] = _label_array(getattr(estimator, name), name)
+    fitted["training"] = _describe_training(estimator, arrays)
     return {"params": params, "fitted": fitted}, arrays
+
+
+def _describe_training(estimator, arrays):
+    """What the next epoch depends on: optimizer state (into `arrays`), random streams."""
+    training = {"shuffle_state": estimator._shuffle_rng.bit_generator.state,
+                "split_seed": int(estimator._split_seed),
+                "no_improvement_count": int(estimator._no_improvement_count)}
+    optimizer = getattr(estimator, "_optimizer", None)
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        buffers = state["state"]["flat"]
+        training["optimizer"] = {"solver": estimator._optimizer_solver,
+                                 "step_count": int(state["step_count"]),
+                                 "buffers": sorted(buffers)}
+        for key, value in buffers.items():
+            arrays[f"optimizer/{key}"] = value
+    return training
 
 
 def _describe(obj):
@@ -265,7 +286,45 @@ def _build_estimator(class_name, config, arrays):
         estimator.best_validation_score_ = fitted["best_validation_score_"]
     estimator._start_random_streams()
     estimator._no_improvement_count = 0
+    if "training" in fitted:  # files written before it was saved start a new optimizer
+        _restore_training(estimator, fitted["training"], arrays)
     return estimator
+
+
+def _restore_training(estimator, training, arrays):
+    """Put back what `_describe_training` saved (checked: it comes from a file)."""
+    from ._training import make_optimizer
+
+    if not isinstance(training, dict):
+        raise ValueError("the header's training state is not a mapping")
+    generator = np.random.default_rng()
+    try:
+        generator.bit_generator.state = training["shuffle_state"]
+    except (TypeError, ValueError, OverflowError, KeyError) as error:
+        raise ValueError(f"the saved state of the shuffling generator is not valid: "
+                         f"{error!r}") from None
+    split_seed, count = training["split_seed"], training["no_improvement_count"]
+    if not all(isinstance(value, int) and not isinstance(value, bool) and value >= 0
+               for value in (split_seed, count)):
+        raise ValueError(f"split_seed and no_improvement_count must be non-negative "
+                         f"integers, got {split_seed!r} and {count!r}")
+    estimator._shuffle_rng = generator
+    estimator._split_seed, estimator._no_improvement_count = split_seed, count
+    saved = training.get("optimizer")
+    if saved is None:
+        return
+    if not isinstance(saved, dict) or saved.get("solver") not in ("adam", "sgd"):
+        raise ValueError("the saved optimizer state names no stochastic solver")
+    buffers = saved.get("buffers")
+    if not isinstance(buffers, list) or not all(f"optimizer/{key}" in arrays
+                                                for key in buffers):
+        raise ValueError(f"the archive lacks the optimizer buffers {buffers!r}")
+    network = estimator._network
+    optimizer = make_optimizer(saved["solver"], {"flat": network.flat},
+                               estimator.learning_rate)
+    optimizer.load_state_dict({"step_count": saved.get("step_count"), "state": {
+        "flat": {key: arrays[f"optimizer/{key}"] for key in buffers}}})
+    estimator._optimizer, estimator._optimizer_solver = optimizer, saved["solver"]
 
 
 def load(path):

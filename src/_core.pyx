@@ -19,9 +19,10 @@
 #     reset_after=False:  dq = dn W_hn,  dr = dq ∘ h ∘ r (1 − r)
 #                         d_gi = d_gh = [dr, dz, dn]
 #                         dL/dh = d ∘ z + dq ∘ r + d_gi[:, :2H] W_hh[:2H]
-#     then over all N rows at once: dx = d_gi W_ih,  dW_ih = d_gi^T x,
-#     dW_hh = d_gh^T h (reset_after) or [d_gi[:, :2H]^T h ; dn^T q],
-#     db_ih = Σ_rows d_gi,  db_hh = Σ_rows d_gh.
+#     summed step by step, while the step's gradients are in cache:
+#     dW_hh += d_gh^T h (reset_after) or [d_gi[:, :2H]^T h ; dn^T q] over the step's rows,
+#     db_ih += Σ_rows d_gi,  db_hh += Σ_rows d_gh  (d_gh = d_gi but for the n block);
+#     then over all N rows at once: dx = d_gi W_ih,  dW_ih = d_gi^T x.
 #
 # d_gi = dL/d(x W_ih^T + b_ih) and d_gh = dL/d(h W_hh^T + b_hh): the gradients
 # of the input-gate and recurrent preactivations.
@@ -59,11 +60,16 @@
 # the packed kernel of _kernel.h: each call packs its weights once into
 # panels of PANEL columns, per gate, padded to Hp columns:
 #   forward:  packed_ih[g] = W_ih[gH:(g+1)H].T (I, Hp), packed_hh[g] likewise (H, Hp)
-#   backward: packed_hh = W_hh (3H, H) as panels of its columns (3H, Hp)
-# Backward's products over all N rows (dx, dW_ih, dW_hh), a few large GEMMs
-# after the time loop, go to BLAS (the row-major helper of _blas.pxd).
-# Forward's input projection can too (a GEMM per chunk of steps, on the
-# calling thread), but by default stays on the packed kernel: see
+#   backward: packed_hh = W_hh (3H, H) as panels of its columns (3H, Hp), and
+#             each step's rows of h_prev (and q) as panels (n_active, Hp) for dW_hh
+# Backward's products over all N rows (dx, dW_ih), large GEMMs after the time
+# loop, go to BLAS (the row-major helper of _blas.pxd).  dW_hh is summed step
+# by step on the packed kernel instead: the gate gradients are read while still
+# in cache, the piece that wrote them owns their rows of dW_hh (so the sums
+# split over the threads like the rest of the step), and no (N, 3H) d_gh is
+# ever stored (measured: bench/README.md, "Training").
+# Forward's input projection can go to BLAS too (a GEMM per chunk of steps, on
+# the calling thread), but by default stays on the packed kernel: see
 # _projection_on_blas for why.
 #
 # Threads (see _parallel.h).  The calling thread walks the time steps.  Each
@@ -86,10 +92,10 @@
 # stops between phases, leaves its outputs unfinished and raises.
 
 from cython cimport floating
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from _activations cimport sigmoid, tanh_
 from _blas cimport gemm
-from _kernel cimport PANEL, pack, pack_transposed, packed_gemm
+from _kernel cimport PANEL, pack, pack_transposed, packed_gemm, packed_gemm_strided
 
 cdef extern from "_parallel.h" nogil:
     ctypedef void (*gf_piece_fn)(void* ctx, int piece) noexcept nogil
@@ -124,6 +130,16 @@ cdef extern from *:
     static int gf_raise_pending(void) { return PyErr_Occurred() ? -1 : 0; }
     """
     int raise_pending "gf_raise_pending"() except -1
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define gf_prefetch(address) __builtin_prefetch((address), 0, 3)
+    #else
+    #define gf_prefetch(address) ((void)(address))
+    #endif
+    """
+    void prefetch "gf_prefetch"(const void* address) noexcept nogil
 
 import threading
 
@@ -263,6 +279,7 @@ cdef struct ForwardCall:
 cdef struct BackwardCall:
     Sequence seq
     bint with_bias
+    bint with_dy                     # dy given (else zeros, never read)
     const void* x
     const void* weight_ih
     const void* weight_hh
@@ -274,6 +291,7 @@ cdef struct BackwardCall:
     void* d_gh
     void* dq
     void* packed_hh
+    void* packed_rows                # two steps' h_prev (and q) rows as panels, see _packed_rows
     void* dx
     void* d_weight_ih
     void* d_weight_hh
@@ -769,21 +787,32 @@ def forward_sequence(const floating[:, ::1] x,
 cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexcept nogil:
     """Run `piece` of the current phase of a backward call.
 
-    Hidden pieces own the gradients of their units: dh[:, lo:hi] and the
-    gate-gradient columns of their units in every gate block.  In OVER_ROWS
-    the pieces after the hidden ones own input columns (dx, dW_ih).
+    Hidden pieces own the gradients of their units: dh[:, lo:hi], the
+    gate-gradient columns of their units in every gate block, and the rows
+    and bias entries of those gate units in dW_hh, db_ih and db_hh.
+
+    GATE_GRADIENTS of step t, for the piece's units:
+      1. the product of the step before (prev_t) into dh: its gate gradients
+         are complete, so dh of every unit is, once every piece has run;
+      2. the step before's share of dW_hh (its gate gradients and the packed
+         rows of its h_prev, or q, are complete);
+      3. the gate gradients of step t, their bias-gradient sums;
+      4. the piece's columns of step t's h_prev (and q) packed for step 2 of
+         the next phase.
+    OVER_ROWS runs 1 and 2 for the last step walked.
     """
     cdef const Sequence* seq = &call.seq
-    cdef Py_ssize_t H = seq.hidden_size, I = seq.input_size, N = seq.n_rows
-    cdef Py_ssize_t t = call.t, lo, hi, b, j, row, gate
+    cdef Py_ssize_t H = seq.hidden_size, B = seq.batch_size
+    cdef Py_ssize_t t = call.t, lo, hi, b, j, row, gate, t_next, n_next
     cdef floating r, z, cand, hn, d_h, d_an, d_ar, d_az
     cdef floating one = 1  # a typed 1: a bare literal would promote float math to double
     cdef const floating* gates = <const floating*> call.gates
     cdef const floating* h_prev = <const floating*> call.h_prev
     cdef floating* dh = <floating*> call.dh
     cdef floating* d_gi = <floating*> call.d_gi
-    cdef floating* d_gh = <floating*> call.d_gh
     cdef floating* packed_hh = <floating*> call.packed_hh
+    cdef floating* d_bias_ih = <floating*> call.d_bias_ih
+    cdef floating* d_bias_hh = <floating*> call.d_bias_hh
     cdef const floating* gt
     cdef const floating* dy_row
     cdef const floating* hprev_row
@@ -793,6 +822,7 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
     cdef floating* dq_row
     cdef floating* own_hh
     cdef int n_units
+    cdef bint with_dy = call.with_dy, with_bias = call.with_bias  # locals: the loops unswitch
 
     _piece_range(seq.hidden_pieces, piece, &lo, &hi)
     n_units = <int> (hi - lo)
@@ -801,40 +831,52 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
 
     if call.phase == PACK:
         pack(<const floating*> call.weight_hh + lo, H, n_units, <int> (3 * H), own_hh)
+        _zero_own_gradients(call, lo, hi, dtype)
         return
 
     if call.phase == GATE_GRADIENTS or call.phase == OVER_ROWS:
-        # The product of the step before, into dh (its gate gradients are complete).
         if call.prev_active > 0:
+            # The product of the step before, into dh (its gate gradients are complete).
             if seq.reset_after:
-                # dh[:n, lo:hi] (n, hi-lo) += d_gh[rows] (n, 3H) @ W_hh[:, lo:hi] (3H, hi-lo)
+                # dh[:n, lo:hi] (n, hi-lo) += d_gh[prev rows] (n, 3H) @ W_hh[:, lo:hi] (3H, hi-lo)
                 packed_gemm(<int> call.prev_active, n_units, <int> (3 * H),
-                            d_gh + seq.offsets[call.prev_t] * 3 * H, 3 * H,
+                            _d_gh_rows(call, call.prev_t, dtype), 3 * H,
                             own_hh, 3 * H * PANEL, True, dh + lo, H)
             else:
                 # dh[:n, lo:hi] (n, hi-lo) += d_gi[rows, :2H] (n, 2H) @ W_hh[:2H, lo:hi] (2H, hi-lo)
                 packed_gemm(<int> call.prev_active, n_units, <int> (2 * H),
                             d_gi + seq.offsets[call.prev_t] * 3 * H, 3 * H,
                             own_hh, 3 * H * PANEL, True, dh + lo, H)
+            _recurrent_weight_gradients(call, lo, hi, dtype)
         if call.phase == OVER_ROWS:
             if call.with_bias:
-                _bias_gradients(call, lo, hi, dtype)
+                _bias_hh_from_bias_ih(call, lo, hi, dtype)
             return
+        # The step walked next: its rows' cache (written long ago by the forward
+        # pass, now in L3 or memory) is fetched while this step runs.
+        t_next = t + 1 if seq.reverse else t - 1
+        n_next = seq.batch_sizes[t_next] if 0 <= t_next < seq.seq_len else 0
         for b in range(call.n_active):
+            if b < n_next:
+                _prefetch_row(call, seq.offsets[t_next] + b, lo, hi, with_dy, dtype)
             row = seq.offsets[t] + b
             gt = gates + row * 4 * H
             hprev_row = h_prev + row * H
-            dy_row = <const floating*> call.dy + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
             dh_row = dh + b * H
             dgi_row = d_gi + row * 3 * H
-            dgh_row = d_gh + row * 3 * H
+            dy_row = NULL
+            if with_dy:
+                dy_row = <const floating*> call.dy + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
             if seq.reset_after:
+                dgh_row = _d_gh_rows(call, t, dtype) + b * 3 * H
                 for j in range(lo, hi):
                     r = gt[j]
                     z = gt[H + j]
                     cand = gt[2 * H + j]
                     hn = gt[3 * H + j]
-                    d_h = dh_row[j] + dy_row[j]               # dL/dh_t
+                    d_h = dh_row[j]
+                    if with_dy:
+                        d_h = d_h + dy_row[j]                     # dL/dh_t
                     d_an = d_h * (one - z) * (one - cand * cand)  # dL/d(pre-tanh of n)
                     d_az = d_h * (hprev_row[j] - cand) * z * (one - z)
                     d_ar = d_an * hn * r * (one - r)             # n = tanh(... + r ∘ hn)
@@ -849,10 +891,25 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
                 for j in range(lo, hi):
                     z = gt[H + j]
                     cand = gt[2 * H + j]
-                    d_h = dh_row[j] + dy_row[j]
-                    dgi_row[H + j] = d_h * (hprev_row[j] - cand) * z * (one - z)
-                    dgi_row[2 * H + j] = d_h * (one - z) * (one - cand * cand)
+                    d_h = dh_row[j]
+                    if with_dy:
+                        d_h = d_h + dy_row[j]
+                    d_az = d_h * (hprev_row[j] - cand) * z * (one - z)
+                    d_an = d_h * (one - z) * (one - cand * cand)
+                    dgi_row[H + j] = d_az
+                    dgi_row[2 * H + j] = d_an
                     dh_row[j] = d_h * z
+        if with_bias:
+            # db_ih[gH+lo:gH+hi] += Σ_rows d_gi[rows of t, gH+lo:gH+hi] (r: in RESET_GRADIENTS
+            # if classic); db_hh's r and z blocks (all, classic) are db_ih's, copied at the end
+            for gate in range(0 if seq.reset_after else 1, 3):
+                _add_row_sums(d_gi + seq.offsets[t] * 3 * H + gate * H, call.n_active, 3 * H,
+                              lo, hi, d_bias_ih + gate * H)
+            if seq.reset_after:
+                # db_hh[2H+lo:2H+hi] += Σ_rows d_gh[rows of t, 2H+lo:2H+hi]  (= dn ∘ r)
+                _add_row_sums(_d_gh_rows(call, t, dtype) + 2 * H, call.n_active, 3 * H,
+                              lo, hi, d_bias_hh + 2 * H)
+        _pack_step_rows(call, lo, hi, dtype)
         return
 
     # RESET_GRADIENTS (classic): dn of every unit is complete.
@@ -868,68 +925,153 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
         dq_row = <floating*> call.dq + b * H
         for j in range(lo, hi):
             r = gt[j]
-            dgi_row[j] = dq_row[j] * hprev_row[j] * r * (one - r)
+            d_ar = dq_row[j] * hprev_row[j] * r * (one - r)
+            dgi_row[j] = d_ar
             dh_row[j] += dq_row[j] * r
+    if with_bias:
+        # db_ih[lo:hi] += Σ_rows dr[rows of t, lo:hi]
+        _add_row_sums(d_gi + seq.offsets[t] * 3 * H, call.n_active, 3 * H, lo, hi, d_bias_ih)
 
 
-cdef inline void _bias_gradients(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
-                                 floating* dtype) noexcept nogil:
-    """The bias gradients of units [lo, hi) of every gate, over all N rows."""
+cdef inline void _prefetch_row(BackwardCall* call, Py_ssize_t row, Py_ssize_t lo, Py_ssize_t hi,
+                               bint with_dy, floating* dtype) noexcept nogil:
+    """Prefetch columns [lo, hi) of packed row `row` of everything the gate gradients read."""
     cdef const Sequence* seq = &call.seq
-    cdef Py_ssize_t H = seq.hidden_size, N = seq.n_rows, gate
-    cdef const floating* d_gi = <const floating*> call.d_gi
-    cdef const floating* d_gh = <const floating*> call.d_gh
+    cdef Py_ssize_t H = seq.hidden_size, j, block
+    cdef Py_ssize_t line = 64 // sizeof(floating)  # values per cache line
+    cdef const floating* gt = <const floating*> call.gates + row * 4 * H
+    cdef const floating* hprev_row = <const floating*> call.h_prev + row * H
+    cdef const floating* dy_row = <const floating*> call.dy
+    if with_dy:
+        dy_row += (seq.out_rows[row] if seq.out_rows != NULL else row) * H
+    j = lo
+    while j < hi:
+        for block in range(4):
+            prefetch(gt + block * H + j)
+        prefetch(hprev_row + j)
+        if with_dy:
+            prefetch(dy_row + j)
+        j += line
+
+
+cdef inline void _add_row_sums(const floating* rows, Py_ssize_t n_rows, Py_ssize_t ld,
+                               Py_ssize_t lo, Py_ssize_t hi, floating* out) noexcept nogil:
+    """out[lo:hi] += Σ over the n_rows rows (ld apart) of rows[:, lo:hi]."""
+    cdef Py_ssize_t b, j
+    cdef const floating* row
+    for b in range(n_rows):
+        row = rows + b * ld
+        for j in range(lo, hi):
+            out[j] += row[j]
+
+
+cdef inline floating* _d_gh_rows(BackwardCall* call, Py_ssize_t t, floating* dtype) noexcept nogil:
+    """The first of step t's rows of d_gh (reset_after), in the slot of t's parity.
+
+    d_gh holds two steps (2B rows): the step whose gate gradients are being
+    computed and the step before, whose product into dh and share of dW_hh
+    run in the same phase.  Steps walked one after the other have
+    consecutive time indices, so they fall in different slots.
+    """
+    return <floating*> call.d_gh + (t % 2) * call.seq.batch_size * 3 * call.seq.hidden_size
+
+
+cdef inline floating* _packed_rows(BackwardCall* call, Py_ssize_t t, int operand,
+                                   floating* dtype) noexcept nogil:
+    """Step t's rows of h_prev (operand 0) or q (operand 1, classic) packed as panels.
+
+    Two slots per operand, by the parity of t (as `_d_gh_rows`), each
+    (n_active, Hp) as panels of PANEL columns, n_active * PANEL values apart.
+    """
+    cdef Py_ssize_t H = call.seq.hidden_size
+    cdef Py_ssize_t slot_size = call.seq.batch_size * ((H + PANEL - 1) // PANEL * PANEL)
+    return <floating*> call.packed_rows + ((t % 2) * 2 + operand) * slot_size
+
+
+cdef inline void _pack_step_rows(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
+                                 floating* dtype) noexcept nogil:
+    """Pack columns [lo, hi) of step t's h_prev (and q) rows, for dW_hh in the next phase."""
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t H = seq.hidden_size, n = call.n_active, first = seq.offsets[call.t]
+    # panels of h_prev[rows of t] (n, H): this piece's panels start at column lo
+    pack(<const floating*> call.h_prev + first * H + lo, H, <int> (hi - lo), <int> n,
+         _packed_rows(call, call.t, 0, dtype) + lo * n)
+    if not seq.reset_after:
+        # panels of q[rows of t] = gates[rows, 3H:] (n, H)
+        pack(<const floating*> call.gates + first * 4 * H + 3 * H + lo, 4 * H,
+             <int> (hi - lo), <int> n, _packed_rows(call, call.t, 1, dtype) + lo * n)
+
+
+cdef inline void _recurrent_weight_gradients(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
+                                             floating* dtype) noexcept nogil:
+    """Step prev_t's share of the piece's rows of dW_hh (gate units [lo, hi) of each gate).
+
+    Summed step by step, while the step's gate gradients are still in cache,
+    instead of one product over all rows after the time loop.
+    """
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t H = seq.hidden_size, gate
+    cdef int n = <int> call.prev_active
+    cdef floating* d_weight_hh = <floating*> call.d_weight_hh
+    cdef const floating* d_rows        # the step's rows of the gate gradients, 3H columns
+    cdef const floating* rows_panels   # the step's h_prev (or q) rows, packed
+    if seq.reset_after:
+        d_rows = _d_gh_rows(call, call.prev_t, dtype)
+    else:
+        d_rows = <const floating*> call.d_gi + seq.offsets[call.prev_t] * 3 * H
     for gate in range(3):
-        # db_ih[gH+lo:gH+hi] = sum over rows of d_gi[:, gH+lo:gH+hi]; db_hh likewise
-        _column_sums(d_gi, N, 3 * H, gate * H + lo, gate * H + hi, <floating*> call.d_bias_ih)
-        _column_sums(d_gh if seq.reset_after else d_gi, N, 3 * H,
-                     gate * H + lo, gate * H + hi, <floating*> call.d_bias_hh)
+        rows_panels = _packed_rows(call, call.prev_t,
+                                   1 if gate == 2 and not seq.reset_after else 0, dtype)
+        # dW_hh[gH+lo:gH+hi] (hi-lo, H) += d_gh[rows, gH+lo:gH+hi].T (hi-lo, n) @ h_prev[rows] (n, H)
+        # (classic: d_gi for d_gh, and q = r ∘ h for h_prev in the candidate block)
+        packed_gemm_strided(<int> (hi - lo), <int> H, n, d_rows + gate * H + lo, 1, 3 * H,
+                            rows_panels, n * PANEL, True, d_weight_hh + (gate * H + lo) * H, H)
+
+
+cdef inline void _zero_own_gradients(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
+                                     floating* dtype) noexcept nogil:
+    """Zero the piece's rows of dW_hh and its bias-gradient entries (they are sums)."""
+    cdef Py_ssize_t H = call.seq.hidden_size, gate, j
+    cdef floating* d_bias_ih = <floating*> call.d_bias_ih
+    cdef floating* d_bias_hh = <floating*> call.d_bias_hh
+    for gate in range(3):
+        memset(<floating*> call.d_weight_hh + (gate * H + lo) * H, 0,
+               (hi - lo) * H * sizeof(floating))
+        for j in range(gate * H + lo, gate * H + hi):
+            d_bias_ih[j] = 0
+            d_bias_hh[j] = 0
+
+
+cdef inline void _bias_hh_from_bias_ih(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
+                                       floating* dtype) noexcept nogil:
+    """db_hh's entries that equal db_ih's: the r and z blocks (reset_after), all (classic)."""
+    cdef Py_ssize_t H = call.seq.hidden_size, gate, j
+    cdef floating* d_bias_ih = <floating*> call.d_bias_ih
+    cdef floating* d_bias_hh = <floating*> call.d_bias_hh
+    for gate in range(2 if call.seq.reset_after else 3):
+        for j in range(gate * H + lo, gate * H + hi):
+            d_bias_hh[j] = d_bias_ih[j]
 
 
 cdef inline void _gradients_over_rows(BackwardCall* call, floating* dtype) noexcept nogil:
-    """dx, dW_ih and dW_hh from the gate gradients of all N rows: a few large GEMMs on BLAS.
+    """dx and dW_ih from the gate gradients of all N rows: large GEMMs on BLAS.
 
     Run by the calling thread after the time loop; BLAS uses its own threads
-    (as many as threadpoolctl's user_api="blas" limit allows).
+    (as many as threadpoolctl's user_api="blas" limit allows).  (dW_hh is
+    summed step by step in the time loop: `_recurrent_weight_gradients`.)
     """
     cdef const Sequence* seq = &call.seq
     cdef int H = <int> seq.hidden_size, I = <int> seq.input_size, N = <int> seq.n_rows
     cdef floating one = 1, zero = 0
     cdef const floating* d_gi = <const floating*> call.d_gi
-    cdef const floating* d_gh = <const floating*> call.d_gh
     cdef const floating* x = <const floating*> call.x
-    cdef const floating* h_prev = <const floating*> call.h_prev
-    cdef const floating* gates = <const floating*> call.gates
-    cdef floating* d_weight_hh = <floating*> call.d_weight_hh
-    # dx (N, I) = d_gi (N, 3H) @ W_ih (3H, I)
-    gemm(False, False, N, I, 3 * H, one, d_gi, 3 * H,
-         <const floating*> call.weight_ih, I, zero, <floating*> call.dx, I)
+    if call.dx != NULL:  # (not wanted for a network's first layer)
+        # dx (N, I) = d_gi (N, 3H) @ W_ih (3H, I)
+        gemm(False, False, N, I, 3 * H, one, d_gi, 3 * H,
+             <const floating*> call.weight_ih, I, zero, <floating*> call.dx, I)
     # dW_ih (3H, I) = d_gi.T (3H, N) @ x (N, I)
     gemm(True, False, 3 * H, I, N, one, d_gi, 3 * H, x, I,
          zero, <floating*> call.d_weight_ih, I)
-    if seq.reset_after:
-        # dW_hh (3H, H) = d_gh.T (3H, N) @ h_prev (N, H)
-        gemm(True, False, 3 * H, H, N, one, d_gh, 3 * H, h_prev, H, zero, d_weight_hh, H)
-    else:
-        # dW_hh[:2H] (2H, H) = d_gi[:, :2H].T (2H, N) @ h_prev (N, H)
-        gemm(True, False, 2 * H, H, N, one, d_gi, 3 * H, h_prev, H, zero, d_weight_hh, H)
-        # dW_hh[2H:] (H, H) = dn.T (H, N) @ q (N, H),  dn = d_gi[:, 2H:], q = gates[:, 3H:]
-        gemm(True, False, H, H, N, one, d_gi + 2 * H, 3 * H, gates + 3 * H, 4 * H,
-             zero, d_weight_hh + 2 * H * H, H)
-
-
-cdef inline void _column_sums(const floating* matrix, Py_ssize_t n_rows, Py_ssize_t n_cols,
-                              Py_ssize_t col_lo, Py_ssize_t col_hi,
-                              floating* out) noexcept nogil:
-    """out[col_lo:col_hi] = sum over rows of matrix[:, col_lo:col_hi]; matrix (n_rows, n_cols)."""
-    cdef Py_ssize_t i, j
-    cdef const floating* row
-    for j in range(col_lo, col_hi):
-        out[j] = 0
-    for i in range(n_rows):
-        row = matrix + i * n_cols
-        for j in range(col_lo, col_hi):
-            out[j] += row[j]
 
 
 cdef void _backward_piece_float(void* call, int piece) noexcept nogil:
@@ -1008,6 +1150,7 @@ def backward_sequence(const floating[:, ::1] x,
                       floating[:, ::1] d_gh,
                       floating[:, ::1] dq,
                       floating[::1] packed_hh,
+                      floating[::1] packed_rows,
                       floating[:, ::1] dx,
                       floating[:, ::1] d_weight_ih,
                       floating[:, ::1] d_weight_hh,
@@ -1018,13 +1161,15 @@ def backward_sequence(const floating[:, ::1] x,
     """Backpropagation through time for one layer and direction (GIL released).
 
     Takes the packed layout and the cache written by `forward_sequence` with
-    store_history.  dy (T*B, H) is read only at valid rows; dh (B, H) holds
+    store_history.  dy (T*B, H) is read only at valid rows, and not at all
+    when it has no rows (dy = 0: a loss on h_n only); dh (B, H) holds
     dL/dh_n on entry (sorted rows) and dL/dh0 on exit.  Writes the gate
-    gradients d_gi (N, 3H) = dL/d(x W_ih^T + b_ih) and, for reset_after,
-    d_gh (N, 3H) = dL/d(h W_hh^T + b_hh) (unused otherwise).  Scratch, with
-    Hp = H rounded up to whole panels (padded_to_panels): dq (B, H) and
-    packed_hh (Hp*3H,).  Outputs dx (N, I), d_weight_ih (3H, I), d_weight_hh
-    (3H, H) and the bias gradients (3H,) when with_bias.  The time loop runs on
+    gradients d_gi (N, 3H) = dL/d(x W_ih^T + b_ih).  Scratch, with Hp = H
+    rounded up to whole panels (padded_to_panels): d_gh (2B, 3H), the
+    gradients dL/d(h W_hh^T + b_hh) of two steps (reset_after; unused
+    otherwise), dq (B, H), packed_hh (Hp*3H,) and packed_rows (4*B*Hp,).
+    Outputs dx (N, I) (not computed when dx has no rows), d_weight_ih (3H, I),
+    d_weight_hh (3H, H) and the bias gradients (3H,) when with_bias.  The time loop runs on
     up to n_threads threads; the products over all rows on BLAS's threads;
     stop as in forward_sequence.
     Raises whatever a signal handler raises (KeyboardInterrupt); the outputs
@@ -1041,18 +1186,20 @@ def backward_sequence(const floating[:, ::1] x,
     call.seq = _sequence(batch_sizes, offsets, out_rows, dh.shape[0], x.shape[1],
                          dh.shape[1], n_rows, reset_after, reverse)
     call.with_bias = with_bias
+    call.with_dy = dy.shape[0] > 0
     call.x = &x[0, 0]
     call.weight_ih = &weight_ih[0, 0]
     call.weight_hh = &weight_hh[0, 0]
     call.gates = &gates[0, 0]
     call.h_prev = &h_prev[0, 0]
-    call.dy = &dy[0, 0]
+    call.dy = &dy[0, 0] if call.with_dy else NULL
     call.dh = &dh[0, 0]
     call.d_gi = &d_gi[0, 0]
     call.d_gh = &d_gh[0, 0]
     call.dq = &dq[0, 0]
     call.packed_hh = &packed_hh[0]
-    call.dx = &dx[0, 0]
+    call.packed_rows = &packed_rows[0]
+    call.dx = &dx[0, 0] if dx.shape[0] > 0 else NULL
     call.d_weight_ih = &d_weight_ih[0, 0]
     call.d_weight_hh = &d_weight_hh[0, 0]
     call.d_bias_ih = &d_bias_ih[0]

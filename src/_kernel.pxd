@@ -42,6 +42,21 @@ cdef inline void packed_gemm(int m, int n, int k, const floating* a, Py_ssize_t 
         gf_packed_gemm_double(m, n, k, a, lda, 1, panels, panel_stride, accumulate, c, ldc)
 
 
+cdef inline void packed_gemm_strided(int m, int n, int k, const floating* a, Py_ssize_t lda,
+                                     Py_ssize_t a_step, const floating* panels,
+                                     Py_ssize_t panel_stride, bint accumulate, floating* c,
+                                     Py_ssize_t ldc) noexcept nogil:
+    """`packed_gemm` with A[i, p] at a[i * lda + p * a_step].
+
+    lda = 1 and a_step = the row stride reads A as the transpose of a
+    row-major matrix (the weight gradients: d_gates.T @ rows).
+    """
+    if floating is float:
+        gf_packed_gemm_float(m, n, k, a, lda, a_step, panels, panel_stride, accumulate, c, ldc)
+    else:
+        gf_packed_gemm_double(m, n, k, a, lda, a_step, panels, panel_stride, accumulate, c, ldc)
+
+
 cdef inline void pack_transposed(const floating* w, Py_ssize_t ldw, int n, int k,
                                  floating* panels) noexcept nogil:
     """Pack B = W.T for packed_gemm; W (n, k), row stride ldw; panels k * PANEL apart."""

@@ -154,3 +154,27 @@ def test_worker_killed_mid_fit_does_not_change_the_result(client, monkeypatch):
     assert len(evaluations) > 3
     assert victim_pid not in client.run(os.getpid).values()  # the worker was replaced
     assert _relative_difference(spread._network.flat, local._network.flat) < 1e-6
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_early_stopping_on_univariate_sequences_scores_on_the_workers(client):
+    """2-D X (n_samples, T) with early stopping: the validation rows are scored where
+    their chunks live, and the restored best parameters score the same in memory."""
+    estimators = pytest.importorskip("gru_fast.estimators")
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((240, 8))
+    y = X[:, -3:].sum(axis=1)
+    model = estimators.GRURegressor(hidden_size=5, learning_rate=0.02, max_epochs=4,
+                                    early_stopping=True, n_iter_no_change=10,
+                                    random_state=0)
+    with distributed.get_task_stream(client) as stream:
+        model.fit(da.from_array(X, chunks=(60, 8)), da.from_array(y, chunks=60))
+    assert model.n_features_in_ == 8 and len(model.validation_scores_) == 4
+    scoring = [task for task in stream.data if "chunk_outputs" in str(task["key"])]
+    assert len(scoring) == 4 * 4  # every epoch, one task per chunk of the validation rows
+    assert len({task["worker"] for task in scoring}) == 2
+    rows = train_test_split(np.arange(240), test_size=0.1, random_state=model._split_seed)[1]
+    assert model.score(X[rows], y[rows]) == pytest.approx(model.best_validation_score_,
+                                                          rel=1e-9)

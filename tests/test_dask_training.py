@@ -74,7 +74,8 @@ def test_same_random_state_same_dask_fit():
 
 
 @pytest.mark.parametrize("make_input, error, match", [
-    (lambda X, y: (X[:, :, 0], y), ValueError, "X\\[:, :, None\\]"),
+    (lambda X, y: (X[:, :, :, None], y), ValueError, "\\(n_samples, T\\) or"),
+    (lambda X, y: ([X[0], X[1, :4]], y[:2]), TypeError, "ragged sequences"),
     (lambda X, y: (X.astype(int), y), TypeError, "floats"),
     (lambda X, y: (X, y[:-1]), ValueError, "n_samples=240"),
     (lambda X, y: (da.where(da.arange(240)[:, None, None] == 200, np.nan, X), y),
@@ -86,12 +87,6 @@ def test_bad_dask_input(make_input, error, match):
     X, y = _dask(*_problem())
     with pytest.raises(error, match=match):
         GRURegressor(**LBFGS).fit(*make_input(X, y))
-
-
-def test_early_stopping_needs_in_memory_data():
-    X, y = _dask(*_problem())
-    with pytest.raises(ValueError, match="early_stopping is not supported for dask"):
-        GRURegressor(hidden_size=4, early_stopping=True, max_epochs=2).fit(X, y)
 
 
 def test_classifier_partial_fit_rejects_labels_outside_classes():

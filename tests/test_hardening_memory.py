@@ -40,9 +40,9 @@ CHILD = textwrap.dedent("""
     forward_backward(2, 2, 64)  # imports, BLAS and OpenMP threads started
     gc.collect()
     before = resident()
-    # N = 150,000 (step, row) pairs, H = I = 64: ~230 MB of backward scratch
-    # (gate gradients 2 x N x 3H, float32).
-    forward_backward(300, 500, 64)
+    # N = 300,000 (step, row) pairs, H = I = 64: ~230 MB of backward scratch
+    # (gate gradients N x 3H, float32).
+    forward_backward(600, 500, 64)
     gc.collect()
     after = resident()
     kept = _workspace.kept_bytes()
