@@ -5,6 +5,7 @@ prepared data and a loss-and-gradient callable, and keep the bookkeeping
 (loss curve, early stopping) themselves.
 """
 
+import threading
 import time
 
 import numpy as np
@@ -54,13 +55,65 @@ def run_epoch(network, optimizer, data, targets, batch_size, rng):
         return data.run_epoch(network, optimizer, targets, batch_size, rng)
     order = rng.permutation(data.n_samples)
     total = 0.0
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        x, lengths = data.batch(rows)
-        loss, grad = network.loss_and_grad(network.flat, x, targets[rows], lengths)
-        optimizer.step({"flat": grad})
-        total += loss * len(rows)
+    with _BLAS_ON_ONE_THREAD:
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            x, lengths = data.batch(rows)
+            loss, grad = network.loss_and_grad(network.flat, x, targets[rows], lengths)
+            optimizer.step({"flat": grad})
+            total += loss * len(rows)
     return total / len(order)
+
+
+class _BlasOnOneThread:
+    """Context: the BLAS libraries of the process run on one thread inside it.
+
+    A minibatch step calls BLAS only for small products (dW_ih over the
+    batch's rows, the head), but each multithreaded call leaves OpenBLAS's
+    workers spinning for a while afterwards, on the cores the compiled core's
+    own threads need for the next step's time loop: measured, one epoch at
+    H=128, T=100, batch 32 took 321 ms with BLAS on 2 threads and 262 ms with
+    it on one (bench/README.md, "Training").  The previous limits come back on
+    exit.  Acts on the main thread only (re-entrant: the outermost use limits
+    and restores): limits are process-wide, so fits running concurrently in
+    other threads leave them alone (and OpenBLAS did not take a limit set from
+    another thread here).  Does nothing without threadpoolctl (installed with
+    scikit-learn, which the estimators need anyway).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._controller = None
+        self._limit = None
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        with self._lock:
+            if self._depth == 0:
+                try:
+                    if self._controller is None:
+                        from threadpoolctl import ThreadpoolController
+                        self._controller = ThreadpoolController()  # ~5 ms: once
+                    self._limit = self._controller.limit(limits=1, user_api="blas")
+                except ImportError:
+                    self._limit = None
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc_info):
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._limit is not None:
+                self._limit.restore_original_limits()
+                self._limit = None
+        return False
+
+
+_BLAS_ON_ONE_THREAD = _BlasOnOneThread()
 
 
 def summed_loss_and_grad(network, data, targets):

@@ -366,7 +366,7 @@ def forward_validated(args, return_cache, return_sequences, callers):
     return y, h_n, cache
 
 
-def gru_backward(cache, dy, dh_n=None):
+def gru_backward(cache, dy, dh_n=None, *, input_grad=True):
     """Backpropagation through time for a `gru_forward` call.
 
     Parameters
@@ -379,6 +379,9 @@ def gru_backward(cache, dy, dh_n=None):
         only): nothing is allocated nor read for it.
     dh_n : ndarray, shape (B, H), or None
         Gradient with respect to h_n; None means zeros.
+    input_grad : bool, default True
+        False skips the gradient with respect to x (returned as None): the
+        first layer of a network being trained needs none.
 
     Returns
     -------
@@ -396,6 +399,7 @@ def gru_backward(cache, dy, dh_n=None):
         was not made by `gru_forward` or was changed since (see `check_cache`).
     """
     check_cache(cache)
+    input_grad = check_flag(input_grad, "input_grad")
     packing = cache.packing
     seq_len, batch_size = packing.seq_len, packing.batch_size
     hidden_size = cache.hidden_size
@@ -426,7 +430,13 @@ def gru_backward(cache, dy, dh_n=None):
     packed_hh = _workspace.scratch("packed_hh", (padded_hidden * 3 * hidden_size,), dtype)
     # two steps' rows of h_prev and q as panels, for dW_hh summed step by step
     packed_rows = _workspace.scratch("packed_rows", (4 * batch_size * padded_hidden,), dtype)
-    dx_packed = np.empty((n_rows, input_size), dtype=dtype)
+    if _core.over_rows_on_blas(n_rows, input_size, hidden_size):
+        packed_ih = packed_x = np.empty(0, dtype=dtype)  # BLAS reads W_ih and x as they are
+    else:  # dx and dW_ih on the packed kernel: W_ih and x as panels
+        padded_input = _core.padded_to_panels(input_size)
+        packed_ih = _workspace.scratch("packed_ih", (padded_input * 3 * hidden_size,), dtype)
+        packed_x = _workspace.scratch("packed_x", (padded_input * n_rows,), dtype)
+    dx_packed = np.empty((n_rows if input_grad else 0, input_size), dtype=dtype)
     d_weight_ih = np.empty_like(cache.weight_ih)
     d_weight_hh = np.empty_like(cache.weight_hh)
     d_bias_ih = np.empty(3 * hidden_size, dtype=dtype)  # the core zeroes what it sums into
@@ -435,11 +445,14 @@ def gru_backward(cache, dy, dh_n=None):
     _core.backward_sequence(
         cache.x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
         cache.weight_ih, cache.weight_hh, cache.gates, cache.h_prev,
-        dy_rows, dh, d_gi, d_gh, dq, packed_hh, packed_rows, dx_packed, d_weight_ih,
+        dy_rows, dh, d_gi, d_gh, dq, packed_hh, packed_rows, packed_ih, packed_x, dx_packed,
+        d_weight_ih,
         d_weight_hh, d_bias_ih, d_bias_hh, cache.reset_after, cache.reverse, cache.has_bias,
         _threads_for_call(), _stop_flag(),
     )
-    if packing.is_identity:
+    if not input_grad:
+        dx = None
+    elif packing.is_identity:
         dx = dx_packed.reshape(seq_len, batch_size, input_size)
     else:
         dx = packing.unpack(dx_packed, input_size, dtype)

@@ -552,7 +552,7 @@ class GRU:
         """
         return self.forward(x, h0, lengths, return_sequences=return_sequences)
 
-    def backward(self, cache, dy, dh_n=None):
+    def backward(self, cache, dy, dh_n=None, *, input_grad=True):
         """Backpropagate through time, all layers and directions.
 
         Parameters
@@ -564,10 +564,13 @@ class GRU:
             means zeros (a loss on ``h_n`` only). Values at padded steps are ignored.
         dh_n : array_like, optional
             Gradient with respect to ``h_n``, (num_layers*D, B, H); zeros if omitted.
+        input_grad : bool, default True
+            False skips the gradient with respect to ``x`` (``dx`` is None): training
+            needs none for the input of the first layer.
 
         Returns
         -------
-        dx : numpy.ndarray
+        dx : numpy.ndarray or None
             Gradient with respect to ``x``, shaped like ``x``; 0 at padded steps.
         dh0 : numpy.ndarray
             Gradient with respect to ``h0``, (num_layers*D, B, H) (also when the forward
@@ -590,6 +593,7 @@ class GRU:
         if cache.token is not self._token:
             raise ValueError("cache was made by the forward of another GRU layer; pass "
                              "the cache returned by this layer's forward")
+        input_grad = check_flag(input_grad, "input_grad")
         _, backward_fn = self._backend()
         D = self.num_directions
         H = self._hidden_size
@@ -623,8 +627,9 @@ class GRU:
                 index = layer * D + direction
                 d_y = d_output if D == 1 or d_output is None else np.ascontiguousarray(
                     d_output[:, :, direction * H:(direction + 1) * H])
+                options = {} if layer > 0 or input_grad else {"input_grad": False}
                 runs.append(partial(backward_fn, cache.run_caches[index], d_y,
-                                    None if dh_n is None else dh_n[index]))
+                                    None if dh_n is None else dh_n[index], **options))
             key = ("backward", type(self),
                    (seq_len, batch_size, D * H) if d_output is None else d_output.shape,
                    self._dtype, cache.lengths is None)
@@ -642,7 +647,7 @@ class GRU:
             d_output = d_input
 
         dx = d_output
-        if self._batch_first:
+        if self._batch_first and dx is not None:
             dx = dx.transpose(1, 0, 2)
         grads = {}
         for layer_grads in grads_by_layer:

@@ -243,7 +243,7 @@ class GRUNetwork:
         D, H = self.gru.num_directions, self.gru.hidden_size
         dh_n = np.zeros_like(h_n)
         dh_n[-D:] = d_features.reshape(-1, D, H).transpose(1, 0, 2)
-        _, _, gru_grads = self.gru.backward(cache, None, dh_n)
+        _, _, gru_grads = self.gru.backward(cache, None, dh_n, input_grad=False)
         grad = np.empty_like(self.flat)
         for name, target in self.unflatten(grad).items():
             if name.startswith(HEAD_PREFIX):

@@ -208,7 +208,7 @@ def gru_forward(
     return y, h_n, cache
 
 
-def gru_backward(cache, dy, dh_n=None):
+def gru_backward(cache, dy, dh_n=None, *, input_grad=True):
     """Backpropagate through time for a forward call made with ``return_cache=True``.
 
     Parameters
@@ -220,6 +220,9 @@ def gru_backward(cache, dy, dh_n=None):
         (``t >= lengths[b]``) are ignored. ``None`` means zeros.
     dh_n : ndarray of shape (B, H) or None
         Gradient of the loss with respect to ``h_n``; ``None`` means zeros.
+    input_grad : bool, default True
+        False returns ``None`` for ``"x"`` (the first layer of a network being
+        trained needs no gradient with respect to its input).
 
     Returns
     -------
@@ -305,7 +308,7 @@ def gru_backward(cache, dy, dh_n=None):
 
     has_bias = cache["has_bias"]
     return {
-        "x": dx,
+        "x": dx if input_grad else None,
         "h0": dh_carry.astype(dtype, copy=True),
         "weight_ih": d_weight_ih,
         "weight_hh": d_weight_hh,

@@ -62,8 +62,9 @@
 #   forward:  packed_ih[g] = W_ih[gH:(g+1)H].T (I, Hp), packed_hh[g] likewise (H, Hp)
 #   backward: packed_hh = W_hh (3H, H) as panels of its columns (3H, Hp), and
 #             each step's rows of h_prev (and q) as panels (n_active, Hp) for dW_hh
-# Backward's products over all N rows (dx, dW_ih), large GEMMs after the time
-# loop, go to BLAS (the row-major helper of _blas.pxd).  dW_hh is summed step
+# Backward's products over all N rows (dx, dW_ih), when large, are GEMMs on
+# BLAS after the time loop (the row-major helper of _blas.pxd); when small, the
+# packed kernel in the last phase's pieces (over_rows_on_blas).  dW_hh is summed step
 # by step on the packed kernel instead: the gate gradients are read while still
 # in cache, the piece that wrote them owns their rows of dW_hh (so the sums
 # split over the threads like the rest of the step), and no (N, 3H) d_gh is
@@ -155,6 +156,10 @@ cdef enum:
     # the gate loops of a piece stay long (they run over the piece's units).
     TARGET_PIECES = 8
 
+# Backward's dx and dW_ih go to BLAS from this many multiply-adds on (N * 3H * 2I):
+# see over_rows_on_blas.
+cdef long long OVER_ROWS_BLAS_MIN_MACS = 1 << 30
+
 cdef enum Phase:
     PACK              # forward and backward: pack the weights (forward: W_ih only without BLAS)
     PROJECT           # forward: the input preactivations of a chunk of steps (packed kernel)
@@ -162,7 +167,8 @@ cdef enum Phase:
     CANDIDATE         # forward, classic: the candidate product on q = r ∘ h, the new state
     GATE_GRADIENTS    # backward: dh of the step before, then this step's gate gradients
     RESET_GRADIENTS   # backward, classic: dq = dn W_hn, the reset-gate gradients
-    OVER_ROWS         # backward: the last product into dh, the bias gradients (then BLAS: dx, dW)
+    OVER_ROWS         # backward: the last product into dh, the bias gradients, dx and dW_ih
+                      # on the packed kernel (or after it, on BLAS)
 
 
 def max_threads():
@@ -278,6 +284,8 @@ cdef struct ForwardCall:
 
 cdef struct BackwardCall:
     Sequence seq
+    Pieces input_pieces              # dx and dW_ih on the packed kernel: pieces of input columns
+    bint over_rows_on_blas           # dx and dW_ih on BLAS after the time loop (else the kernel)
     bint with_bias
     bint with_dy                     # dy given (else zeros, never read)
     const void* x
@@ -292,6 +300,8 @@ cdef struct BackwardCall:
     void* dq
     void* packed_hh
     void* packed_rows                # two steps' h_prev (and q) rows as panels, see _packed_rows
+    void* packed_ih                  # W_ih and x as panels (dx and dW_ih on the packed kernel)
+    void* packed_x
     void* dx
     void* d_weight_ih
     void* d_weight_hh
@@ -532,7 +542,7 @@ cdef bint _projection_on_blas(const Sequence* seq, Py_ssize_t preact_rows,
                               bint has_weight_ih) noexcept nogil:
     """Whether a forward call computes its input projection on BLAS: only when forced.
 
-    Measured (issue 13, bench/projection_ab.py, numbers in bench/README.md):
+    Measured (issue 13, bench/blas_ab.py, numbers in bench/README.md):
     per core, BLAS's GEMM on a chunk is no faster than the packed kernel in
     the step's pieces, which already run on the core's own threads; BLAS
     wins only when the core runs on one thread and BLAS brings a second
@@ -799,8 +809,13 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
       3. the gate gradients of step t, their bias-gradient sums;
       4. the piece's columns of step t's h_prev (and q) packed for step 2 of
          the next phase.
-    OVER_ROWS runs 1 and 2 for the last step walked.
+    OVER_ROWS runs 1 and 2 for the last step walked; its pieces after the
+    hidden ones compute dx and dW_ih of their input columns when these are
+    not on BLAS (_input_gradients).
     """
+    if call.phase == OVER_ROWS and piece >= call.seq.hidden_pieces.count:
+        _input_gradients(call, piece - call.seq.hidden_pieces.count, dtype)
+        return
     cdef const Sequence* seq = &call.seq
     cdef Py_ssize_t H = seq.hidden_size, B = seq.batch_size
     cdef Py_ssize_t t = call.t, lo, hi, b, j, row, gate, t_next, n_next
@@ -1053,6 +1068,56 @@ cdef inline void _bias_hh_from_bias_ih(BackwardCall* call, Py_ssize_t lo, Py_ssi
             d_bias_hh[j] = d_bias_ih[j]
 
 
+cdef inline void _input_gradients(BackwardCall* call, int piece, floating* dtype) noexcept nogil:
+    """dx[:, in_lo:in_hi] and dW_ih[:, in_lo:in_hi] of input piece `piece`, on the packed kernel."""
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t H = seq.hidden_size, I = seq.input_size, N = seq.n_rows, in_lo, in_hi
+    _piece_range(call.input_pieces, piece, &in_lo, &in_hi)
+    cdef int n_inputs = <int> (in_hi - in_lo)
+    cdef const floating* d_gi = <const floating*> call.d_gi
+    cdef floating* packed_ih = <floating*> call.packed_ih + in_lo * 3 * H
+    cdef floating* packed_x = <floating*> call.packed_x + in_lo * N
+    if call.dx != NULL:  # (not wanted for a network's first layer)
+        # dx[:, in_lo:in_hi] (N, n_in) = d_gi (N, 3H) @ W_ih[:, in_lo:in_hi] (3H, n_in)
+        pack(<const floating*> call.weight_ih + in_lo, I, n_inputs, <int> (3 * H), packed_ih)
+        packed_gemm(<int> N, n_inputs, <int> (3 * H), d_gi, 3 * H,
+                    packed_ih, 3 * H * PANEL, False, <floating*> call.dx + in_lo, I)
+    # dW_ih[:, in_lo:in_hi] (3H, n_in) = d_gi.T (3H, N) @ x[:, in_lo:in_hi] (N, n_in)
+    pack(<const floating*> call.x + in_lo, I, n_inputs, <int> N, packed_x)
+    packed_gemm_strided(<int> (3 * H), n_inputs, <int> N, d_gi, 1, 3 * H,
+                        packed_x, N * PANEL, False, <floating*> call.d_weight_ih + in_lo, I)
+
+
+cdef int over_rows_forced = -1  # _force_over_rows: -1 the size rule, 0 packed kernel, 1 BLAS
+
+
+def _force_over_rows(mode):
+    """Test and benchmark hook: where backward's dx and dW_ih run.
+
+    None: the size rule (over_rows_on_blas); True: BLAS; False: the packed kernel.
+    """
+    global over_rows_forced
+    over_rows_forced = -1 if mode is None else int(bool(mode))
+
+
+def over_rows_on_blas(Py_ssize_t n_rows, Py_ssize_t input_size, Py_ssize_t hidden_size):
+    """Whether backward computes dx and dW_ih on BLAS (else on the packed kernel).
+
+    A property of the shape alone, so the numbers never depend on the thread
+    count.  BLAS from OVER_ROWS_BLAS_MIN_MACS multiply-adds on: its threads
+    are not the core's, and when one of its workers has lost its core (right
+    after a NumPy matmul, whose own OpenBLAS workers still spin) the call
+    waits for it about a scheduler time slice; below that much work the
+    packed kernel, in the paced pieces on the core's own threads that never
+    wait for a late worker, is as fast and does not stall (bench/README.md).
+    The packed kernel needs W_ih and x packed as scratch
+    (functional.gru_backward allocates it only then).
+    """
+    if over_rows_forced >= 0:
+        return over_rows_forced == 1
+    return n_rows * 3 * hidden_size * 2 * input_size >= OVER_ROWS_BLAS_MIN_MACS
+
+
 cdef inline void _gradients_over_rows(BackwardCall* call, floating* dtype) noexcept nogil:
     """dx and dW_ih from the gate gradients of all N rows: large GEMMs on BLAS.
 
@@ -1065,9 +1130,10 @@ cdef inline void _gradients_over_rows(BackwardCall* call, floating* dtype) noexc
     cdef floating one = 1, zero = 0
     cdef const floating* d_gi = <const floating*> call.d_gi
     cdef const floating* x = <const floating*> call.x
-    # dx (N, I) = d_gi (N, 3H) @ W_ih (3H, I)
-    gemm(False, False, N, I, 3 * H, one, d_gi, 3 * H,
-         <const floating*> call.weight_ih, I, zero, <floating*> call.dx, I)
+    if call.dx != NULL:  # (not wanted for a network's first layer)
+        # dx (N, I) = d_gi (N, 3H) @ W_ih (3H, I)
+        gemm(False, False, N, I, 3 * H, one, d_gi, 3 * H,
+             <const floating*> call.weight_ih, I, zero, <floating*> call.dx, I)
     # dW_ih (3H, I) = d_gi.T (3H, N) @ x (N, I)
     gemm(True, False, 3 * H, I, N, one, d_gi, 3 * H, x, I,
          zero, <floating*> call.d_weight_ih, I)
@@ -1126,12 +1192,16 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
         if _interrupted(pace_step_done(&pace, call.n_active + 1), interrupts):
             pace_finish(&pace)
             return -1
-    # The last step's product into dh, and the bias gradients, piece by piece.
+    # The last step's product into dh, and the bias gradients, piece by piece;
+    # dx and dW_ih in input pieces too, unless they go to BLAS after it.
     call.phase = OVER_ROWS
-    if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+    if run_phase(piece_fn, call, n_pieces + (0 if call.over_rows_on_blas
+                                             else call.input_pieces.count),
+                 pace_participants(&pace)):
         pace_note_late(&pace)
     pace_finish(&pace)
-    _gradients_over_rows(call, dtype)
+    if call.over_rows_on_blas:
+        _gradients_over_rows(call, dtype)
     return 0
 
 
@@ -1150,6 +1220,8 @@ def backward_sequence(const floating[:, ::1] x,
                       floating[:, ::1] dq,
                       floating[::1] packed_hh,
                       floating[::1] packed_rows,
+                      floating[::1] packed_ih,
+                      floating[::1] packed_x,
                       floating[:, ::1] dx,
                       floating[:, ::1] d_weight_ih,
                       floating[:, ::1] d_weight_hh,
@@ -1166,9 +1238,13 @@ def backward_sequence(const floating[:, ::1] x,
     gradients d_gi (N, 3H) = dL/d(x W_ih^T + b_ih).  Scratch, with Hp = H
     rounded up to whole panels (padded_to_panels): d_gh (2B, 3H), the
     gradients dL/d(h W_hh^T + b_hh) of two steps (reset_after; unused
-    otherwise), dq (B, H), packed_hh (Hp*3H,) and packed_rows (4*B*Hp,).  Outputs dx (N, I), d_weight_ih (3H, I), d_weight_hh
-    (3H, H) and the bias gradients (3H,) when with_bias.  The time loop runs on
-    up to n_threads threads; the products over all rows on BLAS's threads;
+    otherwise), dq (B, H), packed_hh (Hp*3H,) and packed_rows (4*B*Hp,);
+    when not over_rows_on_blas(N, I, H), with Ip = I rounded up likewise,
+    packed_ih (Ip*3H,) and packed_x (Ip*N,) (else they may be empty).
+    Outputs dx (N, I) (not computed when dx has no rows), d_weight_ih (3H, I),
+    d_weight_hh (3H, H) and the bias gradients (3H,) when with_bias.  The time loop runs on
+    up to n_threads threads; dx and dW_ih on BLAS's threads, or (small
+    calls) on the core's in the last phase;
     stop as in forward_sequence.
     Raises whatever a signal handler raises (KeyboardInterrupt); the outputs
     are then unfinished.
@@ -1197,7 +1273,12 @@ def backward_sequence(const floating[:, ::1] x,
     call.dq = &dq[0, 0]
     call.packed_hh = &packed_hh[0]
     call.packed_rows = &packed_rows[0]
-    call.dx = &dx[0, 0]
+    call.over_rows_on_blas = over_rows_on_blas(n_rows, x.shape[1], dh.shape[1])
+    call.input_pieces = _pieces(x.shape[1])
+    if not call.over_rows_on_blas:
+        call.packed_ih = &packed_ih[0]
+        call.packed_x = &packed_x[0]
+    call.dx = &dx[0, 0] if dx.shape[0] > 0 else NULL
     call.d_weight_ih = &d_weight_ih[0, 0]
     call.d_weight_hh = &d_weight_hh[0, 0]
     call.d_bias_ih = &d_bias_ih[0]
@@ -1206,7 +1287,10 @@ def backward_sequence(const floating[:, ::1] x,
         &stop[0], PyThread_get_thread_ident() == _main_thread)
     cdef int status, participants
     with nogil:
-        participants = pool_acquire(min(n_threads, call.seq.hidden_pieces.count))
+        participants = pool_acquire(min(n_threads, call.seq.hidden_pieces.count
+                                        if call.over_rows_on_blas
+                                        else max(call.seq.hidden_pieces.count,
+                                                 call.input_pieces.count)))
         status = _backward_run(&call, participants, &interrupts, <floating*> NULL)
         if participants > 1:
             pool_release()

@@ -57,3 +57,38 @@ def test_layer_backward_with_none_dy(bidirectional):
     assert list(grads) == list(grads_zeros)
     for name in grads:
         np.testing.assert_array_equal(grads[name], grads_zeros[name], err_msg=name)
+
+
+@pytest.mark.parametrize("reset_after", [False, True])
+@pytest.mark.parametrize("lengths", [None, [9, 0, 4, 9, 1]])
+def test_without_input_gradient_the_rest_is_the_same(reset_after, lengths):
+    """input_grad=False (what training a first layer needs) skips dx, changes nothing else."""
+    x, h0, weights, dh_n, lengths = _problem(np.float64, reset_after, lengths)
+    y, _, cache = gru_fast.gru_forward(x, h0, *weights, reset_after=reset_after,
+                                       lengths=lengths, return_cache=True)
+    dy = np.random.default_rng(5).standard_normal(y.shape)
+    full = gru_fast.gru_backward(cache, dy, dh_n)
+    without = gru_fast.gru_backward(cache, dy, dh_n, input_grad=False)
+    assert without["x"] is None and full["x"] is not None
+    for name in ("h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        np.testing.assert_array_equal(without[name], full[name], err_msg=name)
+    _, _, ref_cache = reference.gru_forward(x, h0, *weights, reset_after=reset_after,
+                                            lengths=lengths, return_cache=True)
+    assert reference.gru_backward(ref_cache, dy, dh_n, input_grad=False)["x"] is None
+    with pytest.raises(TypeError, match="input_grad"):
+        gru_fast.gru_backward(cache, dy, dh_n, input_grad="no")
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_layer_backward_without_input_gradient(bidirectional):
+    layer = gru_fast.GRU(3, 12, num_layers=2, bidirectional=bidirectional, batch_first=True,
+                         dtype=np.float64, seed=4)
+    x = np.random.default_rng(6).standard_normal((4, 7, 3))
+    y, h_n, cache = layer.forward(x, return_cache=True)
+    dy = np.random.default_rng(7).standard_normal(y.shape)
+    dx, dh0, grads = layer.backward(cache, dy)
+    none, dh0_without, grads_without = layer.backward(cache, dy, input_grad=False)
+    assert none is None and dx.shape == x.shape
+    np.testing.assert_array_equal(dh0_without, dh0)
+    for name in grads:
+        np.testing.assert_array_equal(grads_without[name], grads[name], err_msg=name)

@@ -1,10 +1,12 @@
 #!/usr/bin/env python
-"""Forward's input projection on BLAS against the packed kernel, side by side in one process.
+"""Products over many rows on BLAS against the packed kernel, side by side in one process.
 
-Every sample times one forward float32 call (``gru_forward``, reset_after=True)
-with the projection forced onto the packed kernel or onto BLAS
-(``_core._force_projection``), the variants interleaved, each in three
-settings:
+``--products projection`` (the default): every sample times one forward call
+(float32 unless --dtype) (``gru_forward``, reset_after=True) with the input projection forced onto
+the packed kernel or onto BLAS (``_core._force_projection``).  ``--products
+over_rows``: one forward+backward call with backward's dx, dW_ih, dW_hh
+forced onto either (``_core._force_over_rows``).  The variants are
+interleaved, each in three settings:
 
 * quiet: nothing runs before the call but the previous sample;
 * busy: a NumPy ``A @ A`` (512 x 512, NumPy's own OpenBLAS) right before the
@@ -19,8 +21,8 @@ ratio column is BLAS over packed (< 1: BLAS wins), medians of paired samples.
 
 Usage (under the bench lock)::
 
-    flock -x /tmp/gru_cpu.lock python bench/projection_ab.py [--shapes large,odd]
-        [--repeats 7] [--threads 1,2] [--settings quiet,busy,blas1]
+    flock -x /tmp/gru_cpu.lock python bench/blas_ab.py [--products over_rows]
+        [--shapes large,odd] [--repeats 7] [--threads 1,2] [--settings quiet,busy,blas1]
 """
 
 import argparse
@@ -61,7 +63,9 @@ def sample(function, min_time, before=None):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--products", choices=("projection", "over_rows"), default="projection")
     parser.add_argument("--shapes", default="stream,small,medium,large,wide,odd")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--settings", default="quiet,busy,blas1")
     parser.add_argument("--repeats", type=int, default=7)
@@ -70,11 +74,21 @@ def main():
     from threadpoolctl import threadpool_limits
 
     matrix = np.random.default_rng(0).standard_normal((512, 512))
-    print(f"gru_fast {gru_fast.__file__}, level {_core.CPU_LEVEL}; ratio = BLAS / packed")
+    force = _core._force_projection if args.products == "projection" else _core._force_over_rows
+    print(f"gru_fast {gru_fast.__file__}, level {_core.CPU_LEVEL}, {args.products}, {args.dtype}; "
+          "ratio = BLAS / packed")
     print(f"{'case':36s} {'packed':>10s} {'BLAS':>10s} {'ratio':>7s}")
     for shape_name in args.shapes.split(","):
-        x, h0, weights, _ = make_inputs(SHAPES[shape_name], "float32")
-        calls = {"gru_forward": lambda: gru_fast.gru_forward(x, h0, *weights, reset_after=True)}
+        x, h0, weights, dy = make_inputs(SHAPES[shape_name], args.dtype)
+        if args.products == "projection":
+            calls = {"gru_forward": lambda: gru_fast.gru_forward(x, h0, *weights,
+                                                                 reset_after=True)}
+        else:
+            def forward_backward():
+                _, _, cache = gru_fast.gru_forward(x, h0, *weights, reset_after=True,
+                                                   return_cache=True)
+                return gru_fast.gru_backward(cache, dy)
+            calls = {"fwd+bwd": forward_backward}
         for threads in [int(n) for n in args.threads.split(",")]:
             for setting in args.settings.split(","):
                 for call_name, call in calls.items():
@@ -84,12 +98,12 @@ def main():
                     for repeat in range(args.repeats):
                         pair = {}
                         for on_blas in ((False, True) if repeat % 2 == 0 else (True, False)):
-                            _core._force_projection(on_blas)
+                            force(on_blas)
                             limit = 1 if setting == "blas1" else None
                             with thread_budget(threads), threadpool_limits(limit, "blas"):
                                 pair[on_blas] = sample(call, args.min_time, before)
                             time.sleep(0.02)
-                        _core._force_projection(None)
+                        force(None)
                         for key, value in pair.items():
                             times[key].append(value)
                         ratios.append(pair[True] / pair[False])

@@ -1,0 +1,94 @@
+"""Backward's products over rows (dx, dW_ih): on BLAS when large, else the packed kernel.
+
+`_core.over_rows_on_blas` decides from the shape (issue 13); `_core._force_over_rows`
+forces either path so that both are checked on small problems: against the NumPy
+reference, and bitwise the same for any thread count.
+"""
+
+import numpy as np
+import pytest
+
+import _helpers
+import gru_fast
+from gru_fast import _core, reference
+
+GRAD_NAMES = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+# (T, B, I, H): input and hidden sizes over several pieces, partial panels, lengths.
+CONFIGS = [(6, 3, 7, 33), (5, 9, 70, 100), (4, 13, 300, 40)]
+
+
+@pytest.fixture
+def force_over_rows():
+    yield _core._force_over_rows
+    _core._force_over_rows(None)
+
+
+def gradients(problem, reset_after, dy):
+    y, h_n, cache = gru_fast.gru_forward(**problem, reset_after=reset_after,
+                                         return_cache=True)
+    return gru_fast.gru_backward(cache, dy, np.ones_like(h_n))
+
+
+@pytest.mark.parametrize("on_blas", [True, False], ids=["blas", "packed"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_both_paths_match_the_reference_on_any_thread_count(force_over_rows, monkeypatch,
+                                                            on_blas, dtype, reset_after):
+    rng = np.random.default_rng(21 + reset_after)
+    tol = 1e-3 if dtype == np.float32 else 1e-8
+    force_over_rows(on_blas)
+    _core._force_threads(True)
+    try:
+        for index, shape in enumerate(CONFIGS):
+            problem = _helpers.make_problem(rng, *shape, dtype=dtype, bias=index != 1)
+            if index == 1:
+                problem["lengths"] = rng.integers(0, shape[0] + 1, shape[1])
+            dy = rng.standard_normal((shape[0], shape[1], shape[3])).astype(dtype)
+            runs = []
+            for threads in (1, 2, 3):
+                monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: threads)
+                runs.append(gradients(problem, reset_after, dy))
+            for grads in runs[1:]:
+                for name in GRAD_NAMES:
+                    if runs[0][name] is None:
+                        assert grads[name] is None
+                    else:
+                        np.testing.assert_array_equal(grads[name], runs[0][name],
+                                                      err_msg=f"{name} {shape}")
+            _, _, cache = reference.gru_forward(**problem, reset_after=reset_after,
+                                                return_cache=True)
+            expected = reference.gru_backward(cache, dy, np.ones(shape[1:2] + shape[3:], dtype))
+            for name in GRAD_NAMES:
+                if expected[name] is not None:
+                    scale = max(1.0, float(np.abs(expected[name]).max()))
+                    np.testing.assert_allclose(runs[0][name], expected[name], rtol=tol,
+                                               atol=tol * scale, err_msg=f"{name} {shape}")
+    finally:
+        _core._force_threads(None)
+
+
+def test_the_paths_really_differ(force_over_rows):
+    """BLAS and the packed kernel sum in other orders: other last bits, same values."""
+    rng = np.random.default_rng(8)
+    # N = 1600 rows: BLAS splits the sum over rows into blocks, the packed kernel does not
+    problem = _helpers.make_problem(rng, 50, 32, 300, 64, dtype=np.float32)
+    dy = rng.standard_normal((50, 32, 64)).astype(np.float32)
+    force_over_rows(True)
+    on_blas = gradients(problem, True, dy)
+    force_over_rows(False)
+    packed = gradients(problem, True, dy)
+    names = ("x", "weight_ih")
+    assert any(not np.array_equal(on_blas[name], packed[name]) for name in names)
+    for name in names:
+        scale = float(np.abs(packed[name]).max())
+        np.testing.assert_allclose(on_blas[name], packed[name], rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_the_rule_follows_the_size():
+    # T*B rows, I, H: tiny and small problems on the packed kernel, large ones on BLAS
+    assert not _core.over_rows_on_blas(100, 64, 64)
+    assert not _core.over_rows_on_blas(800, 64, 128)
+    assert not _core.over_rows_on_blas(3200, 128, 256)
+    assert _core.over_rows_on_blas(3200, 512, 512)
+    assert _core.over_rows_on_blas(400, 1024, 1024)
+    assert _core.over_rows_on_blas(150_000, 64, 64)
