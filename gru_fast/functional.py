@@ -233,21 +233,27 @@ def _level2_cache_bytes():
 
 def _run_forward_in_blocks(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after,
                            reverse, block_rows, *, weights, packed, return_sequences):
-    """`run_forward` without a cache over blocks of at most `block_rows` rows, one after the other.
+    """`run_forward` without a cache over blocks of at most `block_rows` rows.
 
     Each block is its own sequence batch: its x rows copied together, its
     h0 rows and lengths, its y written into the caller's y.  Rows never
     mix, so the results are those of one call over the whole batch up to
     rounding: a row's last bits depend on the size of the batch it runs in
-    (the packed kernel's tail tiles), in blocks or not.
+    (the packed kernel's tail tiles), in blocks or not.  The blocks run one
+    after the other (each on all the core's threads) or several at once
+    (each on a share of them), whichever measured faster for this shape
+    (`_concurrent.run_all`); the bits are the same either way.
     """
+    from . import _concurrent  # imports this module
+
     seq_len, batch_size, input_size = x.shape
     dtype = bias_gates.dtype
     y = np.empty((seq_len, batch_size, hidden_size), dtype=dtype) if return_sequences else None
     h_n = np.empty((batch_size, hidden_size), dtype=dtype)
     n_blocks = -(-batch_size // block_rows)
     bounds = np.linspace(0, batch_size, n_blocks + 1).round().astype(int)  # even blocks
-    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+
+    def run_block(lo, hi):
         rows = hi - lo
         x_block = _workspace.scratch("x_block", (seq_len, rows, input_size), dtype)
         x_block[...] = x[:, lo:hi]
@@ -261,6 +267,12 @@ def _run_forward_in_blocks(x, h0, lengths, bias_gates, bias_hn, hidden_size, res
         if return_sequences:
             y[:, lo:hi] = y_rows
         h_n[lo:hi] = h_rows
+
+    calls = [lambda lo=lo, hi=hi: run_block(lo, hi)
+             for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+    key = ("forward blocks", block_rows, seq_len, hidden_size, input_size, dtype.str,
+           reset_after, return_sequences, lengths is None)
+    _concurrent.run_all(calls, key, work=batch_size)
     return y, h_n, None
 
 

@@ -4,14 +4,16 @@ import numpy as np
 import pytest
 
 import gru_fast
-from gru_fast import _directions, functional
+import time
+
+from gru_fast import _concurrent, _directions, functional
 
 
 @pytest.fixture
 def way(monkeypatch):
     """A function that makes run_both always run concurrently (True) or not (False)."""
     def set_to(concurrently):
-        monkeypatch.setattr(_directions, "_choose", lambda key: concurrently)
+        monkeypatch.setattr(_concurrent, "_choose", lambda key: concurrently)
     monkeypatch.setattr(functional, "core_threads", lambda: 2)
     return set_to
 
@@ -39,30 +41,25 @@ def test_concurrent_directions_give_the_same_bits(way, dtype, frozen):
         np.testing.assert_array_equal(got, want)
 
 
-def test_an_error_in_one_direction_is_raised_after_both_finish(way):
+def test_an_error_in_one_direction_is_raised_after_the_other_finishes(way):
     way(True)
-    calls = []
+    events = []
 
     def failing():
+        time.sleep(0.05)  # the other direction has started by now (a helper claimed it)
         raise ValueError("first direction failed")
 
     def second():
-        calls.append("second")
+        events.append("started")
+        time.sleep(0.2)
+        events.append("finished")
         return 2
 
-    with pytest.raises(ValueError, match="first direction failed"):
-        _directions.run_both(failing, second, key="test")
-    assert calls == ["second"]
+    for calls in ((failing, second), (second, failing)):
+        events.clear()
+        with pytest.raises(ValueError, match="first direction failed"):
+            _directions.run_both(*calls, key="test")
+        # nothing of the run is still running once the error is raised
+        assert events in ([], ["started", "finished"])
     with pytest.raises(ZeroDivisionError):
         _directions.run_both(lambda: 1, lambda: 1 / 0, key="test")
-
-
-def test_the_faster_way_is_kept_and_the_other_tried_now_and_then():
-    key = ("test", "choose")
-    _directions._seconds.pop(key, None)
-    assert _directions._choose(key) is True  # nothing known: concurrently first
-    _directions._record(key, True, 1.0)
-    assert _directions._choose(key) is False  # then the other way
-    _directions._record(key, False, 3.0)
-    ways = [_directions._choose(key) for _ in range(40)]
-    assert ways.count(True) > 30 and False in ways  # the faster, with trials of the other
