@@ -18,7 +18,8 @@ all rounds, the ratios the median of the ratios within a round.
 Two workloads: final states only (``return_sequences=False``, scoring) and the full
 outputs reduced on the workers (``y.mean(axis=0)``), which materialises y chunk by chunk.
 
-Worker memory, against one chunk's input plus outputs: the peak of the arrays the run
+Worker memory, against one chunk's input plus outputs, on 2 workers warmed up by one run
+(imports, the model, kept scratch): the peak of the arrays the run
 allocates on each worker (tracemalloc, started after X was persisted there: outputs,
 scratch, results waiting to travel), and each worker's peak resident memory over the
 run (VmHWM, reset first through /proc/self/clear_refs) minus its resident memory
@@ -242,8 +243,8 @@ def run_worker_memory(args, client, model, X_remote):
     import gru_fast.dask
 
     T, chunk, I, H = args.seq_len, args.chunk, args.input_size, args.hidden_size
-    X_persisted = client.persist(X_remote)
     client.wait_for_workers(2)
+    X_persisted = _persist_evenly(client, X_remote)  # generated before the measurements
     print(f"\nWorker memory (2 workers, MB per worker; ratio = largest / one chunk's "
           f"input + outputs, target <= 2)")
     for name, return_sequences in (("final states", False), ("y.mean(axis=0)", True)):
@@ -316,15 +317,15 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="chunks of 500, 2 rounds, a smaller L-BFGS problem")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=3, help="timings per setup and round")
+    parser.add_argument("--samples", type=int, default=2, help="timings per setup and round")
     parser.add_argument("--seq-len", type=int, default=100)
     parser.add_argument("--chunk", type=int, default=2000, help="batch rows per chunk")
     parser.add_argument("--input-size", type=int, default=16)
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--lbfgs-samples", type=int, default=16000)
     parser.add_argument("--lbfgs-iter", type=int, default=5)
-    parser.add_argument("--skip", nargs="*", default=(), choices=("memory", "lbfgs"),
-                        help="parts not to run")
+    parser.add_argument("--skip", nargs="*", default=(),
+                        choices=("inference", "memory", "lbfgs"), help="parts not to run")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.chunk, args.lbfgs_samples, args.lbfgs_iter = 2, 500, 4000, 3
@@ -338,7 +339,10 @@ def main():
           f"{os.path.dirname(gru_fast.__file__)}; dask {dask.__version__}, distributed "
           f"{distributed.__version__}")
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    model, X_remote = run_inference(args)
+    if "inference" in args.skip:
+        model, _, X_remote = _model_and_inputs(args)
+    else:
+        model, X_remote = run_inference(args)
     if "memory" in args.skip and "lbfgs" in args.skip:
         return
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

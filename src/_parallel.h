@@ -398,7 +398,8 @@ static inline void gf_set_worker_stall(int worker, int64_t ns)
 typedef struct {
     uint64_t key;
     int64_t ns_per_unit_x16[2];  /* serial, threaded; 0 = unknown */
-    int64_t explore_gap, since_trial, late_gap, serial_left, block_steps;
+    int64_t explore_gap, since_trial, late_gap, serial_left, block_steps, trial_left;
+    int64_t trial_min_x16;
 } gf_pace_memory;
 
 static gf_pace_memory gf_pace_table[GF_PACE_SLOTS];
@@ -477,8 +478,16 @@ static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
         pace->block_steps = (int)__atomic_load_n(&slot->block_steps, __ATOMIC_RELAXED);
         if (pace->block_steps < 1 || pace->block_steps > GF_MAX_BLOCK_STEPS)
             pace->block_steps = 1;
+        /* a trial the last call left unfinished goes on (a phase that runs
+         * once or twice a call would otherwise never finish one) */
+        pace->trial_left = (int)__atomic_load_n(&slot->trial_left, __ATOMIC_RELAXED);
+        pace->trial_min = __atomic_load_n(&slot->trial_min_x16, __ATOMIC_RELAXED) / 16.0;
+        if (pace->serial_left || pace->trial_left <= 0 || pace->trial_left > GF_TRIAL_BLOCKS)
+            pace->trial_left = 0;
+        pace->trying_other = pace->trial_left > 0;
     }
-    pace->threaded = participants > 1 && !pace->serial_left && gf_pace_best(pace);
+    pace->threaded = participants > 1 && !pace->serial_left
+                     && (pace->trying_other ? !gf_pace_best(pace) : gf_pace_best(pace));
     pace->warming_up = pace->threaded;
     pace->block_start = gf_now_ns();
 }
@@ -651,6 +660,9 @@ static void gf_pace_finish(const gf_pace* pace)
     __atomic_store_n(&slot->late_gap, pace->late_gap, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->serial_left, pace->serial_left, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->block_steps, pace->block_steps, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->trial_left, pace->trying_other ? pace->trial_left : 0,
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->trial_min_x16, (int64_t)(pace->trial_min * 16), __ATOMIC_RELAXED);
     __atomic_store_n(&slot->key, pace->key, __ATOMIC_RELAXED);
 }
 
