@@ -442,7 +442,7 @@ def gru_backward(cache, dy, dh_n=None, *, input_grad=True):
     packed_hh = _workspace.scratch("packed_hh", (padded_hidden * 3 * hidden_size,), dtype)
     # two steps' rows of h_prev and q as panels, for dW_hh summed step by step
     packed_rows = _workspace.scratch("packed_rows", (4 * batch_size * padded_hidden,), dtype)
-    if _core.over_rows_on_blas(n_rows, input_size, hidden_size):
+    if _core.over_rows_on_blas(n_rows, input_size, hidden_size, np.dtype(dtype).itemsize):
         packed_ih = packed_x = np.empty(0, dtype=dtype)  # BLAS reads W_ih and x as they are
     else:  # dx and dW_ih on the packed kernel: W_ih and x as panels
         padded_input = _core.padded_to_panels(input_size)

@@ -156,9 +156,9 @@ cdef enum:
     # the gate loops of a piece stay long (they run over the piece's units).
     TARGET_PIECES = 8
 
-# Backward's dx and dW_ih go to BLAS from this many multiply-adds on (N * 3H * 2I):
-# see over_rows_on_blas.
-cdef long long OVER_ROWS_BLAS_MIN_MACS = 1 << 30
+# Backward's dx and dW_ih go to BLAS, in float64, from this many multiply-adds
+# on (N * 3H * 2I): see over_rows_on_blas.
+cdef long long OVER_ROWS_BLAS_MIN_MACS = 1 << 31
 
 cdef enum Phase:
     PACK              # forward and backward: pack the weights (forward: W_ih only without BLAS)
@@ -1100,22 +1100,26 @@ def _force_over_rows(mode):
     over_rows_forced = -1 if mode is None else int(bool(mode))
 
 
-def over_rows_on_blas(Py_ssize_t n_rows, Py_ssize_t input_size, Py_ssize_t hidden_size):
+def over_rows_on_blas(Py_ssize_t n_rows, Py_ssize_t input_size, Py_ssize_t hidden_size,
+                      int itemsize):
     """Whether backward computes dx and dW_ih on BLAS (else on the packed kernel).
 
-    A property of the shape alone, so the numbers never depend on the thread
-    count.  BLAS from OVER_ROWS_BLAS_MIN_MACS multiply-adds on: its threads
-    are not the core's, and when one of its workers has lost its core (right
-    after a NumPy matmul, whose own OpenBLAS workers still spin) the call
-    waits for it about a scheduler time slice; below that much work the
-    packed kernel, in the paced pieces on the core's own threads that never
-    wait for a late worker, is as fast and does not stall (bench/README.md).
+    A property of the shape and dtype (itemsize 4 or 8) alone, so the
+    numbers never depend on the thread count.  BLAS's threads are not the
+    core's: when one of its workers has lost its core (right after a NumPy
+    matmul, whose own OpenBLAS workers still spin) the call waits for it
+    about a scheduler time slice, and its spinning workers slow the core's
+    next steps; the packed kernel runs in the paced pieces, on the core's own
+    threads that never wait for a late worker.  Measured (bench/README.md):
+    in float32 the packed kernel matched or beat BLAS at every size; in
+    float64 (where the kernel's tiles are half as wide) BLAS won from about
+    OVER_ROWS_BLAS_MIN_MACS multiply-adds on.
     The packed kernel needs W_ih and x packed as scratch
     (functional.gru_backward allocates it only then).
     """
     if over_rows_forced >= 0:
         return over_rows_forced == 1
-    return n_rows * 3 * hidden_size * 2 * input_size >= OVER_ROWS_BLAS_MIN_MACS
+    return itemsize == 8 and n_rows * 3 * hidden_size * 2 * input_size >= OVER_ROWS_BLAS_MIN_MACS
 
 
 cdef inline void _gradients_over_rows(BackwardCall* call, floating* dtype) noexcept nogil:
@@ -1239,7 +1243,7 @@ def backward_sequence(const floating[:, ::1] x,
     rounded up to whole panels (padded_to_panels): d_gh (2B, 3H), the
     gradients dL/d(h W_hh^T + b_hh) of two steps (reset_after; unused
     otherwise), dq (B, H), packed_hh (Hp*3H,) and packed_rows (4*B*Hp,);
-    when not over_rows_on_blas(N, I, H), with Ip = I rounded up likewise,
+    when not over_rows_on_blas(N, I, H, itemsize), with Ip = I rounded up likewise,
     packed_ih (Ip*3H,) and packed_x (Ip*N,) (else they may be empty).
     Outputs dx (N, I) (not computed when dx has no rows), d_weight_ih (3H, I),
     d_weight_hh (3H, H) and the bias gradients (3H,) when with_bias.  The time loop runs on
@@ -1273,7 +1277,8 @@ def backward_sequence(const floating[:, ::1] x,
     call.dq = &dq[0, 0]
     call.packed_hh = &packed_hh[0]
     call.packed_rows = &packed_rows[0]
-    call.over_rows_on_blas = over_rows_on_blas(n_rows, x.shape[1], dh.shape[1])
+    call.over_rows_on_blas = over_rows_on_blas(n_rows, x.shape[1], dh.shape[1],
+                                               sizeof(floating))
     call.input_pieces = _pieces(x.shape[1])
     if not call.over_rows_on_blas:
         call.packed_ih = &packed_ih[0]
