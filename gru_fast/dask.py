@@ -496,6 +496,49 @@ def _set_columns(estimator, n_columns, first_pass):
                          f"n_features)")
 
 
+def _sequence_input(estimator, X, first_pass):
+    """Check a dask X for `estimator` (as its NumPy checks do) and chunk it for the core.
+
+    Returns
+    -------
+    dask.array.Array, shape (n_samples, T, n_features)
+        One chunk along T and the features (2-D X: univariate, T columns).
+    """
+    if not isinstance(X, da.Array):
+        raise TypeError(f"X must be a dask array, got {type(X).__name__} (a dask DataFrame: "
+                        f"X.to_dask_array(lengths=True))")
+    if X.ndim not in (2, 3):
+        raise ValueError(f"dask X must be (n_samples, T) or (n_samples, T, n_features), got "
+                         f"shape {X.shape}")
+    if X.dtype.kind != "f":
+        raise TypeError(f"dask X must hold floats, got dtype {X.dtype}")
+    if any(np.isnan(size) for size in X.chunks[0]):
+        raise ValueError("X has chunks of unknown size; call X.compute_chunk_sizes() first")
+    if min(X.shape) < 1:
+        raise ValueError(f"X must have at least one sample, step and feature, got shape "
+                         f"{X.shape}")
+    if X.ndim == 2:  # (n_samples, T): univariate sequences, T columns, as in memory
+        _set_columns(estimator, X.shape[1], first_pass)
+        X = X[:, :, None]
+    else:
+        estimator._set_sequence_features(X.shape[2], first_pass)
+    return X.rechunk({1: -1, 2: -1})
+
+
+def prediction_data(estimator, X):
+    """A fitted estimator's dask X, checked, as DaskSequences for its outputs; nothing is gathered.
+
+    Called by the estimators' ``predict`` / ``predict_proba`` for a dask X:
+    the outputs are computed chunk by chunk where the chunks live
+    (`DaskSequences.forward_outputs`); only they (n_samples, n_outputs) reach
+    the client.
+    """
+    if isinstance(X, (list, tuple)):
+        raise TypeError("X is a list holding dask arrays: ragged sequences are predicted in "
+                        "memory only. Put sequences of equal length T into one dask array")
+    return DaskSequences(_sequence_input(estimator, X, first_pass=False))
+
+
 def training_data(estimator, X, y, first_pass, classes=None):
     """Check dask training data for `estimator` and prepare it; nothing is gathered.
 
@@ -529,29 +572,11 @@ def training_data(estimator, X, y, first_pass, classes=None):
                         "memory only. For dask, put sequences of equal length T into one "
                         "dask array (n_samples, T) or (n_samples, T, n_features), one fit "
                         "or partial_fit per length, or pass NumPy arrays")
-    if not isinstance(X, da.Array):
-        raise TypeError(f"X must be a dask array, got {type(X).__name__} (a dask DataFrame: "
-                        f"X.to_dask_array(lengths=True))")
-    if X.ndim not in (2, 3):
-        raise ValueError(f"dask X must be (n_samples, T) or (n_samples, T, n_features), got "
-                         f"shape {X.shape}")
-    if X.dtype.kind != "f":
-        raise TypeError(f"dask X must hold floats, got dtype {X.dtype}")
-    if any(np.isnan(size) for size in X.chunks[0]):
-        raise ValueError("X has chunks of unknown size; call X.compute_chunk_sizes() first")
-    if min(X.shape) < 1:
-        raise ValueError(f"X must have at least one sample, step and feature, got shape "
-                         f"{X.shape}")
-    if X.ndim == 2:  # (n_samples, T): univariate sequences, T columns, as in memory
-        _set_columns(estimator, X.shape[1], first_pass)
-        X = X[:, :, None]
-    else:
-        estimator._set_sequence_features(X.shape[2], first_pass)
+    x = _sequence_input(estimator, X, first_pass)
     y = _as_dask(y, "y")
-    if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
+    if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
         raise ValueError(f"y must be (n_samples,) or (n_samples, n_outputs) with "
-                         f"n_samples={X.shape[0]} (from X), got shape {y.shape}")
-    x = X.rechunk({1: -1, 2: -1})
+                         f"n_samples={x.shape[0]} (from X), got shape {y.shape}")
     y = y.rechunk((x.chunks[0],) + ((-1,) if y.ndim == 2 else ()))
 
     if estimator._loss == "cross_entropy":

@@ -401,6 +401,9 @@ class _GRUEstimator(BaseEstimator):
     def _raw_outputs(self, X):
         """The network's outputs (n_samples, output_size) as float64."""
         check_is_fitted(self, "gru_")
+        if _is_dask_input(X):  # a Dask array: computed where its chunks live
+            from .dask import prediction_data
+            return _forward_all(self._network, prediction_data(self, X)).astype(np.float64)
         data = self._sequences(X, reset=False)
         return self._network.forward_data(data).astype(np.float64)
 
