@@ -165,8 +165,9 @@ def run_all(calls, key, work=1.0):
         # another run) reaches these calls too; an error among them sets it.
         stop = None if caller_stop is functional._NEVER_STOP else caller_stop
         claims = _Claims(calls, max(1, threads // runners), stop)
+        helpers = _helpers(runners - 1)
         for _ in range(runners - 1):
-            _helpers(runners - 1).submit(claims.run)
+            helpers.submit(claims.run)
         try:
             claims.run()
         finally:

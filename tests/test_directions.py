@@ -6,12 +6,12 @@ import pytest
 import gru_fast
 import time
 
-from gru_fast import _concurrent, _directions, functional
+from gru_fast import _concurrent, functional
 
 
 @pytest.fixture
 def way(monkeypatch):
-    """A function that makes run_both always run concurrently (True) or not (False)."""
+    """A function that makes run_all always run concurrently (True) or not (False)."""
     def set_to(concurrently):
         monkeypatch.setattr(_concurrent, "_choose", lambda key: concurrently)
     monkeypatch.setattr(functional, "core_threads", lambda: 2)
@@ -58,8 +58,8 @@ def test_an_error_in_one_direction_is_raised_after_the_other_finishes(way):
     for calls in ((failing, second), (second, failing)):
         events.clear()
         with pytest.raises(ValueError, match="first direction failed"):
-            _directions.run_both(*calls, key="test")
+            _concurrent.run_all(calls, key="test")
         # nothing of the run is still running once the error is raised
         assert events in ([], ["started", "finished"])
     with pytest.raises(ZeroDivisionError):
-        _directions.run_both(lambda: 1, lambda: 1 / 0, key="test")
+        _concurrent.run_all([lambda: 1, lambda: 1 / 0], key="test")
