@@ -434,14 +434,17 @@ def gru_backward(cache, dy, dh_n=None, *, input_grad=True):
 
     n_rows = packing.n_rows
     d_gi = _workspace.scratch("d_gi", (n_rows, 3 * hidden_size), dtype)
-    # d_gh of two steps (reset_after); dq of one step (classic)
-    d_gh = _workspace.scratch("d_gh", (2 * batch_size if cache.reset_after else 1,
-                                       3 * hidden_size), dtype)
-    dq = _workspace.scratch("dq", (1 if cache.reset_after else batch_size, hidden_size), dtype)
+    # dW_hh summed step by step: d_gh of two steps and their rows of h_prev (and q) as
+    # panels; over all rows after the time loop: d_gh and h_prev (and q) of every row
+    hh_over_rows = _core.weight_hh_over_rows(hidden_size, np.dtype(dtype).itemsize)
     padded_hidden = _core.padded_to_panels(hidden_size)
+    d_gh = _workspace.scratch("d_gh", ((n_rows if hh_over_rows else 2 * batch_size)
+                                       if cache.reset_after else 1, 3 * hidden_size), dtype)
+    dq = _workspace.scratch("dq", (1 if cache.reset_after else batch_size, hidden_size), dtype)
     packed_hh = _workspace.scratch("packed_hh", (padded_hidden * 3 * hidden_size,), dtype)
-    # two steps' rows of h_prev and q as panels, for dW_hh summed step by step
-    packed_rows = _workspace.scratch("packed_rows", (4 * batch_size * padded_hidden,), dtype)
+    packed_rows = _workspace.scratch(
+        "packed_rows", (((1 if cache.reset_after else 2) * n_rows if hh_over_rows
+                         else 4 * batch_size) * padded_hidden,), dtype)
     if _core.over_rows_on_blas(n_rows, input_size, hidden_size, np.dtype(dtype).itemsize):
         packed_ih = packed_x = np.empty(0, dtype=dtype)  # BLAS reads W_ih and x as they are
     else:  # dx and dW_ih on the packed kernel: W_ih and x as panels

@@ -20,8 +20,9 @@
 #                         d_gi = d_gh = [dr, dz, dn]
 #                         dL/dh = d ∘ z + dq ∘ r + d_gi[:, :2H] W_hh[:2H]
 #     summed step by step, while the step's gradients are in cache:
-#     dW_hh += d_gh^T h (reset_after) or [d_gi[:, :2H]^T h ; dn^T q] over the step's rows,
 #     db_ih += Σ_rows d_gi,  db_hh += Σ_rows d_gh  (d_gh = d_gi but for the n block);
+#     dW_hh = d_gh^T h (reset_after) or [d_gi[:, :2H]^T h ; dn^T q], summed step by
+#     step too while dW_hh is small (weight_hh_over_rows), else over all N rows at once;
 #     then over all N rows at once: dx = d_gi W_ih,  dW_ih = d_gi^T x.
 #
 # d_gi = dL/d(x W_ih^T + b_ih) and d_gh = dL/d(h W_hh^T + b_hh): the gradients
@@ -61,14 +62,17 @@
 # panels of PANEL columns, per gate, padded to Hp columns:
 #   forward:  packed_ih[g] = W_ih[gH:(g+1)H].T (I, Hp), packed_hh[g] likewise (H, Hp)
 #   backward: packed_hh = W_hh (3H, H) as panels of its columns (3H, Hp), and
-#             each step's rows of h_prev (and q) as panels (n_active, Hp) for dW_hh
+#             the rows of h_prev (and q) as panels for dW_hh: each step's
+#             (n_active, Hp), or all N rows (N, Hp) (weight_hh_over_rows)
 # Backward's products over all N rows (dx, dW_ih), when large, are GEMMs on
 # BLAS after the time loop (the row-major helper of _blas.pxd); when small, the
-# packed kernel in the last phase's pieces (over_rows_on_blas).  dW_hh is summed step
-# by step on the packed kernel instead: the gate gradients are read while still
-# in cache, the piece that wrote them owns their rows of dW_hh (so the sums
-# split over the threads like the rest of the step), and no (N, 3H) d_gh is
-# ever stored (measured: bench/README.md, "Training").
+# packed kernel in the last phase's pieces (over_rows_on_blas).  dW_hh runs on
+# the packed kernel in the hidden pieces, each piece owning the rows of dW_hh
+# of its gate units (so the work splits over the threads like the rest of the
+# step): while dW_hh is small, summed step by step, the gate gradients read
+# while still in cache and no (N, 3H) d_gh stored; once dW_hh is too large to
+# stay in cache from one step to the next, as one product over all N rows in
+# the last phase (weight_hh_over_rows; measured: bench/README.md, "Training").
 # Forward's input projection can go to BLAS too (a GEMM per chunk of steps, on
 # the calling thread), but by default stays on the packed kernel: see
 # _projection_on_blas for why.
@@ -159,6 +163,12 @@ cdef enum:
 # Backward's dx and dW_ih go to BLAS, in float64, from this many multiply-adds
 # on (N * 3H * 2I): see over_rows_on_blas.
 cdef long long OVER_ROWS_BLAS_MIN_MACS = 1 << 31
+
+# Backward sums dW_hh (3H x H) step by step up to this many bytes: half of the
+# L2 the packed kernel plans with (GF_A_IN_L2); see weight_hh_over_rows.
+cdef extern from "_kernel.h":
+    long long GF_A_IN_L2
+cdef long long HH_STEP_SUMS_MAX_BYTES = GF_A_IN_L2 // 2
 
 cdef enum Phase:
     PACK              # forward and backward: pack the weights (forward: W_ih only without BLAS)
@@ -286,6 +296,7 @@ cdef struct BackwardCall:
     Sequence seq
     Pieces input_pieces              # dx and dW_ih on the packed kernel: pieces of input columns
     bint over_rows_on_blas           # dx and dW_ih on BLAS after the time loop (else the kernel)
+    bint hh_over_rows                # dW_hh over all rows in OVER_ROWS (else summed per step)
     bint with_bias
     bint with_dy                     # dy given (else zeros, never read)
     const void* x
@@ -299,7 +310,7 @@ cdef struct BackwardCall:
     void* d_gh
     void* dq
     void* packed_hh
-    void* packed_rows                # two steps' h_prev (and q) rows as panels, see _packed_rows
+    void* packed_rows                # rows of h_prev (and q) as panels, see _packed_rows
     void* packed_ih                  # W_ih and x as panels (dx and dW_ih on the packed kernel)
     void* packed_x
     void* dx
@@ -801,15 +812,18 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
     gate-gradient columns of their units in every gate block, and the rows
     and bias entries of those gate units in dW_hh, db_ih and db_hh.
 
+    PACK: the piece's columns of W_hh as panels (and of h_prev, and q, over
+    all rows when hh_over_rows); zero its sums.
     GATE_GRADIENTS of step t, for the piece's units:
       1. the product of the step before (prev_t) into dh: its gate gradients
          are complete, so dh of every unit is, once every piece has run;
-      2. the step before's share of dW_hh (its gate gradients and the packed
-         rows of its h_prev, or q, are complete);
+      2. unless hh_over_rows, the step before's share of dW_hh (its gate
+         gradients and the packed rows of its h_prev, or q, are complete);
       3. the gate gradients of step t, their bias-gradient sums;
-      4. the piece's columns of step t's h_prev (and q) packed for step 2 of
-         the next phase.
-    OVER_ROWS runs 1 and 2 for the last step walked; its pieces after the
+      4. unless hh_over_rows, the piece's columns of step t's h_prev (and q)
+         packed for step 2 of the next phase.
+    OVER_ROWS runs 1 and 2 for the last step walked (with hh_over_rows, the
+    piece's rows of dW_hh over all rows instead of 2); its pieces after the
     hidden ones compute dx and dW_ih of their input columns when these are
     not on BLAS (_input_gradients).
     """
@@ -847,6 +861,8 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
     if call.phase == PACK:
         pack(<const floating*> call.weight_hh + lo, H, n_units, <int> (3 * H), own_hh)
         _zero_own_gradients(call, lo, hi, dtype)
+        if call.hh_over_rows:
+            _pack_all_rows(call, lo, hi, dtype)
         return
 
     if call.phase == GATE_GRADIENTS or call.phase == OVER_ROWS:
@@ -862,8 +878,11 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
                 packed_gemm(<int> call.prev_active, n_units, <int> (2 * H),
                             d_gi + seq.offsets[call.prev_t] * 3 * H, 3 * H,
                             own_hh, 3 * H * PANEL, True, dh + lo, H)
-            _recurrent_weight_gradients(call, lo, hi, dtype)
+            if not call.hh_over_rows:
+                _step_weight_gradients(call, lo, hi, dtype)
         if call.phase == OVER_ROWS:
+            if call.hh_over_rows:
+                _weight_gradients_over_rows(call, lo, hi, dtype)
             if call.with_bias:
                 _bias_hh_from_bias_ih(call, lo, hi, dtype)
             return
@@ -924,7 +943,8 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
                 # db_hh[2H+lo:2H+hi] += Σ_rows d_gh[rows of t, 2H+lo:2H+hi]  (= dn ∘ r)
                 _add_row_sums(_d_gh_rows(call, t, dtype) + 2 * H, call.n_active, 3 * H,
                               lo, hi, d_bias_hh + 2 * H)
-        _pack_step_rows(call, lo, hi, dtype)
+        if not call.hh_over_rows:
+            _pack_step_rows(call, lo, hi, dtype)
         return
 
     # RESET_GRADIENTS (classic): dn of every unit is complete.
@@ -981,21 +1001,73 @@ cdef inline void _add_row_sums(const floating* rows, Py_ssize_t n_rows, Py_ssize
 
 
 cdef inline floating* _d_gh_rows(BackwardCall* call, Py_ssize_t t, floating* dtype) noexcept nogil:
-    """The first of step t's rows of d_gh (reset_after), in the slot of t's parity.
+    """The first of step t's rows of d_gh (reset_after).
 
-    d_gh holds two steps (2B rows): the step whose gate gradients are being
-    computed and the step before, whose product into dh and share of dW_hh
-    run in the same phase.  Steps walked one after the other have
-    consecutive time indices, so they fall in different slots.
+    With hh_over_rows, d_gh holds every row (N, 3H, packed rows like d_gi),
+    for dW_hh = d_gh^T h_prev over all rows at the end.  Otherwise it holds
+    two steps (2B rows), in the slot of t's parity: the step whose gate
+    gradients are being computed and the step before, whose product into dh
+    and share of dW_hh run in the same phase.  Steps walked one after the
+    other have consecutive time indices, so they fall in different slots.
     """
+    if call.hh_over_rows:
+        return <floating*> call.d_gh + call.seq.offsets[t] * 3 * call.seq.hidden_size
     return <floating*> call.d_gh + (t % 2) * call.seq.batch_size * 3 * call.seq.hidden_size
+
+
+cdef inline floating* _all_packed_rows(BackwardCall* call, int operand,
+                                      floating* dtype) noexcept nogil:
+    """All N rows of h_prev (operand 0) or q (operand 1, classic) packed as panels (hh_over_rows).
+
+    (N, Hp) as panels of PANEL columns, N * PANEL values apart.
+    """
+    cdef Py_ssize_t Hp = (call.seq.hidden_size + PANEL - 1) // PANEL * PANEL
+    return <floating*> call.packed_rows + operand * call.seq.n_rows * Hp
+
+
+cdef inline void _pack_all_rows(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
+                                floating* dtype) noexcept nogil:
+    """Pack columns [lo, hi) of h_prev (and q) over all rows, for dW_hh in OVER_ROWS."""
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t H = seq.hidden_size, N = seq.n_rows
+    # panels of h_prev (N, H): this piece's panels start at column lo
+    pack(<const floating*> call.h_prev + lo, H, <int> (hi - lo), <int> N,
+         _all_packed_rows(call, 0, dtype) + lo * N)
+    if not seq.reset_after:
+        # panels of q = gates[:, 3H:] (N, H)
+        pack(<const floating*> call.gates + 3 * H + lo, 4 * H, <int> (hi - lo), <int> N,
+             _all_packed_rows(call, 1, dtype) + lo * N)
+
+
+cdef inline void _weight_gradients_over_rows(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
+                                            floating* dtype) noexcept nogil:
+    """The piece's rows of dW_hh (gate units [lo, hi) of each gate), over all N rows.
+
+    One product per gate with k = N (the kernel blocks k), after every gate
+    gradient is complete.
+    """
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t H = seq.hidden_size, N = seq.n_rows, gate
+    cdef floating* d_weight_hh = <floating*> call.d_weight_hh
+    cdef const floating* d_rows        # the gate gradients of all rows, 3H columns
+    cdef const floating* rows_panels   # h_prev (or q) of all rows, packed
+    if seq.reset_after:
+        d_rows = <const floating*> call.d_gh
+    else:
+        d_rows = <const floating*> call.d_gi
+    for gate in range(3):
+        rows_panels = _all_packed_rows(call, 1 if gate == 2 and not seq.reset_after else 0, dtype)
+        # dW_hh[gH+lo:gH+hi] (hi-lo, H) = d_gh[:, gH+lo:gH+hi].T (hi-lo, N) @ h_prev (N, H)
+        # (classic: d_gi for d_gh, and q = r ∘ h for h_prev in the candidate block)
+        packed_gemm_strided(<int> (hi - lo), <int> H, <int> N, d_rows + gate * H + lo, 1, 3 * H,
+                            rows_panels, N * PANEL, False, d_weight_hh + (gate * H + lo) * H, H)
 
 
 cdef inline floating* _packed_rows(BackwardCall* call, Py_ssize_t t, int operand,
                                    floating* dtype) noexcept nogil:
     """Step t's rows of h_prev (operand 0) or q (operand 1, classic) packed as panels.
 
-    Two slots per operand, by the parity of t (as `_d_gh_rows`), each
+    Unless hh_over_rows.  Two slots per operand, by the parity of t (as `_d_gh_rows`), each
     (n_active, Hp) as panels of PANEL columns, n_active * PANEL values apart.
     """
     cdef Py_ssize_t H = call.seq.hidden_size
@@ -1017,8 +1089,8 @@ cdef inline void _pack_step_rows(BackwardCall* call, Py_ssize_t lo, Py_ssize_t h
              <int> (hi - lo), <int> n, _packed_rows(call, call.t, 1, dtype) + lo * n)
 
 
-cdef inline void _recurrent_weight_gradients(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
-                                             floating* dtype) noexcept nogil:
+cdef inline void _step_weight_gradients(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
+                                        floating* dtype) noexcept nogil:
     """Step prev_t's share of the piece's rows of dW_hh (gate units [lo, hi) of each gate).
 
     Summed step by step, while the step's gate gradients are still in cache,
@@ -1045,13 +1117,14 @@ cdef inline void _recurrent_weight_gradients(BackwardCall* call, Py_ssize_t lo, 
 
 cdef inline void _zero_own_gradients(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
                                      floating* dtype) noexcept nogil:
-    """Zero the piece's rows of dW_hh and its bias-gradient entries (they are sums)."""
+    """Zero the piece's bias-gradient entries and, summed per step, its rows of dW_hh."""
     cdef Py_ssize_t H = call.seq.hidden_size, gate, j
     cdef floating* d_bias_ih = <floating*> call.d_bias_ih
     cdef floating* d_bias_hh = <floating*> call.d_bias_hh
     for gate in range(3):
-        memset(<floating*> call.d_weight_hh + (gate * H + lo) * H, 0,
-               (hi - lo) * H * sizeof(floating))
+        if not call.hh_over_rows:
+            memset(<floating*> call.d_weight_hh + (gate * H + lo) * H, 0,
+                   (hi - lo) * H * sizeof(floating))
         for j in range(gate * H + lo, gate * H + hi):
             d_bias_ih[j] = 0
             d_bias_hh[j] = 0
@@ -1120,6 +1193,42 @@ def over_rows_on_blas(Py_ssize_t n_rows, Py_ssize_t input_size, Py_ssize_t hidde
     if over_rows_forced >= 0:
         return over_rows_forced == 1
     return itemsize == 8 and n_rows * 3 * hidden_size * 2 * input_size >= OVER_ROWS_BLAS_MIN_MACS
+
+
+cdef int hh_over_rows_forced = -1  # _force_weight_hh_over_rows: -1 the size rule, 0 per step, 1 rows
+
+
+def _force_weight_hh_over_rows(mode):
+    """Test and benchmark hook: how backward sums dW_hh.
+
+    None: the size rule (weight_hh_over_rows); True: one product over all
+    rows after the time loop; False: step by step.
+    """
+    global hh_over_rows_forced
+    hh_over_rows_forced = -1 if mode is None else int(bool(mode))
+
+
+def weight_hh_over_rows(Py_ssize_t hidden_size, int itemsize):
+    """Whether backward computes dW_hh over all rows at the end (else summed step by step).
+
+    Summed step by step, each step's rank-n_active update re-reads and
+    re-writes all of dW_hh (3H x H): cheap while dW_hh stays in the core's
+    L2 from one step to the next, the gate gradients then being read while
+    still in cache and no (N, 3H) d_gh being stored.  A larger dW_hh goes
+    back to L3 or memory at every step (3 MB in float32 at H = 512, 25 MB in
+    float64 at H = 1024), and one product over all N rows, the kernel
+    blocking k, reads it once.  The bound is half the L2 the kernel already
+    plans with (GF_A_IN_L2), so that dW_hh and the step's operands fit
+    together.  Measured (bench/README.md, "Training"): step sums faster up
+    to 3H^2 = 384 KiB (H = 128 float64), over all rows from 768 KiB
+    (H = 256 float32: 1.0-1.4x; H = 512: 1.1-1.2x; H = 1024 float64: 1.4-1.5x).
+    A property of the shape and dtype alone, so the numbers never depend on
+    the thread count.  Over all rows needs d_gh (N, 3H) and the packed rows
+    (N, Hp) (twice, classic) as scratch (functional.gru_backward sizes them).
+    """
+    if hh_over_rows_forced >= 0:
+        return hh_over_rows_forced == 1
+    return 3 * hidden_size * hidden_size * itemsize > HH_STEP_SUMS_MAX_BYTES
 
 
 cdef inline void _gradients_over_rows(BackwardCall* call, floating* dtype) noexcept nogil:
@@ -1241,8 +1350,10 @@ def backward_sequence(const floating[:, ::1] x,
     dL/dh_n on entry (sorted rows) and dL/dh0 on exit.  Writes the gate
     gradients d_gi (N, 3H) = dL/d(x W_ih^T + b_ih).  Scratch, with Hp = H
     rounded up to whole panels (padded_to_panels): d_gh (2B, 3H), the
-    gradients dL/d(h W_hh^T + b_hh) of two steps (reset_after; unused
-    otherwise), dq (B, H), packed_hh (Hp*3H,) and packed_rows (4*B*Hp,);
+    gradients dL/d(h W_hh^T + b_hh) (reset_after; unused otherwise: (1, 3H)),
+    dq (B, H), packed_hh (Hp*3H,) and packed_rows (4*B*Hp,); when
+    weight_hh_over_rows(H, itemsize), d_gh (N, 3H) and packed_rows (N*Hp,)
+    (reset_after) or (2*N*Hp,) (classic: q too) instead;
     when not over_rows_on_blas(N, I, H, itemsize), with Ip = I rounded up likewise,
     packed_ih (Ip*3H,) and packed_x (Ip*N,) (else they may be empty).
     Outputs dx (N, I) (not computed when dx has no rows), d_weight_ih (3H, I),
@@ -1280,6 +1391,7 @@ def backward_sequence(const floating[:, ::1] x,
     call.over_rows_on_blas = over_rows_on_blas(n_rows, x.shape[1], dh.shape[1],
                                                sizeof(floating))
     call.input_pieces = _pieces(x.shape[1])
+    call.hh_over_rows = weight_hh_over_rows(dh.shape[1], sizeof(floating))
     if not call.over_rows_on_blas:
         call.packed_ih = &packed_ih[0]
         call.packed_x = &packed_x[0]

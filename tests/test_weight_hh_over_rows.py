@@ -1,0 +1,127 @@
+"""Backward's dW_hh: summed step by step while small, one product over all rows when large.
+
+`_core.weight_hh_over_rows` decides from H and the dtype (issue 14);
+`_core._force_weight_hh_over_rows` forces either path so that both are checked on small
+problems: against the NumPy reference and central finite differences, and bitwise the
+same for any thread count.
+"""
+
+import numpy as np
+import pytest
+
+import _helpers
+import gru_fast
+from gru_fast import _core, reference
+
+GRAD_NAMES = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+# (T, B, I, H): hidden sizes over several pieces and partial panels, lengths (index 1).
+CONFIGS = [(6, 3, 7, 33), (5, 9, 10, 100), (4, 13, 5, 40)]
+
+
+@pytest.fixture
+def force_hh_over_rows():
+    yield _core._force_weight_hh_over_rows
+    _core._force_weight_hh_over_rows(None)
+
+
+def gradients(problem, reset_after, dy):
+    y, h_n, cache = gru_fast.gru_forward(**problem, reset_after=reset_after,
+                                         return_cache=True)
+    return gru_fast.gru_backward(cache, dy, np.ones_like(h_n))
+
+
+@pytest.mark.parametrize("over_rows", [True, False], ids=["over_rows", "per_step"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reset_after", [False, True])
+@pytest.mark.parametrize("with_dy", [True, False], ids=["dy", "no_dy"])
+def test_both_paths_match_the_reference_on_any_thread_count(force_hh_over_rows, monkeypatch,
+                                                            over_rows, dtype, reset_after,
+                                                            with_dy):
+    rng = np.random.default_rng(31 + reset_after)
+    tol = 1e-3 if dtype == np.float32 else 1e-8
+    force_hh_over_rows(over_rows)
+    _core._force_threads(True)
+    try:
+        for index, shape in enumerate(CONFIGS):
+            problem = _helpers.make_problem(rng, *shape, dtype=dtype, bias=index != 2)
+            if index == 1:
+                problem["lengths"] = rng.integers(0, shape[0] + 1, shape[1])
+            if index == 2:
+                problem["reverse"] = True
+            dy = (rng.standard_normal((shape[0], shape[1], shape[3])).astype(dtype)
+                  if with_dy else None)
+            runs = []
+            for threads in (1, 2, 3):
+                monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: threads)
+                runs.append(gradients(problem, reset_after, dy))
+            for grads in runs[1:]:
+                for name in GRAD_NAMES:
+                    if runs[0][name] is None:
+                        assert grads[name] is None
+                    else:
+                        np.testing.assert_array_equal(grads[name], runs[0][name],
+                                                      err_msg=f"{name} {shape}")
+            _, _, cache = reference.gru_forward(**problem, reset_after=reset_after,
+                                                return_cache=True)
+            expected = reference.gru_backward(cache, dy, np.ones(shape[1:2] + shape[3:], dtype))
+            for name in GRAD_NAMES:
+                if expected[name] is not None:
+                    scale = max(1.0, float(np.abs(expected[name]).max()))
+                    np.testing.assert_allclose(runs[0][name], expected[name], rtol=tol,
+                                               atol=tol * scale, err_msg=f"{name} {shape}")
+    finally:
+        _core._force_threads(None)
+
+
+@pytest.mark.parametrize("over_rows", [True, False], ids=["over_rows", "per_step"])
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_weight_hh_gradient_matches_finite_differences(force_hh_over_rows, over_rows,
+                                                       reset_after):
+    rng = np.random.default_rng(5)
+    force_hh_over_rows(over_rows)
+    problem = _helpers.make_problem(rng, 5, 4, 3, 6, dtype=np.float64)
+    problem["lengths"] = np.array([5, 2, 0, 4])
+    weights = rng.standard_normal((5, 4, 6))
+
+    def loss(weight_hh):
+        y, h_n = gru_fast.gru_forward(**{**problem, "weight_hh": weight_hh},
+                                      reset_after=reset_after)
+        return float((weights * y).sum() + h_n.sum())
+
+    y, h_n, cache = gru_fast.gru_forward(**problem, reset_after=reset_after, return_cache=True)
+    grad = gru_fast.gru_backward(cache, weights, np.ones_like(h_n))["weight_hh"]
+    eps = 1e-6
+    numeric = np.zeros_like(grad)
+    for index in np.ndindex(*grad.shape):
+        plus, minus = problem["weight_hh"].copy(), problem["weight_hh"].copy()
+        plus[index] += eps
+        minus[index] -= eps
+        numeric[index] = (loss(plus) - loss(minus)) / (2 * eps)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_the_paths_really_differ(force_hh_over_rows):
+    """Step sums and one product over rows add in other orders: other last bits, same values."""
+    rng = np.random.default_rng(9)
+    problem = _helpers.make_problem(rng, 40, 16, 4, 64, dtype=np.float32)
+    dy = rng.standard_normal((40, 16, 64)).astype(np.float32)
+    force_hh_over_rows(True)
+    over_rows = gradients(problem, True, dy)
+    force_hh_over_rows(False)
+    per_step = gradients(problem, True, dy)
+    assert not np.array_equal(over_rows["weight_hh"], per_step["weight_hh"])
+    scale = float(np.abs(per_step["weight_hh"]).max())
+    np.testing.assert_allclose(over_rows["weight_hh"], per_step["weight_hh"], rtol=1e-4,
+                               atol=1e-5 * scale)
+    for name in ("x", "h0", "weight_ih", "bias_ih", "bias_hh"):
+        np.testing.assert_array_equal(over_rows[name], per_step[name], err_msg=name)
+
+
+def test_the_rule_follows_the_size_and_dtype():
+    # per step while 3H^2 * itemsize is at most half of the kernel's L2 budget (512 KiB)
+    for hidden_size in (16, 64, 128):
+        assert not _core.weight_hh_over_rows(hidden_size, 4)
+        assert not _core.weight_hh_over_rows(hidden_size, 8)
+    for hidden_size in (256, 512, 1024):
+        assert _core.weight_hh_over_rows(hidden_size, 4)
+        assert _core.weight_hh_over_rows(hidden_size, 8)
