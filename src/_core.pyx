@@ -164,11 +164,11 @@ cdef enum:
 # on (N * 3H * 2I): see over_rows_on_blas.
 cdef long long OVER_ROWS_BLAS_MIN_MACS = 1 << 31
 
-# Backward sums dW_hh (3H x H) step by step up to this many bytes: half of the
-# L2 the packed kernel plans with (GF_A_IN_L2); see weight_hh_over_rows.
+# Backward sums dW_hh (3H x H) step by step up to this many bytes: the L2 the
+# packed kernel plans with (GF_A_IN_L2); see weight_hh_over_rows.
 cdef extern from "_kernel.h":
     long long GF_A_IN_L2
-cdef long long HH_STEP_SUMS_MAX_BYTES = GF_A_IN_L2 // 2
+cdef long long HH_STEP_SUMS_MAX_BYTES = GF_A_IN_L2
 
 cdef enum Phase:
     PACK              # forward and backward: pack the weights (forward: W_ih only without BLAS)
@@ -1217,11 +1217,12 @@ def weight_hh_over_rows(Py_ssize_t hidden_size, int itemsize):
     still in cache and no (N, 3H) d_gh being stored.  A larger dW_hh goes
     back to L3 or memory at every step (3 MB in float32 at H = 512, 25 MB in
     float64 at H = 1024), and one product over all N rows, the kernel
-    blocking k, reads it once.  The bound is half the L2 the kernel already
-    plans with (GF_A_IN_L2), so that dW_hh and the step's operands fit
-    together.  Measured (bench/README.md, "Training"): step sums faster up
-    to 3H^2 = 384 KiB (H = 128 float64), over all rows from 768 KiB
-    (H = 256 float32: 1.0-1.4x; H = 512: 1.1-1.2x; H = 1024 float64: 1.4-1.5x).
+    blocking k, reads it once.  The bound is the L2 the kernel already plans
+    with (GF_A_IN_L2).  Measured (bench/README.md, "Training"; backward alone,
+    one thread): step sums faster at H <= 128, level at 3H^2 = 768 KiB
+    (H = 256 float32: 0.85-1.0x, so it stays on step sums), over all rows
+    faster from 1.5 MiB (H = 512 float64: 1.06-1.22x; H = 1024 float64:
+    1.37-1.62x).
     A property of the shape and dtype alone, so the numbers never depend on
     the thread count.  Over all rows needs d_gh (N, 3H) and the packed rows
     (N, Hp) (twice, classic) as scratch (functional.gru_backward sizes them).
