@@ -108,6 +108,9 @@ cdef extern from "_parallel.h" nogil:
     int pool_acquire "gf_pool_acquire"(int n_threads)
     void pool_release "gf_pool_release"()
     int run_phase "gf_run_phase"(gf_piece_fn fn, void* ctx, int n_pieces, int participants)
+    int run_phase_whole "gf_run_phase_whole"(gf_piece_fn fn, void* ctx, int n_pieces,
+                                             int participants)
+    int ALL_PIECES "GF_ALL_PIECES"
     void set_worker_stall "gf_set_worker_stall"(int worker, long long ns)
     int pace_forced "gf_pace_forced"
     long long thread_stats "gf_stats"[4]
@@ -229,7 +232,11 @@ cdef inline Pieces _pieces(Py_ssize_t width) noexcept nogil:
 
 
 cdef inline void _piece_range(Pieces pieces, int piece, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
-    """Columns [lo, hi) of `piece`."""
+    """Columns [lo, hi) of `piece`; ALL_PIECES: all of them."""
+    if piece == ALL_PIECES:
+        lo[0] = 0
+        hi[0] = pieces.width
+        return
     lo[0] = min(<Py_ssize_t> pieces.width, <Py_ssize_t> piece * pieces.units)
     hi[0] = min(<Py_ssize_t> pieces.width, lo[0] + pieces.units)
 
@@ -353,7 +360,13 @@ def pack_forward_weights(const floating[:, ::1] weight_ih,
 
 
 cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept nogil:
-    """Run `piece` (hidden units [lo, hi)) of the current phase of a forward call."""
+    """Run `piece` (hidden units [lo, hi)) of the current phase of a forward call.
+
+    Or every unit at once (piece ALL_PIECES: a phase on one thread).  A unit's
+    arithmetic is the same either way: its column of each product sums in an
+    order that does not depend on which run of whole panels holds it (the
+    kernel's tiles, _kernel_impl.h), and the gate loops work unit by unit.
+    """
     cdef const Sequence* seq = &call.seq
     cdef Py_ssize_t H = seq.hidden_size, I = seq.input_size, B = seq.batch_size
     cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
@@ -613,7 +626,7 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
     if call.pack_weights:
         call.phase = PACK
         projection_start = now_ns()
-        if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+        if run_phase_whole(piece_fn, call, n_pieces, pace_participants(&pace)):
             pace_note_late(&pace)
         pace_exclude(&pace, now_ns() - projection_start)  # not a step's work
 
@@ -646,7 +659,7 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
                 _project_chunk(call, dtype)
             else:
                 call.phase = PROJECT
-                if run_phase(piece_fn, call, n_pieces, pace_participants(&projection_pace)):
+                if run_phase_whole(piece_fn, call, n_pieces, pace_participants(&projection_pace)):
                     pace_note_late(&projection_pace)
                 pace_timed_step_done(&projection_pace,
                                      seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo],
@@ -654,11 +667,11 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
             pace_exclude(&pace, now_ns() - projection_start)
             call.project = False
         call.phase = STEP
-        if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+        if run_phase_whole(piece_fn, call, n_pieces, pace_participants(&pace)):
             pace_note_late(&pace)
         if call.n_active > 0 and not seq.reset_after:
             call.phase = CANDIDATE
-            if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+            if run_phase_whole(piece_fn, call, n_pieces, pace_participants(&pace)):
                 pace_note_late(&pace)
         if call.n_active > 0:
             swap = call.h_read
