@@ -69,9 +69,9 @@
 # in cache, the piece that wrote them owns their rows of dW_hh (so the sums
 # split over the threads like the rest of the step), and no (N, 3H) d_gh is
 # ever stored (measured: bench/README.md, "Training").
-# Forward's input projection can go to BLAS too (a GEMM per chunk of steps, on
-# the calling thread), but by default stays on the packed kernel: see
-# _projection_on_blas for why.
+# Forward's input projection can go to BLAS too (a GEMM per chunk of steps on
+# the calling thread, or one per gate in each piece), but by default stays on
+# the packed kernel: see _projection_on_blas for why.
 #
 # Threads (see _parallel.h).  The calling thread walks the time steps.  Each
 # step is one phase (two for the classic variant, whose candidate product
@@ -583,9 +583,12 @@ cdef bint _projection_on_blas(const Sequence* seq, Py_ssize_t preact_rows,
     core.  With the core on two threads the BLAS projection loses (1.03-1.4x
     quiet), and right after a NumPy matmul far more (1.1-7x): BLAS's workers
     spin after each call and take the cores from the core's own workers in
-    the steps that follow.  The choice must not depend on the thread count
-    (the numbers would), so the packed kernel it is; `_force_projection(True)`
-    keeps the BLAS path measurable and tested.  Never for a call whose chunks
+    the steps that follow.  BLAS held to one thread and run by the core's own
+    threads in the pieces (`_force_projection("pieces")`: no BLAS worker
+    left spinning) loses too, in float32 and float64 (1.0-1.15x; AVX-512
+    OpenBLAS kernels, Zen 4).  The choice must not depend on the thread
+    count (the numbers would), so the packed kernel it is;
+    `_force_projection` keeps both BLAS paths measurable and tested.  Never for a call whose chunks
     hold one step (preact_rows <= B): a one-step call projects on the packed
     kernel like a streaming step (StepKernel), bit for bit.
     """
