@@ -167,11 +167,11 @@ cdef enum:
 # on (N * 3H * 2I): see over_rows_on_blas.
 cdef long long OVER_ROWS_BLAS_MIN_MACS = 1 << 31
 
-# Backward sums dW_hh (3H x H) step by step up to this many bytes: the L2 the
-# packed kernel plans with (GF_A_IN_L2); see weight_hh_over_rows.
+# Backward sums dW_hh (3H x H) step by step up to this many bytes (8 times the
+# L2 the packed kernel plans with, GF_A_IN_L2); see weight_hh_over_rows.
 cdef extern from "_kernel.h":
     long long GF_A_IN_L2
-cdef long long HH_STEP_SUMS_MAX_BYTES = GF_A_IN_L2
+cdef long long HH_STEP_SUMS_MAX_BYTES = 8 * GF_A_IN_L2
 
 cdef enum Phase:
     PACK              # forward and backward: pack the weights (forward: W_ih only without BLAS)
@@ -1269,12 +1269,14 @@ def weight_hh_over_rows(Py_ssize_t hidden_size, int itemsize):
     still in cache and no (N, 3H) d_gh being stored.  A larger dW_hh goes
     back to L3 or memory at every step (3 MB in float32 at H = 512, 25 MB in
     float64 at H = 1024), and one product over all N rows, the kernel
-    blocking k, reads it once.  The bound is the L2 the kernel already plans
-    with (GF_A_IN_L2).  Measured (bench/README.md, "Training"; backward alone,
-    one thread): step sums faster at H <= 128, level at 3H^2 = 768 KiB
-    (H = 256 float32: 0.85-1.0x, so it stays on step sums), over all rows
-    faster from 1.5 MiB (H = 512 float64: 1.06-1.22x; H = 1024 float64:
-    1.37-1.62x).
+    blocking k, reads it once; but that product reads its transposed
+    operand d_gh^T with a stride of 3H, which costs about what the step
+    sums lose until dW_hh is far out of L2.  The bound, 8 times the L2 the
+    kernel plans with (GF_A_IN_L2), is measured (bench/README.md,
+    "Training"), not derived: forward+backward on two threads, over all rows
+    against step sums, H = 1024 (12 and 25 MiB): 0.65-0.88x the time; H = 512
+    (3 and 6 MiB): 1.01-1.08x; H = 256: 0.92-1.13x (noise level); step sums
+    faster at H <= 128.
     A property of the shape and dtype alone, so the numbers never depend on
     the thread count.  Over all rows needs d_gh (N, 3H) and the packed rows
     (N, Hp) (twice, classic) as scratch (functional.gru_backward sizes them).
