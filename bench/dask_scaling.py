@@ -18,6 +18,10 @@ all rounds, the ratios the median of the ratios within a round.
 Two workloads: final states only (``return_sequences=False``, scoring) and the full
 outputs reduced on the workers (``y.mean(axis=0)``), which materialises y chunk by chunk.
 
+CPU accounting (2 processes x 1 thread, default and quiet settings): each process's CPU
+time over 5 computations (client and scheduler, nannies, workers) against the chunk
+tasks' own CPU and wall time, measured inside the tasks.
+
 Worker memory, against one chunk's input plus outputs, on 2 workers x 1 thread holding 5
 chunks each.  "Peak memory of a worker" is the high-water mark of its resident memory
 during one computation (VmHWM, reset through /proc/self/clear_refs) minus its resident
@@ -34,7 +38,7 @@ array on 2 workers against the same fit in memory.
 
 Run from the repository root, alone on the machine (under the team's exclusive lock):
 
-    flock -x /tmp/gru_cpu.lock python bench/dask_scaling.py [--quick] [--rounds N]
+    flock -x /tmp/gru_cpu.lock python bench/dask_scaling.py [--quick] [--rounds N] [--skip PART ...]
 
 The workers import gru_fast as the parent does (installed, or PYTHONPATH=. for a
 checkout); they inherit its sys.path.
@@ -374,6 +378,86 @@ def run_lbfgs(args, client):
           f"(relative)")
 
 
+def _time_tasks():
+    """On a worker: record (wall, thread CPU) seconds of every chunk task from now on."""
+    import time
+
+    import gru_fast.dask as gru_dask
+
+    original = getattr(gru_dask, "_untimed_forward_chunk", gru_dask._forward_chunk)
+    gru_dask._untimed_forward_chunk, gru_dask.task_times = original, []
+
+    def timed(*args, **kwargs):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        result = original(*args, **kwargs)
+        gru_dask.task_times.append((time.perf_counter() - wall, time.thread_time() - cpu))
+        return result
+
+    gru_dask._forward_chunk = timed  # the tasks look it up by name when they arrive
+
+
+def _task_times():
+    import gru_fast.dask as gru_dask
+    times, gru_dask.task_times = gru_dask.task_times, []
+    return times
+
+
+def _pids():
+    return os.getpid(), os.getppid()
+
+
+def run_cpu_accounting(args, model, X_remote, computations=5):
+    """Where the 2 cores go on 2 workers x 1 thread: the chunks' CPU against Dask's own.
+
+    Per process (client and scheduler, each nanny, each worker) the CPU time over
+    `computations` computations of the final states, and each chunk task's wall and
+    thread CPU time (measured in the task), for Dask's default and quiet settings.
+    """
+    import dask
+    import distributed
+    import psutil
+
+    import gru_fast.dask
+
+    print(f"\nCPU accounting, 2 processes x 1 thread, final states, {computations} "
+          f"computations")
+    for label, config in (("default", {}), ("quiet", QUIET_DASK_CONFIG)):
+        with dask.config.set(config), \
+                distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                         dashboard_address=":0",
+                                         silence_logs=logging.ERROR) as cluster, \
+                distributed.Client(cluster, set_as_default=False) as client:
+            client.wait_for_workers(2)
+            X = _persist_evenly(client, X_remote)
+            _, h_n = gru_fast.dask.forward(model, X, return_sequences=False)
+            client.run(_time_tasks)
+            client.compute(h_n, sync=True)  # warm up
+            client.run(_task_times)
+            processes = {"client and scheduler": psutil.Process()}
+            for index, (pid, parent) in enumerate(client.run(_pids).values()):
+                processes[f"worker {index}"] = psutil.Process(pid)
+                processes[f"nanny {index}"] = psutil.Process(parent)
+
+            def cpu():
+                return {name: sum(process.cpu_times()[:2])
+                        for name, process in processes.items()}
+
+            before, start = cpu(), time.perf_counter()
+            for _ in range(computations):
+                client.compute(h_n, sync=True)
+            wall, after = time.perf_counter() - start, cpu()
+            tasks = [times for per_worker in client.run(_task_times).values()
+                     for times in per_worker]
+            used = {name: after[name] - before[name] for name in processes}
+            task_cpu = sum(cpu_time for _, cpu_time in tasks)
+            dask_cpu = sum(used.values()) - task_cpu
+            print(f"{label}: {wall:.2f} s; CPU s " + ", ".join(
+                f"{name} {seconds:.2f}" for name, seconds in used.items()) +
+                f"; chunk tasks {task_cpu:.2f} (median {statistics.median(c for _, c in tasks) * 1e3:.0f} ms "
+                f"CPU, {statistics.median(w for w, _ in tasks) * 1e3:.0f} ms wall); everything "
+                f"else {dask_cpu:.2f} = {100 * dask_cpu / (2 * wall):.0f}% of 2 cores")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -387,7 +471,7 @@ def main():
     parser.add_argument("--lbfgs-samples", type=int, default=16000)
     parser.add_argument("--lbfgs-iter", type=int, default=5)
     parser.add_argument("--skip", nargs="*", default=(),
-                        choices=("inference", "memory", "lbfgs"), help="parts not to run")
+                        choices=("inference", "cpu", "memory", "lbfgs"), help="parts not to run")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.chunk, args.lbfgs_samples, args.lbfgs_iter = 2, 500, 4000, 3
@@ -405,6 +489,8 @@ def main():
         model, _, X_remote = _model_and_inputs(args)
     else:
         model, X_remote = run_inference(args)
+    if "cpu" not in args.skip:
+        run_cpu_accounting(args, model, X_remote)
     if "memory" in args.skip and "lbfgs" in args.skip:
         return
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
