@@ -19,10 +19,19 @@ interleaved, each in three settings:
 Each variant is run with the core on 1 and on 2 threads (thread_budget).  The
 ratio column is BLAS over packed (< 1: BLAS wins), medians of paired samples.
 
+``--blas-mode pieces`` (projection only) puts BLAS in the step's pieces instead
+of on the calling thread: each piece one GEMM per gate on its own hidden
+units, run by whichever of the core's threads claims it, with BLAS held to one
+thread (in every setting, for both variants): the core's own threads do the
+BLAS work and no BLAS worker is left spinning.  ``--chunk-rows`` sets the
+rows per projection chunk (``functional.PROJECTION_CHUNK_ROWS``, default 256)
+for both variants.
+
 Usage (under the bench lock)::
 
     flock -x /tmp/gru_cpu.lock python bench/blas_ab.py [--products over_rows]
         [--shapes large,odd] [--repeats 7] [--threads 1,2] [--settings quiet,busy,blas1]
+        [--blas-mode caller|pieces] [--chunk-rows 256]
 """
 
 import argparse
@@ -37,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import gru_fast  # noqa: E402
-from gru_fast import _core  # noqa: E402
+from gru_fast import _core, functional  # noqa: E402
 from gru_fast.functional import thread_budget  # noqa: E402
 from benchmarks.common import ALL_SHAPES, make_inputs  # noqa: E402
 
@@ -70,13 +79,19 @@ def main():
     parser.add_argument("--settings", default="quiet,busy,blas1")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--min-time", type=float, default=0.05)
+    parser.add_argument("--blas-mode", choices=("caller", "pieces"), default="caller")
+    parser.add_argument("--chunk-rows", type=int, default=functional.PROJECTION_CHUNK_ROWS)
     args = parser.parse_args()
+    if args.blas_mode == "pieces" and args.products != "projection":
+        parser.error("--blas-mode pieces is for --products projection")
+    functional.PROJECTION_CHUNK_ROWS = args.chunk_rows
     from threadpoolctl import threadpool_limits
 
     matrix = np.random.default_rng(0).standard_normal((512, 512))
     force = _core._force_projection if args.products == "projection" else _core._force_over_rows
-    print(f"gru_fast {gru_fast.__file__}, level {_core.CPU_LEVEL}, {args.products}, {args.dtype}; "
-          "ratio = BLAS / packed")
+    blas_on = "pieces" if args.blas_mode == "pieces" else True
+    print(f"gru_fast {gru_fast.__file__}, level {_core.CPU_LEVEL}, {args.products}, {args.dtype}, "
+          f"BLAS {args.blas_mode}, chunks of {args.chunk_rows} rows; ratio = BLAS / packed")
     print(f"{'case':36s} {'packed':>10s} {'BLAS':>10s} {'ratio':>7s}")
     for shape_name in args.shapes.split(","):
         x, h0, weights, dy = make_inputs(SHAPES[shape_name], args.dtype)
@@ -98,8 +113,9 @@ def main():
                     for repeat in range(args.repeats):
                         pair = {}
                         for on_blas in ((False, True) if repeat % 2 == 0 else (True, False)):
-                            force(on_blas)
-                            limit = 1 if setting == "blas1" else None
+                            force(blas_on if on_blas else False)
+                            limit = (1 if setting == "blas1" or args.blas_mode == "pieces"
+                                     else None)
                             with thread_budget(threads), threadpool_limits(limit, "blas"):
                                 pair[on_blas] = sample(call, args.min_time, before)
                             time.sleep(0.02)

@@ -83,6 +83,15 @@ def _threads_for_call():
     return threads if limit is None else max(1, min(threads, limit))
 
 
+def _call_settings():
+    """(`_threads_for_call()`, `_stop_flag()`) with one look at the thread's context."""
+    context = _call_context.__dict__
+    limit, flag = context.get("limit"), context.get("stop_flag")
+    threads = core_threads()
+    return (threads if limit is None else max(1, min(threads, limit)),
+            _NEVER_STOP if flag is None else flag)
+
+
 def _stop_flag():
     """The stop flag of this thread's `thread_budget`, or the core's 'never' flag."""
     flag = getattr(_call_context, "stop_flag", None)
@@ -150,9 +159,9 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
     """
     seq_len, batch_size, input_size = x.shape
     dtype = bias_gates.dtype
-    if not keep_history and out_y is None:
+    if not keep_history and out_y is None and batch_size > MIN_BLOCK_ROWS:
         block_rows = forward_block_rows(hidden_size, input_size, dtype)
-        if batch_size > block_rows:
+        if batch_size > block_rows:  # never for MIN_BLOCK_ROWS rows or fewer
             return _run_forward_in_blocks(
                 x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, reverse,
                 block_rows, weights=weights, packed=packed, return_sequences=return_sequences)
@@ -194,6 +203,7 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
     else:
         packed_ih, packed_hh = packed
     state_scratch = _workspace.scratch("state", (batch_size, hidden_size), dtype)
+    n_threads, stop_flag = _call_settings()
 
     _core.forward_sequence(
         x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
@@ -201,7 +211,7 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
         weight_ih, weight_hh, packed_ih, packed_hh, bias_gates, bias_hn,
         state, state_scratch, y_rows,
         gates, h_prev, input_preact, recurrent_preact, reset_after, reverse, keep_history,
-        _threads_for_call(), _stop_flag(), packed is None,
+        n_threads, stop_flag, packed is None,
     )
     return y, packing.unsort_rows(state), (packing, x_packed, gates, h_prev)
 

@@ -69,9 +69,9 @@
 # in cache, the piece that wrote them owns their rows of dW_hh (so the sums
 # split over the threads like the rest of the step), and no (N, 3H) d_gh is
 # ever stored (measured: bench/README.md, "Training").
-# Forward's input projection can go to BLAS too (a GEMM per chunk of steps, on
-# the calling thread), but by default stays on the packed kernel: see
-# _projection_on_blas for why.
+# Forward's input projection can go to BLAS too (a GEMM per chunk of steps on
+# the calling thread, or one per gate in each piece), but by default stays on
+# the packed kernel: see _projection_on_blas for why.
 #
 # Threads (see _parallel.h).  The calling thread walks the time steps.  Each
 # step is one phase (two for the classic variant, whose candidate product
@@ -108,6 +108,9 @@ cdef extern from "_parallel.h" nogil:
     int pool_acquire "gf_pool_acquire"(int n_threads)
     void pool_release "gf_pool_release"()
     int run_phase "gf_run_phase"(gf_piece_fn fn, void* ctx, int n_pieces, int participants)
+    int run_phase_whole "gf_run_phase_whole"(gf_piece_fn fn, void* ctx, int n_pieces,
+                                             int participants)
+    int ALL_PIECES "GF_ALL_PIECES"
     void set_worker_stall "gf_set_worker_stall"(int worker, long long ns)
     int pace_forced "gf_pace_forced"
     long long thread_stats "gf_stats"[4]
@@ -229,7 +232,11 @@ cdef inline Pieces _pieces(Py_ssize_t width) noexcept nogil:
 
 
 cdef inline void _piece_range(Pieces pieces, int piece, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
-    """Columns [lo, hi) of `piece`."""
+    """Columns [lo, hi) of `piece`; ALL_PIECES: all of them."""
+    if piece == ALL_PIECES:
+        lo[0] = 0
+        hi[0] = pieces.width
+        return
     lo[0] = min(<Py_ssize_t> pieces.width, <Py_ssize_t> piece * pieces.units)
     hi[0] = min(<Py_ssize_t> pieces.width, lo[0] + pieces.units)
 
@@ -278,6 +285,7 @@ cdef struct ForwardCall:
     Py_ssize_t chunk_lo, chunk_hi   # steps whose input preactivations input_preact holds
     bint project                    # this step's STEP phase computes them first (packed kernel)
     bint blas_projection            # the caller computes them on BLAS instead
+    bint blas_in_pieces             # each piece computes its columns of them on BLAS
     void* h_read
     void* h_write
 
@@ -352,8 +360,43 @@ def pack_forward_weights(const floating[:, ::1] weight_ih,
                               &packed_hh[0], 0, hidden_size, input_size, hidden_size, True)
 
 
+cdef inline void _project_piece(ForwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
+                                floating* dtype) noexcept nogil:
+    """The input preactivations of hidden units [lo, hi), every gate, for the chunk's rows.
+
+    On the packed kernel (packed_ih), or with `blas_in_pieces` on BLAS from
+    W_ih itself: one GEMM per gate on this piece's columns, run by whichever
+    thread claimed the piece (so BLAS should then be held to one thread).
+    """
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t H = seq.hidden_size, I = seq.input_size
+    cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
+    cdef int rows = <int> (seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo])
+    cdef int n_units = <int> (hi - lo)
+    cdef const floating* x_rows = <const floating*> call.x + seq.offsets[call.chunk_lo] * I
+    cdef floating* input_preact = <floating*> call.input_preact
+    cdef floating one = 1, zero = 0
+    cdef int gate
+    for gate in range(3):
+        # input_preact[:rows, gH+lo:gH+hi] = x[chunk rows] (rows, I) @ W_ih[gH+lo:gH+hi].T (I, hi-lo)
+        if call.blas_in_pieces:
+            gemm(False, True, rows, n_units, <int> I, one, x_rows, <int> I,
+                 <const floating*> call.weight_ih + (gate * H + lo) * I, <int> I, zero,
+                 input_preact + gate * H + lo, <int> (3 * H))
+        else:
+            packed_gemm(rows, n_units, <int> I, x_rows, I,
+                        <floating*> call.packed_ih + lo * I + gate * Hp * I, I * PANEL, False,
+                        input_preact + gate * H + lo, 3 * H)
+
+
 cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept nogil:
-    """Run `piece` (hidden units [lo, hi)) of the current phase of a forward call."""
+    """Run `piece` (hidden units [lo, hi)) of the current phase of a forward call.
+
+    Or every unit at once (piece ALL_PIECES: a phase on one thread).  A unit's
+    arithmetic is the same either way: its column of each product sums in an
+    order that does not depend on which run of whole panels holds it (the
+    kernel's tiles, _kernel_impl.h), and the gate loops work unit by unit.
+    """
     cdef const Sequence* seq = &call.seq
     cdef Py_ssize_t H = seq.hidden_size, I = seq.input_size, B = seq.batch_size
     cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
@@ -361,8 +404,7 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
     cdef Py_ssize_t lo, hi, b, j, gate, row, gate_row
     _piece_range(seq.hidden_pieces, piece, &lo, &hi)
     cdef int n_units = <int> (hi - lo)
-    # This piece's panels of gate g start at packed_*[g * Hp * K + lo * K].
-    cdef floating* own_ih = <floating*> call.packed_ih + lo * I
+    # This piece's panels of gate g start at packed_hh[g * Hp * H + lo * H].
     cdef floating* own_hh = <floating*> call.packed_hh + lo * H
     cdef const floating* x = <const floating*> call.x
     cdef const floating* bias_gates = <const floating*> call.bias_gates
@@ -384,16 +426,11 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
     if call.phase == PACK:
         _pack_forward_weights(<const floating*> call.weight_ih, <const floating*> call.weight_hh,
                               <floating*> call.packed_ih, <floating*> call.packed_hh,
-                              lo, hi, I, H, not call.blas_projection)
+                              lo, hi, I, H, not (call.blas_projection or call.blas_in_pieces))
         return
 
     if call.phase == PROJECT or (call.phase == STEP and call.project):
-        for gate in range(3):
-            # input_preact[:rows, gH+lo:gH+hi] = x[chunk rows] (rows, I) @ W_ih[gH+lo:gH+hi].T (I, hi-lo)
-            packed_gemm(<int> (seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo]),
-                        n_units, <int> I, x + seq.offsets[call.chunk_lo] * I, I,
-                        own_ih + gate * Hp * I, I * PANEL, False,
-                        input_preact + gate * H + lo, 3 * H)
+        _project_piece(call, lo, hi, dtype)
         if call.phase == PROJECT:
             return
 
@@ -524,18 +561,28 @@ cdef inline Interrupts _interrupts_from(const int* stop, bint main_thread) noexc
     return interrupts
 
 
-cdef int projection_forced = -1  # _force_projection: -1 the shape rule, 0 packed, 1 BLAS
+cdef int projection_forced = -1  # _force_projection: -1 the rule, 0 packed, 1 BLAS, 2 BLAS in pieces
 
 
 def _force_projection(mode):
     """Test and benchmark hook: how forward computes its input projection.
 
     None or False: on the packed kernel, in the step's pieces (the default,
-    see _projection_on_blas); True: on BLAS, one GEMM per chunk of steps,
-    for calls that pass W_ih unpacked and hold more than one step per chunk.
+    see _projection_on_blas); True: on BLAS, one GEMM per chunk of steps on
+    the calling thread; "pieces": on BLAS in the step's pieces, each piece
+    one GEMM per gate on its own columns, run by whichever thread claims it
+    (hold BLAS to one thread for this: threadpoolctl).  BLAS only for calls
+    that pass W_ih unpacked and hold more than one step per chunk.
     """
     global projection_forced
-    projection_forced = -1 if mode is None else int(bool(mode))
+    if mode is None or mode is False:
+        projection_forced = -1 if mode is None else 0
+    elif mode is True:
+        projection_forced = 1
+    elif mode == "pieces":
+        projection_forced = 2
+    else:
+        raise ValueError(f"_force_projection: None, False, True or 'pieces', not {mode!r}")
 
 
 cdef bint _projection_on_blas(const Sequence* seq, Py_ssize_t preact_rows,
@@ -549,9 +596,12 @@ cdef bint _projection_on_blas(const Sequence* seq, Py_ssize_t preact_rows,
     core.  With the core on two threads the BLAS projection loses (1.03-1.4x
     quiet), and right after a NumPy matmul far more (1.1-7x): BLAS's workers
     spin after each call and take the cores from the core's own workers in
-    the steps that follow.  The choice must not depend on the thread count
-    (the numbers would), so the packed kernel it is; `_force_projection(True)`
-    keeps the BLAS path measurable and tested.  Never for a call whose chunks
+    the steps that follow.  BLAS held to one thread and run by the core's own
+    threads in the pieces (`_force_projection("pieces")`: no BLAS worker
+    left spinning) loses too, in float32 and float64 (1.0-1.15x; AVX-512
+    OpenBLAS kernels, Zen 4).  The choice must not depend on the thread
+    count (the numbers would), so the packed kernel it is;
+    `_force_projection` keeps both BLAS paths measurable and tested.  Never for a call whose chunks
     hold one step (preact_rows <= B): a one-step call projects on the packed
     kernel like a streaming step (StepKernel), bit for bit.
     """
@@ -613,7 +663,7 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
     if call.pack_weights:
         call.phase = PACK
         projection_start = now_ns()
-        if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+        if run_phase_whole(piece_fn, call, n_pieces, pace_participants(&pace)):
             pace_note_late(&pace)
         pace_exclude(&pace, now_ns() - projection_start)  # not a step's work
 
@@ -646,7 +696,7 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
                 _project_chunk(call, dtype)
             else:
                 call.phase = PROJECT
-                if run_phase(piece_fn, call, n_pieces, pace_participants(&projection_pace)):
+                if run_phase_whole(piece_fn, call, n_pieces, pace_participants(&projection_pace)):
                     pace_note_late(&projection_pace)
                 pace_timed_step_done(&projection_pace,
                                      seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo],
@@ -654,11 +704,11 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
             pace_exclude(&pace, now_ns() - projection_start)
             call.project = False
         call.phase = STEP
-        if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+        if run_phase_whole(piece_fn, call, n_pieces, pace_participants(&pace)):
             pace_note_late(&pace)
         if call.n_active > 0 and not seq.reset_after:
             call.phase = CANDIDATE
-            if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+            if run_phase_whole(piece_fn, call, n_pieces, pace_participants(&pace)):
                 pace_note_late(&pace)
         if call.n_active > 0:
             swap = call.h_read
@@ -770,6 +820,8 @@ def forward_sequence(const floating[:, ::1] x,
     call.weight_ih = &weight_ih[0, 0] if weight_ih is not None else NULL
     call.blas_projection = _projection_on_blas(&call.seq, call.preact_rows,
                                                call.weight_ih != NULL)
+    call.blas_in_pieces = (projection_forced == 2 and call.weight_ih != NULL
+                           and call.preact_rows > call.seq.batch_size)
     call.weight_hh = &weight_hh[0, 0] if pack_weights else NULL
     call.packed_ih = &packed_ih[0]
     call.packed_hh = &packed_hh[0]
@@ -1440,6 +1492,7 @@ cdef void _step_layer(const floating* x, const floating* h, floating* out, char*
     call.pack_weights = False
     call.preact_rows = B
     call.blas_projection = False  # one step: the packed kernel (see _projection_on_blas)
+    call.blas_in_pieces = False
     call.x = x
     call.weight_ih = NULL
     call.weight_hh = NULL

@@ -44,12 +44,23 @@ typedef GF_ITYPE GF_NAME(ivec) __attribute__((vector_size(GF_VEC_BYTES)));
  * behind the code"). */
 #define GF_SETS(R, P) ((R) * (P) * GF_NV >= GF_CHAINS ? 1 : GF_CHAINS / ((R) * (P) * GF_NV))
 #define GF_MAX_WIDE 4  /* most panels in one tile */
+/* Panels per tile for R rows (R < GF_MR): for 4 rows or more, as many as
+ * keep the accumulators and the loaded panel rows within the vector
+ * registers, two spare (P * GF_NV * (R + 1) <= GF_VEC_REGS - 2), at most
+ * GF_MAX_WIDE.  1 to 3 rows go one panel at a time: with several, they lost
+ * when the panels came from L2 and gained little otherwise (bench/README.md). */
+#define GF_WIDE_RAW(R) ((R) < 4 ? 1 : (GF_VEC_REGS - 2) / (GF_NV * ((R) + 1)))
+#define GF_WIDE(R) (GF_WIDE_RAW(R) < 1 ? 1 : GF_WIDE_RAW(R) > GF_MAX_WIDE ? GF_MAX_WIDE : GF_WIDE_RAW(R))
 static inline __attribute__((always_inline)) void
 GF_NAME(tile)(const int R, const int P, int k, const GF_T* a, ptrdiff_t lda,
               const ptrdiff_t a_step, const GF_T* panel, ptrdiff_t panel_stride,
               int ncols_last, int accumulate, GF_T* c, ptrdiff_t ldc)
 {
-    const int U = GF_SETS(R, P);
+    /* Sets from R alone (those of the widest tile few_rows takes for R rows):
+     * a column's sum then runs in the same order whichever tile holds it, so
+     * a product split into runs of whole panels (the core's pieces, or one
+     * run of all of them) gives the same bits. */
+    const int U = GF_SETS(R, GF_WIDE(R));
     const int W = P * GF_NV;  /* vectors per row of the tile */
     GF_NAME(vec) acc[GF_SETS(1, 1)][GF_MR][GF_MAX_WIDE * GF_NV];
     GF_NAME(vec) b[GF_MAX_WIDE * GF_NV];
@@ -107,13 +118,6 @@ GF_NAME(tile)(const int R, const int P, int k, const GF_T* a, ptrdiff_t lda,
     }
 }
 
-/* Panels per tile for R rows (R < GF_MR): for 4 rows or more, as many as
- * keep the accumulators and the loaded panel rows within the vector
- * registers, two spare (P * GF_NV * (R + 1) <= GF_VEC_REGS - 2), at most
- * GF_MAX_WIDE.  1 to 3 rows go one panel at a time: with several, they lost
- * when the panels came from L2 and gained little otherwise (bench/README.md). */
-#define GF_WIDE_RAW(R) ((R) < 4 ? 1 : (GF_VEC_REGS - 2) / (GF_NV * ((R) + 1)))
-#define GF_WIDE(R) (GF_WIDE_RAW(R) < 1 ? 1 : GF_WIDE_RAW(R) > GF_MAX_WIDE ? GF_MAX_WIDE : GF_WIDE_RAW(R))
 
 /* C (R, n) (+)= A (R, k) @ Bp for R < GF_MR rows, panel_stride apart: one
  * tile of GF_WIDE(R) panels at a time over all of k, the panels left over

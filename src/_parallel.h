@@ -351,6 +351,26 @@ static int gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int participant
     return 0;
 }
 
+/* The piece number that means every piece at once (see gf_run_phase_whole). */
+#define GF_ALL_PIECES (-1)
+
+/* gf_run_phase for a phase whose fn also runs GF_ALL_PIECES, all of its
+ * pieces in one go: on one participant the caller makes that single call
+ * instead of one per piece.  The pieces exist for threads to share a phase;
+ * alone, a piece per call only costs (the loops restart, the products run
+ * on narrower operands: 1 thread measured 10-29% slower on 4-8 pieces than
+ * on one, B <= 8, H <= 128).  fn must give the same bits either way: a
+ * piece's units computed alone or among all (see _forward_piece). */
+static inline int gf_run_phase_whole(gf_piece_fn fn, void* ctx, int n_pieces, int participants)
+{
+    if (participants <= 1 || n_pieces <= 1) {
+        fn(ctx, GF_ALL_PIECES);
+        __atomic_add_fetch(&gf_stats[0], 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    return gf_run_phase(fn, ctx, n_pieces, participants);
+}
+
 /* Test hook: worker `worker` (1, 2, ...) sleeps `ns` before each claim; -1 turns it off. */
 static inline void gf_set_worker_stall(int worker, int64_t ns)
 {

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import gru_fast
@@ -88,3 +89,24 @@ def test_release_memory_is_public_and_documented():
     assert "Free the memory" in gru_fast.release_memory.__doc__
     gru_fast.release_memory()
     assert gru_fast._workspace.kept_bytes() == 0
+
+
+def test_scratch_views_follow_their_buffer():
+    """A view handed out again is of the buffer kept now: never of one replaced or released."""
+    from gru_fast import _workspace
+    dtype = np.dtype(np.float64)
+    first = _workspace.scratch("test_views", (3, 4), dtype)
+    assert _workspace.scratch("test_views", (3, 4), dtype) is first  # ready, not sliced again
+    other_shape = _workspace.scratch("test_views", (2, 6), dtype)
+    assert other_shape.shape == (2, 6) and np.shares_memory(other_shape, first)
+    grown = _workspace.scratch("test_views", (100, 100), dtype)  # a new, larger buffer
+    again = _workspace.scratch("test_views", (3, 4), dtype)
+    assert np.shares_memory(again, grown) and not np.shares_memory(again, first)
+    assert again.flags.c_contiguous and again.ctypes.data % _workspace.ALIGNMENT == 0
+    gru_fast.release_memory()
+    after_release = _workspace.scratch("test_views", (3, 4), dtype)
+    assert not np.shares_memory(after_release, grown)
+    for index in range(2 * _workspace.MAX_KEPT_VIEWS):  # many shapes: the views stay few
+        _workspace.scratch("test_views", (index + 1,), dtype)
+    assert len(_workspace._this_threads_pool().views) <= _workspace.MAX_KEPT_VIEWS
+    gru_fast.release_memory()
