@@ -22,6 +22,7 @@ without it, ``import gru_fast.dask`` needs ``dask[array]``.
 """
 
 import copy
+import pickle
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from ._validation import as_lengths, check_flag
 try:
     import dask
     import dask.array as da
+    from dask.utils import parse_bytes
 except ImportError as error:  # pragma: no cover - exercised only without dask
     raise ImportError("gru_fast.dask needs Dask: pip install 'dask[array]' "
                       "(and 'distributed' for a cluster)") from error
@@ -110,6 +112,32 @@ def _forward_chunk(model, x, lengths, h0, return_sequences):
         if isinstance(model, FrozenGRU):
             return model.forward(x, h0, lengths=lengths, return_sequences=return_sequences)
         return model.forward(x, h0, lengths, return_sequences=return_sequences)
+
+
+def _pickled_bytes(obj):
+    """The size of `obj`'s pickle, counted without copying its arrays (protocol 5)."""
+    buffers = []
+    header = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    return len(header) + sum(buffer.raw().nbytes for buffer in buffers)
+
+
+def _model_argument(model, n_tasks):
+    """The model as the chunk tasks' argument: itself in every task, or one shared key.
+
+    Inside every task (pickled into each), a worker has the model as soon as it
+    has the task.  As one key of the graph it is pickled once, but all workers
+    but one fetch it from that one when their first task is ready to run,
+    after it: measured on 2 workers that delayed and unbalanced the start of
+    every computation, and Dask's work stealing then moved chunks between the
+    busy workers (bench/dask_scaling.py).  So the model goes into each task as
+    long as all the copies stay under half of Dask's own large-graph warning
+    threshold (``distributed.admin.large-graph-warning-threshold``, 10 MB by
+    default); a larger model, or very many chunks, share one key.
+    """
+    threshold = dask.config.get("distributed.admin.large-graph-warning-threshold", "10MB")
+    if _pickled_bytes(model) * n_tasks <= parse_bytes(threshold) / 2:
+        return model
+    return dask.delayed(model, pure=True)  # one key: pickled once per graph
 
 
 def _as_dask(array, name):
@@ -235,7 +263,7 @@ def forward(model, X, lengths=None, h0=None, return_sequences=True):
     chunk_lengths = _chunked_lengths(lengths, batch_chunks, seq_len)
     chunk_states = _chunked_state(h0, layout, batch_chunks)
 
-    model_task = dask.delayed(model, pure=True)  # one key: pickled once per graph
+    model_task = _model_argument(model, len(batch_chunks))
     x_blocks = X.to_delayed().reshape(-1)  # one block per batch chunk
     outputs, states = [], []
     for x_block, rows, lengths_block, h0_block in zip(x_blocks, batch_chunks, chunk_lengths,

@@ -83,6 +83,29 @@ def test_frozen_gru_runs_on_both_workers(client):
     np.testing.assert_allclose(h_n, h_ref, **TOL)
 
 
+@pytest.mark.parametrize("threshold, one_key", [("10MB", False), ("1kB", True)])
+def test_model_inside_every_task_or_as_one_key(client, threshold, one_key):
+    """A small model travels inside each chunk's task; one whose copies would pass half
+    of Dask's large-graph threshold is one key of the graph.  Same results either way."""
+    import dask
+
+    rng = np.random.default_rng(8)
+    model = gru_fast.GRU(3, 8, dtype=np.float64, seed=9).freeze()
+    x = rng.standard_normal((6, 40, 3))
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": threshold}):
+        y, h_n = gru_dask.forward(model, da.from_array(x, chunks=(6, 10, 3)))
+    model_keys = [key for key in h_n.__dask_graph__()
+                  if str(key).startswith(type(model).__name__)]
+    assert len(model_keys) == (1 if one_key else 0), model_keys
+    with distributed.get_task_stream(client) as stream:
+        y, h_n = client.compute([y, h_n], sync=True)
+    assert len({task["worker"] for task in stream.data
+                if "_forward_chunk" in str(task["key"])}) == 2
+    y_ref, h_ref = model(x)
+    np.testing.assert_allclose(y, y_ref, **TOL)
+    np.testing.assert_allclose(h_n, h_ref, **TOL)
+
+
 # ---------------------------------------------------------------------- training
 
 def _regression_problem(n=400, T=10, I=2, seed=5):
