@@ -39,6 +39,7 @@ from ._validation import as_lengths, check_flag
 try:
     import dask
     import dask.array as da
+    from dask.sizeof import sizeof
     from dask.utils import parse_bytes
 except ImportError as error:  # pragma: no cover - exercised only without dask
     raise ImportError("gru_fast.dask needs Dask: pip install 'dask[array]' "
@@ -138,6 +139,26 @@ def _model_argument(model, n_tasks):
     if _pickled_bytes(model) * n_tasks <= parse_bytes(threshold) / 2:
         return model
     return dask.delayed(model, pure=True)  # one key: pickled once per graph
+
+
+@sizeof.register(FrozenGRU)
+def _sizeof_frozen(model):
+    """Dask's size of a FrozenGRU: its packed weights and biases.
+
+    Without it Dask counts the Python object alone (56 bytes), and a model
+    large enough to travel as one key (see `_model_argument`) is priced as
+    free to move between workers and left out of their memory accounting.
+    """
+    return model.nbytes
+
+
+@sizeof.register(GRU)
+def _sizeof_layer(model):
+    """Dask's size of a GRU or FrozenGRULayer: its parameters, plus the packed copies
+    a FrozenGRULayer holds (one FrozenGRU per layer and direction)."""
+    held = sum(np.asarray(value).nbytes for value in model.params.values())
+    frozen = getattr(model, "_frozen", None) or {}
+    return held + sum(part.nbytes for part in frozen.values())
 
 
 def _as_dask(array, name):

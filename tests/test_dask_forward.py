@@ -127,3 +127,23 @@ def test_dask_lengths_out_of_range_fail_when_computed():
     y, _ = gru_dask.forward(model, X, lengths=da.full(10, 6, chunks=5))
     with pytest.raises(ValueError, match="lengths must lie in 0..5"):
         y.compute()
+
+
+def test_dask_prices_models_by_their_arrays():
+    """Dask's sizeof sees the weights: a model sent as one key is not priced as free."""
+    from dask.sizeof import sizeof
+
+    layer = gru_fast.GRU(16, 32, num_layers=2, bidirectional=True, seed=0)
+    params_bytes = sum(value.nbytes for value in layer.params.values())
+    assert sizeof(layer) == params_bytes
+
+    frozen_layer = layer.freeze()
+    packed_bytes = sum(part.nbytes for part in frozen_layer._frozen.values())
+    assert packed_bytes >= params_bytes // 2  # the packed copies hold every weight once
+    assert sizeof(frozen_layer) == params_bytes + packed_bytes
+
+    rng = np.random.default_rng(0)
+    weight_ih = rng.standard_normal((96, 16)).astype(np.float32)
+    weight_hh = rng.standard_normal((96, 32)).astype(np.float32)
+    frozen = gru_fast.FrozenGRU(weight_ih, weight_hh, reset_after=True)
+    assert sizeof(frozen) == frozen.nbytes >= weight_ih.nbytes + weight_hh.nbytes
