@@ -172,3 +172,37 @@ def run_in_threads(work, count):
         thread.join()
     if errors:
         raise errors[0]
+
+
+def core_gradients(problem, reset_after, dy):
+    """gru_fast's forward with a cache, then backward with dy and dh_n = 1: the grads dict."""
+    import gru_fast
+
+    _, h_n, cache = gru_fast.gru_forward(**problem, reset_after=reset_after,
+                                         return_cache=True)
+    return gru_fast.gru_backward(cache, dy, np.ones_like(h_n))
+
+
+def assert_runs_bitwise_equal(runs, label=""):
+    """Every gradients dict of `runs` equals the first bit for bit (None where it is None)."""
+    for grads in runs[1:]:
+        for name in GRAD_NAMES:
+            if runs[0][name] is None:
+                assert grads[name] is None
+            else:
+                np.testing.assert_array_equal(grads[name], runs[0][name],
+                                              err_msg=f"{name} {label}")
+
+
+def assert_grads_match_reference(grads, problem, reset_after, dy, tol, label=""):
+    """`grads` against the NumPy reference's backward of the same problem (dh_n = 1)."""
+    from gru_fast import reference
+
+    _, h_n, cache = reference.gru_forward(**problem, reset_after=reset_after,
+                                          return_cache=True)
+    expected = reference.gru_backward(cache, dy, np.ones_like(h_n))
+    for name in GRAD_NAMES:
+        if expected[name] is not None:
+            scale = max(1.0, float(np.abs(expected[name]).max()))
+            np.testing.assert_allclose(grads[name], expected[name], rtol=tol,
+                                       atol=tol * scale, err_msg=f"{name} {label}")

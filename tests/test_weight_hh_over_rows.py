@@ -11,9 +11,8 @@ import pytest
 
 import _helpers
 import gru_fast
-from gru_fast import _core, reference
+from gru_fast import _core
 
-GRAD_NAMES = ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
 # (T, B, I, H): hidden sizes over several pieces and partial panels, lengths (index 1).
 CONFIGS = [(6, 3, 7, 33), (5, 9, 10, 100), (4, 13, 5, 40)]
 
@@ -22,12 +21,6 @@ CONFIGS = [(6, 3, 7, 33), (5, 9, 10, 100), (4, 13, 5, 40)]
 def force_hh_over_rows():
     yield _core._force_weight_hh_over_rows
     _core._force_weight_hh_over_rows(None)
-
-
-def gradients(problem, reset_after, dy):
-    y, h_n, cache = gru_fast.gru_forward(**problem, reset_after=reset_after,
-                                         return_cache=True)
-    return gru_fast.gru_backward(cache, dy, np.ones_like(h_n))
 
 
 @pytest.mark.parametrize("over_rows", [True, False], ids=["over_rows", "per_step"])
@@ -53,22 +46,9 @@ def test_both_paths_match_the_reference_on_any_thread_count(force_hh_over_rows, 
             runs = []
             for threads in (1, 2, 3):
                 monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: threads)
-                runs.append(gradients(problem, reset_after, dy))
-            for grads in runs[1:]:
-                for name in GRAD_NAMES:
-                    if runs[0][name] is None:
-                        assert grads[name] is None
-                    else:
-                        np.testing.assert_array_equal(grads[name], runs[0][name],
-                                                      err_msg=f"{name} {shape}")
-            _, _, cache = reference.gru_forward(**problem, reset_after=reset_after,
-                                                return_cache=True)
-            expected = reference.gru_backward(cache, dy, np.ones(shape[1:2] + shape[3:], dtype))
-            for name in GRAD_NAMES:
-                if expected[name] is not None:
-                    scale = max(1.0, float(np.abs(expected[name]).max()))
-                    np.testing.assert_allclose(runs[0][name], expected[name], rtol=tol,
-                                               atol=tol * scale, err_msg=f"{name} {shape}")
+                runs.append(_helpers.core_gradients(problem, reset_after, dy))
+            _helpers.assert_runs_bitwise_equal(runs, shape)
+            _helpers.assert_grads_match_reference(runs[0], problem, reset_after, dy, tol, shape)
     finally:
         _core._force_threads(None)
 
@@ -106,9 +86,9 @@ def test_the_paths_really_differ(force_hh_over_rows):
     problem = _helpers.make_problem(rng, 40, 16, 4, 64, dtype=np.float32)
     dy = rng.standard_normal((40, 16, 64)).astype(np.float32)
     force_hh_over_rows(True)
-    over_rows = gradients(problem, True, dy)
+    over_rows = _helpers.core_gradients(problem, True, dy)
     force_hh_over_rows(False)
-    per_step = gradients(problem, True, dy)
+    per_step = _helpers.core_gradients(problem, True, dy)
     assert not np.array_equal(over_rows["weight_hh"], per_step["weight_hh"])
     scale = float(np.abs(per_step["weight_hh"]).max())
     np.testing.assert_allclose(over_rows["weight_hh"], per_step["weight_hh"], rtol=1e-4,
