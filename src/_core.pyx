@@ -388,13 +388,23 @@ cdef inline void _project_piece(ForwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
     cdef floating* input_preact = <floating*> call.input_preact
     cdef floating one = 1, zero = 0
     cdef int gate
+    cdef Py_ssize_t piece_lo, piece_hi
     for gate in range(3):
-        # input_preact[:rows, gH+lo:gH+hi] = x[chunk rows] (rows, I) @ W_ih[gH+lo:gH+hi].T (I, hi-lo)
         if call.blas_in_pieces:
-            gemm(False, True, rows, n_units, <int> I, one, x_rows, <int> I,
-                 <const floating*> call.weight_ih + (gate * H + lo) * I, <int> I, zero,
-                 input_preact + gate * H + lo, <int> (3 * H))
+            # One GEMM per piece even when one thread runs them all (lo..hi spans
+            # several): BLAS may sum a column in another order when the GEMM is
+            # wider (OpenBLAS's Haswell sgemm does), and the pieces must give the
+            # same bits on any thread count.
+            piece_lo = lo
+            while piece_lo < hi:
+                piece_hi = min(hi, piece_lo + seq.hidden_pieces.units)
+                # input_preact[:rows, gH+plo:gH+phi] = x[chunk rows] (rows, I) @ W_ih[gH+plo:gH+phi].T
+                gemm(False, True, rows, <int> (piece_hi - piece_lo), <int> I, one, x_rows,
+                     <int> I, <const floating*> call.weight_ih + (gate * H + piece_lo) * I,
+                     <int> I, zero, input_preact + gate * H + piece_lo, <int> (3 * H))
+                piece_lo = piece_hi
         else:
+            # input_preact[:rows, gH+lo:gH+hi] = x[chunk rows] (rows, I) @ W_ih[gH+lo:gH+hi].T (I, hi-lo)
             packed_gemm(rows, n_units, <int> I, x_rows, I,
                         <floating*> call.packed_ih + lo * I + gate * Hp * I, I * PANEL, False,
                         input_preact + gate * H + lo, 3 * H)
