@@ -13,8 +13,10 @@ worker processes that hold the chunks, the model travelling there by pickle.
   loss and gradient as a sum of per-chunk sums computed where the chunks
   live, added up in a tree, and steps on the client with ``scipy.optimize``
   (the pattern of dask-glm); the parameters travel to the chunks once per
-  evaluation.  The stochastic solvers take the chunks one after the other,
-  in a new order every epoch, each pulled to the client alone; early
+  evaluation.  The stochastic solvers run each epoch as one chain of tasks,
+  one per chunk in a new random order every epoch: each trains on its chunk
+  where the chunk lives and hands the parameters, the optimizer's state and
+  the shuffling RNG to the next (the state travels, not the data).  Early
   stopping's validation rows stay in their chunks, scored there.
 
 This module imports Dask only when it is used: ``import gru_fast`` works
@@ -388,6 +390,90 @@ def _regression_targets(block, dtype):
     return block.reshape(len(block), -1).astype(dtype)
 
 
+class _EpochState:
+    """What a stochastic epoch carries from chunk to chunk: the network, the optimizer
+    (bound to ``network.flat``), the shuffling RNG and the running sum of the loss.
+
+    One object, so that one pickle holds the network and the optimizer together
+    and the optimizer stays bound to that network's ``flat`` when it travels.
+    (A plain class, not a dataclass: Dask would take a dataclass argument apart.)
+    """
+
+    __slots__ = ("network", "optimizer", "rng", "loss_sum")
+
+    def __init__(self, network, optimizer, rng, loss_sum):
+        self.network, self.optimizer, self.rng = network, optimizer, rng
+        self.loss_sum = loss_sum
+
+    def __getstate__(self):
+        return (self.network, self.optimizer, self.rng, self.loss_sum)
+
+    def __setstate__(self, state):
+        self.network, self.optimizer, self.rng, self.loss_sum = state
+
+    def hand_back(self, network, optimizer, rng):
+        """Copy this state into the client's own `network`, `optimizer` and `rng`, in place
+        (the estimator keeps references to them)."""
+        network.flat[...] = self.network.flat
+        optimizer.load_state_dict(self.optimizer.state_dict())
+        rng.bit_generator.state = self.rng.bit_generator.state
+
+
+@sizeof.register(_EpochState)
+def _sizeof_epoch_state(state):
+    """Dask's size of an epoch's state: the parameters and the optimizer's buffers
+    (a few times ``flat``), so the scheduler sees it is cheaper to move than a chunk."""
+    buffers = sum(value.nbytes for per_name in state.optimizer.state.values()
+                  for value in per_name.values())
+    return state.network.flat.nbytes + buffers + 1024
+
+
+def _chunk_epoch(state, x_block, target_block, batch_size):
+    """One task of a stochastic epoch's chain: train on one chunk, return the next state.
+
+    Works on a copy of `state`: a task must leave its inputs as they were (Dask
+    may run it again, after a lost worker, from the same inputs; on the
+    threaded scheduler the first input is the client's own network).
+    """
+    state = copy.deepcopy(state)  # one copy: the optimizer stays bound to the copy's flat
+    data = _chunk_sequences(x_block, state.network.dtype)
+    # No thread budget (unlike `_forward_chunk`): the chain's tasks run one at a time, so
+    # on Dask's thread pool a task may use every thread the core allows; a distributed
+    # worker keeps its own setting.
+    mean_loss = run_epoch(state.network, state.optimizer, data, np.asarray(target_block),
+                          batch_size, state.rng)
+    state.loss_sum += mean_loss * data.n_samples
+    return state
+
+
+def _run_epoch_pulling_chunks(data, network, optimizer, targets, batch_size, rng):
+    """The former stochastic epoch: every chunk pulled to the client, trained there.
+
+    Kept as the baseline of bench/dask_scaling.py and of the tests that show
+    `DaskSequences.run_epoch` gathers no chunk: the same chunks in the same
+    order, the next chunk fetched while this one trains under ``distributed``.
+    Updates `network`, `optimizer` and `rng` in place and returns the epoch's
+    mean loss, as `DaskSequences.run_epoch`.
+    """
+    pairs = data._chunk_pairs(targets)
+    order = rng.permutation(len(pairs))
+    client = _distributed_client()
+    fetch = ((lambda pair: client.compute(pair)) if client is not None
+             else (lambda pair: pair))
+    pending = fetch(pairs[order[0]])
+    total = 0.0
+    for position in range(len(order)):
+        current = pending
+        if position + 1 < len(order):
+            pending = fetch(pairs[order[position + 1]])
+        x_block, target_block = (client.gather(current) if client is not None
+                                 else dask.compute(*current))
+        chunk = _chunk_sequences(x_block, network.dtype)
+        total += run_epoch(network, optimizer, chunk, np.asarray(target_block),
+                           batch_size, rng) * chunk.n_samples
+    return total / data.n_samples
+
+
 class DaskSequences:
     """Training sequences in a dask array, chunked along the samples; for the estimators.
 
@@ -451,11 +537,31 @@ class DaskSequences:
         return objective
 
     def run_epoch(self, network, optimizer, targets, batch_size, rng):
-        """One stochastic epoch: the chunks in a random order, each pulled to the client alone.
+        """One stochastic epoch, trained chunk after chunk where the chunks live.
 
-        Every chunk runs ``gru_fast._training.run_epoch`` (shuffled
-        minibatches, one optimizer step each); the next chunk is fetched
-        while this one trains when a ``distributed`` client is active.
+        The chunks come in an order drawn from `rng` (as every epoch in
+        memory draws its order).  Chunk i's task takes the network, the
+        optimizer and the RNG as the previous chunk's task left them, runs
+        ``gru_fast._training.run_epoch`` on its chunk (shuffled minibatches,
+        one optimizer step each) and passes them on: one chain of tasks, one
+        graph per epoch, computed once.  On ``distributed`` each task runs on
+        the worker holding its chunk (the state, parameters and optimizer
+        moments, is far smaller than a chunk), so only the final state
+        reaches the client.  The steps, minibatches and their order are
+        those of training on the chunks one after the other in memory; the
+        client's `network`, `optimizer` and `rng` are updated in place at the
+        end, as if it had.
+
+        Parameters
+        ----------
+        network : GRUNetwork
+        optimizer : gru_fast.optim optimizer
+            Bound to ``{"flat": network.flat}``.
+        targets : dask.array.Array
+            Encoded targets, chunked like ``x`` along the samples.
+        batch_size : int
+        rng : numpy.random.Generator
+            Draws the order of the chunks, then travels with the state.
 
         Returns
         -------
@@ -464,21 +570,14 @@ class DaskSequences:
         """
         pairs = self._chunk_pairs(targets)
         order = rng.permutation(len(pairs))
-        client = _distributed_client()
-        fetch = ((lambda pair: client.compute(pair)) if client is not None
-                 else (lambda pair: pair))
-        pending = fetch(pairs[order[0]])
-        total = 0.0
-        for position in range(len(order)):
-            current = pending
-            if position + 1 < len(order):
-                pending = fetch(pairs[order[position + 1]])
-            x_block, target_block = (client.gather(current) if client is not None
-                                     else dask.compute(*current))
-            data = _chunk_sequences(x_block, network.dtype)
-            total += run_epoch(network, optimizer, data, np.asarray(target_block),
-                               batch_size, rng) * data.n_samples
-        return total / self.n_samples
+        state = _EpochState(network, optimizer, rng, 0.0)
+        for index in order:
+            x_block, target_block = pairs[index]
+            state = dask.delayed(_chunk_epoch, pure=False)(state, x_block, target_block,
+                                                           batch_size)
+        final = state.compute()
+        final.hand_back(network, optimizer, rng)
+        return final.loss_sum / self.n_samples
 
     def split(self, targets, train_rows, validation_rows):
         """Early stopping's split: training and validation rows, taken where the chunks live.

@@ -201,3 +201,107 @@ def test_early_stopping_on_univariate_sequences_scores_on_the_workers(client):
     rows = train_test_split(np.arange(240), test_size=0.1, random_state=model._split_seed)[1]
     assert model.score(X[rows], y[rows]) == pytest.approx(model.best_validation_score_,
                                                           rel=1e-9)
+
+
+# ---------------------------------------------------------------------- stochastic solvers
+
+ADAM = dict(hidden_size=6, solver="adam", dtype="float64", learning_rate=0.01, batch_size=50,
+            max_epochs=3, n_iter_no_change=100, random_state=0)
+
+
+def _bytes_served(dask_worker):
+    """On a worker: every byte it has sent to anyone (other workers, scheduler, client)."""
+    return dask_worker.transfer_outgoing_bytes_total
+
+
+def _served(client):
+    return sum(client.run(_bytes_served).values())
+
+
+def _stochastic_problem(client, n=1600, T=30, I=10, rows=200):
+    """X and y made and held on the workers (nothing travels from the client)."""
+    X = da.random.default_rng(11).standard_normal((n, T, I), chunks=(rows, T, I))
+    y = X[:, -3:, 0].sum(axis=1)
+    X, y = client.persist([X, y])
+    distributed.wait([X, y])
+    return X, y
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("epoch", ["chain", "pulling chunks (former)"])
+def test_stochastic_fit_trains_where_the_chunks_live(client, monkeypatch, epoch):
+    """Adam on 8 chunks on 2 workers: the workers send nothing bigger than the state
+    (parameters and Adam's moments) during the fit, and each worker runs the chain
+    tasks of its own chunks.  The former epoch, every chunk pulled to the client,
+    is run through the same check to show the check catches it."""
+    import pickle
+
+    estimators = pytest.importorskip("gru_fast.estimators")
+    if epoch != "chain":
+        monkeypatch.setattr(gru_dask.DaskSequences, "run_epoch",
+                            lambda self, *args: gru_dask._run_epoch_pulling_chunks(self, *args))
+    X, y = _stochastic_problem(client)
+    holders = [workers[0] for workers in client.who_has(X).values()]
+    chunks_per_worker = sorted(holders.count(worker) for worker in set(holders))
+    before = _served(client)
+    with distributed.get_task_stream(client) as stream:
+        model = estimators.GRURegressor(**ADAM).fit(X, y)
+    moved = _served(client) - before
+    assert model.n_iter_ == 3 and np.all(np.isfinite(model.loss_curve_))
+
+    state = gru_dask._EpochState(model._network, model._optimizer, model._shuffle_rng, 0.0)
+    state_bytes = len(pickle.dumps(state))
+    if epoch != "chain":
+        assert moved >= 3 * X.nbytes  # every chunk, every epoch: the check sees it
+        return
+    # At most every chain task's state moves (once per task, 8 a epoch, and the final
+    # state to the client), which over the whole fit is less than one chunk.
+    assert moved <= 3 * 9 * state_bytes < X.nbytes / 8, (moved, state_bytes)
+    chain = [task for task in stream.data if "_chunk_epoch" in str(task["key"])]
+    assert len(chain) == 3 * 8
+    per_worker = sorted([task["worker"] for task in chain].count(worker)
+                        for worker in {task["worker"] for task in chain})
+    assert per_worker == [3 * count for count in chunks_per_worker], holders
+
+
+def _kill_at_chain_task(count):
+    """On a worker: SIGKILL this process when it starts its `count`-th chain task."""
+    import os
+    import signal
+
+    import gru_fast.dask as gd
+
+    original, calls = gd._chunk_epoch, []
+
+    def killing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == count:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(*args, **kwargs)
+
+    gd._chunk_epoch = killing  # tasks look the function up by name when they arrive
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_worker_killed_mid_stochastic_fit_does_not_change_the_result(client):
+    """A worker dies inside a chain task of the second epoch: Dask recomputes the lost
+    chunks and states from the graph (every task copies its input state), and the fit
+    ends exactly as an undisturbed one."""
+    import os
+
+    estimators = pytest.importorskip("gru_fast.estimators")
+    X, y = _stochastic_problem(client)
+    undisturbed = estimators.GRURegressor(**ADAM).fit(X, y)
+
+    holders = [workers[0] for workers in client.who_has(X).values()]
+    victim = max(set(holders), key=holders.count)  # holds 4 chunks or more of the 8
+    victim_pid = client.run(os.getpid, workers=[victim])[victim]
+    # Its first chain task of the second epoch (it runs one per chunk it holds).
+    client.run(_kill_at_chain_task, holders.count(victim) + 1, workers=[victim])
+    try:
+        disturbed = estimators.GRURegressor(**ADAM).fit(X, y)
+    finally:
+        client.wait_for_workers(2, timeout=60)
+    assert victim_pid not in client.run(os.getpid).values()  # the worker was replaced
+    np.testing.assert_array_equal(disturbed._network.flat, undisturbed._network.flat)
+    assert disturbed.loss_curve_ == undisturbed.loss_curve_
