@@ -547,7 +547,9 @@ class DaskSequences:
         graph per epoch, computed once.  On ``distributed`` each task runs on
         the worker holding its chunk (the state, parameters and optimizer
         moments, is far smaller than a chunk), so only the final state
-        reaches the client.  The steps, minibatches and their order are
+        reaches the client.  Without a distributed client the chain runs on
+        the synchronous scheduler: one chunk loaded at a time, as Dask's
+        thread pool would not (it loads every chunk ahead of the chain).  The steps, minibatches and their order are
         those of training on the chunks one after the other in memory; the
         client's `network`, `optimizer` and `rng` are updated in place at the
         end, as if it had.
@@ -575,7 +577,13 @@ class DaskSequences:
             x_block, target_block = pairs[index]
             state = dask.delayed(_chunk_epoch, pure=False)(state, x_block, target_block,
                                                            batch_size)
-        final = state.compute()
+        # Without a distributed client the chunks are in this process anyway: the chain
+        # runs on Dask's synchronous scheduler, which loads each chunk just before its
+        # task.  The thread pool would start loading every chunk at once (all are ready
+        # at the start) and hold them until the chain reached them: all 16 of 16 chunks
+        # alive at once, measured (tests/test_dask_stochastic.py checks the bound).
+        final = state.compute(scheduler=None if _distributed_client() is not None
+                              else "sync")
         final.hand_back(network, optimizer, rng)
         return final.loss_sum / self.n_samples
 

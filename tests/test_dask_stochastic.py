@@ -138,3 +138,37 @@ def test_nan_in_a_chunk_is_reported_from_its_task():
     data = gru_dask.DaskSequences(da.from_array(X, chunks=(50, 7, 3)))
     with pytest.raises(ValueError, match="X contains NaN"):
         data.run_epoch(network, optimizer, da.from_array(y, chunks=(50, 1)), 8, rng)
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_local_epoch_holds_a_few_chunks_at_a_time(monkeypatch, scheduler):
+    """Without a distributed client the chunks are loaded as the chain reaches them, not
+    all at once (Dask's thread pool, left to itself, loaded all 16 ahead of the chain)."""
+    import threading
+
+    lock, alive, most = threading.Lock(), [0], [0]
+    n_chunks, rows = 16, 20
+
+    def load(block_info=None):
+        with lock:
+            alive[0] += 1
+            most[0] = max(most[0], alive[0])
+        index = block_info[None]["chunk-location"][0]
+        return np.random.default_rng(index).standard_normal(block_info[None]["chunk-shape"])
+
+    original = gru_dask._chunk_epoch
+
+    def consuming(*args):
+        result = original(*args)
+        with lock:
+            alive[0] -= 1
+        return result
+
+    monkeypatch.setattr(gru_dask, "_chunk_epoch", consuming)
+    X = da.map_blocks(load, chunks=((rows,) * n_chunks, (7,), (3,)), dtype=np.float64,
+                      meta=np.empty((0, 0, 0)))
+    y = da.zeros((rows * n_chunks, 1), chunks=(rows, 1))
+    network, optimizer, rng = _start("adam")
+    with dask.config.set(scheduler=scheduler):
+        gru_dask.DaskSequences(X).run_epoch(network, optimizer, y, 10, rng)
+    assert alive[0] == 0 and most[0] <= 2, most[0]
