@@ -36,6 +36,12 @@ client also holds the whole batch's final states (10 chunks' worth) for a moment
 Distributed L-BFGS: time per iteration of ``GRURegressor(solver="lbfgs").fit`` on a dask
 array on 2 workers against the same fit in memory.
 
+Distributed Adam: time per epoch of ``GRURegressor(solver="adam").fit`` on a dask array on
+2 workers, each epoch one chain of tasks that trains every chunk where it lives (the
+state travels), against the former epoch that pulled every chunk to the client
+(``gru_fast.dask._run_epoch_pulling_chunks``) and against the same fit in memory; and
+the bytes the workers sent, to the client and to each other, per epoch.
+
 Run from the repository root, alone on the machine (under the team's exclusive lock):
 
     flock -x /tmp/gru_cpu.lock python bench/dask_scaling.py [--quick] [--rounds N] [--skip PART ...]
@@ -378,6 +384,79 @@ def run_lbfgs(args, client):
           f"(relative)")
 
 
+def _transfers(dask_worker):
+    """On a worker: (bytes sent in all, [(recipient, bytes)] of its recent sends)."""
+    return (dask_worker.transfer_outgoing_bytes_total,
+            [(entry["who"], entry["total"]) for entry in dask_worker.transfer_outgoing_log])
+
+
+def _bytes_sent(client, before, after):
+    """Bytes the workers sent between two `_transfers` snapshots: (to the client or the
+    scheduler, to other workers)."""
+    workers = set(after)
+    total = sum(after[w][0] - before[w][0] for w in after)
+    to_workers = sum(size for w in after for who, size in after[w][1][len(before[w][1]):]
+                     if who in workers)
+    return total - to_workers, to_workers
+
+
+def run_stochastic(args, client):
+    import dask.array as da
+    from sklearn.exceptions import ConvergenceWarning
+
+    import gru_fast.dask as gru_dask
+    from gru_fast.estimators import GRURegressor
+
+    n, T, I, H, epochs = args.sgd_samples, 50, 4, 32, args.sgd_epochs
+    # The data is made on the workers and stays there; the in-memory fit gets a copy.
+    X_dask = da.random.default_rng(2).standard_normal((n, T, I), chunks=(n // 8, T, I),
+                                                      dtype=np.float32)
+    y_dask = X_dask[:, -5:, 0].sum(axis=1)
+    X_dask, y_dask = client.persist([X_dask, y_dask])
+    X, y = client.compute([X_dask, y_dask], sync=True)
+    settings = dict(hidden_size=H, solver="adam", batch_size=64, max_epochs=epochs,
+                    n_iter_no_change=epochs + 1, random_state=0)
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    chain = gru_dask.DaskSequences.run_epoch
+
+    def pulling(self, *fit_args):
+        return gru_dask._run_epoch_pulling_chunks(self, *fit_args)
+
+    setups = {"in memory": (X, y, chain),
+              "dask 2 workers, chain": (X_dask, y_dask, chain),
+              "dask 2 workers, pulling (former)": (X_dask, y_dask, pulling)}
+    samples = {label: [] for label in setups}
+    sent = {label: [] for label in setups}
+    models = {}
+    for round_index in range(args.rounds):
+        labels = list(setups) if round_index % 2 == 0 else list(setups)[::-1]
+        for label in labels:
+            X_fit, y_fit, epoch = setups[label]
+            gru_dask.DaskSequences.run_epoch = epoch
+            try:
+                before = client.run(_transfers)
+                start = time.perf_counter()
+                models[label] = GRURegressor(**settings).fit(X_fit, y_fit)
+                samples[label].append((time.perf_counter() - start) / models[label].n_iter_)
+                sent[label].append(_bytes_sent(client, before, client.run(_transfers)))
+            finally:
+                gru_dask.DaskSequences.run_epoch = chain
+    print(f"\nAdam: n={n}, T={T}, I={I}, H={H}, float32, batch 64, {epochs} epochs per fit, "
+          f"8 chunks of {n // 8} ({X_dask.nbytes / 8 / 2**20:.1f} MB each), X "
+          f"{X_dask.nbytes / 2**20:.1f} MB; medians of {args.rounds} fits")
+    reference = statistics.median(samples["in memory"])
+    for label, values in samples.items():
+        to_client = statistics.median(c for c, _ in sent[label]) / epochs
+        between = statistics.median(w for _, w in sent[label]) / epochs
+        print(f"{label:<34}{statistics.median(values) * 1e3:8.0f} ms per epoch "
+              f"({statistics.median(values) / reference:.2f}x in memory); workers sent "
+              f"{to_client / 2**20:7.2f} MB to the client, {between / 2**20:6.2f} MB to "
+              f"each other per epoch")
+    new = models["dask 2 workers, chain"]._network.flat
+    old = models["dask 2 workers, pulling (former)"]._network.flat
+    print(f"chain and former epochs give the same parameters: {np.array_equal(new, old)}")
+
+
 def _time_tasks():
     """On a worker: record (wall, thread CPU) seconds of every chunk task from now on."""
     import time
@@ -470,11 +549,15 @@ def main():
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--lbfgs-samples", type=int, default=16000)
     parser.add_argument("--lbfgs-iter", type=int, default=5)
+    parser.add_argument("--sgd-samples", type=int, default=16000)
+    parser.add_argument("--sgd-epochs", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=(),
-                        choices=("inference", "cpu", "memory", "lbfgs"), help="parts not to run")
+                        choices=("inference", "cpu", "memory", "lbfgs", "stochastic"),
+                        help="parts not to run")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.chunk, args.lbfgs_samples, args.lbfgs_iter = 2, 500, 4000, 3
+        args.sgd_samples, args.sgd_epochs = 4000, 2
 
     import dask
     import distributed
@@ -491,7 +574,7 @@ def main():
         model, X_remote = run_inference(args)
     if "cpu" not in args.skip:
         run_cpu_accounting(args, model, X_remote)
-    if "memory" in args.skip and "lbfgs" in args.skip:
+    if {"memory", "lbfgs", "stochastic"} <= set(args.skip):
         return
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=":0", silence_logs=logging.ERROR) as two, \
@@ -501,6 +584,9 @@ def main():
         if "lbfgs" not in args.skip:
             with client.as_current(), dask.config.set(scheduler=client):
                 run_lbfgs(args, client)
+        if "stochastic" not in args.skip:
+            with client.as_current(), dask.config.set(scheduler=client):
+                run_stochastic(args, client)
 
 
 if __name__ == "__main__":

@@ -446,6 +446,23 @@ def _chunk_epoch(state, x_block, target_block, batch_size):
     return state
 
 
+def _chain_scheduler():
+    """The scheduler of an epoch's chain: the active one, but Dask's thread pool made
+    synchronous.
+
+    On the thread pool (Dask's default without a ``distributed`` client) the
+    chunks are in this process anyway, and the pool would start loading every
+    chunk at once (all are ready at the start) and hold them until the chain
+    reached them: 5 to 16 of 16 chunks alive at once, measured.  The synchronous
+    scheduler loads each chunk as its task comes (tests/test_dask_stochastic.py
+    checks the bound).
+    """
+    import dask.threaded
+
+    active = dask.base.get_scheduler()
+    return "sync" if active is None or active is dask.threaded.get else None
+
+
 def _run_epoch_pulling_chunks(data, network, optimizer, targets, batch_size, rng):
     """The former stochastic epoch: every chunk pulled to the client, trained there.
 
@@ -547,9 +564,9 @@ class DaskSequences:
         graph per epoch, computed once.  On ``distributed`` each task runs on
         the worker holding its chunk (the state, parameters and optimizer
         moments, is far smaller than a chunk), so only the final state
-        reaches the client.  Without a distributed client the chain runs on
-        the synchronous scheduler: one chunk loaded at a time, as Dask's
-        thread pool would not (it loads every chunk ahead of the chain).  The steps, minibatches and their order are
+        reaches the client.  Instead of Dask's thread pool the chain runs on
+        the synchronous scheduler: one chunk loaded at a time, as the pool
+        would not (it loads every chunk ahead of the chain).  The steps, minibatches and their order are
         those of training on the chunks one after the other in memory; the
         client's `network`, `optimizer` and `rng` are updated in place at the
         end, as if it had.
@@ -577,13 +594,7 @@ class DaskSequences:
             x_block, target_block = pairs[index]
             state = dask.delayed(_chunk_epoch, pure=False)(state, x_block, target_block,
                                                            batch_size)
-        # Without a distributed client the chunks are in this process anyway: the chain
-        # runs on Dask's synchronous scheduler, which loads each chunk just before its
-        # task.  The thread pool would start loading every chunk at once (all are ready
-        # at the start) and hold them until the chain reached them: all 16 of 16 chunks
-        # alive at once, measured (tests/test_dask_stochastic.py checks the bound).
-        final = state.compute(scheduler=None if _distributed_client() is not None
-                              else "sync")
+        final = state.compute(scheduler=_chain_scheduler())
         final.hand_back(network, optimizer, rng)
         return final.loss_sum / self.n_samples
 
