@@ -400,22 +400,39 @@ def _bytes_sent(client, before, after):
     return total - to_workers, to_workers
 
 
-def run_stochastic(args, client):
+def _stochastic_problem(args):
+    """Adam's data as a dask graph (made where it is computed) and the fit's settings."""
     import dask.array as da
+
+    n, T, I = args.sgd_samples, 50, 4
+    X = da.random.default_rng(2).standard_normal((n, T, I), chunks=(n // 8, T, I),
+                                                 dtype=np.float32)
+    settings = dict(hidden_size=32, solver="adam", batch_size=64, max_epochs=args.sgd_epochs,
+                    n_iter_no_change=args.sgd_epochs + 1, random_state=0)
+    return X, X[:, -5:, 0].sum(axis=1), settings
+
+
+def _seconds_per_epoch(fit):
+    start = time.perf_counter()
+    model = fit()
+    return (time.perf_counter() - start) / model.n_iter_, model
+
+
+def run_stochastic(args, client):
+    """Adam epochs: in memory, the chain on 2 workers, the former epoch (chunks pulled).
+
+    Returns the in-memory median (s per epoch) and the chain's parameters, for
+    `run_stochastic_two_threads`.
+    """
     from sklearn.exceptions import ConvergenceWarning
 
     import gru_fast.dask as gru_dask
     from gru_fast.estimators import GRURegressor
 
-    n, T, I, H, epochs = args.sgd_samples, 50, 4, 32, args.sgd_epochs
+    X_dask, y_dask, settings = _stochastic_problem(args)
     # The data is made on the workers and stays there; the in-memory fit gets a copy.
-    X_dask = da.random.default_rng(2).standard_normal((n, T, I), chunks=(n // 8, T, I),
-                                                      dtype=np.float32)
-    y_dask = X_dask[:, -5:, 0].sum(axis=1)
     X_dask, y_dask = client.persist([X_dask, y_dask])
     X, y = client.compute([X_dask, y_dask], sync=True)
-    settings = dict(hidden_size=H, solver="adam", batch_size=64, max_epochs=epochs,
-                    n_iter_no_change=epochs + 1, random_state=0)
     warnings.simplefilter("ignore", ConvergenceWarning)
     chain = gru_dask.DaskSequences.run_epoch
 
@@ -435,15 +452,17 @@ def run_stochastic(args, client):
             gru_dask.DaskSequences.run_epoch = epoch
             try:
                 before = client.run(_transfers)
-                start = time.perf_counter()
-                models[label] = GRURegressor(**settings).fit(X_fit, y_fit)
-                samples[label].append((time.perf_counter() - start) / models[label].n_iter_)
+                seconds, models[label] = _seconds_per_epoch(
+                    lambda: GRURegressor(**settings).fit(X_fit, y_fit))
+                samples[label].append(seconds)
                 sent[label].append(_bytes_sent(client, before, client.run(_transfers)))
             finally:
                 gru_dask.DaskSequences.run_epoch = chain
-    print(f"\nAdam: n={n}, T={T}, I={I}, H={H}, float32, batch 64, {epochs} epochs per fit, "
-          f"8 chunks of {n // 8} ({X_dask.nbytes / 8 / 2**20:.1f} MB each), X "
-          f"{X_dask.nbytes / 2**20:.1f} MB; medians of {args.rounds} fits")
+    epochs = args.sgd_epochs
+    print(f"\nAdam: n={args.sgd_samples}, T=50, I=4, H=32, float32, batch 64, {epochs} "
+          f"epochs per fit, 8 chunks of {args.sgd_samples // 8} "
+          f"({X_dask.nbytes / 8 / 2**20:.1f} MB each); medians of {args.rounds} fits; the "
+          f"workers' OpenMP on 1 thread (distributed's default)")
     reference = statistics.median(samples["in memory"])
     for label, values in samples.items():
         to_client = statistics.median(c for c, _ in sent[label]) / epochs
@@ -455,6 +474,44 @@ def run_stochastic(args, client):
     new = models["dask 2 workers, chain"]._network.flat
     old = models["dask 2 workers, pulling (former)"]._network.flat
     print(f"chain and former epochs give the same parameters: {np.array_equal(new, old)}")
+    return reference, new
+
+
+# Distributed's nanny starts workers with OMP_NUM_THREADS=1 and MALLOC_TRIM_THRESHOLD_=65536
+# (distributed.nanny.pre-spawn-environ).  A chain trains on one worker at a time, in
+# minibatch steps that allocate and free a few hundred kB each: measured in a plain
+# process, each setting alone made an Adam epoch about 1.4x slower, both about 2x.
+TRAINING_WORKER_ENVIRON = {
+    "distributed.nanny.pre-spawn-environ.OMP_NUM_THREADS": 2,
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 32 * 2**20,
+}
+
+
+def run_stochastic_two_threads(args, reference, chain_flat):
+    """The chain on 2 workers started for training (`TRAINING_WORKER_ENVIRON`)."""
+    import dask
+    import distributed
+
+    from gru_fast.estimators import GRURegressor
+
+    X_dask, y_dask, settings = _stochastic_problem(args)
+    with dask.config.set(TRAINING_WORKER_ENVIRON), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=":0",
+                                     silence_logs=logging.ERROR) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client, \
+            client.as_current(), dask.config.set(scheduler=client):
+        X_dask, y_dask = client.persist([X_dask, y_dask])
+        GRURegressor(**dict(settings, max_epochs=1)).fit(X_dask, y_dask)  # warm up
+        samples = []
+        for _ in range(args.rounds):
+            seconds, model = _seconds_per_epoch(
+                lambda: GRURegressor(**settings).fit(X_dask, y_dask))
+            samples.append(seconds)
+    print(f"{'dask 2 workers, chain, OMP 2, trim':<34}{statistics.median(samples) * 1e3:8.0f} ms "
+          f"per epoch ({statistics.median(samples) / reference:.2f}x in memory; its own "
+          f"cluster, timed after the others); same parameters: "
+          f"{np.array_equal(model._network.flat, chain_flat)}")
 
 
 def _time_tasks():
@@ -586,7 +643,9 @@ def main():
                 run_lbfgs(args, client)
         if "stochastic" not in args.skip:
             with client.as_current(), dask.config.set(scheduler=client):
-                run_stochastic(args, client)
+                stochastic = run_stochastic(args, client)
+    if "stochastic" not in args.skip:
+        run_stochastic_two_threads(args, *stochastic)
 
 
 if __name__ == "__main__":
