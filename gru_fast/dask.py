@@ -437,9 +437,9 @@ def _chunk_epoch(state, x_block, target_block, batch_size):
     """
     state = copy.deepcopy(state)  # one copy: the optimizer stays bound to the copy's flat
     data = _chunk_sequences(x_block, state.network.dtype)
-    # No thread budget (unlike `_forward_chunk`): the chain's tasks run one at a time, so
-    # on Dask's thread pool a task may use every thread the core allows; a distributed
-    # worker keeps its own setting.
+    # No thread budget (unlike `_forward_chunk`): the chain's tasks run one at a time, on
+    # the calling thread (`_chain_scheduler`) or in a distributed worker, which keeps its
+    # own setting.
     mean_loss = run_epoch(state.network, state.optimizer, data, np.asarray(target_block),
                           batch_size, state.rng)
     state.loss_sum += mean_loss * data.n_samples
@@ -565,11 +565,11 @@ class DaskSequences:
         the worker holding its chunk (the state, parameters and optimizer
         moments, is far smaller than a chunk), so only the final state
         reaches the client.  Instead of Dask's thread pool the chain runs on
-        the synchronous scheduler: one chunk loaded at a time, as the pool
-        would not (it loads every chunk ahead of the chain).  The steps, minibatches and their order are
-        those of training on the chunks one after the other in memory; the
-        client's `network`, `optimizer` and `rng` are updated in place at the
-        end, as if it had.
+        the synchronous scheduler, which loads one chunk at a time (the pool
+        loads every chunk ahead of the chain).  The steps, minibatches and
+        their order are those of training on the chunks one after the other
+        in memory; the client's `network`, `optimizer` and `rng` are updated
+        in place at the end, as if it had.
 
         Parameters
         ----------
