@@ -4,7 +4,7 @@ import importlib.util
 import json
 import platform
 
-from . import _core, _cpu
+from . import _caches, _core, _cpu
 
 __all__ = ["show_config"]
 
@@ -49,8 +49,10 @@ def show_config(mode="stdout"):
         With mode="dicts": ``{"gru_fast": {...}, "cpu": {...}, "threads": {...},
         "blas": [...]}``; "cpu" has ``level`` (the core in use), ``forced``,
         ``runnable`` (the levels this CPU can run), ``built`` (the levels this
-        installation has) and ``panel_width`` (columns per packed weight
-        panel); "threads" has ``openmp`` (whether the build has OpenMP, whose
+        installation has), ``panel_width`` (columns per packed weight
+        panel), ``level2_cache_bytes`` (one core's L2, read from the machine)
+        and ``kernel_level2_budget`` (the bytes of an operand the packed
+        kernel keeps in it, half); "threads" has ``openmp`` (whether the build has OpenMP, whose
         setting -- OMP_NUM_THREADS, threadpoolctl -- gives the core's default
         thread count; without it the count is the CPUs online) and
         ``max_threads``, that count.
@@ -80,6 +82,8 @@ def show_config(mode="stdout"):
             "runnable": list(_cpu.runnable_levels()),
             "built": _built_levels(),
             "panel_width": int(_core.PANEL_WIDTH),
+            "level2_cache_bytes": _caches.level2_cache_bytes(),
+            "kernel_level2_budget": int(_core.level2_budget()),
         },
         "threads": {
             "openmp": bool(openmp),

@@ -20,7 +20,7 @@ import importlib
 import os
 import sys
 
-from . import _cpu
+from . import _caches, _cpu
 
 LEVEL_VARIABLE = "GRU_FAST_CPU_LEVEL"
 
@@ -63,4 +63,5 @@ def _load():
 CPU_LEVEL, _module, FORCED = _load()
 _module.CPU_LEVEL = CPU_LEVEL
 _module.FORCED = FORCED
+_module.set_level2_cache(_caches.level2_cache_bytes())  # blocks of the large products
 sys.modules[__name__] = _module  # `from . import _core` now gives the extension module

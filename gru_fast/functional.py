@@ -6,14 +6,12 @@ whole sequence with the GIL released.  This module owns the checks and every
 allocation; the core neither checks nor allocates.
 """
 
-import functools
-import os
 import threading
 from contextlib import contextmanager
 
 import numpy as np
 
-from . import _core, _workspace
+from . import _caches, _core, _workspace
 from ._cache import GRUCache, check_cache, sealed_cache
 from ._packing import make_packing
 from ._validation import as_float_array, check_flag, check_shape, validate_forward_args
@@ -30,10 +28,8 @@ PROJECTION_CHUNK_ROWS = 256
 # ran at about half the speed of the same rows in blocks (bench/README.md,
 # "Measurements behind the code").  A block's per-step data
 # is sized to BLOCK_CACHE_SHARE of the CPU's level-2 cache, read from the
-# machine (FALLBACK_L2_BYTES where it does not say), never below
-# MIN_BLOCK_ROWS rows.
+# machine (_caches.level2_cache_bytes), never below MIN_BLOCK_ROWS rows.
 BLOCK_CACHE_SHARE = 1.0
-FALLBACK_L2_BYTES = 1 << 20
 MIN_BLOCK_ROWS = 64
 
 def core_threads():
@@ -231,14 +227,9 @@ def forward_block_rows(hidden_size, input_size, dtype):
     return max(MIN_BLOCK_ROWS, int(budget // (values_per_row * np.dtype(dtype).itemsize)))
 
 
-@functools.cache
 def _level2_cache_bytes():
-    """The CPU's level-2 data cache per core, as the OS reports it (FALLBACK_L2_BYTES if not)."""
-    try:
-        size = os.sysconf("SC_LEVEL2_CACHE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        size = 0
-    return size if size > 0 else FALLBACK_L2_BYTES
+    """The CPU's level-2 cache per core (_caches.level2_cache_bytes)."""
+    return _caches.level2_cache_bytes()
 
 
 def _run_forward_in_blocks(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after,

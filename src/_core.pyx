@@ -167,11 +167,28 @@ cdef enum:
 # on (N * 3H * 2I): see over_rows_on_blas.
 cdef long long OVER_ROWS_BLAS_MIN_MACS = 1 << 31
 
-# Backward sums dW_hh (3H x H) step by step up to this many bytes (8 times the
-# L2 the packed kernel plans with, GF_A_IN_L2); see weight_hh_over_rows.
-cdef extern from "_kernel.h":
-    long long GF_A_IN_L2
-cdef long long HH_STEP_SUMS_MAX_BYTES = 8 * GF_A_IN_L2
+# Backward sums dW_hh (3H x H) step by step up to this many bytes (measured on a
+# Zen 4 with 1 MiB of L2 per core); see weight_hh_over_rows.
+cdef long long HH_STEP_SUMS_MAX_BYTES = 8 << 20
+
+cdef extern from "_kernel.h" nogil:
+    void gf_set_level2_bytes(size_t level2_bytes)
+    size_t gf_level2_budget()
+
+
+def set_level2_cache(Py_ssize_t level2_bytes):
+    """Tell the packed kernel one core's L2 in bytes (gru_fast._caches, at import).
+
+    The kernel keeps the blocks of A of its large products within half of it.
+    """
+    if level2_bytes <= 0:
+        raise ValueError(f"level2_bytes must be positive, not {level2_bytes}")
+    gf_set_level2_bytes(<size_t> level2_bytes)
+
+
+def level2_budget():
+    """Bytes of A the packed kernel keeps in L2 (half of what set_level2_cache said)."""
+    return gf_level2_budget()
 
 cdef enum Phase:
     PACK              # forward and backward: pack the weights (forward: W_ih only without BLAS)
@@ -1281,8 +1298,8 @@ def weight_hh_over_rows(Py_ssize_t hidden_size, int itemsize):
     float64 at H = 1024), and one product over all N rows, the kernel
     blocking k, reads it once; but that product reads its transposed
     operand d_gh^T with a stride of 3H, which costs about what the step
-    sums lose until dW_hh is far out of L2.  The bound, 8 times the L2 the
-    kernel plans with (GF_A_IN_L2), is measured (bench/README.md,
+    sums lose until dW_hh is far out of L2.  The bound, 8 MiB (8 times the
+    kernel's L2 budget on the Zen 4 it was measured on), is measured (bench/README.md,
     "Training"), not derived: forward+backward on two threads, over all rows
     against step sums, H = 1024 (12 and 25 MiB): 0.65-0.88x the time; H = 512
     (3 and 6 MiB): 1.01-1.08x; H = 256: 0.92-1.13x (noise level); step sums

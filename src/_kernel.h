@@ -49,7 +49,24 @@
 #define GF_CHAINS 12
 #define GF_TILE_ROWS(nv) (12 / (nv) > 0 ? 12 / (nv) : 1)
 #endif
-#define GF_A_IN_L2 (1 << 20)  /* bytes of A that stay in L2 (half of it, here) */
+/* Bytes of A that the large products keep in L2: half of one core's L2, as
+ * the machine reports it (gru_fast/_caches.py sets it at import through
+ * gf_set_level2_bytes; the default is for a 2 MiB L2).  A Zen 3 core has
+ * 512 KiB: with a fixed 1 MiB the blocks of A spilled to L3 there, and the
+ * large products ran at 46 instead of 58 GFLOP/s on one core. */
+#define GF_A_IN_L2_DEFAULT (1 << 20)
+static size_t gf_a_in_l2 = GF_A_IN_L2_DEFAULT;
+
+static void gf_set_level2_bytes(size_t level2_bytes)
+{
+    size_t half = level2_bytes / 2;
+    gf_a_in_l2 = half < (64 << 10) ? (64 << 10) : half;
+}
+
+static size_t gf_level2_budget(void)
+{
+    return gf_a_in_l2;
+}
 
 #define GF_T float
 #define GF_ITYPE int32_t

@@ -216,15 +216,18 @@ static void GF_NAME(packed_gemm)(int m, int n, int k, const GF_T* a, ptrdiff_t l
                                  ptrdiff_t a_step, const GF_T* panels, ptrdiff_t panel_stride,
                                  int accumulate, GF_T* c, ptrdiff_t ldc)
 {
-    int p0, q, kb, ncols, acc, q_end;
-    /* When all of A fits in L2, go panel by panel, each in blocks of k: a
-     * panel is then read front to back, one sequential stream for the
-     * prefetcher (the panels of a large W are far apart).  A larger A (the weight gradients, k = all rows)
-     * goes block of k by block, so that its block stays in L2 for every panel. */
-    int panels_inside = (size_t)m * k * sizeof(GF_T) <= GF_A_IN_L2;
-    int q_step = panels_inside ? 1 : (n + GF_PANEL - 1) / GF_PANEL;
+    int p0, q, kb, ncols, acc, i0, mb;
+    /* When all of A fits in the L2 budget (gf_a_in_l2, half the core's L2), go
+     * panel by panel, each in blocks of k: a panel is then read front to back,
+     * one sequential stream for the prefetcher (the panels of a large W are
+     * far apart).  A larger A (the weight gradients, k = all rows; a long
+     * chunk of the projection) goes in blocks of rows and of k, each block of
+     * A (mb x GF_KB) within the budget, so that it stays in L2 for every
+     * panel; mb is a multiple of GF_MR, so the row tiles, and with them every
+     * column's order of summation, are those of the unblocked product. */
+    size_t budget = gf_level2_budget();
+    int panels_inside = (size_t)m * k * sizeof(GF_T) <= budget;
     int n_panels = (n + GF_PANEL - 1) / GF_PANEL;
-    int q0;
     const GF_T* panel;
     if (m < GF_MR && panels_inside) {  /* one row tile, over all of k at once */
         if (a_step != 1) {
@@ -234,20 +237,33 @@ static void GF_NAME(packed_gemm)(int m, int n, int k, const GF_T* a, ptrdiff_t l
         }
         return;
     }
-    for (q0 = 0; q0 < n_panels; q0 += q_step) {
-        q_end = q0 + q_step < n_panels ? q0 + q_step : n_panels;
-        for (p0 = 0; p0 < k; p0 += GF_KB) {
-            kb = k - p0 < GF_KB ? k - p0 : GF_KB;
-            acc = accumulate || p0 > 0;
-            for (q = q0; q < q_end; q++) {
-                ncols = n - q * GF_PANEL < GF_PANEL ? n - q * GF_PANEL : GF_PANEL;
-                panel = panels + q * panel_stride + (ptrdiff_t)p0 * GF_PANEL;
-                if (a_step == 1)  /* the common case, with unit steps known to the compiler */
-                    GF_NAME(panel_rows)(m, kb, a + p0, lda, 1, panel, ncols, acc,
-                                        c + q * GF_PANEL, ldc);
-                else
-                    GF_NAME(panel_rows)(m, kb, a + p0 * a_step, lda, a_step, panel, ncols, acc,
-                                        c + q * GF_PANEL, ldc);
+    if (panels_inside) {
+        mb = m;
+    } else {
+        size_t rows = budget / ((size_t)(k < GF_KB ? k : GF_KB) * sizeof(GF_T));
+        rows = rows / GF_MR * GF_MR;
+        mb = rows < GF_MR ? GF_MR : rows > (size_t)m ? m : (int)rows;
+    }
+    for (i0 = 0; i0 < m; i0 += mb) {
+        int rows_here = m - i0 < mb ? m - i0 : mb;
+        const GF_T* a_rows = a + (ptrdiff_t)i0 * lda;
+        GF_T* c_rows = c + (ptrdiff_t)i0 * ldc;
+        int q0, q_end, q_step = panels_inside ? 1 : n_panels;
+        for (q0 = 0; q0 < n_panels; q0 += q_step) {
+            q_end = q0 + q_step < n_panels ? q0 + q_step : n_panels;
+            for (p0 = 0; p0 < k; p0 += GF_KB) {
+                kb = k - p0 < GF_KB ? k - p0 : GF_KB;
+                acc = accumulate || p0 > 0;
+                for (q = q0; q < q_end; q++) {
+                    ncols = n - q * GF_PANEL < GF_PANEL ? n - q * GF_PANEL : GF_PANEL;
+                    panel = panels + q * panel_stride + (ptrdiff_t)p0 * GF_PANEL;
+                    if (a_step == 1)  /* the common case, with unit steps known to the compiler */
+                        GF_NAME(panel_rows)(rows_here, kb, a_rows + p0, lda, 1, panel, ncols, acc,
+                                            c_rows + q * GF_PANEL, ldc);
+                    else
+                        GF_NAME(panel_rows)(rows_here, kb, a_rows + p0 * a_step, lda, a_step,
+                                            panel, ncols, acc, c_rows + q * GF_PANEL, ldc);
+                }
             }
         }
     }
