@@ -167,9 +167,9 @@ cdef enum:
 # on (N * 3H * 2I): see over_rows_on_blas.
 cdef long long OVER_ROWS_BLAS_MIN_MACS = 1 << 31
 
-# Backward sums dW_hh (3H x H) step by step up to this many bytes (measured on a
-# Zen 4 with 1 MiB of L2 per core); see weight_hh_over_rows.
-cdef long long HH_STEP_SUMS_MAX_BYTES = 8 << 20
+# Backward sums dW_hh (3H x H) step by step up to this many times the packed
+# kernel's L2 budget (half of one core's L2); see weight_hh_over_rows.
+cdef long long HH_STEP_SUMS_MAX_BUDGETS = 8
 
 cdef extern from "_kernel.h" nogil:
     void gf_set_level2_bytes(size_t level2_bytes)
@@ -1298,19 +1298,24 @@ def weight_hh_over_rows(Py_ssize_t hidden_size, int itemsize):
     float64 at H = 1024), and one product over all N rows, the kernel
     blocking k, reads it once; but that product reads its transposed
     operand d_gh^T with a stride of 3H, which costs about what the step
-    sums lose until dW_hh is far out of L2.  The bound, 8 MiB (8 times the
-    kernel's L2 budget on the Zen 4 it was measured on), is measured (bench/README.md,
-    "Training"), not derived: forward+backward on two threads, over all rows
-    against step sums, H = 1024 (12 and 25 MiB): 0.65-0.88x the time; H = 512
-    (3 and 6 MiB): 1.01-1.08x; H = 256: 0.92-1.13x (noise level); step sums
-    faster at H <= 128.
-    A property of the shape and dtype alone, so the numbers never depend on
-    the thread count.  Over all rows needs d_gh (N, 3H) and the packed rows
+    sums lose until dW_hh is far out of L2.  The bound, 8 times the
+    kernel's L2 budget (`level2_budget`, half of one core's L2 as the machine
+    reports it), is measured on two CPUs (bench/README.md, "Training"), not
+    derived.  With 1 MiB of budget (the fixed value of the first measurement):
+    forward+backward on two threads, over all rows against step sums, H = 1024
+    (12 and 25 MiB): 0.65-0.88x the time; H = 512 (3 and 6 MiB): 1.01-1.08x;
+    H = 256: 0.92-1.13x (noise level); step sums faster at H <= 128.  On a
+    Zen 3 (512 KiB of L2 per core, a 256 KiB budget, bound 2 MiB), backward
+    alone: H = 512 float32 (3 MiB) 0.83x on one thread and 0.88x on two;
+    H = 256 0.98-1.03x; H = 128 0.90-1.06x; H = 64 1.12-1.19x.
+    A property of the shape, the dtype and the machine's L2 alone, so the
+    numbers never depend on the thread count.  Over all rows needs d_gh (N, 3H) and the packed rows
     (N, Hp) (twice, classic) as scratch (functional.gru_backward sizes them).
     """
     if hh_over_rows_forced >= 0:
         return hh_over_rows_forced == 1
-    return 3 * hidden_size * hidden_size * itemsize > HH_STEP_SUMS_MAX_BYTES
+    return (3 * hidden_size * hidden_size * itemsize
+            > HH_STEP_SUMS_MAX_BUDGETS * <long long> gf_level2_budget())
 
 
 cdef inline void _gradients_over_rows(BackwardCall* call, floating* dtype) noexcept nogil:

@@ -97,10 +97,18 @@ def test_the_paths_really_differ(force_hh_over_rows):
         np.testing.assert_array_equal(over_rows[name], per_step[name], err_msg=name)
 
 
-def test_the_rule_follows_the_size_and_dtype():
-    # per step while 3H^2 * itemsize is at most 8 times the kernel's L2 budget (8 MiB)
-    for hidden_size in (16, 64, 128, 256, 512):
-        assert not _core.weight_hh_over_rows(hidden_size, 4)
-        assert not _core.weight_hh_over_rows(hidden_size, 8)
-    assert _core.weight_hh_over_rows(1024, 4)
-    assert _core.weight_hh_over_rows(1024, 8)
+def test_the_rule_follows_the_size_dtype_and_level2():
+    # per step while 3H^2 * itemsize is at most 8 times the kernel's L2 budget
+    from gru_fast import _caches
+    try:
+        for level2, largest_step_sums in ((2 << 20, 512), (512 << 10, 256)):
+            _core.set_level2_cache(level2)  # budgets of 1 MiB (bound 8 MiB) and 256 KiB (2 MiB)
+            bound = 8 * _core.level2_budget()
+            for hidden_size in (16, 64, 128, 256, 512, 1024):
+                for itemsize in (4, 8):
+                    expected = 3 * hidden_size ** 2 * itemsize > bound
+                    assert _core.weight_hh_over_rows(hidden_size, itemsize) == expected
+            assert not _core.weight_hh_over_rows(largest_step_sums, 4)
+            assert _core.weight_hh_over_rows(1024, 4)
+    finally:
+        _core.set_level2_cache(_caches.level2_cache_bytes())
