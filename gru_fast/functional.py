@@ -223,13 +223,8 @@ def forward_block_rows(hidden_size, input_size, dtype):
     for bit.
     """
     values_per_row = 14 * hidden_size + input_size
-    budget = BLOCK_CACHE_SHARE * _level2_cache_bytes()
+    budget = BLOCK_CACHE_SHARE * _caches.level2_cache_bytes()
     return max(MIN_BLOCK_ROWS, int(budget // (values_per_row * np.dtype(dtype).itemsize)))
-
-
-def _level2_cache_bytes():
-    """The CPU's level-2 cache per core (_caches.level2_cache_bytes)."""
-    return _caches.level2_cache_bytes()
 
 
 def _run_forward_in_blocks(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after,

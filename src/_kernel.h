@@ -52,8 +52,8 @@
 /* Bytes of A that the large products keep in L2: half of one core's L2, as
  * the machine reports it (gru_fast/_caches.py sets it at import through
  * gf_set_level2_bytes; the default is for a 2 MiB L2).  A Zen 3 core has
- * 512 KiB: with a fixed 1 MiB the blocks of A spilled to L3 there, and the
- * large products ran at 46 instead of 58 GFLOP/s on one core. */
+ * 512 KiB, a Zen 4 core 1 MiB, so no constant fits; on the Zen 3 the
+ * change from a fixed 1 MiB measured within noise (bench/README.md). */
 #define GF_A_IN_L2_DEFAULT (1 << 20)
 static size_t gf_a_in_l2 = GF_A_IN_L2_DEFAULT;
 

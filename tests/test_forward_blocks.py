@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import gru_fast
-from gru_fast import _core, functional, reference
+from gru_fast import _caches, _core, functional, reference
 from _helpers import assert_close, make_problem, random_layer
 
 
@@ -115,8 +115,8 @@ def test_frozen_gru_blocks(blocks_of_three):
 
 def test_block_size_comes_from_the_level2_cache(monkeypatch):
     """Blocks hold the rows whose per-step data fits the L2 cache the machine reports."""
-    assert functional._level2_cache_bytes() >= 64 * 1024  # read from the OS, or the fallback
-    monkeypatch.setattr(functional, "_level2_cache_bytes", lambda: 1 << 20)
+    assert _caches.level2_cache_bytes() >= 64 * 1024  # read from the OS, or the fallback
+    monkeypatch.setattr(_caches, "level2_cache_bytes", lambda: 1 << 20)
     # 14 H + I values per row: (14 * 64 + 16) * 4 bytes = 3648 bytes -> 287 rows per MiB
     assert functional.forward_block_rows(64, 16, np.float32) == 287
     assert functional.forward_block_rows(64, 16, np.float64) == 143
