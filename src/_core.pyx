@@ -111,10 +111,14 @@ cdef extern from "_parallel.h" nogil:
     int max_threads_c "gf_max_threads"()
     int pool_acquire "gf_pool_acquire"(int n_threads)
     void pool_release "gf_pool_release"()
-    int run_phase "gf_run_phase"(gf_piece_fn fn, void* ctx, int n_pieces, int participants)
+    int run_phase "gf_run_phase"(gf_piece_fn fn, void* ctx, int n_pieces, int mergeable,
+                                 int participants)
     int run_phase_whole "gf_run_phase_whole"(gf_piece_fn fn, void* ctx, int n_pieces,
                                              int participants)
     int ALL_PIECES "GF_ALL_PIECES"
+    int run_first "GF_RUN_FIRST"(int piece)
+    int run_count "GF_RUN_COUNT"(int piece)
+    int run_policy "gf_run_policy"
     void set_worker_stall "gf_set_worker_stall"(int worker, long long ns)
     int pace_forced "gf_pace_forced"
     long long thread_stats "gf_stats"[4]
@@ -226,6 +230,17 @@ def _force_threads(mode):
     pace_forced = -1 if mode is None else int(bool(mode))
 
 
+def _set_piece_runs(int policy):
+    """Test and benchmark hook: how many pieces of its own range a thread claims at once.
+
+    0: one; 1: half of what is left; 2: all that is left (the default).
+    """
+    global run_policy
+    if policy not in (0, 1, 2):
+        raise ValueError(f"_set_piece_runs: 0, 1 or 2, not {policy!r}")
+    run_policy = policy
+
+
 def _thread_stats():
     """What the threads did since the module was loaded: a dict of counts (benchmarks, tests).
 
@@ -259,10 +274,15 @@ cdef inline Pieces _pieces(Py_ssize_t width) noexcept nogil:
 
 
 cdef inline void _piece_range(Pieces pieces, int piece, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
-    """Columns [lo, hi) of `piece`; ALL_PIECES: all of them."""
+    """Columns [lo, hi) of `piece`; ALL_PIECES: all of them; a run (GF_RUN): all of its pieces'."""
     if piece == ALL_PIECES:
         lo[0] = 0
         hi[0] = pieces.width
+        return
+    if piece < 0:
+        lo[0] = min(<Py_ssize_t> pieces.width, <Py_ssize_t> run_first(piece) * pieces.units)
+        hi[0] = min(<Py_ssize_t> pieces.width,
+                    <Py_ssize_t> (run_first(piece) + run_count(piece)) * pieces.units)
         return
     lo[0] = min(<Py_ssize_t> pieces.width, <Py_ssize_t> piece * pieces.units)
     hi[0] = min(<Py_ssize_t> pieces.width, lo[0] + pieces.units)
@@ -1138,8 +1158,8 @@ cdef inline void _weight_gradients_over_rows(BackwardCall* call, Py_ssize_t lo, 
         rows_panels = _all_packed_rows(call, 1 if gate == 2 and not seq.reset_after else 0, dtype)
         # dW_hh[gH+lo:gH+hi] (hi-lo, H) = d_gh[:, gH+lo:gH+hi].T (hi-lo, N) @ h_prev (N, H)
         # (classic: d_gi for d_gh, and q = r ∘ h for h_prev in the candidate block)
-        packed_gemm_strided(<int> (hi - lo), <int> H, <int> N, d_rows + gate * H + lo, 1, 3 * H,
-                            rows_panels, N * PANEL, False, d_weight_hh + (gate * H + lo) * H, H)
+        _rows_by_piece(seq, lo, hi, H, N, d_rows + gate * H, 3 * H, rows_panels, N * PANEL, False,
+                       d_weight_hh + gate * H * H)
 
 
 cdef inline floating* _packed_rows(BackwardCall* call, Py_ssize_t t, int operand,
@@ -1190,8 +1210,28 @@ cdef inline void _step_weight_gradients(BackwardCall* call, Py_ssize_t lo, Py_ss
                                    1 if gate == 2 and not seq.reset_after else 0, dtype)
         # dW_hh[gH+lo:gH+hi] (hi-lo, H) += d_gh[rows, gH+lo:gH+hi].T (hi-lo, n) @ h_prev[rows] (n, H)
         # (classic: d_gi for d_gh, and q = r ∘ h for h_prev in the candidate block)
-        packed_gemm_strided(<int> (hi - lo), <int> H, n, d_rows + gate * H + lo, 1, 3 * H,
-                            rows_panels, n * PANEL, True, d_weight_hh + (gate * H + lo) * H, H)
+        _rows_by_piece(seq, lo, hi, H, n, d_rows + gate * H, 3 * H, rows_panels, n * PANEL, True,
+                       d_weight_hh + gate * H * H)
+
+
+cdef inline void _rows_by_piece(const Sequence* seq, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n,
+                                Py_ssize_t k, const floating* a_t, Py_ssize_t lda,
+                                const floating* panels, Py_ssize_t panel_stride, bint accumulate,
+                                floating* c) noexcept nogil:
+    """C[lo:hi] (hi-lo, n) (+)= A[:, lo:hi].T (hi-lo, k) @ B (k, n), one product per piece.
+
+    A's columns [lo, hi) are the units of a piece or of a run of pieces; C's
+    rows, those units' rows of a weight gradient.  The kernel groups a
+    product's rows into tiles whose sums run in an order that depends on the
+    tile (_kernel_impl.h), so a run's rows go piece by piece, each in the
+    tiles it has when its piece runs alone: the same bits either way.
+    """
+    cdef Py_ssize_t p_lo = lo, p_hi
+    while p_lo < hi:
+        p_hi = min(hi, p_lo + seq.hidden_pieces.units)
+        packed_gemm_strided(<int> (p_hi - p_lo), <int> n, <int> k, a_t + p_lo, 1, lda,
+                            panels, panel_stride, accumulate, c + p_lo * n, n)
+        p_lo = p_hi
 
 
 cdef inline void _zero_own_gradients(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
@@ -1369,7 +1409,7 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
                                2 * seq.reset_after + (floating is double) + 4), participants)
     call.phase = PACK
     cdef long long pack_start = now_ns()
-    if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+    if run_phase(piece_fn, call, n_pieces, n_pieces, pace_participants(&pace)):
         pace_note_late(&pace)
     pace_exclude(&pace, now_ns() - pack_start)  # not a step's work
     call.prev_active = 0
@@ -1381,11 +1421,11 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
         if call.n_active == 0:
             continue
         call.phase = GATE_GRADIENTS
-        if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+        if run_phase(piece_fn, call, n_pieces, n_pieces, pace_participants(&pace)):
             pace_note_late(&pace)
         if not seq.reset_after:
             call.phase = RESET_GRADIENTS
-            if run_phase(piece_fn, call, n_pieces, pace_participants(&pace)):
+            if run_phase(piece_fn, call, n_pieces, n_pieces, pace_participants(&pace)):
                 pace_note_late(&pace)
         call.prev_t = call.t
         call.prev_active = call.n_active
@@ -1396,7 +1436,7 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
     # dx and dW_ih in input pieces too, unless they go to BLAS after it.
     call.phase = OVER_ROWS
     if run_phase(piece_fn, call, n_pieces + (0 if call.over_rows_on_blas
-                                             else call.input_pieces.count),
+                                             else call.input_pieces.count), n_pieces,
                  pace_participants(&pace)):
         pace_note_late(&pace)
     pace_finish(&pace)

@@ -240,9 +240,21 @@ static void GF_NAME(packed_gemm)(int m, int n, int k, const GF_T* a, ptrdiff_t l
     if (panels_inside) {
         mb = m;
     } else {
+        /* Every block of rows reads all of B once more (from L3 or memory:
+         * the projection's W_ih is 3 MiB at H = 512, 12 MiB at H = 1024), so
+         * the blocks are balanced: 256 rows with room for 252 were one block
+         * of 252 and one of 4, which paid a whole pass over B for 4 rows.
+         * The block count allows the budget to be exceeded by a quarter (it
+         * is half the L2, so a block still fits), then the rows are shared
+         * evenly, rounded up to whole tiles. */
         size_t rows = budget / ((size_t)(k < GF_KB ? k : GF_KB) * sizeof(GF_T));
-        rows = rows / GF_MR * GF_MR;
-        mb = rows < GF_MR ? GF_MR : rows > (size_t)m ? m : (int)rows;
+        size_t n_blocks;
+        rows = rows < GF_MR ? GF_MR : rows;
+        n_blocks = ((size_t)m + rows + rows / 4 - 1) / (rows + rows / 4);
+        n_blocks = n_blocks < 1 ? 1 : n_blocks;
+        rows = ((size_t)m + n_blocks - 1) / n_blocks;
+        rows = (rows + GF_MR - 1) / GF_MR * GF_MR;
+        mb = rows > (size_t)m ? m : (int)rows;
     }
     for (i0 = 0; i0 < m; i0 += mb) {
         int rows_here = m - i0 < mb ? m - i0 : mb;

@@ -59,6 +59,23 @@
 
 typedef void (*gf_piece_fn)(void* ctx, int piece);
 
+/* A run of `count` consecutive pieces from `first`, passed to a gf_piece_fn
+ * as one negative number (GF_ALL_PIECES is -1): the fn then does the work
+ * of all of them in one call.  A piece's work is fixed by its units alone,
+ * so a run gives the same bits as its pieces one by one; one call per piece
+ * costs, though: the gate loops restart for every row of every piece and
+ * the products run on narrower operands (forward, B = 32 .. 64, H = 128,
+ * 16 units per piece, one thread: 1.4-1.6x the time of one call over all
+ * units; bench/README.md "Runs of pieces"). */
+#define GF_RUN(first, count) (-2 - ((first) | ((count) << 12)))
+#define GF_RUN_FIRST(piece) ((-2 - (piece)) & 0xfff)
+#define GF_RUN_COUNT(piece) ((-2 - (piece)) >> 12)
+
+/* How many pieces of its own home range a participant claims at once
+ * (gf_claim_and_run): 0 one, 1 half of what is left (at least one), 2 all
+ * that is left.  A test and benchmark hook (_core._set_piece_runs). */
+static int gf_run_policy = 2;
+
 /* One home range of a phase: (sequence << 24) | (front << 12) | end. */
 typedef struct {
     uint64_t word;
@@ -68,6 +85,7 @@ typedef struct {
     /* written by the caller, read by workers after a successful claim */
     gf_piece_fn fn;
     void* ctx;
+    int mergeable;                         /* pieces [0, mergeable) may be claimed as runs */
     int participants;                      /* of the current call: caller + workers */
     int n_workers;                         /* threads started */
     int busy;                              /* one call at a time */
@@ -137,17 +155,25 @@ static int gf_claim_and_run(gf_pool* pool, int me, int participants, uint64_t se
             end = GF_WORD_END(w);
             if (front >= end)
                 break;
-            uint64_t claimed = visit == 0 ? GF_WORD(seq, front + 1, end) : GF_WORD(seq, front, end - 1);
-            piece = visit == 0 ? front : end - 1;
+            /* From the front of its own range a participant takes a run (the
+             * policy's share of what is left, within the mergeable pieces);
+             * from another's range one piece at a time, from the back. */
+            int count = 1;
+            if (visit == 0 && front < pool->mergeable) {
+                int left = (end < pool->mergeable ? end : pool->mergeable) - front;
+                count = gf_run_policy == 2 ? left : gf_run_policy == 1 ? (left + 1) / 2 : 1;
+            }
+            uint64_t claimed = visit == 0 ? GF_WORD(seq, front + count, end) : GF_WORD(seq, front, end - 1);
+            piece = visit != 0 ? end - 1 : count > 1 ? GF_RUN(front, count) : front;
             if (!__atomic_compare_exchange_n(&r->word, &w, claimed, 0,
                                              __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
                 continue;
             /* The phase cannot end before this piece is counted, so fn and
              * ctx are still those of phase `seq`. */
             pool->fn(pool->ctx, piece);
-            ran++;
+            ran += count;
             if (me != 0) {
-                __atomic_add_fetch(&pool->done, 1, __ATOMIC_SEQ_CST);
+                __atomic_add_fetch(&pool->done, count, __ATOMIC_SEQ_CST);
                 if (__atomic_load_n(&pool->caller_waiting, __ATOMIC_SEQ_CST)) {
                     pthread_mutex_lock(&pool->lock);
                     pthread_cond_signal(&pool->finished);
@@ -275,7 +301,9 @@ static inline void gf_pool_release(void)
 
 /* Run pieces 0..n_pieces-1 of fn(ctx, piece) on `participants` threads (the
  * caller and participants - 1 workers of an acquired pool; 1: the caller
- * alone, in order).  Returns when every piece has run: 1 if the caller then
+ * alone, in order).  Pieces [0, mergeable) may be handed to fn as runs
+ * (GF_RUN; the caller alone runs them as one run unless the policy is 0).
+ * Returns when every piece has run: 1 if the caller then
  * waited long for a worker's piece (GF_LATE_NS, and longer than its own
  * pieces took: the worker lost its core in the middle of a piece), else 0.
  *
@@ -283,13 +311,20 @@ static inline void gf_pool_release(void)
  * long as its own pieces took, then sleeping: its core then goes idle, and the kernel moves a runnable
  * thread there, maybe the worker that lost its core (a spinning caller
  * would hold the core until the end of its time slice). */
-static int gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int participants)
+static int gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int mergeable,
+                        int participants)
 {
     gf_pool* pool = &gf_the_pool;
     int piece, r, own;
     int64_t start, claimed, waited;
+    mergeable = mergeable < n_pieces ? mergeable : n_pieces;
     if (participants <= 1 || n_pieces <= 1) {
-        for (piece = 0; piece < n_pieces; piece++)
+        piece = 0;
+        if (gf_run_policy != 0 && mergeable > 1) {
+            fn(ctx, GF_RUN(0, mergeable));
+            piece = mergeable;
+        }
+        for (; piece < n_pieces; piece++)
             fn(ctx, piece);
         __atomic_add_fetch(&gf_stats[0], 1, __ATOMIC_RELAXED);
         return 0;
@@ -300,6 +335,7 @@ static int gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int participant
     start = gf_now_ns();
     pool->fn = fn;
     pool->ctx = ctx;
+    pool->mergeable = mergeable;
     __atomic_store_n(&pool->done, 0, __ATOMIC_RELAXED);
     uint64_t seq = ++pool->next_sequence;
     for (r = 0; r < participants; r++)
@@ -368,7 +404,7 @@ static inline int gf_run_phase_whole(gf_piece_fn fn, void* ctx, int n_pieces, in
         __atomic_add_fetch(&gf_stats[0], 1, __ATOMIC_RELAXED);
         return 0;
     }
-    return gf_run_phase(fn, ctx, n_pieces, participants);
+    return gf_run_phase(fn, ctx, n_pieces, n_pieces, participants);
 }
 
 /* Test hook: worker `worker` (1, 2, ...) sleeps `ns` before each claim; -1 turns it off. */

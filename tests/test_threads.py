@@ -100,6 +100,42 @@ def test_one_two_three_threads_give_bitwise_equal_results(set_threads, dtype, re
         np.testing.assert_allclose(h1, h_ref, rtol=rtol, atol=rtol)
 
 
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_runs_of_pieces_give_the_bits_of_single_pieces(set_threads, reset_after):
+    """A thread that claims a run of pieces does their work in one call
+    (_parallel.h, GF_RUN): forward, backward and every gradient must be the
+    bits of one call per piece (policy 0), on 1, 2 and 3 threads.  The hidden
+    sizes give pieces of 16 units, whose weight-gradient rows fall in other
+    kernel tiles when two pieces run as one product (16 = 6 + 6 + 4 rows at
+    the avx2 level, 32 = 5 x 6 + 2): backward must keep them piece by piece."""
+    rng = np.random.default_rng(77 + reset_after)
+    try:
+        for index, (seq_len, batch_size, input_size, hidden_size) in enumerate(
+                [(4, 9, 7, 200), (3, 33, 5, 257), (5, 6, 20, 160)]):
+            for dtype in (np.float32, np.float64):
+                problem = make_problem(rng, seq_len, batch_size, input_size, hidden_size, dtype,
+                                       bias=True, lengths=index == 1)
+                dy = rng.standard_normal((seq_len, batch_size, hidden_size)).astype(dtype)
+                _core._set_piece_runs(0)
+                set_threads(1)
+                y0, h0, g0 = run(problem, reset_after, index == 2, dy)
+                for policy in (1, 2):
+                    _core._set_piece_runs(policy)
+                    for n_threads in (1, 2, 3):
+                        set_threads(n_threads)
+                        y, h_n, grads = run(problem, reset_after, index == 2, dy)
+                        where = f"config {index}, {dtype.__name__}, policy {policy}, {n_threads} threads"
+                        np.testing.assert_array_equal(y, y0, err_msg=where)
+                        np.testing.assert_array_equal(h_n, h0, err_msg=where)
+                        for name in GRAD_NAMES:
+                            np.testing.assert_array_equal(grads[name], g0[name],
+                                                          err_msg=f"{name}, {where}")
+    finally:
+        _core._set_piece_runs(2)
+    with pytest.raises(ValueError, match="_set_piece_runs"):
+        _core._set_piece_runs(3)
+
+
 def test_frozen_gru_is_bitwise_equal_on_any_thread_count(set_threads):
     rng = np.random.default_rng(5)
     problem = make_problem(rng, 7, 5, 12, 150, np.float32, bias=True, lengths=True)
