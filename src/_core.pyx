@@ -233,7 +233,7 @@ def _force_threads(mode):
 def _set_piece_runs(int policy):
     """Test and benchmark hook: how many pieces of its own range a thread claims at once.
 
-    0: one; 1: half of what is left; 2: all that is left (the default).
+    0: one; 1: half of what is left (the default); 2: all that is left.
     """
     global run_policy
     if policy not in (0, 1, 2):

@@ -131,7 +131,7 @@ def test_runs_of_pieces_give_the_bits_of_single_pieces(set_threads, reset_after)
                             np.testing.assert_array_equal(grads[name], g0[name],
                                                           err_msg=f"{name}, {where}")
     finally:
-        _core._set_piece_runs(2)
+        _core._set_piece_runs(1)
     with pytest.raises(ValueError, match="_set_piece_runs"):
         _core._set_piece_runs(3)
 
