@@ -112,13 +112,14 @@ cdef extern from "_parallel.h" nogil:
     int pool_acquire "gf_pool_acquire"(int n_threads)
     void pool_release "gf_pool_release"()
     int run_phase "gf_run_phase"(gf_piece_fn fn, void* ctx, int n_pieces, int mergeable,
-                                 int participants)
+                                 int policy, int participants)
     int run_phase_whole "gf_run_phase_whole"(gf_piece_fn fn, void* ctx, int n_pieces,
                                              int participants)
     int ALL_PIECES "GF_ALL_PIECES"
     int run_first "GF_RUN_FIRST"(int piece)
     int run_count "GF_RUN_COUNT"(int piece)
     int run_policy "gf_run_policy"
+    int backward_run_policy "gf_backward_run_policy"
     void set_worker_stall "gf_set_worker_stall"(int worker, long long ns)
     int pace_forced "gf_pace_forced"
     long long thread_stats "gf_stats"[4]
@@ -230,15 +231,17 @@ def _force_threads(mode):
     pace_forced = -1 if mode is None else int(bool(mode))
 
 
-def _set_piece_runs(int policy):
+def _set_piece_runs(int forward, int backward):
     """Test and benchmark hook: how many pieces of its own range a thread claims at once.
 
-    0: one; 1: half of what is left (the default); 2: all that is left.
+    For forward's and backward's phases: 0 one; 1 half of what is left (the
+    forward default); 2 all that is left (the backward default).
     """
-    global run_policy
-    if policy not in (0, 1, 2):
-        raise ValueError(f"_set_piece_runs: 0, 1 or 2, not {policy!r}")
-    run_policy = policy
+    global run_policy, backward_run_policy
+    if forward not in (0, 1, 2) or backward not in (0, 1, 2):
+        raise ValueError(f"_set_piece_runs: 0, 1 or 2, not {forward!r}, {backward!r}")
+    run_policy = forward
+    backward_run_policy = backward
 
 
 def _thread_stats():
@@ -1409,7 +1412,8 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
                                2 * seq.reset_after + (floating is double) + 4), participants)
     call.phase = PACK
     cdef long long pack_start = now_ns()
-    if run_phase(piece_fn, call, n_pieces, n_pieces, pace_participants(&pace)):
+    if run_phase(piece_fn, call, n_pieces, n_pieces, backward_run_policy,
+                 pace_participants(&pace)):
         pace_note_late(&pace)
     pace_exclude(&pace, now_ns() - pack_start)  # not a step's work
     call.prev_active = 0
@@ -1421,11 +1425,13 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
         if call.n_active == 0:
             continue
         call.phase = GATE_GRADIENTS
-        if run_phase(piece_fn, call, n_pieces, n_pieces, pace_participants(&pace)):
+        if run_phase(piece_fn, call, n_pieces, n_pieces, backward_run_policy,
+                     pace_participants(&pace)):
             pace_note_late(&pace)
         if not seq.reset_after:
             call.phase = RESET_GRADIENTS
-            if run_phase(piece_fn, call, n_pieces, n_pieces, pace_participants(&pace)):
+            if run_phase(piece_fn, call, n_pieces, n_pieces, backward_run_policy,
+                         pace_participants(&pace)):
                 pace_note_late(&pace)
         call.prev_t = call.t
         call.prev_active = call.n_active
@@ -1437,6 +1443,7 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
     call.phase = OVER_ROWS
     if run_phase(piece_fn, call, n_pieces + (0 if call.over_rows_on_blas
                                              else call.input_pieces.count), n_pieces,
+                 backward_run_policy,
                  pace_participants(&pace)):
         pace_note_late(&pace)
     pace_finish(&pace)

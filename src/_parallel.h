@@ -81,6 +81,11 @@ typedef void (*gf_piece_fn)(void* ctx, int piece);
  * piece per claim; half: 0.96-1.01x, and 0.95x at B = 32, H = 128 forward
  * and backward).  A test and benchmark hook (_core._set_piece_runs). */
 static int gf_run_policy = 1;
+/* Backward's phases take all that is left (2): there the waits did not turn
+ * into serial steps, and forward+backward measured 0.93x (B = 32, H = 256)
+ * and 0.85x (B = 32, H = 128, T = 20) the time of one piece per claim,
+ * against 0.96x and 0.97x with half. */
+static int gf_backward_run_policy = 2;
 
 /* One home range of a phase: (sequence << 24) | (front << 12) | end. */
 typedef struct {
@@ -92,6 +97,7 @@ typedef struct {
     gf_piece_fn fn;
     void* ctx;
     int mergeable;                         /* pieces [0, mergeable) may be claimed as runs */
+    int run_policy;                        /* gf_run_policy or gf_backward_run_policy */
     int participants;                      /* of the current call: caller + workers */
     int n_workers;                         /* threads started */
     int busy;                              /* one call at a time */
@@ -167,7 +173,7 @@ static int gf_claim_and_run(gf_pool* pool, int me, int participants, uint64_t se
             int count = 1;
             if (visit == 0 && front < pool->mergeable) {
                 int left = (end < pool->mergeable ? end : pool->mergeable) - front;
-                count = gf_run_policy == 2 ? left : gf_run_policy == 1 ? (left + 1) / 2 : 1;
+                count = pool->run_policy == 2 ? left : pool->run_policy == 1 ? (left + 1) / 2 : 1;
             }
             uint64_t claimed = visit == 0 ? GF_WORD(seq, front + count, end) : GF_WORD(seq, front, end - 1);
             piece = visit != 0 ? end - 1 : count > 1 ? GF_RUN(front, count) : front;
@@ -308,7 +314,8 @@ static inline void gf_pool_release(void)
 /* Run pieces 0..n_pieces-1 of fn(ctx, piece) on `participants` threads (the
  * caller and participants - 1 workers of an acquired pool; 1: the caller
  * alone, in order).  Pieces [0, mergeable) may be handed to fn as runs
- * (GF_RUN; the caller alone runs them as one run unless the policy is 0).
+ * (GF_RUN), claimed by `policy` (gf_run_policy); the caller alone runs them
+ * as one run unless the policy is 0.
  * Returns when every piece has run: 1 if the caller then
  * waited long for a worker's piece (GF_LATE_NS, and longer than its own
  * pieces took: the worker lost its core in the middle of a piece), else 0.
@@ -318,7 +325,7 @@ static inline void gf_pool_release(void)
  * thread there, maybe the worker that lost its core (a spinning caller
  * would hold the core until the end of its time slice). */
 static int gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int mergeable,
-                        int participants)
+                        int policy, int participants)
 {
     gf_pool* pool = &gf_the_pool;
     int piece, r, own;
@@ -326,7 +333,7 @@ static int gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int mergeable,
     mergeable = mergeable < n_pieces ? mergeable : n_pieces;
     if (participants <= 1 || n_pieces <= 1) {
         piece = 0;
-        if (gf_run_policy != 0 && mergeable > 1) {
+        if (policy != 0 && mergeable > 1) {
             fn(ctx, GF_RUN(0, mergeable));
             piece = mergeable;
         }
@@ -342,6 +349,7 @@ static int gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int mergeable,
     pool->fn = fn;
     pool->ctx = ctx;
     pool->mergeable = mergeable;
+    pool->run_policy = policy;
     __atomic_store_n(&pool->done, 0, __ATOMIC_RELAXED);
     uint64_t seq = ++pool->next_sequence;
     for (r = 0; r < participants; r++)
@@ -410,7 +418,7 @@ static inline int gf_run_phase_whole(gf_piece_fn fn, void* ctx, int n_pieces, in
         __atomic_add_fetch(&gf_stats[0], 1, __ATOMIC_RELAXED);
         return 0;
     }
-    return gf_run_phase(fn, ctx, n_pieces, n_pieces, participants);
+    return gf_run_phase(fn, ctx, n_pieces, n_pieces, gf_run_policy, participants);
 }
 
 /* Test hook: worker `worker` (1, 2, ...) sleeps `ns` before each claim; -1 turns it off. */

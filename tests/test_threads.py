@@ -116,11 +116,11 @@ def test_runs_of_pieces_give_the_bits_of_single_pieces(set_threads, reset_after)
                 problem = make_problem(rng, seq_len, batch_size, input_size, hidden_size, dtype,
                                        bias=True, lengths=index == 1)
                 dy = rng.standard_normal((seq_len, batch_size, hidden_size)).astype(dtype)
-                _core._set_piece_runs(0)
+                _core._set_piece_runs(0, 0)
                 set_threads(1)
                 y0, h0, g0 = run(problem, reset_after, index == 2, dy)
                 for policy in (1, 2):
-                    _core._set_piece_runs(policy)
+                    _core._set_piece_runs(policy, policy)
                     for n_threads in (1, 2, 3):
                         set_threads(n_threads)
                         y, h_n, grads = run(problem, reset_after, index == 2, dy)
@@ -131,9 +131,9 @@ def test_runs_of_pieces_give_the_bits_of_single_pieces(set_threads, reset_after)
                             np.testing.assert_array_equal(grads[name], g0[name],
                                                           err_msg=f"{name}, {where}")
     finally:
-        _core._set_piece_runs(1)
+        _core._set_piece_runs(1, 2)
     with pytest.raises(ValueError, match="_set_piece_runs"):
-        _core._set_piece_runs(3)
+        _core._set_piece_runs(3, 1)
 
 
 def test_frozen_gru_is_bitwise_equal_on_any_thread_count(set_threads):
