@@ -1,4 +1,5 @@
-"""Scratch arrays for the compiled core, kept from one call to the next.
+"""Scratch arrays for the compiled core, kept from one call to the next; and
+recycled memory for the large arrays a call returns.
 
 The core's scratch (packed weights, gate gradients, the projection of a chunk
 of steps) is large, and fresh NumPy arrays of that size come from the kernel
@@ -6,14 +7,26 @@ as new pages on every call: page faults and zeroing cost a noticeable part of
 a backward pass (bench/README.md, "Measurements behind the code"), and the
 threads of the core wait on each other's faults.  `scratch` instead hands
 out views of a buffer kept per thread, dtype and name, grown to the largest
-size asked for.  Only scratch goes through here: nothing a caller receives,
-nor anything a GRUCache keeps.
+size asked for.  Scratch is never handed to the caller nor kept by a
+GRUCache.
 
 What a thread keeps is capped at SCRATCH_KEPT_BYTES: a call that needs more
 gets the rest as temporary buffers, freed when it returns (for such a call
 the page faults are a small part of the work).  `release_memory` frees what
 every thread keeps.
+
+The outputs and caches a call returns belong to the caller, and usually die
+before the next call (a training loop, a loop over batches).  Where the C
+library's malloc returns such large blocks to the kernel on free (glibc when
+MALLOC_TRIM_THRESHOLD_ or MALLOC_MMAP_THRESHOLD_ is set, as Dask's nanny does
+for every worker; musl always), every call faults all their pages in again:
+a training epoch (H = 32, T = 50, batch 32) took 1.5x as long, and each
+forward call with its cache at B = 32, H = 128 faulted ~1,400-2,400 pages.
+`recycled_empty` hands out such arrays on memory the thread keeps and reuses
+once nothing refers to it any more (no array, view or memoryview of it).
 """
+
+import sys
 
 import threading
 import weakref
@@ -39,11 +52,12 @@ MAX_KEPT_VIEWS = 64
 class _Pool:
     """One thread's kept buffers, by (name, dtype), and views of them ready to hand out."""
 
-    __slots__ = ("buffers", "views", "__weakref__")
+    __slots__ = ("buffers", "views", "recycled", "__weakref__")
 
     def __init__(self):
         self.buffers = {}
         self.views = {}
+        self.recycled = []  # byte arrays that recycled_empty's arrays view
 
 
 # Every thread's pool, so that release_memory() reaches them all; a pool goes
@@ -131,6 +145,64 @@ def scratch(name, shape, dtype):
     return view
 
 
+# Bytes of recycled memory one thread keeps (in use by the caller's arrays or
+# free), and the smallest array worth recycling: below, malloc keeps freed
+# blocks itself (glibc's default mmap threshold is 128 KiB).
+RECYCLED_KEPT_BYTES = 64 * 2**20
+RECYCLE_MIN_BYTES = 128 * 2**10
+# A kept byte array no array refers to is referenced by the pool's list, the
+# loop variable that holds it and sys.getrefcount's own argument.
+_UNREFERENCED = 3
+# Free-threaded CPython counts references per thread and defers some: there
+# the count cannot tell that nothing refers to a buffer, so nothing is recycled.
+_COUNTS_ARE_EXACT = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+def recycled_empty(shape, dtype):
+    """An uninitialized C-contiguous array for the caller to keep, on recycled memory.
+
+    Parameters
+    ----------
+    shape : tuple of int
+    dtype : numpy.dtype
+
+    Returns
+    -------
+    ndarray
+        Starting on ALIGNMENT bytes; its memory is one this thread kept from
+        an earlier array that nothing refers to any more, or new (then kept
+        for later calls while the thread's recycled memory stays within
+        RECYCLED_KEPT_BYTES).  Small arrays are plain ``np.empty``.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = prod(shape) * dtype.itemsize
+    if nbytes < RECYCLE_MIN_BYTES or not _COUNTS_ARE_EXACT:
+        return np.empty(shape, dtype)
+    need = nbytes + ALIGNMENT
+    recycled = _this_threads_pool().recycled
+    # Only this thread takes from its list, so a buffer seen free here stays
+    # free until this thread hands it out (other threads can only drop arrays).
+    chosen = None
+    kept = 0
+    for raw in recycled:
+        kept += raw.nbytes
+        if (chosen is None and need <= raw.nbytes <= 2 * need
+                and sys.getrefcount(raw) <= _UNREFERENCED):
+            chosen = raw
+    raw = None  # the loop's last buffer would otherwise look in use below
+    if chosen is None:
+        chosen = np.empty(need, dtype=np.uint8)
+        if kept + need > RECYCLED_KEPT_BYTES:  # make room: drop buffers nothing uses
+            recycled[:] = [raw for raw in recycled if sys.getrefcount(raw) > _UNREFERENCED]
+            kept = sum(raw.nbytes for raw in recycled)
+        if kept + need <= RECYCLED_KEPT_BYTES:
+            recycled.append(chosen)
+    start = -chosen.ctypes.data % ALIGNMENT
+    # a view of a view has the owner (chosen) as its base: every array made
+    # from the result keeps chosen's reference count up while it lives
+    return chosen[start:start + nbytes].view(dtype).reshape(shape)
+
+
 def kept_bytes():
     """Bytes of scratch all threads keep now (see SCRATCH_KEPT_BYTES)."""
     with _pools_lock:
@@ -159,6 +231,7 @@ def release_memory():
     for pool in pools:
         pool.buffers = {}  # one store: the owner thread sees the old dict or the new one
         pool.views = {}  # after: a view cached meanwhile of an old buffer goes too
+        pool.recycled = []  # arrays still using a buffer keep it alive themselves
     _packing.forget_kept_packings()
 
 

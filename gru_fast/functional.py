@@ -171,8 +171,8 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
         state = packing.sort_rows(h0)
 
     if return_sequences:
-        y = (np.empty((seq_len, batch_size, hidden_size), dtype=dtype)  # the core zeroes padding
-             if out_y is None else out_y)
+        y = (_workspace.recycled_empty((seq_len, batch_size, hidden_size), dtype)
+             if out_y is None else out_y)  # the core zeroes padding
         if packing.n_rows == 0:
             y.fill(0)  # every length is 0: the core returns at once
         y_rows = y.reshape(seq_len * batch_size, hidden_size)
@@ -181,8 +181,8 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
         y_rows = np.empty((0, hidden_size), dtype=dtype)  # the core writes no outputs
     history_rows = packing.n_rows if keep_history else batch_size
     if keep_history:  # kept by the cache
-        gates = np.empty((history_rows, 4 * hidden_size), dtype=dtype)
-        h_prev = np.empty((history_rows, hidden_size), dtype=dtype)
+        gates = _workspace.recycled_empty((history_rows, 4 * hidden_size), dtype)
+        h_prev = _workspace.recycled_empty((history_rows, hidden_size), dtype)
     else:
         gates = _workspace.scratch("gates", (history_rows, 4 * hidden_size), dtype)
         h_prev = _workspace.scratch("h_prev", (history_rows, hidden_size), dtype)
