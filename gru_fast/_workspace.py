@@ -214,8 +214,10 @@ def release_memory():
     """Free the memory gru_fast keeps between calls to make later calls faster.
 
     That is the scratch of the compiled core, which every thread keeps up to
-    ``gru_fast._workspace.SCRATCH_KEPT_BYTES`` (64 MiB), and the layouts of
-    recent variable-length batches (a few MiB at most).  Calls running at the
+    ``gru_fast._workspace.SCRATCH_KEPT_BYTES`` (64 MiB), the memory of
+    returned outputs and caches that nothing uses any more, kept for reuse up
+    to ``RECYCLED_KEPT_BYTES`` (64 MiB; arrays still in use keep theirs), and
+    the layouts of recent variable-length batches (a few MiB at most).  Calls running at the
     same time in other threads are not disturbed: they keep what they use
     until they return.  Later calls allocate again what they need.
 
