@@ -96,6 +96,9 @@ typedef struct {
     /* written by the caller, read by workers after a successful claim */
     gf_piece_fn fn;
     void* ctx;
+    /* written by the caller before it publishes a phase, read (atomically:
+     * a worker late for the phase before may read them as they change, and
+     * then fails its claim) before a claim */
     int mergeable;                         /* pieces [0, mergeable) may be claimed as runs */
     int run_policy;                        /* gf_run_policy or gf_backward_run_policy */
     int participants;                      /* of the current call: caller + workers */
@@ -171,9 +174,11 @@ static int gf_claim_and_run(gf_pool* pool, int me, int participants, uint64_t se
              * policy's share of what is left, within the mergeable pieces);
              * from another's range one piece at a time, from the back. */
             int count = 1;
-            if (visit == 0 && front < pool->mergeable) {
-                int left = (end < pool->mergeable ? end : pool->mergeable) - front;
-                count = pool->run_policy == 2 ? left : pool->run_policy == 1 ? (left + 1) / 2 : 1;
+            int mergeable = __atomic_load_n(&pool->mergeable, __ATOMIC_RELAXED);
+            int policy = __atomic_load_n(&pool->run_policy, __ATOMIC_RELAXED);
+            if (visit == 0 && front < mergeable) {
+                int left = (end < mergeable ? end : mergeable) - front;
+                count = policy == 2 ? left : policy == 1 ? (left + 1) / 2 : 1;
             }
             uint64_t claimed = visit == 0 ? GF_WORD(seq, front + count, end) : GF_WORD(seq, front, end - 1);
             piece = visit != 0 ? end - 1 : count > 1 ? GF_RUN(front, count) : front;
@@ -348,8 +353,8 @@ static int gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int mergeable,
     start = gf_now_ns();
     pool->fn = fn;
     pool->ctx = ctx;
-    pool->mergeable = mergeable;
-    pool->run_policy = policy;
+    __atomic_store_n(&pool->mergeable, mergeable, __ATOMIC_RELAXED);
+    __atomic_store_n(&pool->run_policy, policy, __ATOMIC_RELAXED);
     __atomic_store_n(&pool->done, 0, __ATOMIC_RELAXED);
     uint64_t seq = ++pool->next_sequence;
     for (r = 0; r < participants; r++)
