@@ -447,9 +447,10 @@ def gru_backward(cache, dy, dh_n=None, *, input_grad=True):
         padded_input = _core.padded_to_panels(input_size)
         packed_ih = _workspace.scratch("packed_ih", (padded_input * 3 * hidden_size,), dtype)
         packed_x = _workspace.scratch("packed_x", (padded_input * n_rows,), dtype)
-    dx_packed = np.empty((n_rows if input_grad else 0, input_size), dtype=dtype)
-    d_weight_ih = np.empty_like(cache.weight_ih)
-    d_weight_hh = np.empty_like(cache.weight_hh)
+    # the large returned gradients on recycled memory, like forward's outputs
+    dx_packed = _workspace.recycled_empty((n_rows if input_grad else 0, input_size), dtype)
+    d_weight_ih = _workspace.recycled_empty(cache.weight_ih.shape, dtype)
+    d_weight_hh = _workspace.recycled_empty(cache.weight_hh.shape, dtype)
     d_bias_ih = np.empty(3 * hidden_size, dtype=dtype)  # the core zeroes what it sums into
     d_bias_hh = np.empty(3 * hidden_size, dtype=dtype)
 

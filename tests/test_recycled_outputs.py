@@ -60,7 +60,7 @@ def test_small_arrays_are_plain_numpy_and_the_kept_bytes_are_capped(monkeypatch)
 
 def test_outputs_the_caller_keeps_are_never_overwritten():
     rng = np.random.default_rng(3)
-    T, B, I, H = 20, 16, 8, 64  # y: 80 kB, the cache's gates 320 kB
+    T, B, I, H = 20, 16, 64, 128  # float64: y and dx 320 and 160 kB, dW_hh 384 kB
     weights = (rng.uniform(-.2, .2, (3 * H, I)), rng.uniform(-.2, .2, (3 * H, H)))
     xs = [rng.standard_normal((T, B, I)) for _ in range(4)]
     kept = []
@@ -70,6 +70,7 @@ def test_outputs_the_caller_keeps_are_never_overwritten():
         kept.append((y, y.copy(), cache))
         gru_fast.gru_forward(x[::-1].copy(), None, *weights, reset_after=True,
                              return_cache=True)  # dropped at once: its memory is reused
+    kept_grads = []
     for x, (y, y_copy, cache) in zip(xs, kept):
         np.testing.assert_array_equal(y, y_copy)
         y_ref, _ = reference.gru_forward(x, None, *weights, reset_after=True)
@@ -77,7 +78,14 @@ def test_outputs_the_caller_keeps_are_never_overwritten():
         grads = gru_fast.gru_backward(cache, np.ones_like(y))
         ref = reference.gru_backward(reference.gru_forward(x, None, *weights, reset_after=True,
                                                            return_cache=True)[2], np.ones_like(y))
-        np.testing.assert_allclose(grads["weight_hh"], ref["weight_hh"], rtol=1e-9, atol=1e-12)
+        for name in ("x", "weight_ih", "weight_hh"):
+            np.testing.assert_allclose(grads[name], ref[name], rtol=1e-9, atol=1e-12)
+        kept_grads.append({name: (grads[name], grads[name].copy()) for name in grads
+                           if grads[name] is not None})
+        gru_fast.gru_backward(cache, -np.ones_like(y))  # dropped at once
+    for grads in kept_grads:  # the returned gradients, kept, are never overwritten either
+        for name, (grad, grad_copy) in grads.items():
+            np.testing.assert_array_equal(grad, grad_copy, err_msg=name)
 
 
 def test_training_does_not_fault_its_outputs_in_again_under_a_fixed_malloc_threshold():
