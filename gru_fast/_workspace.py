@@ -27,7 +27,6 @@ once nothing refers to it any more (no array, view or memoryview of it).
 """
 
 import sys
-
 import threading
 import weakref
 from math import prod
@@ -96,9 +95,15 @@ def aligned_empty(size, dtype):
         A view of a slightly larger byte buffer (which it keeps alive).
     """
     dtype = np.dtype(dtype)
-    raw = np.empty(size * dtype.itemsize + ALIGNMENT, dtype=np.uint8)
+    nbytes = size * dtype.itemsize
+    return _aligned_part(np.empty(nbytes + ALIGNMENT, dtype=np.uint8), nbytes, dtype)
+
+
+def _aligned_part(raw, nbytes, dtype):
+    """The first `nbytes` of byte array `raw` (ALIGNMENT more than that, or larger)
+    from its first ALIGNMENT boundary on, viewed as `dtype`: a view whose base is `raw`."""
     start = -raw.ctypes.data % ALIGNMENT
-    return raw[start:start + size * dtype.itemsize].view(dtype)
+    return raw[start:start + nbytes].view(dtype)
 
 
 def scratch(name, shape, dtype):
@@ -197,10 +202,9 @@ def recycled_empty(shape, dtype):
             kept = sum(raw.nbytes for raw in recycled)
         if kept + need <= RECYCLED_KEPT_BYTES:
             recycled.append(chosen)
-    start = -chosen.ctypes.data % ALIGNMENT
     # a view of a view has the owner (chosen) as its base: every array made
     # from the result keeps chosen's reference count up while it lives
-    return chosen[start:start + nbytes].view(dtype).reshape(shape)
+    return _aligned_part(chosen, nbytes, dtype).reshape(shape)
 
 
 def kept_bytes():
