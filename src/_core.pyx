@@ -100,6 +100,9 @@ from cython cimport floating
 from libc.string cimport memcpy, memset
 from _activations cimport sigmoid, tanh_
 from _blas cimport gemm
+from _gate_loops cimport (backward_gates_classic, backward_gates_reset_after, backward_reset_classic,
+                          forward_candidate_classic, forward_gates_classic,
+                          forward_gates_reset_after)
 from _kernel cimport PANEL, pack, pack_transposed, packed_gemm, packed_gemm_strided
 
 cdef extern from "_parallel.h" nogil:
@@ -475,7 +478,6 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
     cdef floating* recurrent_preact = <floating*> call.recurrent_preact
     cdef floating* h_read = <floating*> call.h_read
     cdef floating* h_write = <floating*> call.h_write
-    cdef floating r, z, cand, hn, hp, h_new
     cdef const floating* g
     cdef const floating* rec
     cdef const floating* hs
@@ -521,34 +523,11 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
             hprev_row = <floating*> call.h_prev + gate_row * H
             if seq.reset_after:
                 # Without y (final states only) the output lands on the new state itself.
-                y_row = hs_new if y == NULL else y + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
-                # Two loops, the sigmoids first: one loop with the sigmoid, then the
-                # tanh that needs it, was a chain too long for the CPU to overlap
-                # (B = 1, H = 64: 480 -> 445 ns per step).
-                for j in range(lo, hi):
-                    gt[j] = sigmoid(g[j] + rec[j] + bias_gates[j])
-                    gt[H + j] = sigmoid(g[H + j] + rec[H + j] + bias_gates[H + j])
-                for j in range(lo, hi):
-                    hp = hs[j]
-                    r = gt[j]
-                    z = gt[H + j]
-                    hn = rec[2 * H + j] + bias_hn[j]
-                    cand = tanh_(g[2 * H + j] + bias_gates[2 * H + j] + r * hn)
-                    h_new = cand + z * (hp - cand)
-                    gt[2 * H + j] = cand
-                    gt[3 * H + j] = hn
-                    hprev_row[j] = hp
-                    hs_new[j] = h_new
-                    y_row[j] = h_new
+                y_row = NULL if y == NULL else y + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
+                forward_gates_reset_after(H, lo, hi, g, rec, bias_gates, bias_hn, hs, gt,
+                                          hprev_row, hs_new, y_row)
             else:
-                for j in range(lo, hi):
-                    hp = hs[j]
-                    r = sigmoid(g[j] + rec[j] + bias_gates[j])
-                    z = sigmoid(g[H + j] + rec[H + j] + bias_gates[H + j])
-                    gt[j] = r
-                    gt[H + j] = z
-                    gt[3 * H + j] = r * hp
-                    hprev_row[j] = hp
+                forward_gates_classic(H, lo, hi, g, rec, bias_gates, hs, gt, hprev_row)
         return
 
     # CANDIDATE (classic variant): q = r ∘ h of every unit is complete.
@@ -564,15 +543,8 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
         hs = h_read + b * H
         hs_new = h_write + b * H
         gt = <floating*> call.gates + gate_row * 4 * H
-        y_row = hs_new if y == NULL else y + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
-        for j in range(lo, hi):
-            hp = hs[j]
-            z = gt[H + j]
-            cand = tanh_(g[2 * H + j] + bias_gates[2 * H + j] + rec[2 * H + j])
-            h_new = cand + z * (hp - cand)
-            gt[2 * H + j] = cand
-            hs_new[j] = h_new
-            y_row[j] = h_new
+        y_row = NULL if y == NULL else y + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
+        forward_candidate_classic(H, lo, hi, g, rec, bias_gates, hs, gt, hs_new, y_row)
 
 
 cdef void _forward_piece_float(void* call, int piece) noexcept nogil:
@@ -935,8 +907,6 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
     cdef const Sequence* seq = &call.seq
     cdef Py_ssize_t H = seq.hidden_size, B = seq.batch_size
     cdef Py_ssize_t t = call.t, lo, hi, b, j, row, gate, t_next, n_next
-    cdef floating r, z, cand, hn, d_h, d_an, d_ar, d_az
-    cdef floating one = 1  # a typed 1: a bare literal would promote float math to double
     cdef const floating* gates = <const floating*> call.gates
     cdef const floating* h_prev = <const floating*> call.h_prev
     cdef floating* dh = <floating*> call.dh
@@ -1001,42 +971,20 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
             dh_row = dh + b * H
             dgi_row = d_gi + row * 3 * H
             if with_dy:
-                # dL/dh_t = (what came back from step t+1) + dy[t], in its own loop: with
-                # the add under `if with_dy` inside the gate loops, GCC if-converts it to a
-                # masked load of dy_row, which without dy reads NULL + j with every lane
-                # masked off: a fault-suppression assist per load (on Zen 3, 89% of the gate
-                # loops' time at B = 32, H = 128 when only dh_n comes back).
-                dy_row = <const floating*> call.dy + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
+                # dL/dh_t = (what came back from step t+1) + dy[t], in a loop of its own:
+                # an `if with_dy` add inside the gate loops became a masked load of dy_row,
+                # which without dy reads NULL + j, every lane masked off: a fault-suppression
+                # assist per load (on Zen 3, 89% of the gate loops' time at B = 32, H = 128
+                # when only dh_n comes back).
+                dy_row = (<const floating*> call.dy
+                          + (seq.out_rows[row] if seq.out_rows != NULL else row) * H)
                 for j in range(lo, hi):
                     dh_row[j] = dh_row[j] + dy_row[j]
             if seq.reset_after:
-                dgh_row = _d_gh_rows(call, t, dtype) + b * 3 * H
-                for j in range(lo, hi):
-                    r = gt[j]
-                    z = gt[H + j]
-                    cand = gt[2 * H + j]
-                    hn = gt[3 * H + j]
-                    d_h = dh_row[j]                               # dL/dh_t
-                    d_an = d_h * (one - z) * (one - cand * cand)  # dL/d(pre-tanh of n)
-                    d_az = d_h * (hprev_row[j] - cand) * z * (one - z)
-                    d_ar = d_an * hn * r * (one - r)             # n = tanh(... + r ∘ hn)
-                    dgi_row[j] = d_ar
-                    dgi_row[H + j] = d_az
-                    dgi_row[2 * H + j] = d_an
-                    dgh_row[j] = d_ar
-                    dgh_row[H + j] = d_az
-                    dgh_row[2 * H + j] = d_an * r
-                    dh_row[j] = d_h * z                        # direct path h_{t-1} -> h_t
+                backward_gates_reset_after(H, lo, hi, gt, hprev_row, dh_row, dgi_row,
+                                           _d_gh_rows(call, t, dtype) + b * 3 * H)
             else:
-                for j in range(lo, hi):
-                    z = gt[H + j]
-                    cand = gt[2 * H + j]
-                    d_h = dh_row[j]
-                    d_az = d_h * (hprev_row[j] - cand) * z * (one - z)
-                    d_an = d_h * (one - z) * (one - cand * cand)
-                    dgi_row[H + j] = d_az
-                    dgi_row[2 * H + j] = d_an
-                    dh_row[j] = d_h * z
+                backward_gates_classic(H, lo, hi, gt, hprev_row, dh_row, dgi_row)
         if with_bias:
             # db_ih[gH+lo:gH+hi] += Σ_rows d_gi[rows of t, gH+lo:gH+hi] (r: in RESET_GRADIENTS
             # if classic); db_hh's r and z blocks (all, classic) are db_ih's, copied at the end
@@ -1062,11 +1010,7 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
         dh_row = dh + b * H
         dgi_row = d_gi + row * 3 * H
         dq_row = <floating*> call.dq + b * H
-        for j in range(lo, hi):
-            r = gt[j]
-            d_ar = dq_row[j] * hprev_row[j] * r * (one - r)
-            dgi_row[j] = d_ar
-            dh_row[j] += dq_row[j] * r
+        backward_reset_classic(lo, hi, gt, hprev_row, dq_row, dh_row, dgi_row)
     if with_bias:
         # db_ih[lo:hi] += Σ_rows dr[rows of t, lo:hi]
         _add_row_sums(d_gi + seq.offsets[t] * 3 * H, call.n_active, 3 * H, lo, hi, d_bias_ih)
