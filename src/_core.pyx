@@ -104,6 +104,7 @@ from _gate_loops cimport (backward_gates_classic, backward_gates_reset_after, ba
                           forward_candidate_classic, forward_gates_classic,
                           forward_gates_reset_after)
 from _kernel cimport PANEL, pack, pack_transposed, packed_gemm, packed_gemm_strided
+from _narrow cimport columns_to_rows, narrow_input_gradient, narrow_weight_gradient
 
 cdef extern from "_parallel.h" nogil:
     ctypedef void (*gf_piece_fn)(void* ctx, int piece) noexcept nogil
@@ -1218,6 +1219,18 @@ cdef inline void _input_gradients(BackwardCall* call, int piece, floating* dtype
     cdef const floating* d_gi = <const floating*> call.d_gi
     cdef floating* packed_ih = <floating*> call.packed_ih + in_lo * 3 * H
     cdef floating* packed_x = <floating*> call.packed_x + in_lo * N
+    if n_inputs <= narrow_inputs_max:
+        # A few columns: only the multiply-adds needed (_narrow.h), no padding to a panel.
+        if call.dx != NULL:
+            # dx[:, in_lo:in_hi] (N, n_in) = d_gi (N, 3H) @ W_ih[:, in_lo:in_hi] (3H, n_in)
+            columns_to_rows(3 * H, n_inputs, <const floating*> call.weight_ih + in_lo, I,
+                            packed_ih)
+            narrow_input_gradient(N, 3 * H, n_inputs, d_gi, 3 * H, packed_ih,
+                                  <floating*> call.dx + in_lo, I)
+        # dW_ih[:, in_lo:in_hi] (3H, n_in) = d_gi.T (3H, N) @ x[:, in_lo:in_hi] (N, n_in)
+        narrow_weight_gradient(N, 3 * H, n_inputs, d_gi, 3 * H, <const floating*> call.x + in_lo,
+                               I, <floating*> call.d_weight_ih + in_lo, I)
+        return
     if call.dx != NULL:  # (not wanted for a network's first layer)
         # dx[:, in_lo:in_hi] (N, n_in) = d_gi (N, 3H) @ W_ih[:, in_lo:in_hi] (3H, n_in)
         pack(<const floating*> call.weight_ih + in_lo, I, n_inputs, <int> (3 * H), packed_ih)
@@ -1227,6 +1240,25 @@ cdef inline void _input_gradients(BackwardCall* call, int piece, floating* dtype
     pack(<const floating*> call.x + in_lo, I, n_inputs, <int> N, packed_x)
     packed_gemm_strided(<int> (3 * H), n_inputs, <int> N, d_gi, 1, 3 * H,
                         packed_x, N * PANEL, False, <floating*> call.d_weight_ih + in_lo, I)
+
+
+# Input pieces of at most this many columns take the narrow products of
+# _narrow.h: the packed kernel pads a piece to a panel, so it does PANEL / n
+# times the multiply-adds needed, at several times the narrow loops' rate per
+# multiply-add.  Backward at T = 20, B = 32, H = 128, one thread, Zen 3 (AVX2,
+# panels of 16), narrow against kernel, without dx / with dx: float32 I = 1
+# -75 / -148 us, I = 3 -27 / -40, I = 4 -4 / +10, I = 6 +47 / +110; float64
+# I = 4 -10 / -49, I = 6 +79 / +112.  So: while the kernel would do at least
+# 4x the work needed (4 columns of a 16-wide panel, 8 of a 32-wide one).
+cdef int narrow_inputs_max = PANEL // 4
+
+
+def _set_narrow_inputs(int max_inputs):
+    """Test and benchmark hook: backward's input pieces of at most `max_inputs`
+    columns compute dx and dW_ih with the narrow products of _narrow.h, the
+    others on the packed kernel (0: every piece on the kernel)."""
+    global narrow_inputs_max
+    narrow_inputs_max = max_inputs
 
 
 cdef int over_rows_forced = -1  # _force_over_rows: -1 the size rule, 0 packed kernel, 1 BLAS
