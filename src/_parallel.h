@@ -465,7 +465,7 @@ static inline void gf_set_worker_stall(int worker, int64_t ns)
  */
 #define GF_BLOCK_NS 40000
 #define GF_PACE_SLOTS 256
-#define GF_MAX_GAP 256
+#define GF_MAX_GAP 64
 #define GF_EXPLORE_SHARE 64
 #define GF_TRIAL_BLOCKS 2
 #define GF_MAX_BLOCK_STEPS 64
