@@ -165,14 +165,10 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
 
     x_rows = x.reshape(seq_len * batch_size, input_size)
     x_packed = x_rows if packing.is_identity else packing.pack(x_rows)
-    # h (B, H), on ALIGNMENT bytes like every array the threads write: rows then start on
-    # a cache line, so two threads writing neighbouring pieces of a row never share one
-    state = _workspace.aligned_empty(batch_size * hidden_size, dtype).reshape(
-        batch_size, hidden_size)
     if h0 is None:
-        state.fill(0)
+        state = np.zeros((batch_size, hidden_size), dtype=dtype)
     else:
-        state[...] = packing.sort_rows(h0)
+        state = packing.sort_rows(h0)
 
     if return_sequences:
         y = (_workspace.recycled_empty((seq_len, batch_size, hidden_size), dtype)
