@@ -462,6 +462,14 @@ static inline void gf_set_worker_stall(int worker, int64_t ns)
  * The estimates and gaps of the last call with the same key (the shape and
  * variant, chosen by the caller) start the next, so short calls start in the
  * right mode.
+ *
+ * Gaps stop at GF_MAX_GAP blocks, which bounds how long the caller stays
+ * serial after the disturbance has gone: after a PyTorch epoch its OpenMP
+ * threads spin for ~7 ms, trials lose meanwhile, and with a bound of 256
+ * forward+backward at T = 20, B = 32, H = 128 ran serially until 26-30 ms
+ * after it (forward and backward keep paces of their own, ~20 blocks per
+ * call, so a gap spans many calls); with 64, 15-23 ms.  Trials then cost at
+ * most about GF_TRIAL_BLOCKS/64 of what threads lose while they lose.
  */
 #define GF_BLOCK_NS 40000
 #define GF_PACE_SLOTS 256
