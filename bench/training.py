@@ -42,8 +42,14 @@ def _seconds(function):
     return time.perf_counter() - start
 
 
-def measure(hidden_size, seq_len, threads, repeats, torch_one_thread):
-    """Median seconds per epoch of each contestant, epochs interleaved."""
+def measure(hidden_size, seq_len, threads, repeats, torch_one_thread, pause=0.0):
+    """Median seconds per epoch of each contestant, epochs interleaved.
+
+    `pause` seconds of sleep before each epoch: without it every epoch starts while
+    the previous contestant's threads still spin (PyTorch's OpenMP threads spin for
+    ~7 ms after its epoch here, and slow the next ~15 ms of gru_fast's), which is
+    the busy case; with it, each starts on a quiet machine.
+    """
     X, y = make_data(seq_len)
     contestants = {"gru_fast": gru_fast_epoch(hidden_size, X, y)}
     contestants["torch"] = torch_epoch(hidden_size, X, y, threads)
@@ -57,6 +63,8 @@ def measure(hidden_size, seq_len, threads, repeats, torch_one_thread):
         for name in names:
             # torch's thread count is process-wide: set it before each of its epochs
             torch.set_num_threads(1 if name == "torch_1_thread" else threads)
+            if pause:
+                time.sleep(pause)
             samples[name].append(_seconds(contestants[name]))
     return {name: statistics.median(times) for name, times in samples.items()}
 
@@ -109,6 +117,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=usable_cores())
     parser.add_argument("--torch-one-thread", action="store_true")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds of sleep before each epoch, so that it does not start "
+                             "while the other contestant's threads still spin (default 0: "
+                             "they do, the busy case)")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--breakdown", action="store_true",
                         help="also print gru_fast's ms per minibatch by part (forward, "
@@ -126,7 +138,8 @@ def main(argv=None):
     monitor = LoadMonitor()
     print(f"CPU: {cpu_model()}, {usable_cores()} usable cores; {args.threads} thread(s) for "
           f"both; torch {torch.__version__}; {N_SAMPLES} sequences, batch {BATCH_SIZE}, "
-          f"float32, Adam; median of {args.repeats} interleaved epochs")
+          f"float32, Adam; median of {args.repeats} interleaved epochs"
+          + (f", {args.pause} s pause before each" if args.pause else ""))
     header = (f"{'H':>4} {'T':>4}  {'gru_fast ms':>11}  {'torch ms':>9}  {'ratio':>6}")
     if args.torch_one_thread:
         header += f"  {'torch 1-thr ms':>14}  {'ratio':>6}"
@@ -136,7 +149,7 @@ def main(argv=None):
         for hidden_size in hidden_sizes:
             for seq_len in lengths:
                 times = measure(hidden_size, seq_len, args.threads, args.repeats,
-                                args.torch_one_thread)
+                                args.torch_one_thread, args.pause)
                 ratio = times["torch"] / times["gru_fast"]
                 row = {"hidden_size": hidden_size, "seq_len": seq_len,
                        "seconds_per_epoch": times, "ratio": ratio}
