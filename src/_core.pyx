@@ -117,9 +117,6 @@ cdef extern from "_parallel.h" nogil:
     void pool_release "gf_pool_release"()
     int run_phase "gf_run_phase"(gf_piece_fn fn, void* ctx, int n_pieces, int mergeable,
                                  int policy, int participants)
-    int run_phase_whole "gf_run_phase_whole"(gf_piece_fn fn, void* ctx, int n_pieces,
-                                             int participants)
-    int ALL_PIECES "GF_ALL_PIECES"
     int run_first "GF_RUN_FIRST"(int piece)
     int run_count "GF_RUN_COUNT"(int piece)
     int run_policy "gf_run_policy"
@@ -281,11 +278,7 @@ cdef inline Pieces _pieces(Py_ssize_t width) noexcept nogil:
 
 
 cdef inline void _piece_range(Pieces pieces, int piece, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
-    """Columns [lo, hi) of `piece`; ALL_PIECES: all of them; a run (GF_RUN): all of its pieces'."""
-    if piece == ALL_PIECES:
-        lo[0] = 0
-        hi[0] = pieces.width
-        return
+    """Columns [lo, hi) of `piece`; a run (GF_RUN): all of its pieces'."""
     if piece < 0:
         lo[0] = min(<Py_ssize_t> pieces.width, <Py_ssize_t> run_first(piece) * pieces.units)
         hi[0] = min(<Py_ssize_t> pieces.width,
@@ -457,8 +450,8 @@ cdef inline void _project_piece(ForwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
 cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept nogil:
     """Run `piece` (hidden units [lo, hi)) of the current phase of a forward call.
 
-    Or every unit at once (piece ALL_PIECES: a phase on one thread).  A unit's
-    arithmetic is the same either way: its column of each product sums in an
+    Or a run of pieces (GF_RUN: all of them when one thread runs the phase).  A
+    unit's arithmetic is the same either way: its column of each product sums in an
     order that does not depend on which run of whole panels holds it (the
     kernel's tiles, _kernel_impl.h), and the gate loops work unit by unit.
     """
@@ -697,7 +690,7 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
     if call.pack_weights:
         call.phase = PACK
         projection_start = now_ns()
-        if run_phase_whole(piece_fn, call, n_pieces, pace_participants(&pace)):
+        if run_phase(piece_fn, call, n_pieces, n_pieces, run_policy, pace_participants(&pace)):
             pace_note_late(&pace)
         pace_exclude(&pace, now_ns() - projection_start)  # not a step's work
 
@@ -730,7 +723,8 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
                 _project_chunk(call, dtype)
             else:
                 call.phase = PROJECT
-                if run_phase_whole(piece_fn, call, n_pieces, pace_participants(&projection_pace)):
+                if run_phase(piece_fn, call, n_pieces, n_pieces, run_policy,
+                             pace_participants(&projection_pace)):
                     pace_note_late(&projection_pace)
                 pace_timed_step_done(&projection_pace,
                                      seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo],
@@ -738,11 +732,11 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
             pace_exclude(&pace, now_ns() - projection_start)
             call.project = False
         call.phase = STEP
-        if run_phase_whole(piece_fn, call, n_pieces, pace_participants(&pace)):
+        if run_phase(piece_fn, call, n_pieces, n_pieces, run_policy, pace_participants(&pace)):
             pace_note_late(&pace)
         if call.n_active > 0 and not seq.reset_after:
             call.phase = CANDIDATE
-            if run_phase_whole(piece_fn, call, n_pieces, pace_participants(&pace)):
+            if run_phase(piece_fn, call, n_pieces, n_pieces, run_policy, pace_participants(&pace)):
                 pace_note_late(&pace)
         if call.n_active > 0:
             swap = call.h_read

@@ -60,7 +60,7 @@
 typedef void (*gf_piece_fn)(void* ctx, int piece);
 
 /* A run of `count` consecutive pieces from `first`, passed to a gf_piece_fn
- * as one negative number (GF_ALL_PIECES is -1): the fn then does the work
+ * as one negative number (below -1): the fn then does the work
  * of all of them in one call.  A piece's work is fixed by its units alone,
  * so a run gives the same bits as its pieces one by one; one call per piece
  * costs, though: the gate loops restart for every row of every piece and
@@ -404,26 +404,6 @@ static int gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int mergeable,
         return 1;
     }
     return 0;
-}
-
-/* The piece number that means every piece at once (see gf_run_phase_whole). */
-#define GF_ALL_PIECES (-1)
-
-/* gf_run_phase for a phase whose fn also runs GF_ALL_PIECES, all of its
- * pieces in one go: on one participant the caller makes that single call
- * instead of one per piece.  The pieces exist for threads to share a phase;
- * alone, a piece per call only costs (the loops restart, the products run
- * on narrower operands: 1 thread measured 10-29% slower on 4-8 pieces than
- * on one, B <= 8, H <= 128).  fn must give the same bits either way: a
- * piece's units computed alone or among all (see _forward_piece). */
-static inline int gf_run_phase_whole(gf_piece_fn fn, void* ctx, int n_pieces, int participants)
-{
-    if (participants <= 1 || n_pieces <= 1) {
-        fn(ctx, GF_ALL_PIECES);
-        __atomic_add_fetch(&gf_stats[0], 1, __ATOMIC_RELAXED);
-        return 0;
-    }
-    return gf_run_phase(fn, ctx, n_pieces, n_pieces, gf_run_policy, participants);
 }
 
 /* Test hook: worker `worker` (1, 2, ...) sleeps `ns` before each claim; -1 turns it off. */
