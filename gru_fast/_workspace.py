@@ -207,6 +207,18 @@ def recycled_empty(shape, dtype):
     return _aligned_part(chosen, nbytes, dtype).reshape(shape)
 
 
+def recycled_copy(array):
+    """A C-contiguous copy of `array` on recycled memory (see `recycled_empty`).
+
+    For the copies a cache keeps (weights, input): a fresh 192 KiB copy of
+    W_hh (H = 128, float32) took 69 us a call where malloc had just given the
+    pages back (glibc trims the heap top on free), 5.7 us on kept memory.
+    """
+    copy = recycled_empty(array.shape, array.dtype)
+    np.copyto(copy, array)
+    return copy
+
+
 def kept_bytes():
     """Bytes of scratch all threads keep now (see SCRATCH_KEPT_BYTES)."""
     with _pools_lock:

@@ -101,7 +101,7 @@ _NEVER_STOP.flags.writeable = False
 def _owned(array, caller_array):
     """`array`, copied if it may share memory with an array the caller holds."""
     if caller_array is not None and np.may_share_memory(array, caller_array):
-        return array.copy()
+        return _workspace.recycled_copy(array)
     return array
 
 
