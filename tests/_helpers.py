@@ -194,6 +194,22 @@ def assert_runs_bitwise_equal(runs, label=""):
                                               err_msg=f"{name} {label}")
 
 
+def assert_gradients_on_thread_counts(monkeypatch, problem, reset_after, dy, tol, label=""):
+    """Gradients of `problem` on 1, 2 and 3 core threads: bitwise equal, and the reference's.
+
+    The caller forces the threads on (``_core._force_threads(True)``) so that pieces
+    really run on the workers.
+    """
+    import gru_fast
+
+    runs = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: threads)
+        runs.append(core_gradients(problem, reset_after, dy))
+    assert_runs_bitwise_equal(runs, label)
+    assert_grads_match_reference(runs[0], problem, reset_after, dy, tol, label)
+
+
 def assert_grads_match_reference(grads, problem, reset_after, dy, tol, label=""):
     """`grads` against the NumPy reference's backward of the same problem (dh_n = 1)."""
     from gru_fast import reference

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import _helpers
-import gru_fast
 from gru_fast import _core
 
 # (T, B, I, H): input and hidden sizes over several pieces, partial panels, lengths.
@@ -37,12 +36,8 @@ def test_both_paths_match_the_reference_on_any_thread_count(force_over_rows, mon
             if index == 1:
                 problem["lengths"] = rng.integers(0, shape[0] + 1, shape[1])
             dy = rng.standard_normal((shape[0], shape[1], shape[3])).astype(dtype)
-            runs = []
-            for threads in (1, 2, 3):
-                monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: threads)
-                runs.append(_helpers.core_gradients(problem, reset_after, dy))
-            _helpers.assert_runs_bitwise_equal(runs, shape)
-            _helpers.assert_grads_match_reference(runs[0], problem, reset_after, dy, tol, shape)
+            _helpers.assert_gradients_on_thread_counts(monkeypatch, problem, reset_after, dy,
+                                                       tol, shape)
     finally:
         _core._force_threads(None)
 
