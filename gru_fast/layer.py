@@ -75,12 +75,18 @@ def _param_shapes(input_size, hidden_size, num_layers, num_directions, bias):
     for layer in range(num_layers):
         layer_input = input_size if layer == 0 else num_directions * H
         for direction in range(num_directions):
-            suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-            shapes += [("weight_ih" + suffix, (3 * H, layer_input)),
-                       ("weight_hh" + suffix, (3 * H, H))]
-            if bias:
-                shapes += [("bias_ih" + suffix, (3 * H,)), ("bias_hh" + suffix, (3 * H,))]
+            names = _parameter_names(layer, direction, bias)
+            shapes += zip(names, [(3 * H, layer_input), (3 * H, H), (3 * H,), (3 * H,)])
     return tuple(shapes)
+
+
+def _parameter_names(layer, direction, bias):
+    """torch.nn.GRU's names of one layer and direction's weights (and biases)."""
+    suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+    names = ["weight_ih" + suffix, "weight_hh" + suffix]
+    if bias:
+        names += ["bias_ih" + suffix, "bias_hh" + suffix]
+    return names
 
 class GRU:
     """Multi-layer gated recurrent unit, optionally bidirectional, on the CPU.
@@ -252,22 +258,22 @@ class GRU:
 
     # ------------------------------------------------------------------ parameters
     def _names(self, layer, direction):
-        suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-        names = ["weight_ih" + suffix, "weight_hh" + suffix]
-        if self._bias:
-            names += ["bias_ih" + suffix, "bias_hh" + suffix]
-        return names
+        return _parameter_names(layer, direction, self._bias)
+
+    def _shape_items(self):
+        """((name, shape), ...) of the parameters, in torch.nn.GRU's state_dict order."""
+        return _param_shapes(self._input_size, self._hidden_size, self._num_layers,
+                             self.num_directions, self._bias)
 
     def _param_shapes(self):
         """Names and shapes of the parameters, in torch.nn.GRU's state_dict order."""
-        return dict(_param_shapes(self._input_size, self._hidden_size, self._num_layers,
-                                  self.num_directions, self._bias))
+        return dict(self._shape_items())
 
     def _check_params(self):
         """Make sure ``params`` still holds arrays the core can take (cheap)."""
         if not isinstance(self.params, dict):
             raise TypeError(f"params must be a dict, got {type(self.params).__name__}")
-        for name, shape in self._param_shapes().items():
+        for name, shape in self._shape_items():
             value = self.params.get(name)
             if value is None:
                 raise ValueError(f"params is missing {name!r}")
