@@ -4,9 +4,28 @@
  * to a name).
  */
 
+/* Gate columns [g0, g0 + width) of input i's column of dW_ih (below): the rows
+ * summed in order.  Inlined with width GF_NARROW_CHUNK, the accumulators stay
+ * in registers; the last, partial chunk passes its own width. */
+static inline void GF_NAME(weight_gradient_chunk)(
+        ptrdiff_t N, ptrdiff_t g0, int width, ptrdiff_t i,
+        const GF_T *restrict d, ptrdiff_t ld_d, const GF_T *restrict x, ptrdiff_t ld_x,
+        GF_T *restrict out, ptrdiff_t ld_out)
+{
+    GF_T acc[GF_NARROW_CHUNK] = {0};
+    for (ptrdiff_t n = 0; n < N; n++) {
+        const GF_T *restrict row = d + n * ld_d + g0;
+        GF_T xv = x[n * ld_x + i];
+        for (int c = 0; c < width; c++)
+            acc[c] += row[c] * xv;
+    }
+    for (int c = 0; c < width; c++)
+        out[(g0 + c) * ld_out + i] = acc[c];
+}
+
 /* out[g, i] (G, n_in; rows ld_out apart) = Σ_n d[n, g] x[n, i] over n in [0, N):
- * dW_ih's columns of a few inputs, d = d_gi (N, G = 3H).  Gate columns a chunk
- * at a time, the rows summed in order. */
+ * dW_ih's columns of a few inputs, d = d_gi (N, G = 3H), a chunk of gate
+ * columns at a time. */
 static void GF_NAME(narrow_weight_gradient)(
         ptrdiff_t N, ptrdiff_t G, ptrdiff_t n_in,
         const GF_T *restrict d, ptrdiff_t ld_d, const GF_T *restrict x, ptrdiff_t ld_x,
@@ -14,29 +33,12 @@ static void GF_NAME(narrow_weight_gradient)(
 {
     for (ptrdiff_t i = 0; i < n_in; i++) {
         ptrdiff_t g0 = 0;
-        for (; g0 + GF_NARROW_CHUNK <= G; g0 += GF_NARROW_CHUNK) {
-            GF_T acc[GF_NARROW_CHUNK] = {0};
-            for (ptrdiff_t n = 0; n < N; n++) {
-                const GF_T *restrict row = d + n * ld_d + g0;
-                GF_T xv = x[n * ld_x + i];
-                for (int c = 0; c < GF_NARROW_CHUNK; c++)
-                    acc[c] += row[c] * xv;
-            }
-            for (int c = 0; c < GF_NARROW_CHUNK; c++)
-                out[(g0 + c) * ld_out + i] = acc[c];
-        }
-        if (g0 < G) {  /* the last, partial chunk */
-            int width = (int)(G - g0);
-            GF_T acc[GF_NARROW_CHUNK] = {0};
-            for (ptrdiff_t n = 0; n < N; n++) {
-                const GF_T *restrict row = d + n * ld_d + g0;
-                GF_T xv = x[n * ld_x + i];
-                for (int c = 0; c < width; c++)
-                    acc[c] += row[c] * xv;
-            }
-            for (int c = 0; c < width; c++)
-                out[(g0 + c) * ld_out + i] = acc[c];
-        }
+        for (; g0 + GF_NARROW_CHUNK <= G; g0 += GF_NARROW_CHUNK)
+            GF_NAME(weight_gradient_chunk)(N, g0, GF_NARROW_CHUNK, i, d, ld_d, x, ld_x,
+                                           out, ld_out);
+        if (g0 < G)
+            GF_NAME(weight_gradient_chunk)(N, g0, (int)(G - g0), i, d, ld_d, x, ld_x,
+                                           out, ld_out);
     }
 }
 
