@@ -100,9 +100,9 @@ from cython cimport floating
 from libc.string cimport memcpy, memset
 from _activations cimport sigmoid, tanh_
 from _blas cimport gemm
-from _gate_loops cimport (backward_gates_classic, backward_gates_reset_after, backward_reset_classic,
-                          forward_candidate_classic, forward_gates_classic,
-                          forward_gates_reset_after)
+from _gate_loops cimport (backward_gates_classic, backward_gates_reset_after,
+                          backward_reset_classic, forward_candidate_classic,
+                          forward_gates_classic, forward_gates_reset_after)
 from _kernel cimport PANEL, pack, pack_transposed, packed_gemm, packed_gemm_strided
 from _narrow cimport columns_to_rows, narrow_input_gradient, narrow_weight_gradient
 
@@ -516,7 +516,7 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
             gt = <floating*> call.gates + gate_row * 4 * H
             hprev_row = <floating*> call.h_prev + gate_row * H
             if seq.reset_after:
-                # Without y (final states only) the output lands on the new state itself.
+                # Without y (final states only) the new state is the only output.
                 y_row = NULL if y == NULL else y + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
                 forward_gates_reset_after(H, lo, hi, g, rec, bias_gates, bias_hn, hs, gt,
                                           hprev_row, hs_new, y_row)
