@@ -113,6 +113,7 @@ cdef extern from "_parallel.h" nogil:
     long long now_ns "gf_now_ns"()
     int load_flag "gf_load_flag"(const int* flag)
     int max_threads_c "gf_max_threads"()
+    int processors "gf_processors"()
     int pool_acquire "gf_pool_acquire"(int n_threads)
     void pool_release "gf_pool_release"()
     int run_phase "gf_run_phase"(gf_piece_fn fn, void* ctx, int n_pieces, int mergeable,
@@ -277,6 +278,64 @@ cdef inline Pieces _pieces(Py_ssize_t width) noexcept nogil:
     return pieces
 
 
+cdef int row_split_forced = -1   # _set_row_split: -1 the rule, 0 hidden pieces, 1 row pieces
+cdef int row_split_rows = 0      # rows per row piece, 0: the rule
+
+
+def _set_row_split(mode, int rows=0):
+    """Test and benchmark hook: how the steps' phases split into pieces.
+
+    mode None: the rule (row_split); True: pieces of batch rows; False:
+    pieces of hidden units.  rows: rows per row piece (0: the rule).
+    """
+    global row_split_forced, row_split_rows
+    row_split_forced = -1 if mode is None else int(bool(mode))
+    row_split_rows = rows
+
+
+cdef inline Pieces _row_pieces(Py_ssize_t batch_size) noexcept nogil:
+    """The row pieces of a batch: as many as the machine has processors, at
+    least 2 rows each, of equal rows (the last may have fewer).
+
+    A property of the shape and the machine, never of the thread count.
+    """
+    cdef Pieces pieces
+    cdef Py_ssize_t count = max(1, min(<Py_ssize_t> processors(), batch_size // 2))
+    cdef Py_ssize_t rows = row_split_rows if row_split_rows > 0 else (batch_size + count - 1) // count
+    rows = max(1, rows)
+    pieces.width = <int> batch_size
+    pieces.units = <int> rows
+    pieces.count = <int> ((batch_size + rows - 1) // rows)
+    return pieces
+
+
+cdef inline bint _row_split_on(Pieces row_pieces) noexcept nogil:
+    """Whether the steps split into these row pieces (else into hidden pieces)."""
+    if row_pieces.count < 2:
+        return False
+    return row_split_forced != 0
+
+
+def row_split(Py_ssize_t batch_size):
+    """Whether forward's and backward's steps split over batch rows (else hidden units).
+
+    A piece of rows runs every hidden unit of its rows, so it reads only the
+    state (forward) or state gradient (backward) rows it wrote itself the
+    step before: nothing crosses between cores inside the time loop, and
+    the classic variant and backward need one phase per step, not two.  A
+    piece of hidden units reads the whole state every step, half of it
+    written by the other core.  Measured on Zen 3 (bench/README.md, "Row
+    pieces"); both splits give the same bits on any thread count.  Backward
+    with row pieces sums dW_hh over all rows after the time loop.
+    """
+    return _row_split_on(_row_pieces(batch_size))
+
+
+cdef inline int _step_pieces(const Sequence* seq) noexcept nogil:
+    """Pieces of a step's phase."""
+    return seq.row_pieces.count if seq.row_split else seq.hidden_pieces.count
+
+
 cdef inline void _piece_range(Pieces pieces, int piece, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
     """Columns [lo, hi) of `piece`; a run (GF_RUN): all of its pieces'."""
     if piece < 0:
@@ -298,6 +357,9 @@ cdef struct Sequence:
     bint reset_after
     bint reverse
     Pieces hidden_pieces
+    # The steps' phases split over batch rows instead (see row_split): pieces of rows.
+    bint row_split
+    Pieces row_pieces
 
 
 cdef inline Py_ssize_t _time_of(const Sequence* seq, Py_ssize_t step, bint backward) noexcept nogil:
@@ -491,6 +553,15 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
         if call.phase == PROJECT:
             return
 
+    if seq.row_split and (call.phase == STEP or call.phase == CANDIDATE):
+        # piece is a row piece (or a run of them: one by one, each in its own tiles)
+        _piece_range(seq.row_pieces, piece, &lo, &hi)
+        b = lo
+        while b < hi:
+            _forward_rows(call, b, min(hi, b + seq.row_pieces.units), dtype)
+            b += seq.row_pieces.units
+        return
+
     if call.phase == STEP:
         if seq.order != NULL and y != NULL:
             # y[t, row] = 0 for the rows not running at step t (this piece's units):
@@ -539,6 +610,75 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
         gt = <floating*> call.gates + gate_row * 4 * H
         y_row = NULL if y == NULL else y + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
         forward_candidate_classic(H, lo, hi, g, rec, bias_gates, hs, gt, hs_new, y_row)
+
+
+cdef void _forward_rows(ForwardCall* call, Py_ssize_t r0, Py_ssize_t r1,
+                       floating* dtype) noexcept nogil:
+    """A step of batch rows [r0, r1), every hidden unit (STEP of a row split).
+
+    Both products of the classic variant too: q = r ∘ h of these rows is all
+    its candidate product reads.
+    """
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t H = seq.hidden_size, B = seq.batch_size
+    cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
+    cdef Py_ssize_t t = call.t, n_active = call.n_active
+    cdef Py_ssize_t b, j, gate, row, gate_row, r_end
+    cdef floating* y = <floating*> call.y
+    cdef floating* packed_hh = <floating*> call.packed_hh
+    cdef const floating* bias_gates = <const floating*> call.bias_gates
+    cdef const floating* bias_hn = <const floating*> call.bias_hn
+    cdef floating* input_preact = <floating*> call.input_preact
+    cdef floating* recurrent_preact = <floating*> call.recurrent_preact
+    cdef floating* h_read = <floating*> call.h_read
+    cdef floating* h_write = <floating*> call.h_write
+    cdef floating* gates_first
+    cdef const floating* g
+    cdef floating* gt
+    cdef floating* y_row
+    cdef int m
+    if seq.order != NULL and y != NULL:
+        # y[t, row] = 0 for this piece's rows not running at step t
+        for b in range(max(r0, n_active), r1):
+            y_row = y + (t * B + seq.order[b]) * H
+            for j in range(H):
+                y_row[j] = 0
+    r_end = min(r1, n_active)
+    if r_end <= r0:
+        return
+    m = <int> (r_end - r0)
+    for gate in range(3 if seq.reset_after else 2):
+        # recurrent_preact[r0:r_end, gH:gH+H] = h[r0:r_end] (m, H) @ W_hh[gH:gH+H].T (H, H)
+        packed_gemm(m, <int> H, <int> H, h_read + r0 * H, H, packed_hh + gate * Hp * H,
+                    H * PANEL, False, recurrent_preact + r0 * 3 * H + gate * H, 3 * H)
+    for b in range(r0, r_end):
+        row = seq.offsets[t] + b
+        gate_row = row if call.store_history else b
+        g = input_preact + (row - seq.offsets[call.chunk_lo]) * 3 * H
+        gt = <floating*> call.gates + gate_row * 4 * H
+        if seq.reset_after:
+            y_row = NULL if y == NULL else y + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
+            forward_gates_reset_after(H, 0, H, g, recurrent_preact + b * 3 * H, bias_gates,
+                                      bias_hn, h_read + b * H, gt,
+                                      <floating*> call.h_prev + gate_row * H,
+                                      h_write + b * H, y_row)
+        else:
+            forward_gates_classic(H, 0, H, g, recurrent_preact + b * 3 * H, bias_gates,
+                                  h_read + b * H, gt, <floating*> call.h_prev + gate_row * H)
+    if seq.reset_after:
+        return
+    gates_first = <floating*> call.gates + ((seq.offsets[t] if call.store_history else 0) + r0) * 4 * H
+    # recurrent_preact[r0:r_end, 2H:3H] = q[r0:r_end] (m, H) @ W_hh[2H:3H].T (H, H),  q = r ∘ h
+    packed_gemm(m, <int> H, <int> H, gates_first + 3 * H, 4 * H, packed_hh + 2 * Hp * H,
+                H * PANEL, False, recurrent_preact + r0 * 3 * H + 2 * H, 3 * H)
+    for b in range(r0, r_end):
+        row = seq.offsets[t] + b
+        gate_row = row if call.store_history else b
+        g = input_preact + (row - seq.offsets[call.chunk_lo]) * 3 * H
+        gt = <floating*> call.gates + gate_row * 4 * H
+        y_row = NULL if y == NULL else y + (seq.out_rows[row] if seq.out_rows != NULL else row) * H
+        forward_candidate_classic(H, 0, H, g, recurrent_preact + b * 3 * H, bias_gates,
+                                  h_read + b * H, gt, h_write + b * H, y_row)
 
 
 cdef void _forward_piece_float(void* call, int piece) noexcept nogil:
@@ -676,12 +816,14 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
     cdef gf_pace pace, projection_pace
     cdef long long projection_start
     cdef int n_pieces = seq.hidden_pieces.count
+    cdef int step_pieces = _step_pieces(seq)
     if floating is float:
         piece_fn = _forward_piece_float
     else:
         piece_fn = _forward_piece_double
     pace_start(&pace, pace_key(B, H, seq.input_size,
-                               2 * seq.reset_after + (floating is double)), participants)
+                               2 * seq.reset_after + (floating is double) + 16 * seq.row_split),
+               participants)
     pace_start(&projection_pace, pace_key(B, H, seq.input_size, 8 + (floating is double)),
                participants)
 
@@ -712,7 +854,8 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
                 while (call.chunk_hi < T and seq.offsets[call.chunk_hi + 1]
                        - seq.offsets[call.chunk_lo] <= call.preact_rows):
                     call.chunk_hi += 1
-        if call.project and (call.blas_projection or call.chunk_hi - call.chunk_lo > 1):
+        if call.project and (call.blas_projection or call.chunk_hi - call.chunk_lo > 1
+                             or seq.row_split):
             # A chunk of several steps: computed apart (on BLAS, or in a phase
             # of its own paced on its own) and left out of the steps' pace,
             # whose blocks would otherwise time an unequal mix of steps with
@@ -732,9 +875,10 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
             pace_exclude(&pace, now_ns() - projection_start)
             call.project = False
         call.phase = STEP
-        if run_phase(piece_fn, call, n_pieces, n_pieces, run_policy, pace_participants(&pace)):
+        if run_phase(piece_fn, call, step_pieces, step_pieces, run_policy,
+                     pace_participants(&pace)):
             pace_note_late(&pace)
-        if call.n_active > 0 and not seq.reset_after:
+        if call.n_active > 0 and not seq.reset_after and not seq.row_split:
             call.phase = CANDIDATE
             if run_phase(piece_fn, call, n_pieces, n_pieces, run_policy, pace_participants(&pace)):
                 pace_note_late(&pace)
@@ -788,6 +932,8 @@ cdef Sequence _sequence(const Py_ssize_t[::1] batch_sizes, const Py_ssize_t[::1]
     seq.reset_after = reset_after
     seq.reverse = reverse
     seq.hidden_pieces = _pieces(hidden_size)
+    seq.row_pieces = _row_pieces(batch_size)
+    seq.row_split = _row_split_on(seq.row_pieces)
     return seq
 
 
@@ -866,7 +1012,8 @@ def forward_sequence(const floating[:, ::1] x,
         &stop[0], PyThread_get_thread_ident() == _main_thread)
     cdef int status, participants
     with nogil:
-        participants = pool_acquire(min(n_threads, call.seq.hidden_pieces.count))
+        participants = pool_acquire(min(n_threads, max(call.seq.hidden_pieces.count,
+                                                       _step_pieces(&call.seq))))
         status = _forward_run(&call, participants, &interrupts, <floating*> NULL)
         if participants > 1:
             pool_release()
@@ -932,6 +1079,15 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
             _pack_all_rows(call, lo, hi, dtype)
         return
 
+    if seq.row_split and call.phase == GATE_GRADIENTS:
+        # piece is a row piece (or a run of them: one by one, each in its own tiles)
+        _piece_range(seq.row_pieces, piece, &lo, &hi)
+        b = lo
+        while b < hi:
+            _backward_rows(call, b, min(hi, b + seq.row_pieces.units), dtype)
+            b += seq.row_pieces.units
+        return
+
     if call.phase == GATE_GRADIENTS or call.phase == OVER_ROWS:
         if call.prev_active > 0:
             # The product of the step before, into dh (its gate gradients are complete).
@@ -950,6 +1106,8 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
         if call.phase == OVER_ROWS:
             if call.hh_over_rows:
                 _weight_gradients_over_rows(call, lo, hi, dtype)
+            if call.with_bias and seq.row_split:
+                _bias_sums_over_rows(call, lo, hi, dtype)
             if call.with_bias:
                 _bias_hh_from_bias_ih(call, lo, hi, dtype)
             return
@@ -1009,6 +1167,99 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
     if with_bias:
         # db_ih[lo:hi] += Σ_rows dr[rows of t, lo:hi]
         _add_row_sums(d_gi + seq.offsets[t] * 3 * H, call.n_active, 3 * H, lo, hi, d_bias_ih)
+
+
+cdef void _backward_rows(BackwardCall* call, Py_ssize_t r0, Py_ssize_t r1,
+                        floating* dtype) noexcept nogil:
+    """A step of batch rows [r0, r1), every hidden unit (GATE_GRADIENTS of a row split).
+
+    1. the product of the step before into these rows of dh;
+    2. the gate gradients of step t for these rows (classic: then dq = dn W_hn
+       of these rows and the reset-gate gradients, which read only them).
+    dW_hh (over all rows) and the bias gradients come in OVER_ROWS.
+    """
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t H = seq.hidden_size
+    cdef Py_ssize_t t = call.t, b, j, row, t_next, n_next, r_end
+    cdef const floating* gates = <const floating*> call.gates
+    cdef const floating* h_prev = <const floating*> call.h_prev
+    cdef floating* dh = <floating*> call.dh
+    cdef floating* d_gi = <floating*> call.d_gi
+    cdef floating* packed_hh = <floating*> call.packed_hh
+    cdef floating* dq = <floating*> call.dq
+    cdef const floating* gt
+    cdef const floating* dy_row
+    cdef floating* dh_row
+    cdef int m
+    cdef bint with_dy = call.with_dy
+    r_end = min(r1, call.prev_active)
+    if r_end > r0:
+        m = <int> (r_end - r0)
+        if seq.reset_after:
+            # dh[r0:r_end] (m, H) += d_gh[prev rows r0:r_end] (m, 3H) @ W_hh (3H, H)
+            packed_gemm(m, <int> H, <int> (3 * H), _d_gh_rows(call, call.prev_t, dtype) + r0 * 3 * H,
+                        3 * H, packed_hh, 3 * H * PANEL, True, dh + r0 * H, H)
+        else:
+            # dh[r0:r_end] (m, H) += d_gi[prev rows r0:r_end, :2H] (m, 2H) @ W_hh[:2H] (2H, H)
+            packed_gemm(m, <int> H, <int> (2 * H),
+                        d_gi + (seq.offsets[call.prev_t] + r0) * 3 * H, 3 * H,
+                        packed_hh, 3 * H * PANEL, True, dh + r0 * H, H)
+    r_end = min(r1, call.n_active)
+    if r_end <= r0:
+        return
+    t_next = t + 1 if seq.reverse else t - 1
+    n_next = seq.batch_sizes[t_next] if 0 <= t_next < seq.seq_len else 0
+    for b in range(r0, r_end):
+        if b < n_next:
+            _prefetch_row(call, seq.offsets[t_next] + b, 0, H, with_dy, dtype)
+        row = seq.offsets[t] + b
+        gt = gates + row * 4 * H
+        dh_row = dh + b * H
+        if with_dy:
+            # dL/dh_t = (what came back from step t+1) + dy[t] (a loop of its own:
+            # see _backward_piece)
+            dy_row = (<const floating*> call.dy
+                      + (seq.out_rows[row] if seq.out_rows != NULL else row) * H)
+            for j in range(H):
+                dh_row[j] = dh_row[j] + dy_row[j]
+        if seq.reset_after:
+            backward_gates_reset_after(H, 0, H, gt, h_prev + row * H, dh_row, d_gi + row * 3 * H,
+                                       _d_gh_rows(call, t, dtype) + b * 3 * H)
+        else:
+            backward_gates_classic(H, 0, H, gt, h_prev + row * H, dh_row, d_gi + row * 3 * H)
+    if seq.reset_after:
+        return
+    m = <int> (r_end - r0)
+    # dq[r0:r_end] (m, H) = dn[rows r0:r_end] (m, H) @ W_hh[2H:] (H, H),  q = r ∘ h
+    packed_gemm(m, <int> H, <int> H, d_gi + (seq.offsets[t] + r0) * 3 * H + 2 * H, 3 * H,
+                packed_hh + 2 * H * PANEL, 3 * H * PANEL, False, dq + r0 * H, H)
+    for b in range(r0, r_end):
+        row = seq.offsets[t] + b
+        backward_reset_classic(0, H, gates + row * 4 * H, h_prev + row * H, dq + b * H,
+                               dh + b * H, d_gi + row * 3 * H)
+
+
+cdef inline void _bias_sums_over_rows(BackwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
+                                      floating* dtype) noexcept nogil:
+    """The bias gradients of gate units [lo, hi), summed over all rows (row split).
+
+    db_ih = Σ_rows d_gi; reset_after: db_hh's n block = Σ_rows d_gh's (= dn ∘ r).
+    The rows in the order the time loop walked them, as the step sums of a
+    hidden split add them.
+    """
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t H = seq.hidden_size, step, t, gate
+    cdef const floating* d_gi = <const floating*> call.d_gi
+    for step in range(seq.seq_len):
+        t = _time_of(seq, step, True)
+        if seq.batch_sizes[t] == 0:
+            continue
+        for gate in range(3):
+            _add_row_sums(d_gi + seq.offsets[t] * 3 * H + gate * H, seq.batch_sizes[t], 3 * H,
+                          lo, hi, <floating*> call.d_bias_ih + gate * H)
+        if seq.reset_after:
+            _add_row_sums(_d_gh_rows(call, t, dtype) + 2 * H, seq.batch_sizes[t], 3 * H,
+                          lo, hi, <floating*> call.d_bias_hh + 2 * H)
 
 
 cdef inline void _prefetch_row(BackwardCall* call, Py_ssize_t row, Py_ssize_t lo, Py_ssize_t hi,
@@ -1333,6 +1584,13 @@ def weight_hh_over_rows(Py_ssize_t hidden_size, int itemsize):
             > HH_STEP_SUMS_MAX_BUDGETS * <long long> gf_level2_budget())
 
 
+def backward_hh_over_rows(Py_ssize_t batch_size, Py_ssize_t hidden_size, int itemsize):
+    """Whether backward sums dW_hh over all rows after the time loop: when
+    `weight_hh_over_rows` says so, and always with row pieces (`row_split`),
+    whose pieces each hold rows of every unit."""
+    return weight_hh_over_rows(hidden_size, itemsize) or row_split(batch_size)
+
+
 cdef inline void _gradients_over_rows(BackwardCall* call, floating* dtype) noexcept nogil:
     """dx and dW_ih from the gate gradients of all N rows: large GEMMs on BLAS.
 
@@ -1376,12 +1634,14 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
     cdef gf_piece_fn piece_fn
     cdef gf_pace pace
     cdef int n_pieces = seq.hidden_pieces.count
+    cdef int step_pieces = _step_pieces(seq)
     if floating is float:
         piece_fn = _backward_piece_float
     else:
         piece_fn = _backward_piece_double
     pace_start(&pace, pace_key(seq.batch_size, seq.hidden_size, seq.input_size,
-                               2 * seq.reset_after + (floating is double) + 4), participants)
+                               2 * seq.reset_after + (floating is double) + 4
+                               + 16 * seq.row_split), participants)
     call.phase = PACK
     cdef long long pack_start = now_ns()
     if run_phase(piece_fn, call, n_pieces, n_pieces, backward_run_policy,
@@ -1397,10 +1657,10 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
         if call.n_active == 0:
             continue
         call.phase = GATE_GRADIENTS
-        if run_phase(piece_fn, call, n_pieces, n_pieces, backward_run_policy,
+        if run_phase(piece_fn, call, step_pieces, step_pieces, backward_run_policy,
                      pace_participants(&pace)):
             pace_note_late(&pace)
-        if not seq.reset_after:
+        if not seq.reset_after and not seq.row_split:
             call.phase = RESET_GRADIENTS
             if run_phase(piece_fn, call, n_pieces, n_pieces, backward_run_policy,
                          pace_participants(&pace)):
@@ -1497,7 +1757,7 @@ def backward_sequence(const floating[:, ::1] x,
     call.over_rows_on_blas = over_rows_on_blas(n_rows, x.shape[1], dh.shape[1],
                                                sizeof(floating))
     call.input_pieces = _pieces(x.shape[1])
-    call.hh_over_rows = weight_hh_over_rows(dh.shape[1], sizeof(floating))
+    call.hh_over_rows = backward_hh_over_rows(dh.shape[0], dh.shape[1], sizeof(floating))
     if not call.over_rows_on_blas:
         call.packed_ih = &packed_ih[0]
         call.packed_x = &packed_x[0]
@@ -1510,10 +1770,10 @@ def backward_sequence(const floating[:, ::1] x,
         &stop[0], PyThread_get_thread_ident() == _main_thread)
     cdef int status, participants
     with nogil:
-        participants = pool_acquire(min(n_threads, call.seq.hidden_pieces.count
-                                        if call.over_rows_on_blas
-                                        else max(call.seq.hidden_pieces.count,
-                                                 call.input_pieces.count)))
+        participants = pool_acquire(min(n_threads, max(
+            _step_pieces(&call.seq), call.seq.hidden_pieces.count
+            if call.over_rows_on_blas else max(call.seq.hidden_pieces.count,
+                                               call.input_pieces.count))))
         status = _backward_run(&call, participants, &interrupts, <floating*> NULL)
         if participants > 1:
             pool_release()
@@ -1654,6 +1914,8 @@ cdef void _step_layer(const floating* x, const floating* h, floating* out, char*
     call.seq.reset_after = reset_after
     call.seq.reverse = False
     call.seq.hidden_pieces = _pieces(H)
+    call.seq.row_pieces = _row_pieces(B)
+    call.seq.row_split = _row_split_on(call.seq.row_pieces)
     call.store_history = False
     call.pack_weights = False
     call.preact_rows = B
@@ -1676,7 +1938,8 @@ cdef void _step_layer(const floating* x, const floating* h, floating* out, char*
     cdef Interrupts interrupts = _interrupts_from(&_never_stop, False)
     if max_threads <= 0:
         max_threads = max_threads_c()
-    cdef int participants = pool_acquire(min(max_threads, call.seq.hidden_pieces.count))
+    cdef int participants = pool_acquire(min(max_threads, max(call.seq.hidden_pieces.count,
+                                                              _step_pieces(&call.seq))))
     _forward_run(&call, participants, &interrupts, <floating*> NULL)
     if participants > 1:
         pool_release()

@@ -271,6 +271,13 @@ static inline int gf_max_threads(void)
 #endif
 }
 
+/* The processors online: a property of the machine, never of a thread limit. */
+static inline int gf_processors(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
 /* Take the pool for one call on up to n_threads threads (the caller
  * included).  Returns the participants the call may use: 1 when the pool is
  * in use by another call or no worker could be started. */
