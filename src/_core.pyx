@@ -293,25 +293,29 @@ def _set_row_split(mode, int rows=0):
     row_split_rows = rows
 
 
-cdef inline Pieces _row_pieces(Py_ssize_t batch_size) noexcept nogil:
-    """The row pieces of a batch: as many as the machine has processors, at
-    least 2 rows each, of equal rows (the last may have fewer).
+cdef inline Pieces _row_pieces(Py_ssize_t n_rows) noexcept nogil:
+    """The row pieces of a step's n_rows active rows: as many as the machine
+    has processors, at least 2 rows each, of equal rows (the last may have
+    fewer); one piece (maybe of no rows) when there are too few rows.
 
     A property of the shape and the machine, never of the thread count.
+    The active rows of a step are a prefix of the batch (sorted by length),
+    so a step of fewer rows splits them anew: none of them is left to one
+    thread when the rows of another piece have ended.
     """
     cdef Pieces pieces
-    cdef Py_ssize_t count = max(1, min(<Py_ssize_t> processors(), batch_size // 2))
-    cdef Py_ssize_t rows = row_split_rows if row_split_rows > 0 else (batch_size + count - 1) // count
+    cdef Py_ssize_t count = max(1, min(<Py_ssize_t> processors(), n_rows // 2))
+    cdef Py_ssize_t rows = row_split_rows if row_split_rows > 0 else (n_rows + count - 1) // count
     rows = max(1, rows)
-    pieces.width = <int> batch_size
+    pieces.width = <int> n_rows
     pieces.units = <int> rows
-    pieces.count = <int> ((batch_size + rows - 1) // rows)
+    pieces.count = <int> max(1, (n_rows + rows - 1) // rows)
     return pieces
 
 
-cdef inline bint _row_split_on(Pieces row_pieces) noexcept nogil:
-    """Whether the steps split into these row pieces (else into hidden pieces)."""
-    if row_pieces.count < 2:
+cdef inline bint _row_split_on(Pieces batch_pieces) noexcept nogil:
+    """Whether the steps split into row pieces (else hidden pieces), from those of the batch."""
+    if batch_pieces.count < 2:
         return False
     return row_split_forced != 0
 
@@ -331,9 +335,15 @@ def row_split(Py_ssize_t batch_size):
     return _row_split_on(_row_pieces(batch_size))
 
 
-cdef inline int _step_pieces(const Sequence* seq) noexcept nogil:
-    """Pieces of a step's phase."""
-    return seq.row_pieces.count if seq.row_split else seq.hidden_pieces.count
+cdef inline int _step_pieces(const Sequence* seq, Pieces rows) noexcept nogil:
+    """Pieces of a step's phase: `rows` (the step's row pieces) or the hidden pieces."""
+    return rows.count if seq.row_split else seq.hidden_pieces.count
+
+
+cdef inline int _most_pieces(const Sequence* seq) noexcept nogil:
+    """The most pieces a step's phase can have (how many threads can help)."""
+    return max(seq.hidden_pieces.count, _row_pieces(seq.batch_size).count
+               if seq.row_split else 1)
 
 
 cdef inline void _piece_range(Pieces pieces, int piece, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
@@ -359,7 +369,6 @@ cdef struct Sequence:
     Pieces hidden_pieces
     # The steps' phases split over batch rows instead (see row_split): pieces of rows.
     bint row_split
-    Pieces row_pieces
 
 
 cdef inline Py_ssize_t _time_of(const Sequence* seq, Py_ssize_t step, bint backward) noexcept nogil:
@@ -397,6 +406,7 @@ cdef struct ForwardCall:
     bint blas_in_pieces             # each piece computes its columns of them on BLAS
     void* h_read
     void* h_write
+    Pieces rows                     # the step's row pieces (row_split)
 
 
 cdef struct BackwardCall:
@@ -428,6 +438,7 @@ cdef struct BackwardCall:
     int phase
     Py_ssize_t t, n_active
     Py_ssize_t prev_t, prev_active   # the step before, whose product into dh is pending
+    Pieces rows                      # the step's row pieces (row_split)
 
 
 cdef inline void _pack_forward_weights(
@@ -555,11 +566,17 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
 
     if seq.row_split and (call.phase == STEP or call.phase == CANDIDATE):
         # piece is a row piece (or a run of them: one by one, each in its own tiles)
-        _piece_range(seq.row_pieces, piece, &lo, &hi)
+        _piece_range(call.rows, piece, &lo, &hi)
         b = lo
         while b < hi:
-            _forward_rows(call, b, min(hi, b + seq.row_pieces.units), dtype)
-            b += seq.row_pieces.units
+            _forward_rows(call, b, min(hi, b + call.rows.units), dtype)
+            b += call.rows.units
+        if hi >= call.rows.width and seq.order != NULL and y != NULL:
+            # the last piece: y[t, row] = 0 for the rows not running at step t
+            for b in range(call.n_active, B):
+                y_row = y + (t * B + seq.order[b]) * H
+                for j in range(H):
+                    y_row[j] = 0
         return
 
     if call.phase == STEP:
@@ -637,12 +654,6 @@ cdef void _forward_rows(ForwardCall* call, Py_ssize_t r0, Py_ssize_t r1,
     cdef floating* gt
     cdef floating* y_row
     cdef int m
-    if seq.order != NULL and y != NULL:
-        # y[t, row] = 0 for this piece's rows not running at step t
-        for b in range(max(r0, n_active), r1):
-            y_row = y + (t * B + seq.order[b]) * H
-            for j in range(H):
-                y_row[j] = 0
     r_end = min(r1, n_active)
     if r_end <= r0:
         return
@@ -816,7 +827,6 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
     cdef gf_pace pace, projection_pace
     cdef long long projection_start
     cdef int n_pieces = seq.hidden_pieces.count
-    cdef int step_pieces = _step_pieces(seq)
     if floating is float:
         piece_fn = _forward_piece_float
     else:
@@ -875,7 +885,9 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
             pace_exclude(&pace, now_ns() - projection_start)
             call.project = False
         call.phase = STEP
-        if run_phase(piece_fn, call, step_pieces, step_pieces, run_policy,
+        call.rows = _row_pieces(call.n_active)
+        if run_phase(piece_fn, call, _step_pieces(seq, call.rows), _step_pieces(seq, call.rows),
+                     run_policy,
                      pace_participants(&pace)):
             pace_note_late(&pace)
         if call.n_active > 0 and not seq.reset_after and not seq.row_split:
@@ -932,8 +944,7 @@ cdef Sequence _sequence(const Py_ssize_t[::1] batch_sizes, const Py_ssize_t[::1]
     seq.reset_after = reset_after
     seq.reverse = reverse
     seq.hidden_pieces = _pieces(hidden_size)
-    seq.row_pieces = _row_pieces(batch_size)
-    seq.row_split = _row_split_on(seq.row_pieces)
+    seq.row_split = _row_split_on(_row_pieces(batch_size))
     return seq
 
 
@@ -1012,8 +1023,7 @@ def forward_sequence(const floating[:, ::1] x,
         &stop[0], PyThread_get_thread_ident() == _main_thread)
     cdef int status, participants
     with nogil:
-        participants = pool_acquire(min(n_threads, max(call.seq.hidden_pieces.count,
-                                                       _step_pieces(&call.seq))))
+        participants = pool_acquire(min(n_threads, _most_pieces(&call.seq)))
         status = _forward_run(&call, participants, &interrupts, <floating*> NULL)
         if participants > 1:
             pool_release()
@@ -1081,11 +1091,11 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
 
     if seq.row_split and call.phase == GATE_GRADIENTS:
         # piece is a row piece (or a run of them: one by one, each in its own tiles)
-        _piece_range(seq.row_pieces, piece, &lo, &hi)
+        _piece_range(call.rows, piece, &lo, &hi)
         b = lo
         while b < hi:
-            _backward_rows(call, b, min(hi, b + seq.row_pieces.units), dtype)
-            b += seq.row_pieces.units
+            _backward_rows(call, b, min(hi, b + call.rows.units), dtype)
+            b += call.rows.units
         return
 
     if call.phase == GATE_GRADIENTS or call.phase == OVER_ROWS:
@@ -1634,7 +1644,6 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
     cdef gf_piece_fn piece_fn
     cdef gf_pace pace
     cdef int n_pieces = seq.hidden_pieces.count
-    cdef int step_pieces = _step_pieces(seq)
     if floating is float:
         piece_fn = _backward_piece_float
     else:
@@ -1657,7 +1666,11 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
         if call.n_active == 0:
             continue
         call.phase = GATE_GRADIENTS
-        if run_phase(piece_fn, call, step_pieces, step_pieces, backward_run_policy,
+        # rows of dh this step writes: the step before's (its product into dh;
+        # more than this step's when a reverse layer's rows end) and its own
+        call.rows = _row_pieces(max(call.n_active, call.prev_active))
+        if run_phase(piece_fn, call, _step_pieces(seq, call.rows), _step_pieces(seq, call.rows),
+                     backward_run_policy,
                      pace_participants(&pace)):
             pace_note_late(&pace)
         if not seq.reset_after and not seq.row_split:
@@ -1771,7 +1784,7 @@ def backward_sequence(const floating[:, ::1] x,
     cdef int status, participants
     with nogil:
         participants = pool_acquire(min(n_threads, max(
-            _step_pieces(&call.seq), call.seq.hidden_pieces.count
+            _most_pieces(&call.seq), call.seq.hidden_pieces.count
             if call.over_rows_on_blas else max(call.seq.hidden_pieces.count,
                                                call.input_pieces.count))))
         status = _backward_run(&call, participants, &interrupts, <floating*> NULL)
@@ -1914,8 +1927,7 @@ cdef void _step_layer(const floating* x, const floating* h, floating* out, char*
     call.seq.reset_after = reset_after
     call.seq.reverse = False
     call.seq.hidden_pieces = _pieces(H)
-    call.seq.row_pieces = _row_pieces(B)
-    call.seq.row_split = _row_split_on(call.seq.row_pieces)
+    call.seq.row_split = _row_split_on(_row_pieces(B))
     call.store_history = False
     call.pack_weights = False
     call.preact_rows = B
@@ -1938,8 +1950,7 @@ cdef void _step_layer(const floating* x, const floating* h, floating* out, char*
     cdef Interrupts interrupts = _interrupts_from(&_never_stop, False)
     if max_threads <= 0:
         max_threads = max_threads_c()
-    cdef int participants = pool_acquire(min(max_threads, max(call.seq.hidden_pieces.count,
-                                                              _step_pieces(&call.seq))))
+    cdef int participants = pool_acquire(min(max_threads, _most_pieces(&call.seq)))
     _forward_run(&call, participants, &interrupts, <floating*> NULL)
     if participants > 1:
         pool_release()
