@@ -260,22 +260,29 @@ static void gf_pool_after_fork_in_child(void)
     pthread_cond_init(&pool->finished, NULL);
 }
 
+/* The processors online: a property of the machine, never of a thread limit.
+ * Asked once (sysconf reads /sys at every call: ~8 us, more than a small step). */
+static int gf_processors_online = 0;
+
+static inline int gf_processors(void)
+{
+    int n = __atomic_load_n(&gf_processors_online, __ATOMIC_RELAXED);
+    if (n == 0) {
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        n = online > 0 ? (int)online : 1;
+        __atomic_store_n(&gf_processors_online, n, __ATOMIC_RELAXED);
+    }
+    return n;
+}
+
 /* The thread count OpenMP would use (threadpoolctl and OMP_NUM_THREADS set it). */
 static inline int gf_max_threads(void)
 {
 #ifdef _OPENMP
     return omp_get_max_threads();
 #else
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
+    return gf_processors();
 #endif
-}
-
-/* The processors online: a property of the machine, never of a thread limit. */
-static inline int gf_processors(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
 }
 
 /* Take the pool for one call on up to n_threads threads (the caller
