@@ -432,7 +432,9 @@ def gru_backward(cache, dy, dh_n=None, *, input_grad=True):
     d_gi = _workspace.scratch("d_gi", (n_rows, 3 * hidden_size), dtype)
     # dW_hh summed step by step: d_gh of two steps and their rows of h_prev (and q) as
     # panels; over all rows after the time loop: d_gh and h_prev (and q) of every row
-    hh_over_rows = _core.backward_hh_over_rows(batch_size, hidden_size, np.dtype(dtype).itemsize)
+    hh_over_rows = _core.backward_hh_over_rows(
+        batch_size, hidden_size, np.dtype(dtype).itemsize,
+        bool(np.all(packing.batch_sizes == batch_size)))
     padded_hidden = _core.padded_to_panels(hidden_size)
     d_gh = _workspace.scratch("d_gh", ((n_rows if hh_over_rows else 2 * batch_size)
                                        if cache.reset_after else 1, 3 * hidden_size), dtype)

@@ -313,14 +313,17 @@ cdef inline Pieces _row_pieces(Py_ssize_t n_rows) noexcept nogil:
     return pieces
 
 
-cdef inline bint _row_split_on(Pieces batch_pieces) noexcept nogil:
-    """Whether the steps split into row pieces (else hidden pieces), from those of the batch."""
-    if batch_pieces.count < 2:
+cdef inline bint _row_split_on(Py_ssize_t batch_size, Py_ssize_t hidden_size, int itemsize,
+                               bint full_lengths) noexcept nogil:
+    """See row_split."""
+    if _row_pieces(batch_size).count < 2:
         return False
-    return row_split_forced != 0
+    if row_split_forced >= 0:
+        return row_split_forced == 1
+    return full_lengths and not _hh_over_rows_by_size(hidden_size, itemsize)
 
 
-def row_split(Py_ssize_t batch_size):
+def row_split(Py_ssize_t batch_size, Py_ssize_t hidden_size, int itemsize, bint full_lengths):
     """Whether forward's and backward's steps split over batch rows (else hidden units).
 
     A piece of rows runs every hidden unit of its rows, so it reads only the
@@ -328,11 +331,24 @@ def row_split(Py_ssize_t batch_size):
     step before: nothing crosses between cores inside the time loop, and
     the classic variant and backward need one phase per step, not two.  A
     piece of hidden units reads the whole state every step, half of it
-    written by the other core.  Measured on Zen 3 (bench/README.md, "Row
-    pieces"); both splits give the same bits on any thread count.  Backward
-    with row pieces sums dW_hh over all rows after the time loop.
+    written by the other core, but only its share of W_hh.  So rows when
+    W_hh stays in cache from step to step (within the bound of
+    `weight_hh_over_rows`, as the machine's L2 sets it) and every sequence
+    runs all steps (full_lengths; as rows end, fewer rows are left to
+    split, while every unit still runs).  Measured on Zen 3 (bench/README.md,
+    "Row pieces").  Both splits give the same bits on any thread count.
+    Backward with row pieces sums dW_hh over all rows after the time loop.
     """
-    return _row_split_on(_row_pieces(batch_size))
+    return _row_split_on(batch_size, hidden_size, itemsize, full_lengths)
+
+
+cdef inline bint _full_lengths(const Py_ssize_t[::1] batch_sizes, Py_ssize_t batch_size) noexcept:
+    """Whether every step runs every row of the batch."""
+    cdef Py_ssize_t t
+    for t in range(batch_sizes.shape[0]):
+        if batch_sizes[t] != batch_size:
+            return False
+    return True
 
 
 cdef inline int _step_pieces(const Sequence* seq, Pieces rows) noexcept nogil:
@@ -929,8 +945,8 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
 cdef Sequence _sequence(const Py_ssize_t[::1] batch_sizes, const Py_ssize_t[::1] offsets,
                         const Py_ssize_t[::1] out_rows, Py_ssize_t batch_size,
                         Py_ssize_t input_size, Py_ssize_t hidden_size, Py_ssize_t n_rows,
-                        bint reset_after, bint reverse):
-    """The Sequence of a call (order is left NULL)."""
+                        bint reset_after, bint reverse, int itemsize):
+    """The Sequence of a call (order is left NULL) in a dtype of `itemsize` bytes."""
     cdef Sequence seq
     seq.seq_len = batch_sizes.shape[0]
     seq.batch_size = batch_size
@@ -944,7 +960,8 @@ cdef Sequence _sequence(const Py_ssize_t[::1] batch_sizes, const Py_ssize_t[::1]
     seq.reset_after = reset_after
     seq.reverse = reverse
     seq.hidden_pieces = _pieces(hidden_size)
-    seq.row_split = _row_split_on(_row_pieces(batch_size))
+    seq.row_split = _row_split_on(batch_size, hidden_size, itemsize,
+                                  _full_lengths(batch_sizes, batch_size))
     return seq
 
 
@@ -996,7 +1013,7 @@ def forward_sequence(const floating[:, ::1] x,
         return
     cdef ForwardCall call
     call.seq = _sequence(batch_sizes, offsets, out_rows, state.shape[0], x.shape[1],
-                         state.shape[1], x.shape[0], reset_after, reverse)
+                         state.shape[1], x.shape[0], reset_after, reverse, sizeof(floating))
     call.seq.order = &order[0] if order.shape[0] > 0 else NULL
     call.store_history = store_history
     call.pack_weights = pack_weights
@@ -1590,15 +1607,22 @@ def weight_hh_over_rows(Py_ssize_t hidden_size, int itemsize):
     """
     if hh_over_rows_forced >= 0:
         return hh_over_rows_forced == 1
+    return _hh_over_rows_by_size(hidden_size, itemsize)
+
+
+cdef inline bint _hh_over_rows_by_size(Py_ssize_t hidden_size, int itemsize) noexcept nogil:
+    """weight_hh_over_rows's size rule: dW_hh (3H x H) beyond 8 L2 budgets."""
     return (3 * hidden_size * hidden_size * itemsize
             > HH_STEP_SUMS_MAX_BUDGETS * <long long> gf_level2_budget())
 
 
-def backward_hh_over_rows(Py_ssize_t batch_size, Py_ssize_t hidden_size, int itemsize):
+def backward_hh_over_rows(Py_ssize_t batch_size, Py_ssize_t hidden_size, int itemsize,
+                          bint full_lengths):
     """Whether backward sums dW_hh over all rows after the time loop: when
     `weight_hh_over_rows` says so, and always with row pieces (`row_split`),
     whose pieces each hold rows of every unit."""
-    return weight_hh_over_rows(hidden_size, itemsize) or row_split(batch_size)
+    return (weight_hh_over_rows(hidden_size, itemsize)
+            or row_split(batch_size, hidden_size, itemsize, full_lengths))
 
 
 cdef inline void _gradients_over_rows(BackwardCall* call, floating* dtype) noexcept nogil:
@@ -1752,7 +1776,7 @@ def backward_sequence(const floating[:, ::1] x,
         return
     cdef BackwardCall call
     call.seq = _sequence(batch_sizes, offsets, out_rows, dh.shape[0], x.shape[1],
-                         dh.shape[1], n_rows, reset_after, reverse)
+                         dh.shape[1], n_rows, reset_after, reverse, sizeof(floating))
     call.with_bias = with_bias
     call.with_dy = dy.shape[0] > 0
     call.x = &x[0, 0]
@@ -1770,7 +1794,8 @@ def backward_sequence(const floating[:, ::1] x,
     call.over_rows_on_blas = over_rows_on_blas(n_rows, x.shape[1], dh.shape[1],
                                                sizeof(floating))
     call.input_pieces = _pieces(x.shape[1])
-    call.hh_over_rows = backward_hh_over_rows(dh.shape[0], dh.shape[1], sizeof(floating))
+    call.hh_over_rows = backward_hh_over_rows(dh.shape[0], dh.shape[1], sizeof(floating),
+                                              _full_lengths(batch_sizes, dh.shape[0]))
     if not call.over_rows_on_blas:
         call.packed_ih = &packed_ih[0]
         call.packed_x = &packed_x[0]
@@ -1927,7 +1952,7 @@ cdef void _step_layer(const floating* x, const floating* h, floating* out, char*
     call.seq.reset_after = reset_after
     call.seq.reverse = False
     call.seq.hidden_pieces = _pieces(H)
-    call.seq.row_split = _row_split_on(_row_pieces(B))
+    call.seq.row_split = _row_split_on(B, H, sizeof(floating), True)
     call.store_history = False
     call.pack_weights = False
     call.preact_rows = B

@@ -98,10 +98,16 @@ def test_streaming_steps_split_too(set_row_split):
             _helpers.assert_close(h, y_ref[t], f"{split} step {t}")
 
 
-def test_the_rule_follows_the_batch_and_the_processors():
+def test_the_rule_follows_the_batch_lengths_size_and_processors():
     processors = os.cpu_count() or 1
     for batch_size in range(1, 40):
-        assert _core.row_split(batch_size) == (min(processors, batch_size // 2) >= 2)
-        # backward with row pieces sums dW_hh over all rows
-        if _core.row_split(batch_size):
-            assert _core.backward_hh_over_rows(batch_size, 16, 4)
+        for hidden_size in (16, 128, 1024):
+            for itemsize in (4, 8):
+                for full in (True, False):
+                    rows = _core.row_split(batch_size, hidden_size, itemsize, full)
+                    assert rows == (min(processors, batch_size // 2) >= 2 and full
+                                    and not _core.weight_hh_over_rows(hidden_size, itemsize))
+                    # backward with row pieces sums dW_hh over all rows
+                    if rows:
+                        assert _core.backward_hh_over_rows(batch_size, hidden_size, itemsize,
+                                                           full)
