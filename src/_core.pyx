@@ -313,17 +313,27 @@ cdef inline Pieces _row_pieces(Py_ssize_t n_rows) noexcept nogil:
     return pieces
 
 
+# Row pieces while W_hh (3H x H) is at most this many of the kernel's L2 budgets
+# (half of one core's L2): forward, weight_hh_over_rows's bound; backward, whose
+# row pieces also move dW_hh to one product over all rows, a quarter of it.
+cdef long long ROWS_FORWARD_MAX_BUDGETS = 8
+cdef long long ROWS_BACKWARD_MAX_BUDGETS = 2
+
+
 cdef inline bint _row_split_on(Py_ssize_t batch_size, Py_ssize_t hidden_size, int itemsize,
-                               bint full_lengths) noexcept nogil:
+                               bint full_lengths, bint backward) noexcept nogil:
     """See row_split."""
     if _row_pieces(batch_size).count < 2:
         return False
     if row_split_forced >= 0:
         return row_split_forced == 1
-    return full_lengths and not _hh_over_rows_by_size(hidden_size, itemsize)
+    return full_lengths and (3 * hidden_size * hidden_size * itemsize
+                             <= (ROWS_BACKWARD_MAX_BUDGETS if backward else ROWS_FORWARD_MAX_BUDGETS)
+                             * <long long> gf_level2_budget())
 
 
-def row_split(Py_ssize_t batch_size, Py_ssize_t hidden_size, int itemsize, bint full_lengths):
+def row_split(Py_ssize_t batch_size, Py_ssize_t hidden_size, int itemsize, bint full_lengths,
+              bint backward=False):
     """Whether forward's and backward's steps split over batch rows (else hidden units).
 
     A piece of rows runs every hidden unit of its rows, so it reads only the
@@ -335,11 +345,12 @@ def row_split(Py_ssize_t batch_size, Py_ssize_t hidden_size, int itemsize, bint 
     W_hh stays in cache from step to step (within the bound of
     `weight_hh_over_rows`, as the machine's L2 sets it) and every sequence
     runs all steps (full_lengths; as rows end, fewer rows are left to
-    split, while every unit still runs).  Measured on Zen 3 (bench/README.md,
-    "Row pieces").  Both splits give the same bits on any thread count.
+    split, while every unit still runs).  Forward: W_hh within 8 L2 budgets;
+    backward (`backward`), where row pieces also sum dW_hh over all rows at
+    the end, within 2.  Measured on Zen 3 (bench/README.md, "Row pieces").  Both splits give the same bits on any thread count.
     Backward with row pieces sums dW_hh over all rows after the time loop.
     """
-    return _row_split_on(batch_size, hidden_size, itemsize, full_lengths)
+    return _row_split_on(batch_size, hidden_size, itemsize, full_lengths, backward)
 
 
 cdef inline bint _full_lengths(const Py_ssize_t[::1] batch_sizes, Py_ssize_t batch_size) noexcept:
@@ -945,8 +956,8 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
 cdef Sequence _sequence(const Py_ssize_t[::1] batch_sizes, const Py_ssize_t[::1] offsets,
                         const Py_ssize_t[::1] out_rows, Py_ssize_t batch_size,
                         Py_ssize_t input_size, Py_ssize_t hidden_size, Py_ssize_t n_rows,
-                        bint reset_after, bint reverse, int itemsize):
-    """The Sequence of a call (order is left NULL) in a dtype of `itemsize` bytes."""
+                        bint reset_after, bint reverse, int itemsize, bint backward):
+    """The Sequence of a (forward or backward) call (order is left NULL), dtype of `itemsize` bytes."""
     cdef Sequence seq
     seq.seq_len = batch_sizes.shape[0]
     seq.batch_size = batch_size
@@ -961,7 +972,7 @@ cdef Sequence _sequence(const Py_ssize_t[::1] batch_sizes, const Py_ssize_t[::1]
     seq.reverse = reverse
     seq.hidden_pieces = _pieces(hidden_size)
     seq.row_split = _row_split_on(batch_size, hidden_size, itemsize,
-                                  _full_lengths(batch_sizes, batch_size))
+                                  _full_lengths(batch_sizes, batch_size), backward)
     return seq
 
 
@@ -1013,7 +1024,8 @@ def forward_sequence(const floating[:, ::1] x,
         return
     cdef ForwardCall call
     call.seq = _sequence(batch_sizes, offsets, out_rows, state.shape[0], x.shape[1],
-                         state.shape[1], x.shape[0], reset_after, reverse, sizeof(floating))
+                         state.shape[1], x.shape[0], reset_after, reverse, sizeof(floating),
+                         False)
     call.seq.order = &order[0] if order.shape[0] > 0 else NULL
     call.store_history = store_history
     call.pack_weights = pack_weights
@@ -1622,7 +1634,7 @@ def backward_hh_over_rows(Py_ssize_t batch_size, Py_ssize_t hidden_size, int ite
     `weight_hh_over_rows` says so, and always with row pieces (`row_split`),
     whose pieces each hold rows of every unit."""
     return (weight_hh_over_rows(hidden_size, itemsize)
-            or row_split(batch_size, hidden_size, itemsize, full_lengths))
+            or row_split(batch_size, hidden_size, itemsize, full_lengths, True))
 
 
 cdef inline void _gradients_over_rows(BackwardCall* call, floating* dtype) noexcept nogil:
@@ -1776,7 +1788,7 @@ def backward_sequence(const floating[:, ::1] x,
         return
     cdef BackwardCall call
     call.seq = _sequence(batch_sizes, offsets, out_rows, dh.shape[0], x.shape[1],
-                         dh.shape[1], n_rows, reset_after, reverse, sizeof(floating))
+                         dh.shape[1], n_rows, reset_after, reverse, sizeof(floating), True)
     call.with_bias = with_bias
     call.with_dy = dy.shape[0] > 0
     call.x = &x[0, 0]
@@ -1952,7 +1964,7 @@ cdef void _step_layer(const floating* x, const floating* h, floating* out, char*
     call.seq.reset_after = reset_after
     call.seq.reverse = False
     call.seq.hidden_pieces = _pieces(H)
-    call.seq.row_split = _row_split_on(B, H, sizeof(floating), True)
+    call.seq.row_split = _row_split_on(B, H, sizeof(floating), True, False)
     call.store_history = False
     call.pack_weights = False
     call.preact_rows = B

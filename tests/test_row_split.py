@@ -100,14 +100,16 @@ def test_streaming_steps_split_too(set_row_split):
 
 def test_the_rule_follows_the_batch_lengths_size_and_processors():
     processors = os.cpu_count() or 1
+    budget = _core.level2_budget()
     for batch_size in range(1, 40):
-        for hidden_size in (16, 128, 1024):
+        for hidden_size in (16, 128, 200, 1024):
             for itemsize in (4, 8):
                 for full in (True, False):
-                    rows = _core.row_split(batch_size, hidden_size, itemsize, full)
-                    assert rows == (min(processors, batch_size // 2) >= 2 and full
-                                    and not _core.weight_hh_over_rows(hidden_size, itemsize))
+                    for backward, budgets in ((False, 8), (True, 2)):
+                        rows = _core.row_split(batch_size, hidden_size, itemsize, full, backward)
+                        assert rows == (min(processors, batch_size // 2) >= 2 and full
+                                        and 3 * hidden_size ** 2 * itemsize <= budgets * budget)
                     # backward with row pieces sums dW_hh over all rows
-                    if rows:
+                    if _core.row_split(batch_size, hidden_size, itemsize, full, True):
                         assert _core.backward_hh_over_rows(batch_size, hidden_size, itemsize,
                                                            full)
