@@ -154,7 +154,7 @@ class BuildCore(build_ext):
                 if flags and not probe.works("int main(void) { return 0; }\n", flags):
                     print(f"gru_fast: the compiler cannot target {level}; left out")
                     continue
-                ext.extra_compile_args = common + flags
+                ext.extra_compile_args = common + flags + list(ext.extra_compile_args)
                 ext.extra_link_args = link
                 kept.append(ext)
         finally:
@@ -203,6 +203,10 @@ extensions = [
 ] + [
     # What the CPU can run and how the core was built: compiled for the baseline.
     Extension("gru_fast._cpu", sources=["src/_cpu.pyx"], include_dirs=["src"]),
+    # The optimizers' element-wise updates, the same bits as their NumPy code:
+    # no a * b + c contracted into an FMA (aarch64's GCC would by default).
+    Extension("gru_fast._optim_kernels", sources=["src/_optim_kernels.pyx"],
+              extra_compile_args=["-ffp-contract=off"]),
 ]
 
 setup(

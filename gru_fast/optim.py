@@ -29,6 +29,14 @@ import numbers
 
 import numpy as np
 
+try:  # Adam's update in one pass (src/_optim_kernels.pyx), the NumPy code's bits
+    from . import _optim_kernels
+except ImportError:  # a checkout whose extensions are not built
+    _optim_kernels = None
+
+# Tests set this False to run the NumPy code of every update.
+USE_FUSED_UPDATES = True
+
 __all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm"]
 
 
@@ -345,6 +353,15 @@ class Adam(_Optimizer):
         if "scratch" not in state:
             state["scratch"] = np.empty_like(param)
         m, v, scratch = state["exp_avg"], state["exp_avg_sq"], state["scratch"]
+        t = self.step_count
+        step_size = self.lr / (1.0 - beta1 ** t)
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** t)
+        if _fused_update_applies(param, grad, m, v):
+            # the lines below in one pass over the elements (the same bits)
+            _optim_kernels.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1),
+                                       v.reshape(-1), beta1, beta2, step_size,
+                                       bias_correction2_sqrt, self.eps)
+            return
         # m = beta1 m + (1 - beta1) g
         m *= real(beta1)
         np.multiply(grad, real(1.0 - beta1), out=scratch)
@@ -354,9 +371,6 @@ class Adam(_Optimizer):
         np.multiply(grad, grad, out=scratch)
         scratch *= real(1.0 - beta2)
         v += scratch
-        t = self.step_count
-        step_size = self.lr / (1.0 - beta1 ** t)
-        bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** t)
         # p -= step_size m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
         np.sqrt(v, out=scratch)
         scratch /= real(bias_correction2_sqrt)
@@ -364,6 +378,23 @@ class Adam(_Optimizer):
         np.divide(m, scratch, out=scratch)
         scratch *= real(step_size)
         param -= scratch
+
+
+def _fused_update_applies(param, grad, *state):
+    """Whether the one-pass kernel can update `param` (else the NumPy code runs).
+
+    Every array C-contiguous (so that reshape(-1) is a view) and of one float
+    dtype, and the gradient apart from what is updated.
+    """
+    if not USE_FUSED_UPDATES or _optim_kernels is None:
+        return False
+    dtype = param.dtype
+    if dtype != np.float32 and dtype != np.float64:
+        return False
+    for array in (param, grad) + state:
+        if array.dtype != dtype or not array.flags.c_contiguous:
+            return False
+    return not any(np.may_share_memory(grad, array) for array in (param,) + state)
 
 
 class AdamW(Adam):
