@@ -82,7 +82,10 @@
 # reads q of every unit; backward likewise), split into pieces: a piece is a
 # fixed run of whole panels of hidden units, the same units in the r, z and n
 # blocks, and does all the work of its units in that phase (their columns of
-# the products, their gates).  Between two phases every piece reads only
+# the products, their gates).  Or (row_split: every sequence full length,
+# W_hh within cache) a run of the step's active batch rows, all units: its
+# state rows never leave its core, and one phase does a step of any variant,
+# forward or backward (which then sums dW_hh and the biases after the loop).  Between two phases every piece reads only
 # what the previous phase completed, and within a phase no piece reads a
 # column another writes.  Piece boundaries depend on the shape only, never
 # on the thread count, and every piece runs the same code whichever thread
