@@ -330,9 +330,9 @@ cdef inline bint _row_split_on(Py_ssize_t batch_size, Py_ssize_t hidden_size, in
         return False
     if row_split_forced >= 0:
         return row_split_forced == 1
-    return full_lengths and (3 * hidden_size * hidden_size * itemsize
-                             <= (ROWS_BACKWARD_MAX_BUDGETS if backward else ROWS_FORWARD_MAX_BUDGETS)
-                             * <long long> gf_level2_budget())
+    cdef long long budgets = (ROWS_FORWARD_MAX_BUDGETS if full_lengths and not backward
+                              else ROWS_BACKWARD_MAX_BUDGETS)
+    return 3 * hidden_size * hidden_size * itemsize <= budgets * <long long> gf_level2_budget()
 
 
 def row_split(Py_ssize_t batch_size, Py_ssize_t hidden_size, int itemsize, bint full_lengths,
@@ -344,13 +344,15 @@ def row_split(Py_ssize_t batch_size, Py_ssize_t hidden_size, int itemsize, bint 
     step before: nothing crosses between cores inside the time loop, and
     the classic variant and backward need one phase per step, not two.  A
     piece of hidden units reads the whole state every step, half of it
-    written by the other core, but only its share of W_hh.  So rows when
-    W_hh stays in cache from step to step (within the bound of
-    `weight_hh_over_rows`, as the machine's L2 sets it) and every sequence
-    runs all steps (full_lengths; as rows end, fewer rows are left to
-    split, while every unit still runs).  Forward: W_hh within 8 L2 budgets;
-    backward (`backward`), where row pieces also sum dW_hh over all rows at
-    the end, within 2.  Measured on Zen 3 (bench/README.md, "Row pieces").  Both splits give the same bits on any thread count.
+    written by the other core, but only its share of W_hh.  So rows while
+    W_hh stays in cache from step to step, as the machine's L2 sets it:
+    forward with every sequence running all steps (full_lengths), W_hh
+    within 8 L2 budgets (`weight_hh_over_rows`'s bound); backward
+    (`backward`), where row pieces also sum dW_hh over all rows at the end,
+    or lengths that differ (late steps have few rows, each piece then
+    streaming all of W_hh for them), within 2.  A step with too few active
+    rows for two pieces runs hidden pieces.  Measured on Zen 3
+    (bench/README.md, "Row pieces").  Both splits give the same bits on any thread count.
     Backward with row pieces sums dW_hh over all rows after the time loop.
     """
     return _row_split_on(batch_size, hidden_size, itemsize, full_lengths, backward)
@@ -365,9 +367,14 @@ cdef inline bint _full_lengths(const Py_ssize_t[::1] batch_sizes, Py_ssize_t bat
     return True
 
 
+cdef inline bint _rows_this_step(const Sequence* seq, Pieces rows) noexcept nogil:
+    """Whether a step whose active rows split into `rows` runs row pieces (else hidden ones)."""
+    return seq.row_split and rows.count >= 2
+
+
 cdef inline int _step_pieces(const Sequence* seq, Pieces rows) noexcept nogil:
     """Pieces of a step's phase: `rows` (the step's row pieces) or the hidden pieces."""
-    return rows.count if seq.row_split else seq.hidden_pieces.count
+    return rows.count if _rows_this_step(seq, rows) else seq.hidden_pieces.count
 
 
 cdef inline int _most_pieces(const Sequence* seq) noexcept nogil:
@@ -594,7 +601,7 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
         if call.phase == PROJECT:
             return
 
-    if seq.row_split and (call.phase == STEP or call.phase == CANDIDATE):
+    if call.phase == STEP and _rows_this_step(seq, call.rows):
         # piece is a row piece (or a run of them: one by one, each in its own tiles)
         _piece_range(call.rows, piece, &lo, &hi)
         b = lo
@@ -920,7 +927,7 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
                      run_policy,
                      pace_participants(&pace)):
             pace_note_late(&pace)
-        if call.n_active > 0 and not seq.reset_after and not seq.row_split:
+        if call.n_active > 0 and not seq.reset_after and not _rows_this_step(seq, call.rows):
             call.phase = CANDIDATE
             if run_phase(piece_fn, call, n_pieces, n_pieces, run_policy, pace_participants(&pace)):
                 pace_note_late(&pace)
@@ -1121,7 +1128,7 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
             _pack_all_rows(call, lo, hi, dtype)
         return
 
-    if seq.row_split and call.phase == GATE_GRADIENTS:
+    if call.phase == GATE_GRADIENTS and _rows_this_step(seq, call.rows):
         # piece is a row piece (or a run of them: one by one, each in its own tiles)
         _piece_range(call.rows, piece, &lo, &hi)
         b = lo
@@ -1180,7 +1187,7 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
                                            _d_gh_rows(call, t, dtype) + b * 3 * H)
             else:
                 backward_gates_classic(H, lo, hi, gt, hprev_row, dh_row, dgi_row)
-        if with_bias:
+        if with_bias and not seq.row_split:  # (row_split: summed over all rows at the end)
             # db_ih[gH+lo:gH+hi] += Σ_rows d_gi[rows of t, gH+lo:gH+hi] (r: in RESET_GRADIENTS
             # if classic); db_hh's r and z blocks (all, classic) are db_ih's, copied at the end
             for gate in range(0 if seq.reset_after else 1, 3):
@@ -1206,7 +1213,7 @@ cdef void _backward_piece(BackwardCall* call, int piece, floating* dtype) noexce
         dgi_row = d_gi + row * 3 * H
         dq_row = <floating*> call.dq + b * H
         backward_reset_classic(lo, hi, gt, hprev_row, dq_row, dh_row, dgi_row)
-    if with_bias:
+    if with_bias and not seq.row_split:  # (row_split: summed over all rows at the end)
         # db_ih[lo:hi] += Σ_rows dr[rows of t, lo:hi]
         _add_row_sums(d_gi + seq.offsets[t] * 3 * H, call.n_active, 3 * H, lo, hi, d_bias_ih)
 
@@ -1712,7 +1719,7 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
                      backward_run_policy,
                      pace_participants(&pace)):
             pace_note_late(&pace)
-        if not seq.reset_after and not seq.row_split:
+        if not seq.reset_after and not _rows_this_step(seq, call.rows):
             call.phase = RESET_GRADIENTS
             if run_phase(piece_fn, call, n_pieces, n_pieces, backward_run_policy,
                          pace_participants(&pace)):
