@@ -210,6 +210,29 @@ def assert_gradients_on_thread_counts(monkeypatch, problem, reset_after, dy, tol
     assert_grads_match_reference(runs[0], problem, reset_after, dy, tol, label)
 
 
+def assert_configs_on_thread_counts(monkeypatch, rng, configs, dtype, reset_after, with_dy,
+                                    tol, label=""):
+    """`assert_gradients_on_thread_counts` for each (T, B, I, H) of `configs`, the core's
+    threads forced on: the second with random lengths (some 0), the third reversed and
+    without biases, dy random or None."""
+    from gru_fast import _core
+
+    _core._force_threads(True)
+    try:
+        for index, shape in enumerate(configs):
+            problem = make_problem(rng, *shape, dtype=dtype, bias=index != 2)
+            if index == 1:
+                problem["lengths"] = rng.integers(0, shape[0] + 1, shape[1])
+            if index == 2:
+                problem["reverse"] = True
+            dy = (rng.standard_normal((shape[0], shape[1], shape[3])).astype(dtype)
+                  if with_dy else None)
+            assert_gradients_on_thread_counts(monkeypatch, problem, reset_after, dy, tol,
+                                              (label, shape))
+    finally:
+        _core._force_threads(None)
+
+
 def assert_grads_match_reference(grads, problem, reset_after, dy, tol, label=""):
     """`grads` against the NumPy reference's backward of the same problem (dh_n = 1)."""
     from gru_fast import reference

@@ -8,7 +8,6 @@ implementation (every chunk pulled to the client).  test_dask_distributed.py
 checks where the tasks run on worker processes.
 """
 
-import copy
 
 import numpy as np
 import pytest

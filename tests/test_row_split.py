@@ -38,20 +38,8 @@ def test_both_splits_match_the_reference_on_any_thread_count(set_row_split, monk
     rng = np.random.default_rng(17 + reset_after)
     tol = 1e-3 if dtype == np.float32 else 1e-8
     set_row_split(*split)
-    _core._force_threads(True)
-    try:
-        for index, shape in enumerate(CONFIGS):
-            problem = _helpers.make_problem(rng, *shape, dtype=dtype, bias=index != 2)
-            if index == 1:
-                problem["lengths"] = rng.integers(0, shape[0] + 1, shape[1])
-            if index == 2:
-                problem["reverse"] = True
-            dy = (rng.standard_normal((shape[0], shape[1], shape[3])).astype(dtype)
-                  if with_dy else None)
-            _helpers.assert_gradients_on_thread_counts(monkeypatch, problem, reset_after, dy,
-                                                       tol, (split, shape))
-    finally:
-        _core._force_threads(None)
+    _helpers.assert_configs_on_thread_counts(monkeypatch, rng, CONFIGS, dtype, reset_after,
+                                             with_dy, tol, split)
 
 
 @pytest.mark.parametrize("split", [(False, 0), (True, 0), (True, 2)],
