@@ -363,7 +363,7 @@ class FrozenGRULayer(GRU):
         self._make_frozen_steps()
 
     def _run_direction(self, layer, direction, layer_input, h0, lengths, return_cache,
-                       return_sequences=True):
+                       return_sequences=True, input_is_ours=False, borrow_params=False):
         if return_cache:
             raise ValueError("a frozen GRU is for inference: forward() keeps no cache; "
                              "train the GRU it was made from and freeze it again")

@@ -410,25 +410,31 @@ class GRU:
 
     # ------------------------------------------------------------------ computation
     def _run_direction(self, layer, direction, layer_input, h0, lengths, return_cache,
-                       return_sequences=True):
+                       return_sequences=True, input_is_ours=False, borrow_params=False):
         """One core call: `layer` in `direction` (1: reverse) over the whole `layer_input`.
 
         The arguments are those :meth:`forward` (or :meth:`step`) checked once, with
         :meth:`_check_params`; on the compiled core the call skips ``gru_forward``'s
         checks (``functional.forward_validated``), another backend gets the public
-        function.
+        function.  What a cache keeps is copied only where the caller could change it:
+        not `layer_input` when `input_is_ours` (made by this forward), not the weights
+        when `borrow_params` (`_forward`).
         """
         weights = [self.params[name] for name in self._names(layer, direction)]
         if not self._bias:
             weights += [None, None]
         if self._on_compiled_core():
             from .functional import forward_validated
-            args = ForwardArgs(layer_input, h0, *(None if weight is None else
-                                                  np.ascontiguousarray(weight)
-                                                  for weight in weights),
-                               lengths, self._reset_after, direction == 1)
-            return forward_validated(args, return_cache, return_sequences,
-                                     callers=(layer_input, weights[0], weights[1]))
+            core_weights = [None if weight is None else np.ascontiguousarray(weight)
+                            for weight in weights]
+            if borrow_params and return_cache:
+                # read-only views: the seal protects the cache, the params stay writable
+                core_weights[:2] = [weight.view() for weight in core_weights[:2]]
+            args = ForwardArgs(layer_input, h0, *core_weights, lengths, self._reset_after,
+                               direction == 1)
+            callers = (None if input_is_ours else layer_input,
+                       *((None, None) if borrow_params else weights[:2]))
+            return forward_validated(args, return_cache, return_sequences, callers=callers)
         forward_fn, _ = self._backend()
         return forward_fn(layer_input, h0, *weights, reset_after=self._reset_after,
                           lengths=lengths, reverse=(direction == 1),
@@ -508,6 +514,16 @@ class GRU:
         TypeError
             If an array has another dtype than the layer.
         """
+        return self._forward(x, h0, lengths, return_cache, return_sequences)
+
+    def _forward(self, x, h0, lengths, return_cache, return_sequences, borrow_params=False):
+        """`forward`; with `borrow_params` a cache reads the params themselves (no copy).
+
+        For a caller that runs :meth:`backward` before anything changes the
+        params (`gru_fast.network.GRUNetwork.loss_and_grad`): a copy of W_hh
+        per call is ~40 us of a ~2 ms training step at H = 128.  The cache's
+        views of the params are read-only; the params stay writable.
+        """
         self._check_params()
         return_sequences = check_flag(return_sequences, "return_sequences")
         x = self._check_x(x)
@@ -519,6 +535,7 @@ class GRU:
         lengths = self._check_lengths(lengths, batch_size, seq_len)
 
         layer_input = np.ascontiguousarray(x)
+        input_is_ours = layer_input is not x  # a copy: the caller holds none of it
         final_states = []
         run_caches = []
         last_layer = self._num_layers - 1
@@ -526,7 +543,9 @@ class GRU:
             keep_outputs = return_sequences or layer < last_layer
             runs = [partial(self._run_direction, layer, direction, layer_input,
                             None if h0 is None else h0[layer * D + direction],
-                            lengths, return_cache, keep_outputs) for direction in range(D)]
+                            lengths, return_cache, keep_outputs,
+                            input_is_ours=input_is_ours or layer > 0,
+                            borrow_params=borrow_params) for direction in range(D)]
             key = ("forward", type(self), layer_input.shape, layer_input.dtype,
                    self._hidden_size, lengths is None, return_cache, keep_outputs)
             outputs = []

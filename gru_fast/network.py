@@ -234,7 +234,10 @@ class GRUNetwork:
                 raise ValueError(f"params has shape {params.shape}, expected "
                                  f"{self.flat.shape} (GRUNetwork.flat)")
             self.flat[...] = params
-        _, h_n, cache = self.gru.forward(x, lengths=lengths, return_cache=True)
+        # Only h_n feeds the head: no outputs y; backward runs before the params change,
+        # so the cache reads them in place (GRU._forward).
+        _, h_n, cache = self.gru._forward(x, None, lengths, return_cache=True,
+                                          return_sequences=False, borrow_params=True)
         features = self._final_features(h_n)
         output = self.head.forward(features)
         loss, d_output = _LOSSES[self.loss](output, targets, reduction)
