@@ -7,8 +7,10 @@ about 50 000 float32 parameters).  Here every element is updated once, with
 the same operations in the same order and the same precision as
 `optim.Adam._update`'s NumPy code, so the results are the same bits (the
 module is compiled without contracting a * b + c into an FMA).
-Compiled once, for the baseline of the architecture: an element-wise loop
-needs no dispatch.
+Compiled per CPU level like the core (gru_fast/_optim_kernels.py picks the
+core's): Adam's update is bound by sqrt and division, which AVX2's 8-wide
+vectors do twice as fast as the x86-64 baseline's 4-wide ones (26 against
+49 us for 50 000 float32 parameters), with the same bits.
 """
 
 from cython cimport floating

@@ -2,9 +2,9 @@
 
 The suite itself runs on the level chosen at import (the best, or the one
 GRU_FAST_CPU_LEVEL forces).  Here the fast-path tests (forward, backward,
-frozen inference, activations: everything compared to the NumPy reference)
-run again in a subprocess per other level the CPU can run, forced through
-GRU_FAST_CPU_LEVEL.  Tests of input validation, which never reach the
+frozen inference, activations, the optimizers' one-pass updates: everything
+compared to the NumPy reference) run again in a subprocess per other level
+the CPU can run, forced through GRU_FAST_CPU_LEVEL.  Tests of input validation, which never reach the
 compiled core, are left out there (see NOT_PER_LEVEL).
 """
 
@@ -19,7 +19,8 @@ from gru_fast import _core, _cpu
 from cpu_level_helpers import CONFIG, other_levels, run_python
 
 TESTS = Path(__file__).resolve().parent
-FAST_PATH_TESTS = ["test_functional.py", "test_frozen.py", "test_activations.py"]
+FAST_PATH_TESTS = ["test_functional.py", "test_frozen.py", "test_activations.py",
+                   "test_optim.py"]
 # Left out per level: validation and fork tests (Python only) and the three-thread
 # runs (the split of the units over threads depends on the panel width, which
 # one and two threads already exercise).
