@@ -56,7 +56,7 @@ class _Pool:
     def __init__(self):
         self.buffers = {}
         self.views = {}
-        self.recycled = []  # byte arrays that recycled_empty's arrays view
+        self.recycled = []  # (byte array, aligned start) that recycled_empty's arrays view
 
 
 # Every thread's pool, so that release_memory() reaches them all; a pool goes
@@ -99,10 +99,15 @@ def aligned_empty(size, dtype):
     return _aligned_part(np.empty(nbytes + ALIGNMENT, dtype=np.uint8), nbytes, dtype)
 
 
+def _aligned_start(raw):
+    """The offset in byte array `raw` of its first ALIGNMENT boundary (~1.5 us: ctypes)."""
+    return -raw.ctypes.data % ALIGNMENT
+
+
 def _aligned_part(raw, nbytes, dtype):
     """The first `nbytes` of byte array `raw` (ALIGNMENT more than that, or larger)
     from its first ALIGNMENT boundary on, viewed as `dtype`: a view whose base is `raw`."""
-    start = -raw.ctypes.data % ALIGNMENT
+    start = _aligned_start(raw)
     return raw[start:start + nbytes].view(dtype)
 
 
@@ -155,8 +160,8 @@ def scratch(name, shape, dtype):
 # blocks itself (glibc's default mmap threshold is 128 KiB).
 RECYCLED_KEPT_BYTES = 64 * 2**20
 RECYCLE_MIN_BYTES = 128 * 2**10
-# A kept byte array no array refers to is referenced by the pool's list, the
-# loop variable that holds it and sys.getrefcount's own argument.
+# A kept byte array no array refers to is referenced by its (raw, start) entry in
+# the pool's list, the loop variable that holds it and sys.getrefcount's own argument.
 _UNREFERENCED = 3
 # Free-threaded CPython counts references per thread and defers some: there
 # the count cannot tell that nothing refers to a buffer, so nothing is recycled.
@@ -187,24 +192,27 @@ def recycled_empty(shape, dtype):
     recycled = _this_threads_pool().recycled
     # Only this thread takes from its list, so a buffer seen free here stays
     # free until this thread hands it out (other threads can only drop arrays).
+    # Entries are (raw, start): start is raw's first ALIGNMENT boundary, found once.
     chosen = None
     kept = 0
-    for raw in recycled:
+    for raw, start in recycled:
         kept += raw.nbytes
         if (chosen is None and need <= raw.nbytes <= 2 * need
                 and sys.getrefcount(raw) <= _UNREFERENCED):
-            chosen = raw
+            chosen, chosen_start = raw, start
     raw = None  # the loop's last buffer would otherwise look in use below
     if chosen is None:
         chosen = np.empty(need, dtype=np.uint8)
+        chosen_start = _aligned_start(chosen)
         if kept + need > RECYCLED_KEPT_BYTES:  # make room: drop buffers nothing uses
-            recycled[:] = [raw for raw in recycled if sys.getrefcount(raw) > _UNREFERENCED]
-            kept = sum(raw.nbytes for raw in recycled)
+            recycled[:] = [(raw, start) for raw, start in recycled
+                           if sys.getrefcount(raw) > _UNREFERENCED]
+            kept = sum(raw.nbytes for raw, _ in recycled)
         if kept + need <= RECYCLED_KEPT_BYTES:
-            recycled.append(chosen)
+            recycled.append((chosen, chosen_start))
     # a view of a view has the owner (chosen) as its base: every array made
     # from the result keeps chosen's reference count up while it lives
-    return _aligned_part(chosen, nbytes, dtype).reshape(shape)
+    return chosen[chosen_start:chosen_start + nbytes].view(dtype).reshape(shape)
 
 
 def recycled_copy(array):

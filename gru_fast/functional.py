@@ -374,7 +374,7 @@ def forward_validated(args, return_cache, return_sequences, callers):
     return y, h_n, cache
 
 
-def gru_backward(cache, dy, dh_n=None, *, input_grad=True):
+def gru_backward(cache, dy, dh_n=None, *, input_grad=True, _out=None):
     """Backpropagation through time for a `gru_forward` call.
 
     Parameters
@@ -390,6 +390,11 @@ def gru_backward(cache, dy, dh_n=None, *, input_grad=True):
     input_grad : bool, default True
         False skips the gradient with respect to x (returned as None): the
         first layer of a network being trained needs none.
+    _out : dict, optional
+        Internal (`gru_fast.layer.GRU._backward`): arrays the core writes
+        "weight_ih", "weight_hh" (and "bias_ih", "bias_hh" with biases) into,
+        C-contiguous, writable, of the gradients' shapes and the cache's dtype,
+        sharing no memory with the cache or each other; returned as the gradients.
 
     Returns
     -------
@@ -451,10 +456,16 @@ def gru_backward(cache, dy, dh_n=None, *, input_grad=True):
         packed_x = _workspace.scratch("packed_x", (padded_input * n_rows,), dtype)
     # the large returned gradients on recycled memory, like forward's outputs
     dx_packed = _workspace.recycled_empty((n_rows if input_grad else 0, input_size), dtype)
-    d_weight_ih = _workspace.recycled_empty(cache.weight_ih.shape, dtype)
-    d_weight_hh = _workspace.recycled_empty(cache.weight_hh.shape, dtype)
-    d_bias_ih = np.empty(3 * hidden_size, dtype=dtype)  # the core zeroes what it sums into
-    d_bias_hh = np.empty(3 * hidden_size, dtype=dtype)
+    if _out is None:
+        d_weight_ih = _workspace.recycled_empty(cache.weight_ih.shape, dtype)
+        d_weight_hh = _workspace.recycled_empty(cache.weight_hh.shape, dtype)
+    else:
+        d_weight_ih, d_weight_hh = _out["weight_ih"], _out["weight_hh"]
+    if _out is not None and cache.has_bias:
+        d_bias_ih, d_bias_hh = _out["bias_ih"], _out["bias_hh"]  # the core zeroes them
+    else:
+        d_bias_ih = np.empty(3 * hidden_size, dtype=dtype)  # the core zeroes what it sums into
+        d_bias_hh = np.empty(3 * hidden_size, dtype=dtype)
 
     _core.backward_sequence(
         cache.x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,

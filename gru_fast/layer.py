@@ -623,6 +623,16 @@ class GRU:
             If ``cache`` comes from another layer, or ``dy`` / ``dh_n`` has the wrong
             shape.
         """
+        return self._backward(cache, dy, dh_n, input_grad)
+
+    def _backward(self, cache, dy, dh_n, input_grad, grads_out=None):
+        """`backward`; with `grads_out` the parameter gradients go into its arrays.
+
+        `grads_out` maps every name of :attr:`params` to a C-contiguous writable
+        array of its shape and the layer's dtype (`GRUNetwork.loss_and_grad` passes
+        views of its flat gradient: no copy of dW_hh afterwards).  On the compiled
+        core only; another backend's gradients are copied into them.
+        """
         if not isinstance(cache, _LayerCache):
             raise TypeError(f"cache must be the object returned by "
                             f"forward(..., return_cache=True), got "
@@ -665,6 +675,11 @@ class GRU:
                 d_y = d_output if D == 1 or d_output is None else np.ascontiguousarray(
                     d_output[:, :, direction * H:(direction + 1) * H])
                 options = {} if layer > 0 or input_grad else {"input_grad": False}
+                if grads_out is not None and self._on_compiled_core():
+                    options["_out"] = dict(zip(("weight_ih", "weight_hh", "bias_ih",
+                                                "bias_hh"),
+                                               (grads_out[name] for name in
+                                                self._names(layer, direction))))
                 runs.append(partial(backward_fn, cache.run_caches[index], d_y,
                                     None if dh_n is None else dh_n[index], **options))
             key = ("backward", type(self),
@@ -690,6 +705,10 @@ class GRU:
         for layer_grads in grads_by_layer:
             grads.update(layer_grads)
         grads = {name: grads[name] for name in self.params if name in grads}
+        if grads_out is not None and not self._on_compiled_core():
+            for name, value in grads.items():
+                grads_out[name][...] = value
+            grads = {name: grads_out[name] for name in grads}
         return dx, dh0, grads
 
     def step(self, x_t, h=None, *, out=None):

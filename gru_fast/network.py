@@ -246,11 +246,12 @@ class GRUNetwork:
         D, H = self.gru.num_directions, self.gru.hidden_size
         dh_n = np.zeros_like(h_n)
         dh_n[-D:] = d_features.reshape(-1, D, H).transpose(1, 0, 2)
-        _, _, gru_grads = self.gru.backward(cache, None, dh_n, input_grad=False)
         grad = np.empty_like(self.flat)
-        for name, target in self.unflatten(grad).items():
-            if name.startswith(HEAD_PREFIX):
-                target[...] = head_grads[name[len(HEAD_PREFIX):]]
-            else:
-                target[...] = gru_grads[name]
+        targets = self.unflatten(grad)
+        # the GRU's gradients straight into their places in grad, the head's copied in
+        self.gru._backward(cache, None, dh_n, False,
+                           grads_out={name: target for name, target in targets.items()
+                                      if not name.startswith(HEAD_PREFIX)})
+        for name, value in head_grads.items():
+            targets[HEAD_PREFIX + name][...] = value
         return loss, grad

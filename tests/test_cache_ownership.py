@@ -6,13 +6,16 @@ gradients as they were.  It copies only those: an input the layer already
 copied (batch-first x made time-major) is not copied again.  The training
 path (`GRU._forward(..., borrow_params=True)`, used by
 `GRUNetwork.loss_and_grad`, which runs backward at once) reads the params
-in place: no copy, the params stay writable, the same gradients.
+in place: no copy, the params stay writable, the same gradients; and its
+backward (`GRU._backward(..., grads_out=...)`) writes the parameter
+gradients into the caller's arrays (views of one flat gradient).
 """
 
 import numpy as np
 import pytest
 
 import gru_fast
+import gru_fast.reference
 
 LAYERS = [  # (num_layers, bidirectional, batch_first, lengths)
     (1, False, False, None),
@@ -83,3 +86,27 @@ def test_borrowed_params_give_the_same_gradients_and_stay_writable(
     _assert_same(_gradients(layer, cache, dh_n), expected)
     for value in layer.params.values():
         value += 0.0  # still writable after backward
+
+
+@pytest.mark.parametrize("layer_class", [gru_fast.GRU, gru_fast.reference.GRU])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("num_layers,bidirectional,batch_first,lengths", LAYERS)
+def test_gradients_written_into_given_arrays(layer_class, bias, num_layers, bidirectional,
+                                             batch_first, lengths):
+    """GRU._backward(grads_out=...): the gradients of backward, in the caller's arrays."""
+    _, x, dh_n = _problem(num_layers, bidirectional, batch_first)
+    layer = layer_class(3, 4, num_layers=num_layers, bidirectional=bidirectional,
+                        batch_first=batch_first, bias=bias, dtype=np.float64, seed=1)
+    width = 4 * layer.num_directions
+    dy = np.random.default_rng(2).standard_normal((3, 5, width) if batch_first
+                                                  else (5, 3, width))
+    _, _, cache = layer.forward(x, lengths=lengths, return_cache=True)
+    expected = layer.backward(cache, dy, dh_n)
+    out = {name: np.full_like(value, np.nan) for name, value in layer.params.items()}
+    dx, dh0, grads = layer._backward(cache, dy, dh_n, True, grads_out=out)
+    np.testing.assert_array_equal(dx, expected[0])
+    np.testing.assert_array_equal(dh0, expected[1])
+    assert list(grads) == list(expected[2]) == list(layer.params)
+    for name, value in grads.items():
+        assert value is out[name]
+        np.testing.assert_array_equal(value, expected[2][name], err_msg=name)

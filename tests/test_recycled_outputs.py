@@ -52,7 +52,7 @@ def test_small_arrays_are_plain_numpy_and_the_kept_bytes_are_capped(monkeypatch)
     arrays = [_workspace.recycled_empty(SHAPE, np.float32) for _ in range(6)]
     assert len({a.ctypes.data for a in arrays}) == 6
     kept = _workspace._this_threads_pool().recycled
-    assert sum(raw.nbytes for raw in kept) <= 3 * 400_000 + 3 * _workspace.ALIGNMENT
+    assert sum(raw.nbytes for raw, _ in kept) <= 3 * 400_000 + 3 * _workspace.ALIGNMENT
     del arrays
     _workspace.release_memory()
     assert _workspace._this_threads_pool().recycled == []
