@@ -416,7 +416,6 @@ def gru_backward(cache, dy, dh_n=None, *, input_grad=True, _out=None):
     packing = cache.packing
     seq_len, batch_size = packing.seq_len, packing.batch_size
     hidden_size = cache.hidden_size
-    input_size = cache.x_packed.shape[1]
     dtype = cache.dtype
     if dy is None:
         dy_rows = np.empty((0, hidden_size), dtype=dtype)  # the core reads no dy
@@ -433,20 +432,45 @@ def gru_backward(cache, dy, dh_n=None, *, input_grad=True, _out=None):
                     "(B, H) of the forward call that made the cache")
         dh = packing.sort_rows(dh_n)
 
+    return run_backward(cache.x_packed, cache.packing, cache.weight_ih, cache.weight_hh,
+                        cache.gates, cache.h_prev, dy_rows, dh, cache.reset_after,
+                        cache.reverse, cache.has_bias, input_grad, out=_out)
+
+
+def run_backward(x_packed, packing, weight_ih, weight_hh, gates, h_prev, dy_rows, dh,
+                 reset_after, reverse, has_bias, input_grad, *, out=None):
+    """Allocate the scratch and gradients of a backward pass and run the core on them.
+
+    Arguments are what `run_forward` kept (``run``: packing, x_packed, gates,
+    h_prev) and the weights it ran with, all unchanged since; `dy_rows` (N, H)
+    in packed row order or (0, H) for zeros, `dh` (B, H) in the packing's
+    sorted row order (the core overwrites it with dh0).  `out` as
+    `gru_backward`'s ``_out``.
+
+    Returns
+    -------
+    dict
+        As `gru_backward`.
+    """
+    seq_len, batch_size = packing.seq_len, packing.batch_size
+    hidden_size = weight_hh.shape[1]
+    input_size = x_packed.shape[1]
+    dtype = gates.dtype
     n_rows = packing.n_rows
     d_gi = _workspace.scratch("d_gi", (n_rows, 3 * hidden_size), dtype)
     # dW_hh summed step by step: d_gh of two steps and their rows of h_prev (and q) as
     # panels; over all rows after the time loop: d_gh and h_prev (and q) of every row
+    step_rows = packing.batch_sizes  # non-increasing: all B when the last is
     hh_over_rows = _core.backward_hh_over_rows(
         batch_size, hidden_size, np.dtype(dtype).itemsize,
-        bool(np.all(packing.batch_sizes == batch_size)))
+        step_rows.size == 0 or int(step_rows[-1]) == batch_size)
     padded_hidden = _core.padded_to_panels(hidden_size)
     d_gh = _workspace.scratch("d_gh", ((n_rows if hh_over_rows else 2 * batch_size)
-                                       if cache.reset_after else 1, 3 * hidden_size), dtype)
-    dq = _workspace.scratch("dq", (1 if cache.reset_after else batch_size, hidden_size), dtype)
+                                       if reset_after else 1, 3 * hidden_size), dtype)
+    dq = _workspace.scratch("dq", (1 if reset_after else batch_size, hidden_size), dtype)
     packed_hh = _workspace.scratch("packed_hh", (padded_hidden * 3 * hidden_size,), dtype)
     packed_rows = _workspace.scratch(
-        "packed_rows", (((1 if cache.reset_after else 2) * n_rows if hh_over_rows
+        "packed_rows", (((1 if reset_after else 2) * n_rows if hh_over_rows
                          else 4 * batch_size) * padded_hidden,), dtype)
     if _core.over_rows_on_blas(n_rows, input_size, hidden_size, np.dtype(dtype).itemsize):
         packed_ih = packed_x = np.empty(0, dtype=dtype)  # BLAS reads W_ih and x as they are
@@ -456,24 +480,24 @@ def gru_backward(cache, dy, dh_n=None, *, input_grad=True, _out=None):
         packed_x = _workspace.scratch("packed_x", (padded_input * n_rows,), dtype)
     # the large returned gradients on recycled memory, like forward's outputs
     dx_packed = _workspace.recycled_empty((n_rows if input_grad else 0, input_size), dtype)
-    if _out is None:
-        d_weight_ih = _workspace.recycled_empty(cache.weight_ih.shape, dtype)
-        d_weight_hh = _workspace.recycled_empty(cache.weight_hh.shape, dtype)
+    if out is None:
+        d_weight_ih = _workspace.recycled_empty(weight_ih.shape, dtype)
+        d_weight_hh = _workspace.recycled_empty(weight_hh.shape, dtype)
     else:
-        d_weight_ih, d_weight_hh = _out["weight_ih"], _out["weight_hh"]
-    if _out is not None and cache.has_bias:
-        d_bias_ih, d_bias_hh = _out["bias_ih"], _out["bias_hh"]  # the core zeroes them
+        d_weight_ih, d_weight_hh = out["weight_ih"], out["weight_hh"]
+    if out is not None and has_bias:
+        d_bias_ih, d_bias_hh = out["bias_ih"], out["bias_hh"]  # the core zeroes them
     else:
         d_bias_ih = np.empty(3 * hidden_size, dtype=dtype)  # the core zeroes what it sums into
         d_bias_hh = np.empty(3 * hidden_size, dtype=dtype)
 
     _core.backward_sequence(
-        cache.x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
-        cache.weight_ih, cache.weight_hh, cache.gates, cache.h_prev,
+        x_packed, packing.batch_sizes, packing.offsets, packing.out_rows,
+        weight_ih, weight_hh, gates, h_prev,
         dy_rows, dh, d_gi, d_gh, dq, packed_hh, packed_rows, packed_ih, packed_x, dx_packed,
         d_weight_ih,
-        d_weight_hh, d_bias_ih, d_bias_hh, cache.reset_after, cache.reverse, cache.has_bias,
-        _threads_for_call(), _stop_flag(),
+        d_weight_hh, d_bias_ih, d_bias_hh, reset_after, reverse, has_bias,
+        *_call_settings(),
     )
     if not input_grad:
         dx = None
@@ -486,6 +510,6 @@ def gru_backward(cache, dy, dh_n=None, *, input_grad=True, _out=None):
         "h0": packing.unsort_rows(dh),
         "weight_ih": d_weight_ih,
         "weight_hh": d_weight_hh,
-        "bias_ih": d_bias_ih if cache.has_bias else None,
-        "bias_hh": d_bias_hh if cache.has_bias else None,
+        "bias_ih": d_bias_ih if has_bias else None,
+        "bias_hh": d_bias_hh if has_bias else None,
     }

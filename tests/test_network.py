@@ -45,6 +45,38 @@ def test_gradient_matches_finite_differences(num_layers, bidirectional, reset_af
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reset_after,loss", [(False, "mse"), (True, "cross_entropy"),
+                                              (True, "mse")])
+@pytest.mark.parametrize("lengths", [True, False])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_one_layer_step_gives_the_layer_paths_bits(monkeypatch, dtype, reset_after, loss,
+                                                    lengths, reduction):
+    """GRUNetwork._loss_and_grad_one_layer: the loss and gradient of the path through
+    GRU.forward / GRU.backward, bit for bit, leaving x and the targets alone."""
+    from gru_fast import network as network_module
+
+    rng = np.random.default_rng(4)
+    network = GRUNetwork(3, 20, 2, reset_after=reset_after, loss=loss, dtype=dtype, seed=5)
+    x, targets, row_lengths = _batch(rng, loss, outputs=2, lengths=lengths)
+    x = x.astype(dtype)
+    x_before, targets_before = x.copy(), targets.copy()
+    calls = []
+    lean = GRUNetwork._loss_and_grad_one_layer
+    monkeypatch.setattr(GRUNetwork, "_loss_and_grad_one_layer",
+                        lambda self, *args: calls.append(1) or lean(self, *args))
+    results = []
+    for one_layer_step in (True, False):
+        monkeypatch.setattr(network_module, "USE_ONE_LAYER_STEP", one_layer_step)
+        results.append(network.loss_and_grad(network.flat, x, targets, row_lengths,
+                                             reduction))
+    assert calls == [1]  # the first run took the one-layer step, the second did not
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(targets, targets_before)
+
+
 def test_matches_torch_gru_linear_mse():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(2)
