@@ -4,7 +4,7 @@ Usage: qemu-x86_64 -cpu MODEL python tests/qemu_smoke.py EXPECTED_LEVEL HOST_PIC
 
 Imports gru_fast, checks that the core chose EXPECTED_LEVEL, runs forward
 and backward of both variants in both dtypes against the NumPy reference,
-and runs a FrozenGRU and a frozen GRU layer pickled on the host (with the
+Adam's one-pass update against its NumPy code (the same bits), and runs a FrozenGRU and a frozen GRU layer pickled on the host (with the
 weights and outputs the host computed).  Prints "smoke ok" at the end.
 """
 
@@ -41,6 +41,23 @@ for dtype, rtol in ((np.float32, 2e-4), (np.float64, 1e-9)):
         for name, value in grads.items():
             np.testing.assert_allclose(value, grads_ref[name], rtol=10 * rtol, atol=10 * rtol,
                                        err_msg=name)
+
+# Adam's one-pass update, compiled per level like the core: the NumPy code's bits
+from gru_fast import _optim_kernels, optim
+
+assert _optim_kernels.__name__.endswith("_" + expected_level), _optim_kernels.__name__
+for dtype in (np.float32, np.float64):
+    start = rng.standard_normal(1001).astype(dtype)
+    runs = []
+    for fused in (True, False):
+        optim.USE_FUSED_UPDATES = fused
+        params = {"w": start.copy()}
+        optimizer = optim.Adam(params, lr=0.01)
+        for step in range(3):
+            optimizer.step({"w": np.sin(params["w"] * (step + 1)).astype(dtype)})
+        runs.append(params["w"])
+    np.testing.assert_array_equal(runs[0], runs[1])
+optim.USE_FUSED_UPDATES = True
 
 with open(host_pickle, "rb") as file:
     frozen, layer, x, weights, y_host, layer_y_host = pickle.load(file)
