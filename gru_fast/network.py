@@ -256,13 +256,13 @@ class GRUNetwork:
         dh_n = np.zeros_like(h_n)
         dh_n[-D:] = d_features.reshape(-1, D, H).transpose(1, 0, 2)
         grad = np.empty_like(self.flat)
-        targets = self.unflatten(grad)
+        grad_parts = self.unflatten(grad)
         # the GRU's gradients straight into their places in grad, the head's copied in
         self.gru._backward(cache, None, dh_n, False,
-                           grads_out={name: target for name, target in targets.items()
+                           grads_out={name: part for name, part in grad_parts.items()
                                       if not name.startswith(HEAD_PREFIX)})
         for name, value in head_grads.items():
-            targets[HEAD_PREFIX + name][...] = value
+            grad_parts[HEAD_PREFIX + name][...] = value
         return loss, grad
 
     def _loss_and_grad_one_layer(self, x, targets, lengths, reduction):
@@ -295,13 +295,13 @@ class GRUNetwork:
         loss, d_output = _LOSSES[self.loss](output, targets, reduction)
         d_last, head_grads = self.head.backward(h_last, d_output)
         grad = np.empty_like(self.flat)
-        targets_by_name = self.unflatten(grad)
+        grad_parts = self.unflatten(grad)
         # backward from dh_n = d_last (no dy), the GRU's gradients into their places
         run_backward(x_packed, packing, weight_ih, weight_hh, gates, h_prev,
                      np.empty((0, hidden_size), dtype=dtype), packing.sort_rows(d_last),
                      reset_after, False, has_bias, False,
                      out=dict(zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"),
-                                  (targets_by_name[name] for name in names))))
+                                  (grad_parts[name] for name in names))))
         for name, value in head_grads.items():
-            targets_by_name[HEAD_PREFIX + name][...] = value
+            grad_parts[HEAD_PREFIX + name][...] = value
         return loss, grad
