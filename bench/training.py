@@ -31,7 +31,9 @@ sys.path.insert(0, str(HERE.parent))  # this checkout's gru_fast (built in place
 
 from benchmarks.training_tasks import (BATCH_SIZE, HIDDEN_SIZES, N_SAMPLES,  # noqa: E402
                                        SEQ_LENGTHS, gru_fast_epoch, make_data, torch_epoch)
+from compare_lib.contestants import sgemm_callable  # noqa: E402
 from compare_lib.machine import LoadMonitor, cpu_model, git_state, usable_cores  # noqa: E402
+from compare_lib.tasks import PEAK_N  # noqa: E402
 
 TARGET = 3.0
 
@@ -40,6 +42,20 @@ def _seconds(function):
     start = time.perf_counter()
     function()
     return time.perf_counter() - start
+
+
+def sgemm_control(samples=9):
+    """Median GFLOP/s of SciPy's sgemm on (PEAK_N, PEAK_N) float32, on the threads BLAS has.
+
+    Printed before and after the epochs: on a virtual machine the host may give the
+    VM a fraction of its CPU for minutes (this control at half its usual rate, and
+    both contestants' epochs moving by up to 1.7x, unevenly); such a run is not a
+    measurement of either library.
+    """
+    run = sgemm_callable()
+    run()
+    times = [_seconds(run) for _ in range(samples)]
+    return 2 * PEAK_N ** 3 / statistics.median(times) / 1e9
 
 
 def measure(hidden_size, seq_len, threads, repeats, torch_one_thread, pause=0.0):
@@ -146,6 +162,7 @@ def main(argv=None):
     print(header)
     rows = []
     with threadpool_limits(args.threads):
+        control_before = sgemm_control()
         for hidden_size in hidden_sizes:
             for seq_len in lengths:
                 times = measure(hidden_size, seq_len, args.threads, args.repeats,
@@ -170,6 +187,7 @@ def main(argv=None):
                     print(f"{hidden_size:4d} {seq_len:4d}  {parts['forward']:8.3f} "
                           f"{parts['backward']:8.3f} {parts['rest']:8.3f} "
                           f"{parts['step']:8.3f}", flush=True)
+        control_after = sgemm_control()
     worst = min(rows, key=lambda row: row["ratio"])
     met = sum(row["ratio"] >= TARGET for row in rows)
     load = monitor.other_cores()
@@ -177,9 +195,13 @@ def main(argv=None):
           f"{worst['ratio']:.2f} (H={worst['hidden_size']}, T={worst['seq_len']})")
     if load is not None:
         print(f"other work on the machine meanwhile: {load:.2f} cores on average")
+    print(f"sgemm control ({PEAK_N}^2 float32, {args.threads} thread(s)): "
+          f"{control_before:.0f} GFLOP/s before, {control_after:.0f} after (a drop means "
+          f"the host took CPU from the VM: rerun)")
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__,
+             "sgemm_gflops_before": control_before, "sgemm_gflops_after": control_after,
              "git": git_state(HERE.parent), "other_cores_busy": load, "results": rows},
             indent=2))
     return 0
