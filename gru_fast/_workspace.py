@@ -104,10 +104,12 @@ def _aligned_start(raw):
     return -raw.ctypes.data % ALIGNMENT
 
 
-def _aligned_part(raw, nbytes, dtype):
+def _aligned_part(raw, nbytes, dtype, start=None):
     """The first `nbytes` of byte array `raw` (ALIGNMENT more than that, or larger)
-    from its first ALIGNMENT boundary on, viewed as `dtype`: a view whose base is `raw`."""
-    start = _aligned_start(raw)
+    from its first ALIGNMENT boundary on (`start`, found here when None), viewed as
+    `dtype`: a view whose base is `raw`."""
+    if start is None:
+        start = _aligned_start(raw)
     return raw[start:start + nbytes].view(dtype)
 
 
@@ -212,7 +214,7 @@ def recycled_empty(shape, dtype):
             recycled.append((chosen, chosen_start))
     # a view of a view has the owner (chosen) as its base: every array made
     # from the result keeps chosen's reference count up while it lives
-    return chosen[chosen_start:chosen_start + nbytes].view(dtype).reshape(shape)
+    return _aligned_part(chosen, nbytes, dtype, chosen_start).reshape(shape)
 
 
 def recycled_copy(array):

@@ -460,10 +460,8 @@ def run_backward(x_packed, packing, weight_ih, weight_hh, gates, h_prev, dy_rows
     d_gi = _workspace.scratch("d_gi", (n_rows, 3 * hidden_size), dtype)
     # dW_hh summed step by step: d_gh of two steps and their rows of h_prev (and q) as
     # panels; over all rows after the time loop: d_gh and h_prev (and q) of every row
-    step_rows = packing.batch_sizes  # non-increasing: all B when the last is
-    hh_over_rows = _core.backward_hh_over_rows(
-        batch_size, hidden_size, np.dtype(dtype).itemsize,
-        step_rows.size == 0 or int(step_rows[-1]) == batch_size)
+    hh_over_rows = _core.backward_hh_over_rows(packing.batch_sizes, batch_size, hidden_size,
+                                               np.dtype(dtype).itemsize)
     padded_hidden = _core.padded_to_panels(hidden_size)
     d_gh = _workspace.scratch("d_gh", ((n_rows if hh_over_rows else 2 * batch_size)
                                        if reset_after else 1, 3 * hidden_size), dtype)

@@ -1638,13 +1638,15 @@ cdef inline bint _hh_over_rows_by_size(Py_ssize_t hidden_size, int itemsize) noe
             > HH_STEP_SUMS_MAX_BUDGETS * <long long> gf_level2_budget())
 
 
-def backward_hh_over_rows(Py_ssize_t batch_size, Py_ssize_t hidden_size, int itemsize,
-                          bint full_lengths):
+def backward_hh_over_rows(const Py_ssize_t[::1] batch_sizes, Py_ssize_t batch_size,
+                          Py_ssize_t hidden_size, int itemsize):
     """Whether backward sums dW_hh over all rows after the time loop: when
     `weight_hh_over_rows` says so, and always with row pieces (`row_split`),
-    whose pieces each hold rows of every unit."""
+    whose pieces each hold rows of every unit.  `batch_sizes` are the packing's
+    rows per step (the caller sizes its scratch by this; the core decides the same)."""
     return (weight_hh_over_rows(hidden_size, itemsize)
-            or row_split(batch_size, hidden_size, itemsize, full_lengths, True))
+            or row_split(batch_size, hidden_size, itemsize,
+                         _full_lengths(batch_sizes, batch_size), True))
 
 
 cdef inline void _gradients_over_rows(BackwardCall* call, floating* dtype) noexcept nogil:
@@ -1816,8 +1818,8 @@ def backward_sequence(const floating[:, ::1] x,
     call.over_rows_on_blas = over_rows_on_blas(n_rows, x.shape[1], dh.shape[1],
                                                sizeof(floating))
     call.input_pieces = _pieces(x.shape[1])
-    call.hh_over_rows = backward_hh_over_rows(dh.shape[0], dh.shape[1], sizeof(floating),
-                                              _full_lengths(batch_sizes, dh.shape[0]))
+    call.hh_over_rows = backward_hh_over_rows(batch_sizes, dh.shape[0], dh.shape[1],
+                                              sizeof(floating))
     if not call.over_rows_on_blas:
         call.packed_ih = &packed_ih[0]
         call.packed_x = &packed_x[0]

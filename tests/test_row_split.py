@@ -100,5 +100,8 @@ def test_the_rule_follows_the_batch_lengths_size_and_processors():
                                         and 3 * hidden_size ** 2 * itemsize <= budgets * budget)
                     # backward with row pieces sums dW_hh over all rows
                     if _core.row_split(batch_size, hidden_size, itemsize, full, True):
-                        assert _core.backward_hh_over_rows(batch_size, hidden_size, itemsize,
-                                                           full)
+                        # rows per step of 3 steps: all of them, or fewer at the last
+                        step_rows = np.array([batch_size, batch_size,
+                                              batch_size - (not full)], dtype=np.intp)
+                        assert _core.backward_hh_over_rows(step_rows, batch_size, hidden_size,
+                                                           itemsize)
