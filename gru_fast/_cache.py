@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._packing import Packing
+from ._validation import realigned
 
 __all__ = ["GRUCache", "check_cache", "sealed_cache"]
 
@@ -112,6 +113,8 @@ def sealed_cache(**fields):
 
 def _restore_cache(fields, intact):
     """Unpickle (and copy) a GRUCache: sealed again only if the original was intact."""
+    for name in _CACHE_ARRAYS:
+        fields[name] = realigned(fields[name])  # the core refuses unaligned arrays
     return sealed_cache(**fields) if intact else GRUCache(**fields)
 
 

@@ -79,6 +79,21 @@ def call_dtype(**arguments):
     return np.dtype(np.float64), None
 
 
+def realigned(array):
+    """`array`, or an aligned copy of it when its values are not on multiples of their size.
+
+    Unpickling may leave arrays so (NumPy's protocol-5 buffers sit at any offset
+    of the frame that carried them, as between Dask workers); the compiled core
+    refuses them, as its vector code may assume aligned values.  A copy keeps
+    the original's read-only flag.
+    """
+    if array is None or array.flags.aligned:
+        return array
+    copy = array.copy()
+    copy.flags.writeable = array.flags.writeable
+    return copy
+
+
 def as_float_array(value, name, ndim, dtype=None, source="the weights"):
     """Return `value` as a float32/float64 ndarray of rank `ndim` (no copy if possible).
 
@@ -104,7 +119,8 @@ def as_float_array(value, name, ndim, dtype=None, source="the weights"):
     Returns
     -------
     numpy.ndarray
-        The array, possibly the caller's own object: never write into it.
+        The array, possibly the caller's own object: never write into it (a copy
+        when its values were not aligned on their size).
     """
     if value is None:
         raise TypeError(f"{name} must be an array, got None")
@@ -118,7 +134,7 @@ def as_float_array(value, name, ndim, dtype=None, source="the weights"):
         array = list_as_array(value, name, np.dtype(np.float64) if dtype is None else dtype)
     if array.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {array.shape}")
-    return array
+    return realigned(array)  # a buffer from a pickle or a socket may be at any offset
 
 
 def list_as_array(value, name, dtype):
@@ -246,7 +262,7 @@ def layer_array(value, name, dtype):
     if array.dtype != dtype:
         raise TypeError(f"{name} has dtype {array.dtype}, but the layer's dtype "
                         f"is {dtype}; cast it with {name}.astype(np.{dtype.name})")
-    return array
+    return realigned(array)
 
 
 def check_layer_input(x, input_size, dtype, batch_first):

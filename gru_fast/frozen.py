@@ -18,7 +18,7 @@ from ._workspace import aligned_empty
 from .functional import fold_biases, run_forward
 from .layer import GRU
 from ._validation import (check_flag, check_input_features, check_state_and_lengths,
-                          validate_weights)
+                          realigned, validate_weights)
 
 __all__ = ["FrozenGRU", "FrozenGRULayer"]
 
@@ -159,6 +159,8 @@ class FrozenGRU:
         weight_ih = np.ascontiguousarray(state.pop("_weight_ih"))
         weight_hh = np.ascontiguousarray(state.pop("_weight_hh"))
         self.__dict__.update(state)
+        self._bias_gates = realigned(self._bias_gates)  # the core refuses unaligned arrays
+        self._bias_hn = realigned(self._bias_hn)
         expected = ((3 * self._hidden_size, self._input_size),
                     (3 * self._hidden_size, self._hidden_size))
         if ((weight_ih.shape, weight_hh.shape) != expected
@@ -357,7 +359,7 @@ class FrozenGRULayer(GRU):
 
     def __setstate__(self, state):
         """Unpickle, keeping the parameters read-only (NumPy's pickles drop the flag)."""
-        self.__dict__.update(state)
+        GRU.__setstate__(self, state)
         for value in self.params.values():
             value.flags.writeable = False
         self._make_frozen_steps()

@@ -24,7 +24,7 @@ import numpy as np
 
 from ._validation import (ForwardArgs, as_lengths, check_flag, check_layer_input,
                           check_layer_state, check_memory, layer_array, positive_int,
-                          supported_dtype)
+                          realigned, supported_dtype)
 
 __all__ = ["GRU"]  # FrozenGRULayer: gru_fast.frozen
 
@@ -812,6 +812,11 @@ class GRU:
         state = self.__dict__.copy()
         state.pop("_step_cache", None)
         return state
+
+    def __setstate__(self, state):
+        """Unpickle, the parameters on aligned memory (see `_validation.realigned`)."""
+        self.__dict__.update(state)
+        self.params = {name: realigned(value) for name, value in self.params.items()}
 
 
 def __getattr__(name):

@@ -18,6 +18,7 @@ from .functional import fold_biases, run_backward, run_forward
 from .layer import GRU
 from .linear import Linear
 from .losses import cross_entropy_with_logits, mean_squared_error
+from ._validation import realigned
 
 __all__ = ["GRUNetwork"]
 
@@ -162,6 +163,12 @@ class GRUNetwork:
         state = self.__dict__.copy()
         state["_views"] = None
         return state
+
+    def __setstate__(self, state):
+        """Unpickle; ``flat`` on aligned memory (see `_validation.realigned`), its views
+        bound again on first use."""
+        self.__dict__.update(state)
+        self.flat = realigned(self.flat)
 
     # ------------------------------------------------------------------ computation
     def _final_features(self, h_n):

@@ -100,6 +100,7 @@
 # stops between phases, leaves its outputs unfinished and raises.
 
 from cython cimport floating
+cimport numpy as cnp
 from libc.string cimport memcpy, memset
 from _activations cimport sigmoid, tanh_
 from _blas cimport gemm
@@ -160,6 +161,8 @@ cdef extern from *:
     void prefetch "gf_prefetch"(const void* address) noexcept nogil
 
 import threading
+
+cnp.import_array()  # the NumPy C API that the entry points read their arrays with
 
 cdef unsigned long _main_thread = threading.main_thread().ident
 
@@ -358,10 +361,11 @@ def row_split(Py_ssize_t batch_size, Py_ssize_t hidden_size, int itemsize, bint 
     return _row_split_on(batch_size, hidden_size, itemsize, full_lengths, backward)
 
 
-cdef inline bint _full_lengths(const Py_ssize_t[::1] batch_sizes, Py_ssize_t batch_size) noexcept:
-    """Whether every step runs every row of the batch."""
+cdef inline bint _full_lengths(const Py_ssize_t* batch_sizes, Py_ssize_t seq_len,
+                               Py_ssize_t batch_size) noexcept nogil:
+    """Whether every step of the `seq_len` in `batch_sizes` runs every row of the batch."""
     cdef Py_ssize_t t
-    for t in range(batch_sizes.shape[0]):
+    for t in range(seq_len):
         if batch_sizes[t] != batch_size:
             return False
     return True
@@ -963,49 +967,108 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
     return 0
 
 
-cdef Sequence _sequence(const Py_ssize_t[::1] batch_sizes, const Py_ssize_t[::1] offsets,
-                        const Py_ssize_t[::1] out_rows, Py_ssize_t batch_size,
-                        Py_ssize_t input_size, Py_ssize_t hidden_size, Py_ssize_t n_rows,
-                        bint reset_after, bint reverse, int itemsize, bint backward):
-    """The Sequence of a (forward or backward) call (order is left NULL), dtype of `itemsize` bytes."""
+cdef Sequence _sequence(object batch_sizes, object offsets, object out_rows,
+                        Py_ssize_t batch_size, Py_ssize_t input_size, Py_ssize_t hidden_size,
+                        Py_ssize_t n_rows, bint reset_after, bint reverse, int itemsize,
+                        bint backward) except *:
+    """The Sequence of a (forward or backward) call (order is left NULL), dtype of
+    `itemsize` bytes; the packing's index arrays checked as `_index_data` does."""
     cdef Sequence seq
-    seq.seq_len = batch_sizes.shape[0]
+    seq.batch_sizes = <const Py_ssize_t*> _index_data(batch_sizes, b"batch_sizes")
+    seq.offsets = <const Py_ssize_t*> _index_data(offsets, b"offsets")
+    seq.out_rows = <const Py_ssize_t*> _index_data(out_rows, b"out_rows")
+    seq.seq_len = cnp.PyArray_DIM(<cnp.ndarray> batch_sizes, 0)
+    if cnp.PyArray_DIM(<cnp.ndarray> out_rows, 0) == 0:
+        seq.out_rows = NULL
     seq.batch_size = batch_size
     seq.input_size = input_size
     seq.hidden_size = hidden_size
     seq.n_rows = n_rows
-    seq.batch_sizes = &batch_sizes[0]
-    seq.offsets = &offsets[0]
-    seq.out_rows = &out_rows[0] if out_rows.shape[0] > 0 else NULL
     seq.order = NULL
     seq.reset_after = reset_after
     seq.reverse = reverse
     seq.hidden_pieces = _pieces(hidden_size)
     seq.row_split = _row_split_on(batch_size, hidden_size, itemsize,
-                                  _full_lengths(batch_sizes, batch_size), backward)
+                                  _full_lengths(seq.batch_sizes, seq.seq_len, batch_size),
+                                  backward)
     return seq
 
 
-def forward_sequence(const floating[:, ::1] x,
-                     const Py_ssize_t[::1] batch_sizes,
-                     const Py_ssize_t[::1] offsets,
-                     const Py_ssize_t[::1] out_rows,
-                     const Py_ssize_t[::1] order,
-                     const floating[:, ::1] weight_ih,
-                     const floating[:, ::1] weight_hh,
-                     floating[::1] packed_ih,
-                     floating[::1] packed_hh,
-                     const floating[::1] bias_gates,
-                     const floating[::1] bias_hn,
-                     floating[:, ::1] state,
-                     floating[:, ::1] state_scratch,
-                     floating[:, ::1] y,
-                     floating[:, ::1] gates,
-                     floating[:, ::1] h_prev,
-                     floating[:, ::1] input_preact,
-                     floating[:, ::1] recurrent_preact,
+# The entry points take their arrays as ndarrays, checked here in a few
+# nanoseconds each (type, dtype, rank, C order, alignment, byte order,
+# writable where written), which is what typed memoryviews check too, at
+# ~300 ns an argument: 18 arrays cost 6 us, a third of a one-step call.
+# Shapes are the caller's (functional.py) to get right, as before.
+
+cdef object _ARRAY_PROBLEMS = ("is not a NumPy array", "has another dtype",
+                               "has another number of axes",
+                               "is not C-contiguous, aligned and in native byte order",
+                               "is read-only")
+
+
+cdef int _array_problem(object array, int typenum, int ndim, bint writable) noexcept:
+    """0 when `array` is an ndarray as an entry point needs it, else 1 + the problem's index.
+
+    typenum -1: any signed integer of Py_ssize_t's size (np.intp)."""
+    if not cnp.PyArray_Check(array):
+        return 1
+    cdef cnp.ndarray a = <cnp.ndarray> array
+    if typenum >= 0:
+        if cnp.PyArray_TYPE(a) != typenum:
+            return 2
+    elif not (cnp.PyArray_ISSIGNED(a) and cnp.PyArray_ITEMSIZE(a) == sizeof(Py_ssize_t)):
+        return 2
+    if cnp.PyArray_NDIM(a) != ndim:
+        return 3
+    if not cnp.PyArray_ISCARRAY_RO(a):
+        return 4
+    if writable and not cnp.PyArray_ISWRITEABLE(a):
+        return 5
+    return 0
+
+
+cdef char* _refuse(object array, const char* name, int problem) except NULL:
+    raise ValueError(f"gru_fast._core: {(<bytes> name).decode()} {_ARRAY_PROBLEMS[problem - 1]} "
+                     f"({type(array).__name__} {getattr(array, 'dtype', '')} "
+                     f"{getattr(array, 'shape', '')})")
+
+
+cdef inline char* _data(object array, int typenum, int ndim, bint writable,
+                        const char* name) except NULL:
+    """The data of `array`, a C-contiguous ndarray of `typenum` with `ndim` axes
+    (and writable when `writable`); ValueError naming it otherwise."""
+    cdef int problem = _array_problem(array, typenum, ndim, writable)
+    if problem:
+        return _refuse(array, name, problem)
+    return <char*> cnp.PyArray_DATA(<cnp.ndarray> array)
+
+
+cdef inline char* _index_data(object array, const char* name) except NULL:
+    """The data of a 1-D np.intp array (the packing's)."""
+    return _data(array, -1, 1, False, name)
+
+
+cdef inline Py_ssize_t _dim(object array, int axis) noexcept:
+    """Extent of axis `axis` of an ndarray `_data` accepted."""
+    return cnp.PyArray_DIM(<cnp.ndarray> array, axis)
+
+
+cdef int _float_typenum(object x) except -1:
+    """NPY_FLOAT or NPY_DOUBLE: the dtype of a call, from its x."""
+    if cnp.PyArray_Check(x):
+        if cnp.PyArray_TYPE(<cnp.ndarray> x) == cnp.NPY_FLOAT:
+            return cnp.NPY_FLOAT
+        if cnp.PyArray_TYPE(<cnp.ndarray> x) == cnp.NPY_DOUBLE:
+            return cnp.NPY_DOUBLE
+    raise TypeError(f"gru_fast._core: x must be a float32 or float64 ndarray, "
+                    f"got {type(x).__name__} {getattr(x, 'dtype', '')}")
+
+
+def forward_sequence(x, batch_sizes, offsets, out_rows, order, weight_ih, weight_hh,
+                     packed_ih, packed_hh, bias_gates, bias_hn, state, state_scratch, y,
+                     gates, h_prev, input_preact, recurrent_preact,
                      bint reset_after, bint reverse, bint store_history,
-                     int n_threads, const int[::1] stop, bint pack_weights=True):
+                     int n_threads, stop, bint pack_weights=True):
     """Run one GRU layer in one direction over a packed sequence (GIL released).
 
     Shapes (N packed rows, T steps, B batch rows sorted by length, H hidden,
@@ -1030,40 +1093,51 @@ def forward_sequence(const floating[:, ::1] x,
     Raises whatever a signal handler raises (KeyboardInterrupt); y, state
     and the scratch are then unfinished.
     """
-    if batch_sizes.shape[0] == 0 or x.shape[0] == 0:
-        return
+    cdef int typenum = _float_typenum(x)
+    cdef int itemsize = 4 if typenum == cnp.NPY_FLOAT else 8
     cdef ForwardCall call
-    call.seq = _sequence(batch_sizes, offsets, out_rows, state.shape[0], x.shape[1],
-                         state.shape[1], x.shape[0], reset_after, reverse, sizeof(floating),
-                         False)
-    call.seq.order = &order[0] if order.shape[0] > 0 else NULL
+    call.x = _data(x, typenum, 2, False, b"x")
+    call.seq = _sequence(batch_sizes, offsets, out_rows, _dim(state, 0), _dim(x, 1),
+                         _dim(state, 1), _dim(x, 0), reset_after, reverse, itemsize, False)
+    if call.seq.seq_len == 0 or call.seq.n_rows == 0:
+        return
+    call.seq.order = <const Py_ssize_t*> _index_data(order, b"order")
+    if _dim(order, 0) == 0:
+        call.seq.order = NULL
     call.store_history = store_history
     call.pack_weights = pack_weights
-    call.preact_rows = input_preact.shape[0]
-    call.x = &x[0, 0]
-    call.weight_ih = &weight_ih[0, 0] if weight_ih is not None else NULL
+    call.weight_ih = NULL if weight_ih is None else _data(weight_ih, typenum, 2, False,
+                                                          b"weight_ih")
+    call.weight_hh = (_data(weight_hh, typenum, 2, False, b"weight_hh") if pack_weights
+                      else NULL)
+    call.packed_ih = _data(packed_ih, typenum, 1, True, b"packed_ih")
+    call.packed_hh = _data(packed_hh, typenum, 1, True, b"packed_hh")
+    call.bias_gates = _data(bias_gates, typenum, 1, False, b"bias_gates")
+    call.bias_hn = _data(bias_hn, typenum, 1, False, b"bias_hn")
+    call.y = _data(y, typenum, 2, True, b"y")
+    if _dim(y, 0) == 0:
+        call.y = NULL  # (0, H): final states only
+    call.gates = _data(gates, typenum, 2, True, b"gates")
+    call.h_prev = _data(h_prev, typenum, 2, True, b"h_prev")
+    call.input_preact = _data(input_preact, typenum, 2, True, b"input_preact")
+    call.recurrent_preact = _data(recurrent_preact, typenum, 2, True, b"recurrent_preact")
+    call.h_read = _data(state, typenum, 2, True, b"state")
+    call.h_write = _data(state_scratch, typenum, 2, True, b"state_scratch")
+    call.preact_rows = _dim(input_preact, 0)
     call.blas_projection = _projection_on_blas(&call.seq, call.preact_rows,
                                                call.weight_ih != NULL)
     call.blas_in_pieces = (projection_forced == 2 and call.weight_ih != NULL
                            and call.preact_rows > call.seq.batch_size)
-    call.weight_hh = &weight_hh[0, 0] if pack_weights else NULL
-    call.packed_ih = &packed_ih[0]
-    call.packed_hh = &packed_hh[0]
-    call.bias_gates = &bias_gates[0]
-    call.bias_hn = &bias_hn[0]
-    call.y = &y[0, 0] if y.shape[0] > 0 else NULL  # (0, H): final states only
-    call.gates = &gates[0, 0]
-    call.h_prev = &h_prev[0, 0]
-    call.input_preact = &input_preact[0, 0]
-    call.recurrent_preact = &recurrent_preact[0, 0]
-    call.h_read = &state[0, 0]
-    call.h_write = &state_scratch[0, 0]
+    cdef const int* stop_flag = <const int*> _data(stop, cnp.NPY_INT32, 1, False, b"stop")
     cdef Interrupts interrupts = _interrupts_from(
-        &stop[0], PyThread_get_thread_ident() == _main_thread)
+        stop_flag, PyThread_get_thread_ident() == _main_thread)
     cdef int status, participants
     with nogil:
         participants = pool_acquire(min(n_threads, _most_pieces(&call.seq)))
-        status = _forward_run(&call, participants, &interrupts, <floating*> NULL)
+        if typenum == cnp.NPY_FLOAT:
+            status = _forward_run(&call, participants, &interrupts, <float*> NULL)
+        else:
+            status = _forward_run(&call, participants, &interrupts, <double*> NULL)
         if participants > 1:
             pool_release()
     if status != 0:
@@ -1584,6 +1658,11 @@ def over_rows_on_blas(Py_ssize_t n_rows, Py_ssize_t input_size, Py_ssize_t hidde
     The packed kernel needs W_ih and x packed as scratch
     (functional.gru_backward allocates it only then).
     """
+    return _over_rows_on_blas(n_rows, input_size, hidden_size, itemsize)
+
+
+cdef inline bint _over_rows_on_blas(Py_ssize_t n_rows, Py_ssize_t input_size,
+                                    Py_ssize_t hidden_size, int itemsize) noexcept nogil:
     if over_rows_forced >= 0:
         return over_rows_forced == 1
     return itemsize == 8 and n_rows * 3 * hidden_size * 2 * input_size >= OVER_ROWS_BLAS_MIN_MACS
@@ -1638,15 +1717,26 @@ cdef inline bint _hh_over_rows_by_size(Py_ssize_t hidden_size, int itemsize) noe
             > HH_STEP_SUMS_MAX_BUDGETS * <long long> gf_level2_budget())
 
 
-def backward_hh_over_rows(const Py_ssize_t[::1] batch_sizes, Py_ssize_t batch_size,
-                          Py_ssize_t hidden_size, int itemsize):
+def backward_hh_over_rows(batch_sizes, Py_ssize_t batch_size, Py_ssize_t hidden_size,
+                          int itemsize):
     """Whether backward sums dW_hh over all rows after the time loop: when
     `weight_hh_over_rows` says so, and always with row pieces (`row_split`),
-    whose pieces each hold rows of every unit.  `batch_sizes` are the packing's
-    rows per step (the caller sizes its scratch by this; the core decides the same)."""
+    whose pieces each hold rows of every unit.  `batch_sizes` (np.intp) are the
+    packing's rows per step (the caller sizes its scratch by this; the core
+    decides the same, in `_backward_hh_over_rows`)."""
+    cdef const Py_ssize_t* sizes = <const Py_ssize_t*> _index_data(batch_sizes,
+                                                                   b"batch_sizes")
+    cdef bint full = _full_lengths(sizes, _dim(batch_sizes, 0), batch_size)
     return (weight_hh_over_rows(hidden_size, itemsize)
-            or row_split(batch_size, hidden_size, itemsize,
-                         _full_lengths(batch_sizes, batch_size), True))
+            or _row_split_on(batch_size, hidden_size, itemsize, full, True))
+
+
+cdef inline bint _backward_hh_over_rows(const Sequence* seq, int itemsize) noexcept:
+    """`backward_hh_over_rows` of a backward call's Sequence (whose row_split is the
+    backward one)."""
+    if hh_over_rows_forced >= 0:
+        return hh_over_rows_forced == 1 or seq.row_split
+    return _hh_over_rows_by_size(seq.hidden_size, itemsize) or seq.row_split
 
 
 cdef inline void _gradients_over_rows(BackwardCall* call, floating* dtype) noexcept nogil:
@@ -1745,30 +1835,11 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
     return 0
 
 
-def backward_sequence(const floating[:, ::1] x,
-                      const Py_ssize_t[::1] batch_sizes,
-                      const Py_ssize_t[::1] offsets,
-                      const Py_ssize_t[::1] out_rows,
-                      const floating[:, ::1] weight_ih,
-                      const floating[:, ::1] weight_hh,
-                      const floating[:, ::1] gates,
-                      const floating[:, ::1] h_prev,
-                      const floating[:, ::1] dy,
-                      floating[:, ::1] dh,
-                      floating[:, ::1] d_gi,
-                      floating[:, ::1] d_gh,
-                      floating[:, ::1] dq,
-                      floating[::1] packed_hh,
-                      floating[::1] packed_rows,
-                      floating[::1] packed_ih,
-                      floating[::1] packed_x,
-                      floating[:, ::1] dx,
-                      floating[:, ::1] d_weight_ih,
-                      floating[:, ::1] d_weight_hh,
-                      floating[::1] d_bias_ih,
-                      floating[::1] d_bias_hh,
+def backward_sequence(x, batch_sizes, offsets, out_rows, weight_ih, weight_hh, gates, h_prev,
+                      dy, dh, d_gi, d_gh, dq, packed_hh, packed_rows, packed_ih, packed_x, dx,
+                      d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh,
                       bint reset_after, bint reverse, bint with_bias,
-                      int n_threads, const int[::1] stop):
+                      int n_threads, stop):
     """Backpropagation through time for one layer and direction (GIL released).
 
     Takes the packed layout and the cache written by `forward_sequence` with
@@ -1791,52 +1862,58 @@ def backward_sequence(const floating[:, ::1] x,
     Raises whatever a signal handler raises (KeyboardInterrupt); the outputs
     are then unfinished.
     """
-    cdef Py_ssize_t n_rows = x.shape[0]
-    if n_rows == 0:
-        d_weight_ih[...] = 0
-        d_weight_hh[...] = 0
-        d_bias_ih[...] = 0
-        d_bias_hh[...] = 0
-        return
+    cdef int typenum = _float_typenum(x)
+    cdef int itemsize = 4 if typenum == cnp.NPY_FLOAT else 8
     cdef BackwardCall call
-    call.seq = _sequence(batch_sizes, offsets, out_rows, dh.shape[0], x.shape[1],
-                         dh.shape[1], n_rows, reset_after, reverse, sizeof(floating), True)
+    call.x = _data(x, typenum, 2, False, b"x")
+    call.d_weight_ih = _data(d_weight_ih, typenum, 2, True, b"d_weight_ih")
+    call.d_weight_hh = _data(d_weight_hh, typenum, 2, True, b"d_weight_hh")
+    call.d_bias_ih = _data(d_bias_ih, typenum, 1, True, b"d_bias_ih")
+    call.d_bias_hh = _data(d_bias_hh, typenum, 1, True, b"d_bias_hh")
+    cdef Py_ssize_t n_rows = _dim(x, 0)
+    cdef Py_ssize_t input_size = _dim(x, 1), hidden_size = _dim(dh, 1)
+    if n_rows == 0:
+        for gradient in (d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh):
+            memset(cnp.PyArray_DATA(<cnp.ndarray> gradient), 0,
+                   cnp.PyArray_NBYTES(<cnp.ndarray> gradient))
+        return
+    call.seq = _sequence(batch_sizes, offsets, out_rows, _dim(dh, 0), input_size,
+                         hidden_size, n_rows, reset_after, reverse, itemsize, True)
     call.with_bias = with_bias
-    call.with_dy = dy.shape[0] > 0
-    call.x = &x[0, 0]
-    call.weight_ih = &weight_ih[0, 0]
-    call.weight_hh = &weight_hh[0, 0]
-    call.gates = &gates[0, 0]
-    call.h_prev = &h_prev[0, 0]
-    call.dy = &dy[0, 0] if call.with_dy else NULL
-    call.dh = &dh[0, 0]
-    call.d_gi = &d_gi[0, 0]
-    call.d_gh = &d_gh[0, 0]
-    call.dq = &dq[0, 0]
-    call.packed_hh = &packed_hh[0]
-    call.packed_rows = &packed_rows[0]
-    call.over_rows_on_blas = over_rows_on_blas(n_rows, x.shape[1], dh.shape[1],
-                                               sizeof(floating))
-    call.input_pieces = _pieces(x.shape[1])
-    call.hh_over_rows = backward_hh_over_rows(batch_sizes, dh.shape[0], dh.shape[1],
-                                              sizeof(floating))
+    call.with_dy = _dim(dy, 0) > 0
+    call.weight_ih = _data(weight_ih, typenum, 2, False, b"weight_ih")
+    call.weight_hh = _data(weight_hh, typenum, 2, False, b"weight_hh")
+    call.gates = _data(gates, typenum, 2, False, b"gates")
+    call.h_prev = _data(h_prev, typenum, 2, False, b"h_prev")
+    call.dy = _data(dy, typenum, 2, False, b"dy") if call.with_dy else NULL
+    call.dh = _data(dh, typenum, 2, True, b"dh")
+    call.d_gi = _data(d_gi, typenum, 2, True, b"d_gi")
+    call.d_gh = _data(d_gh, typenum, 2, True, b"d_gh")
+    call.dq = _data(dq, typenum, 2, True, b"dq")
+    call.packed_hh = _data(packed_hh, typenum, 1, True, b"packed_hh")
+    call.packed_rows = _data(packed_rows, typenum, 1, True, b"packed_rows")
+    call.over_rows_on_blas = _over_rows_on_blas(n_rows, input_size, hidden_size, itemsize)
+    call.input_pieces = _pieces(input_size)
+    call.hh_over_rows = _backward_hh_over_rows(&call.seq, itemsize)
     if not call.over_rows_on_blas:
-        call.packed_ih = &packed_ih[0]
-        call.packed_x = &packed_x[0]
-    call.dx = &dx[0, 0] if dx.shape[0] > 0 else NULL
-    call.d_weight_ih = &d_weight_ih[0, 0]
-    call.d_weight_hh = &d_weight_hh[0, 0]
-    call.d_bias_ih = &d_bias_ih[0]
-    call.d_bias_hh = &d_bias_hh[0]
+        call.packed_ih = _data(packed_ih, typenum, 1, True, b"packed_ih")
+        call.packed_x = _data(packed_x, typenum, 1, True, b"packed_x")
+    call.dx = _data(dx, typenum, 2, True, b"dx")
+    if _dim(dx, 0) == 0:
+        call.dx = NULL
+    cdef const int* stop_flag = <const int*> _data(stop, cnp.NPY_INT32, 1, False, b"stop")
     cdef Interrupts interrupts = _interrupts_from(
-        &stop[0], PyThread_get_thread_ident() == _main_thread)
+        stop_flag, PyThread_get_thread_ident() == _main_thread)
     cdef int status, participants
     with nogil:
         participants = pool_acquire(min(n_threads, max(
             _most_pieces(&call.seq), call.seq.hidden_pieces.count
             if call.over_rows_on_blas else max(call.seq.hidden_pieces.count,
                                                call.input_pieces.count))))
-        status = _backward_run(&call, participants, &interrupts, <floating*> NULL)
+        if typenum == cnp.NPY_FLOAT:
+            status = _backward_run(&call, participants, &interrupts, <float*> NULL)
+        else:
+            status = _backward_run(&call, participants, &interrupts, <double*> NULL)
         if participants > 1:
             pool_release()
     if status != 0:

@@ -22,6 +22,7 @@ import subprocess
 import sysconfig
 from pathlib import Path
 
+import numpy
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,7 +64,9 @@ def disassembly(tmp_path_factory):
     for module, extra in constants["PER_LEVEL_MODULES"].items():
         command = [CROSS_GCC, *constants["COMMON_ARGS"], *constants["ALIAS_CHECK_ARGS"]["gcc"],
                    "-fopenmp", "-fPIC", *extra, "-c", str(GENERATED / f"{module}_baseline.c"),
-                   f"-I{REPO / 'src'}", f"-I{include}", "-o", str(out / f"{module}.o")]
+                   f"-I{REPO / 'src'}", f"-I{include}", f"-I{numpy.get_include()}",
+                   "-DNPY_NO_DEPRECATED_API=NPY_1_7_API_VERSION",  # as setup.py's NUMPY_C_API
+                   "-o", str(out / f"{module}.o")]
         compiles[module] = subprocess.Popen(command, stdout=subprocess.PIPE,
                                             stderr=subprocess.STDOUT, text=True)
     listings = {}
