@@ -65,6 +65,9 @@ def check_out(out, shape, dtype, x_t, h):
         raise ValueError("out must be C-contiguous")
     if not out.flags.writeable:
         raise ValueError("out must be writeable")
+    if not out.flags.aligned:
+        raise ValueError("out must hold its values on multiples of their size (aligned); "
+                         "pass an array NumPy allocated")
     if np.may_share_memory(out, x_t):
         raise ValueError("out must not share memory with x_t")
     if (h is not None and np.may_share_memory(out, h)

@@ -1983,7 +1983,7 @@ cdef inline Py_ssize_t _on_lines(Py_ssize_t n_bytes) noexcept nogil:
 
 cdef int _get_array(object obj, Py_buffer* view, int flags, char kind,
                     int ndim, const Py_ssize_t* shape) noexcept:
-    """Acquire `obj` as a C-contiguous array of `kind` ('f' or 'd') and this shape.
+    """Acquire `obj` as a C-contiguous, aligned array of `kind` ('f' or 'd') and this shape.
 
     shape[i] < 0 accepts any extent >= 1 on axis i.  Returns 1 with `view`
     held, or 0 (nothing held, no exception set) if `obj` is anything else.
@@ -1993,7 +1993,8 @@ cdef int _get_array(object obj, Py_buffer* view, int flags, char kind,
         PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
     except Exception:
         return 0
-    if view.ndim == ndim and _float_kind(view.format) == kind:
+    if (view.ndim == ndim and _float_kind(view.format) == kind
+            and (<size_t> view.buf) % <size_t> view.itemsize == 0):  # aligned values
         for axis in range(ndim):
             if not (view.shape[axis] == shape[axis] if shape[axis] >= 0
                     else view.shape[axis] >= 1):

@@ -170,3 +170,21 @@ def test_core_refuses_read_only_outputs_and_a_non_float_x():
         arguments["x"] = bad_x
         with pytest.raises(TypeError, match="x must be a float32 or float64 ndarray"):
             _core.forward_sequence(**arguments)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_steps_take_unaligned_inputs_and_refuse_an_unaligned_out(frozen):
+    """FrozenGRU.step and GRU.step: unaligned x_t and h give the aligned bits (the lean
+    path refuses them, the checked path copies); an unaligned out is a clear error."""
+    layer = random_layer(dtype=np.float64, reset_after=True, seed=7)
+    params = layer.params
+    model = (gru_fast.FrozenGRU(params["weight_ih_l0"], params["weight_hh_l0"],
+                                params["bias_ih_l0"], params["bias_hh_l0"],
+                                reset_after=True) if frozen else layer)
+    rng = np.random.default_rng(8)
+    x_t = rng.standard_normal((3, 5))
+    h = rng.standard_normal((3, 4) if frozen else (1, 3, 4))
+    want = model.step(x_t, h)
+    np.testing.assert_array_equal(model.step(unaligned(x_t), unaligned(h)), want)
+    with pytest.raises(ValueError, match="out must hold its values .*aligned"):
+        model.step(x_t, h, out=unaligned(np.zeros_like(want)))
