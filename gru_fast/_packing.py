@@ -29,7 +29,7 @@ class Packing:
     out_rows: np.ndarray  # (N,) intp; empty for the identity (no O(T*B) index)
     order: np.ndarray | None  # (B,) sorted position -> original row; None when identity
 
-    @property
+    @functools.cached_property  # read 2-3 times a call; int(offsets[-1]) costs ~0.2 us
     def n_rows(self):
         """N, the number of (step, row) pairs that run."""
         return int(self.offsets[-1])

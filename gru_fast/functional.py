@@ -3,7 +3,8 @@
 `gru_forward` and `gru_backward` have the signatures and results of
 `gru_fast.reference`; the work happens in `gru_fast._core`, one call for the
 whole sequence with the GIL released.  This module owns the checks and every
-allocation; the core neither checks nor allocates.
+allocation; the core allocates nothing and checks only that each array is one it
+can read (an ndarray of the call's dtype, rank and layout), not its shape.
 """
 
 import threading
