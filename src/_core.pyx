@@ -995,10 +995,11 @@ cdef Sequence _sequence(object batch_sizes, object offsets, object out_rows,
 
 
 # The entry points take their arrays as ndarrays, checked here in a few
-# nanoseconds each (type, dtype, rank, C order, alignment, byte order,
-# writable where written), which is what typed memoryviews check too, at
-# ~300 ns an argument: 18 arrays cost 6 us, a third of a one-step call.
-# Shapes are the caller's (functional.py) to get right, as before.
+# nanoseconds each (type, dtype, rank, C order, byte order, writable where
+# written, and alignment, which typed memoryviews did not check), where typed
+# memoryviews cost ~200 ns an argument: 18 arrays took ~3.5 us, a third of a
+# one-step call (bench/call_overhead.py).  Shapes are the caller's
+# (functional.py) to get right, as before.
 
 cdef object _ARRAY_PROBLEMS = ("is not a NumPy array", "has another dtype",
                                "has another number of axes",
@@ -1932,10 +1933,12 @@ def activations(const floating[::1] values, floating[::1] sigmoid_out, floating[
 # ---------------------------------------------------------------------------
 # The streaming entry: time steps of stacked layers on weights packed once.
 #
-# `forward_sequence` takes some twenty typed memoryviews, and acquiring them
-# (about 3 us here) is most of a one-step call.  A `StepKernel` acquires one
-# layer's packed weights and biases once, when it is made, and keeps its own
-# scratch; `step_layers` then takes only x_t, h and out, as raw buffers.  The
+# `forward_sequence` takes some twenty arrays (0.1 us to check them since they
+# are read through NumPy's C API; as typed memoryviews they took ~3.5 us, most
+# of a one-step call), and the Python around it checks and allocates them.  A
+# `StepKernel` takes one layer's packed weights and biases once, when it is
+# made, and keeps its own scratch; `step_layers` then takes only x_t, h and
+# out, as raw buffers.  The
 # step itself is `_forward_run` over one step of the identity packing, so its
 # numbers are those of `gru_forward`, bit for bit, and whether the pool's
 # workers help is decided as for a sequence (gf_pace, remembered per shape
