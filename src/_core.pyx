@@ -1707,13 +1707,13 @@ def weight_hh_over_rows(Py_ssize_t hidden_size, int itemsize):
     numbers never depend on the thread count.  Over all rows needs d_gh (N, 3H) and the packed rows
     (N, Hp) (twice, classic) as scratch (functional.gru_backward sizes them).
     """
+    return _weight_hh_over_rows(hidden_size, itemsize)
+
+
+cdef inline bint _weight_hh_over_rows(Py_ssize_t hidden_size, int itemsize) noexcept nogil:
+    """weight_hh_over_rows: as forced, else dW_hh (3H x H) beyond 8 L2 budgets."""
     if hh_over_rows_forced >= 0:
         return hh_over_rows_forced == 1
-    return _hh_over_rows_by_size(hidden_size, itemsize)
-
-
-cdef inline bint _hh_over_rows_by_size(Py_ssize_t hidden_size, int itemsize) noexcept nogil:
-    """weight_hh_over_rows's size rule: dW_hh (3H x H) beyond 8 L2 budgets."""
     return (3 * hidden_size * hidden_size * itemsize
             > HH_STEP_SUMS_MAX_BUDGETS * <long long> gf_level2_budget())
 
@@ -1728,16 +1728,14 @@ def backward_hh_over_rows(batch_sizes, Py_ssize_t batch_size, Py_ssize_t hidden_
     cdef const Py_ssize_t* sizes = <const Py_ssize_t*> _index_data(batch_sizes,
                                                                    b"batch_sizes")
     cdef bint full = _full_lengths(sizes, _dim(batch_sizes, 0), batch_size)
-    return (weight_hh_over_rows(hidden_size, itemsize)
+    return (_weight_hh_over_rows(hidden_size, itemsize)
             or _row_split_on(batch_size, hidden_size, itemsize, full, True))
 
 
-cdef inline bint _backward_hh_over_rows(const Sequence* seq, int itemsize) noexcept:
+cdef inline bint _backward_hh_over_rows(const Sequence* seq, int itemsize) noexcept nogil:
     """`backward_hh_over_rows` of a backward call's Sequence (whose row_split is the
-    backward one)."""
-    if hh_over_rows_forced >= 0:
-        return hh_over_rows_forced == 1 or seq.row_split
-    return _hh_over_rows_by_size(seq.hidden_size, itemsize) or seq.row_split
+    backward one, `_row_split_on` with these full_lengths)."""
+    return _weight_hh_over_rows(seq.hidden_size, itemsize) or seq.row_split
 
 
 cdef inline void _gradients_over_rows(BackwardCall* call, floating* dtype) noexcept nogil:
