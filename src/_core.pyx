@@ -120,21 +120,19 @@ cdef extern from "_parallel.h" nogil:
     int processors "gf_processors"()
     int pool_acquire "gf_pool_acquire"(int n_threads)
     void pool_release "gf_pool_release"()
-    int run_phase "gf_run_phase"(gf_piece_fn fn, void* ctx, int n_pieces, int mergeable,
-                                 int policy, int participants)
+    void run_paced_phase "gf_run_paced_phase"(gf_pace* pace, gf_piece_fn fn, void* ctx,
+                                              int n_pieces, int mergeable, int policy)
     int run_first "GF_RUN_FIRST"(int piece)
     int run_count "GF_RUN_COUNT"(int piece)
     int run_policy "gf_run_policy"
     int backward_run_policy "gf_backward_run_policy"
-    void set_worker_stall "gf_set_worker_stall"(int worker, long long ns)
+    void set_worker_stall "gf_set_worker_stall"(int worker, long long ns, int mid_piece)
     int pace_forced "gf_pace_forced"
-    long long thread_stats "gf_stats"[4]
+    long long thread_stats "gf_stats"[5]
     unsigned long long pace_key "gf_pace_key"(long long a, long long b, long long c, long long d)
     void pace_start "gf_pace_start"(gf_pace* pace, unsigned long long key, int participants)
-    int pace_participants "gf_pace_participants"(const gf_pace* pace)
     long long pace_step_done "gf_pace_step_done"(gf_pace* pace, long long units)
     void pace_finish "gf_pace_finish"(const gf_pace* pace)
-    void pace_note_late "gf_pace_note_late"(gf_pace* pace)
     void pace_exclude "gf_pace_exclude"(gf_pace* pace, long long ns)
     long long pace_timed_step_done "gf_pace_timed_step_done"(gf_pace* pace, long long units,
                                                              long long ns)
@@ -227,9 +225,11 @@ def padded_to_panels(width):
     return -(-width // PANEL) * PANEL
 
 
-def _set_worker_stall(int worker, double seconds):
-    """Test hook: worker `worker` (1, 2, ...) sleeps `seconds` before each claim; worker -1: off."""
-    set_worker_stall(worker, <long long> (seconds * 1e9))
+def _set_worker_stall(int worker, double seconds, bint mid_piece=False):
+    """Test hook: worker `worker` (1, 2, ...) sleeps `seconds` before each claim, or
+    (mid_piece) after claiming its first piece of each phase, before running it,
+    as a worker that loses its core in the middle of a piece; worker -1: off."""
+    set_worker_stall(worker, <long long> (seconds * 1e9), mid_piece)
 
 
 def _force_threads(mode):
@@ -257,10 +257,12 @@ def _thread_stats():
 
     serial_phases: phases the caller ran alone; threaded_phases: phases handed
     to the workers; worker_pieces: pieces the workers ran; late_workers:
-    phases whose caller waited long for a worker that lost its core mid-piece.
+    phases whose caller waited long for a worker that lost its core mid-piece;
+    late_wait_ns: how long the caller waited in those phases, in all.
     """
     return dict(serial_phases=thread_stats[0], threaded_phases=thread_stats[1],
-                worker_pieces=thread_stats[2], late_workers=thread_stats[3])
+                worker_pieces=thread_stats[2], late_workers=thread_stats[3],
+                late_wait_ns=thread_stats[4])
 
 
 cdef struct Pieces:
@@ -883,8 +885,7 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
     if call.pack_weights:
         call.phase = PACK
         projection_start = now_ns()
-        if run_phase(piece_fn, call, n_pieces, n_pieces, run_policy, pace_participants(&pace)):
-            pace_note_late(&pace)
+        run_paced_phase(&pace, piece_fn, call, n_pieces, n_pieces, run_policy)
         pace_exclude(&pace, now_ns() - projection_start)  # not a step's work
 
     call.chunk_lo = call.chunk_hi = 0
@@ -917,9 +918,7 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
                 _project_chunk(call, dtype)
             else:
                 call.phase = PROJECT
-                if run_phase(piece_fn, call, n_pieces, n_pieces, run_policy,
-                             pace_participants(&projection_pace)):
-                    pace_note_late(&projection_pace)
+                run_paced_phase(&projection_pace, piece_fn, call, n_pieces, n_pieces, run_policy)
                 pace_timed_step_done(&projection_pace,
                                      seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo],
                                      now_ns() - projection_start)
@@ -927,14 +926,11 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
             call.project = False
         call.phase = STEP
         call.rows = _row_pieces(call.n_active)
-        if run_phase(piece_fn, call, _step_pieces(seq, call.rows), _step_pieces(seq, call.rows),
-                     run_policy,
-                     pace_participants(&pace)):
-            pace_note_late(&pace)
+        run_paced_phase(&pace, piece_fn, call, _step_pieces(seq, call.rows),
+                        _step_pieces(seq, call.rows), run_policy)
         if call.n_active > 0 and not seq.reset_after and not _rows_this_step(seq, call.rows):
             call.phase = CANDIDATE
-            if run_phase(piece_fn, call, n_pieces, n_pieces, run_policy, pace_participants(&pace)):
-                pace_note_late(&pace)
+            run_paced_phase(&pace, piece_fn, call, n_pieces, n_pieces, run_policy)
         if call.n_active > 0:
             swap = call.h_read
             call.h_read = call.h_write
@@ -1790,9 +1786,7 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
                                + 16 * seq.row_split), participants)
     call.phase = PACK
     cdef long long pack_start = now_ns()
-    if run_phase(piece_fn, call, n_pieces, n_pieces, backward_run_policy,
-                 pace_participants(&pace)):
-        pace_note_late(&pace)
+    run_paced_phase(&pace, piece_fn, call, n_pieces, n_pieces, backward_run_policy)
     pace_exclude(&pace, now_ns() - pack_start)  # not a step's work
     call.prev_active = 0
     call.prev_t = 0
@@ -1806,15 +1800,11 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
         # rows of dh this step writes: the step before's (its product into dh;
         # more than this step's when a reverse layer's rows end) and its own
         call.rows = _row_pieces(max(call.n_active, call.prev_active))
-        if run_phase(piece_fn, call, _step_pieces(seq, call.rows), _step_pieces(seq, call.rows),
-                     backward_run_policy,
-                     pace_participants(&pace)):
-            pace_note_late(&pace)
+        run_paced_phase(&pace, piece_fn, call, _step_pieces(seq, call.rows),
+                        _step_pieces(seq, call.rows), backward_run_policy)
         if not seq.reset_after and not _rows_this_step(seq, call.rows):
             call.phase = RESET_GRADIENTS
-            if run_phase(piece_fn, call, n_pieces, n_pieces, backward_run_policy,
-                         pace_participants(&pace)):
-                pace_note_late(&pace)
+            run_paced_phase(&pace, piece_fn, call, n_pieces, n_pieces, backward_run_policy)
         call.prev_t = call.t
         call.prev_active = call.n_active
         if _interrupted(pace_step_done(&pace, call.n_active + 1), interrupts):
@@ -1823,11 +1813,9 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
     # The last step's product into dh, and the bias gradients, piece by piece;
     # dx and dW_ih in input pieces too, unless they go to BLAS after it.
     call.phase = OVER_ROWS
-    if run_phase(piece_fn, call, n_pieces + (0 if call.over_rows_on_blas
-                                             else call.input_pieces.count), n_pieces,
-                 backward_run_policy,
-                 pace_participants(&pace)):
-        pace_note_late(&pace)
+    run_paced_phase(&pace, piece_fn, call,
+                    n_pieces + (0 if call.over_rows_on_blas else call.input_pieces.count),
+                    n_pieces, backward_run_policy)
     pace_finish(&pace)
     if call.over_rows_on_blas:
         _gradients_over_rows(call, dtype)

@@ -114,15 +114,17 @@ typedef struct {
     pthread_cond_t wake;                   /* workers wait here for a phase */
     pthread_cond_t finished;               /* the caller waits here for started pieces */
     gf_range ranges[GF_MAX_WORKERS + 1];
-    /* test hook: worker `stall_worker` sleeps stall_ns before each claim */
+    /* test hook: worker `stall_worker` sleeps stall_ns before each claim, or
+     * (stall_mid_piece) after claiming its first piece of a phase, before running it */
     int stall_worker;
     int64_t stall_ns;
+    int stall_mid_piece;
 } gf_pool;
 
 /* What the pool did, for tests and benchmarks (_core._thread_stats): phases run
  * by the caller alone, phases handed to the workers, pieces the workers ran,
- * phases where a worker was late. */
-static int64_t gf_stats[4];
+ * phases where a worker was late, and the ns the caller waited in those. */
+static int64_t gf_stats[5];
 
 static gf_pool gf_the_pool = {
     .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
@@ -187,6 +189,9 @@ static int gf_claim_and_run(gf_pool* pool, int me, int participants, uint64_t se
                 continue;
             /* The phase cannot end before this piece is counted, so fn and
              * ctx are still those of phase `seq`. */
+            if (me != 0 && ran == 0 && pool->stall_mid_piece && pool->stall_worker == me
+                    && pool->stall_ns > 0)
+                gf_sleep_ns(pool->stall_ns);
             pool->fn(pool->ctx, piece);
             ran += count;
             if (me != 0) {
@@ -213,7 +218,7 @@ static void* gf_worker_main(void* arg)
         uint64_t seq = __atomic_load_n(&pool->sequence, __ATOMIC_ACQUIRE);
         if (seq != seen) {
             seen = seq;
-            if (pool->stall_worker == me && pool->stall_ns > 0)
+            if (pool->stall_worker == me && pool->stall_ns > 0 && !pool->stall_mid_piece)
                 gf_sleep_ns(pool->stall_ns);
             if (me < __atomic_load_n(&pool->participants, __ATOMIC_ACQUIRE))
                 gf_claim_and_run(pool, me, __atomic_load_n(&pool->participants, __ATOMIC_ACQUIRE),
@@ -335,16 +340,16 @@ static inline void gf_pool_release(void)
  * alone, in order).  Pieces [0, mergeable) may be handed to fn as runs
  * (GF_RUN), claimed by `policy` (gf_run_policy); the caller alone runs them
  * as one run unless the policy is 0.
- * Returns when every piece has run: 1 if the caller then
- * waited long for a worker's piece (GF_LATE_NS, and longer than its own
- * pieces took: the worker lost its core in the middle of a piece), else 0.
+ * Returns when every piece has run: how long the caller then waited for a
+ * worker's piece, in ns, if that was long (GF_LATE_NS, and longer than its
+ * own pieces took: the worker lost its core in the middle of a piece), else 0.
  *
  * The caller waits for started pieces spinning for GF_CALLER_SPIN_NS or as
  * long as its own pieces took, then sleeping: its core then goes idle, and the kernel moves a runnable
  * thread there, maybe the worker that lost its core (a spinning caller
  * would hold the core until the end of its time slice). */
-static int gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int mergeable,
-                        int policy, int participants)
+static int64_t gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int mergeable,
+                            int policy, int participants)
 {
     gf_pool* pool = &gf_the_pool;
     int piece, r, own;
@@ -415,15 +420,18 @@ static int gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int mergeable,
     waited = gf_now_ns() - claimed;
     if (waited > GF_LATE_NS && waited > claimed - start) {
         __atomic_add_fetch(&gf_stats[3], 1, __ATOMIC_RELAXED);
-        return 1;
+        __atomic_add_fetch(&gf_stats[4], waited, __ATOMIC_RELAXED);
+        return waited;
     }
     return 0;
 }
 
-/* Test hook: worker `worker` (1, 2, ...) sleeps `ns` before each claim; -1 turns it off. */
-static inline void gf_set_worker_stall(int worker, int64_t ns)
+/* Test hook: worker `worker` (1, 2, ...) sleeps `ns` before each claim, or
+ * (mid_piece) in the middle of its first piece of each phase; -1 turns it off. */
+static inline void gf_set_worker_stall(int worker, int64_t ns, int mid_piece)
 {
     gf_the_pool.stall_ns = ns;
+    gf_the_pool.stall_mid_piece = mid_piece;
     gf_the_pool.stall_worker = worker;
 }
 
@@ -445,13 +453,29 @@ static inline void gf_set_worker_stall(int worker, int64_t ns)
  * GF_SPIN_NS without a phase, and waking them (on a virtual machine, waking
  * its idle virtual CPU) is not what threads cost once running.
  *
- * A worker late in the middle of a piece (gf_run_phase returned 1: another
- * library's threads hold the cores, or the hypervisor took the worker's
- * virtual CPU) sends the caller serial for `late_gap` blocks, without
- * touching the estimates; late_gap doubles with every late worker (up to
- * GF_MAX_GAP) and halves after as many threaded blocks without one.  So a
- * pipeline that keeps the cores busy soon tries threads rarely, and a single
- * hiccup on a quiet machine costs a few blocks.
+ * A worker late in the middle of a piece (gf_run_phase returned how long the
+ * caller waited for it: another library's threads hold the cores, or the
+ * hypervisor took the worker's virtual CPU) costs that wait.  The pace keeps
+ * what such waits cost the threaded blocks (stall_ema: waits per threaded
+ * block, against block_ema, the threaded block's length; both averaged over
+ * about GF_STALL_MEMORY blocks) and asks, at every late worker, whether
+ * threads still pay with their waits counted: ns_per_unit[1] * (1 +
+ * stall_ema / block_ema) below what GF_THREADS_MUST_SAVE asks of the serial
+ * estimate.  If they do (the hypervisor's hiccups of tens of microseconds,
+ * dozens a second even on a quiet virtual machine), the block goes on
+ * threaded, the wait left out of its time.  If not (another library's
+ * threads hold the cores: waits of a scheduler time slice, milliseconds),
+ * the caller goes serial for `late_gap` blocks, without touching the
+ * estimates, and for no longer than late_gap times the wait (a spell that
+ * insures against the next stall in proportion to what this one cost) nor
+ * GF_MAX_SERIAL_NS; late_gap doubles with every such spell (up to
+ * GF_MAX_GAP) and halves after as many threaded blocks without a late
+ * worker.  So a pipeline that keeps the cores busy soon tries threads
+ * rarely, and hiccups that threads outrun do not send the caller serial.
+ * (With every late worker sending the caller serial for late_gap blocks,
+ * a neighbour spinning 200 us every 3 ms ran 18-42% of a medium forward's
+ * steps serially, 1.12-1.25x the time of forced threads, and 29-61% of
+ * medium forward+backward's, 1.15-1.50x: bench/pace_cost.py.)
  *
  * The estimates and gaps of the last call with the same key (the shape and
  * variant, chosen by the caller) start the next, so short calls start in the
@@ -476,14 +500,15 @@ static inline void gf_set_worker_stall(int worker, int64_t ns)
  * serially (607-619 ms against 437 with 2). */
 #define GF_MAX_SERIAL_NS (GF_MAX_GAP * (int64_t)GF_BLOCK_NS)
 #define GF_EXPLORE_SHARE 64
+#define GF_STALL_MEMORY 16
 #define GF_TRIAL_BLOCKS 2
 #define GF_MAX_BLOCK_STEPS 64
 
 typedef struct {
     uint64_t key;
     int64_t ns_per_unit_x16[2];  /* serial, threaded; 0 = unknown */
-    int64_t explore_gap, since_trial, late_gap, serial_left, block_steps, trial_left;
-    int64_t trial_min_x16;
+    int64_t explore_gap, since_trial, late_gap, serial_left, serial_ns, block_steps, trial_left;
+    int64_t trial_min_x16, stall_ema_ns, block_ema_ns;
 } gf_pace_memory;
 
 static gf_pace_memory gf_pace_table[GF_PACE_SLOTS];
@@ -502,6 +527,7 @@ typedef struct {
     int explore_gap;        /* blocks between trials */
     int serial_left;        /* blocks still to run serial after a late worker */
     int64_t serial_since;   /* when they started (gf_now_ns) */
+    int64_t serial_ns;      /* and how long they may last */
     int late_gap;           /* serial blocks after the next late worker */
     int clean_blocks;       /* threaded blocks since late_gap last changed */
     int block_steps;        /* steps per block */
@@ -511,6 +537,8 @@ typedef struct {
     int64_t block_start;
     int64_t timed_ns;       /* of the current block, by gf_pace_timed_step_done */
     double ns_per_unit[2];
+    double stall_ema;       /* ns a threaded block waits for late workers, on average */
+    double block_ema;       /* ns a threaded block lasts (its waits left out), on average */
 } gf_pace;
 
 static inline uint64_t gf_pace_key(int64_t a, int64_t b, int64_t c, int64_t d)
@@ -560,6 +588,11 @@ static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
         pace->serial_left = gf_clamp_gap(__atomic_load_n(&slot->serial_left, __ATOMIC_RELAXED));
         if (__atomic_load_n(&slot->serial_left, __ATOMIC_RELAXED) <= 0)
             pace->serial_left = 0;
+        pace->serial_ns = __atomic_load_n(&slot->serial_ns, __ATOMIC_RELAXED);
+        pace->stall_ema = (double)__atomic_load_n(&slot->stall_ema_ns, __ATOMIC_RELAXED);
+        pace->block_ema = (double)__atomic_load_n(&slot->block_ema_ns, __ATOMIC_RELAXED);
+        if (pace->serial_ns <= 0)  /* the spell ran out between the calls */
+            pace->serial_left = 0;
         pace->block_steps = (int)__atomic_load_n(&slot->block_steps, __ATOMIC_RELAXED);
         if (pace->block_steps < 1 || pace->block_steps > GF_MAX_BLOCK_STEPS)
             pace->block_steps = 1;
@@ -586,11 +619,21 @@ static inline int gf_pace_participants(const gf_pace* pace)
     return pace->threaded ? pace->participants : 1;
 }
 
-/* A worker was late in the middle of a piece (gf_run_phase returned 1). */
-static inline void gf_pace_note_late(gf_pace* pace)
+/* A worker was late in the middle of a piece: the caller waited `waited` ns
+ * for it (what gf_run_phase returned). */
+static inline void gf_pace_note_late(gf_pace* pace, int64_t waited)
 {
     if (gf_pace_forced >= 0 || !pace->threaded)
         return;
+    pace->stall_ema += (double)waited / GF_STALL_MEMORY;
+    if (!pace->trying_other && pace->block_ema > 0 && pace->ns_per_unit[0] > 0
+            && pace->ns_per_unit[1] * (1 + pace->stall_ema / pace->block_ema)
+               < (1 - GF_THREADS_MUST_SAVE) * pace->ns_per_unit[0]) {
+        /* threads pay, their waits counted: go on, the wait left out of the block */
+        pace->block_start += waited;
+        pace->timed_ns -= waited;
+        return;
+    }
     if (pace->trying_other)  /* a lost trial */
         pace->explore_gap = gf_clamp_gap(2 * pace->explore_gap);
     pace->trying_other = 0;
@@ -598,6 +641,9 @@ static inline void gf_pace_note_late(gf_pace* pace)
     pace->threaded = 0;
     pace->serial_left = pace->late_gap;
     pace->serial_since = gf_now_ns();
+    pace->serial_ns = pace->late_gap * waited;
+    if (pace->serial_ns > GF_MAX_SERIAL_NS)
+        pace->serial_ns = GF_MAX_SERIAL_NS;
     pace->late_gap = gf_clamp_gap(2 * pace->late_gap);
     pace->clean_blocks = 0;
     /* the block under way was threaded: restart it serial, untimed so far */
@@ -621,7 +667,7 @@ static void gf_pace_choose(gf_pace* pace)
     int best = gf_pace_best(pace);
     if (pace->serial_left > 0) {  /* after a late worker */
         pace->serial_left--;
-        if (gf_now_ns() - pace->serial_since > GF_MAX_SERIAL_NS)
+        if (gf_now_ns() - pace->serial_since > pace->serial_ns)
             pace->serial_left = 0;
         pace->threaded = pace->serial_left == 0 && best;
         return;
@@ -663,6 +709,12 @@ static int64_t gf_pace_block_end(gf_pace* pace, int64_t now, int64_t elapsed)
 {
     double measured, *estimate;
     int was_threaded = pace->threaded;
+    if (pace->threaded && pace->units > 0) {
+        /* what late workers cost threaded blocks, averaged over GF_STALL_MEMORY of them */
+        pace->stall_ema -= pace->stall_ema / GF_STALL_MEMORY;
+        pace->block_ema = pace->block_ema == 0 ? (double)elapsed
+                          : pace->block_ema + ((double)elapsed - pace->block_ema) / GF_STALL_MEMORY;
+    }
     if (pace->units > 0) {
         measured = (double)elapsed / (double)pace->units;
         estimate = &pace->ns_per_unit[pace->threaded];
@@ -748,11 +800,27 @@ static void gf_pace_finish(const gf_pace* pace)
     __atomic_store_n(&slot->since_trial, pace->since_trial, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->late_gap, pace->late_gap, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->serial_left, pace->serial_left, __ATOMIC_RELAXED);
+    /* what is left of the spell, counted from the next call's start */
+    __atomic_store_n(&slot->serial_ns, pace->serial_ns - (gf_now_ns() - pace->serial_since),
+                     __ATOMIC_RELAXED);
     __atomic_store_n(&slot->block_steps, pace->block_steps, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->trial_left, pace->trying_other ? pace->trial_left : 0,
                      __ATOMIC_RELAXED);
     __atomic_store_n(&slot->trial_min_x16, (int64_t)(pace->trial_min * 16), __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->stall_ema_ns, (int64_t)pace->stall_ema, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->block_ema_ns, (int64_t)pace->block_ema, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->key, pace->key, __ATOMIC_RELAXED);
+}
+
+/* Run a phase (gf_run_phase) on the participants `pace` chooses, and tell it
+ * when a worker was late. */
+static inline void gf_run_paced_phase(gf_pace* pace, gf_piece_fn fn, void* ctx, int n_pieces,
+                                      int mergeable, int policy)
+{
+    int64_t waited = gf_run_phase(fn, ctx, n_pieces, mergeable, policy,
+                                  gf_pace_participants(pace));
+    if (waited)
+        gf_pace_note_late(pace, waited);
 }
 
 #endif

@@ -180,6 +180,74 @@ def test_a_stalled_worker_does_not_hold_up_the_call(set_threads):
         np.testing.assert_array_equal(got[2][name], expected[2][name])
 
 
+def _stalled_mid_piece(problem, dy, stall):
+    """run() with worker 1 losing its core for `stall` s inside its first piece of every phase;
+    returns the outputs, the seconds taken and what _thread_stats counted meanwhile."""
+    # The worker may still sleep out a stall of an earlier test: wait until it takes pieces.
+    deadline = time.perf_counter() + 2.0
+    while time.perf_counter() < deadline:
+        before = _core._thread_stats()["worker_pieces"]
+        run(problem, True, False, dy)
+        if _core._thread_stats()["worker_pieces"] > before:
+            break
+    _core._set_worker_stall(1, stall, mid_piece=True)
+    try:
+        before = _core._thread_stats()
+        start = time.perf_counter()
+        got = run(problem, True, False, dy)
+        elapsed = time.perf_counter() - start
+        after = _core._thread_stats()
+    finally:
+        _core._set_worker_stall(-1, 0.0)
+    return got, elapsed, {key: after[key] - before[key] for key in after}
+
+
+def test_a_worker_late_mid_piece_is_waited_for_and_its_wait_counted(set_threads):
+    """A worker that lost its core after claiming a piece: the caller waits for that piece
+    (nothing else could finish it), gets the bits of one thread, and the wait is measured
+    (late_wait_ns: the pace sizes its serial spells by it).  Steps of ~0.3 ms, so that
+    the worker claims pieces before the caller has taken them all."""
+    stall = 0.002
+    rng = np.random.default_rng(10)
+    problem = make_problem(rng, 10, 32, 16, 512, np.float32, bias=True, lengths=False)
+    dy = rng.standard_normal((10, 32, 512)).astype(np.float32)
+    set_threads(1)
+    expected = run(problem, True, False, dy)
+    set_threads(2)
+    run(problem, True, False, dy)
+    got, _, counted = _stalled_mid_piece(problem, dy, stall)
+    np.testing.assert_array_equal(got[0], expected[0])
+    for name in GRAD_NAMES:
+        np.testing.assert_array_equal(got[2][name], expected[2][name])
+    assert counted["late_workers"] >= 1
+    # each late phase waited about the stall (the caller's own share takes far less)
+    assert counted["late_wait_ns"] >= 0.5 * stall * 1e9 * counted["late_workers"]
+
+
+def test_the_pace_leaves_a_worker_that_keeps_losing_its_core(set_threads):
+    """With the pace choosing (not forced), a worker stalled inside every piece it claims
+    sends the caller serial for a while after each wait: far fewer phases wait for it
+    than when every phase is forced onto the workers, and the bits are one thread's."""
+    stall = 0.002
+    seq_len = 40
+    rng = np.random.default_rng(11)
+    problem = make_problem(rng, seq_len, 32, 16, 512, np.float32, bias=True, lengths=False)
+    dy = rng.standard_normal((seq_len, 32, 512)).astype(np.float32)
+    set_threads(1)
+    expected = run(problem, True, False, dy)
+    set_threads(2)
+    run(problem, True, False, dy)
+    _, _, forced = _stalled_mid_piece(problem, dy, stall)
+    _core._force_threads(None)
+    run(problem, True, False, dy)
+    got, _, paced = _stalled_mid_piece(problem, dy, stall)
+    assert forced["late_workers"] >= 2 * seq_len * 0.5  # forward and backward steps
+    assert paced["late_workers"] < 0.5 * forced["late_workers"], (paced, forced)
+    np.testing.assert_array_equal(got[0], expected[0])
+    for name in GRAD_NAMES:
+        np.testing.assert_array_equal(got[2][name], expected[2][name])
+
+
 def test_concurrent_calls_from_python_threads(set_threads):
     """Only one call at a time gets the workers; the others run on their own thread, same bits."""
     set_threads(2)
