@@ -446,7 +446,14 @@ static inline void gf_set_worker_stall(int worker, int64_t ns, int mid_piece)
  * doubles, and it is at least GF_EXPLORE_SHARE times what the trial lost (a
  * trial 2x slower waits 64 blocks), so trials cost at most about
  * GF_TRIAL_BLOCKS/GF_EXPLORE_SHARE of the time; a trial that wins makes its
- * mode the faster one and the gap drops back to 2.  Outside trials a block
+ * mode the faster one and the gap drops back to 2.  Trials of the serial mode
+ * while threads win wait at least GF_SERIAL_TRIAL_SHARE times what they lose,
+ * up to GF_MAX_SERIAL_TRIAL_GAP blocks: they only refresh the serial estimate
+ * (the caller's own speed), since whatever takes the workers' cores shows in
+ * the threaded blocks themselves (slower blocks, late workers); at 2x they
+ * cost ~3% of the time with the share of 64, ~0.8% with 256 (large, wide:
+ * 3% of the phases serial, 1.02-1.07x the forced-threads time before).
+ * Outside trials a block
  * moves its mode's estimate by at most a quarter, so one slow block (an
  * interrupt) does not flip the mode.  Blocks last about GF_BLOCK_NS.
  * The first step after the workers were idle is not timed: they sleep after
@@ -500,6 +507,8 @@ static inline void gf_set_worker_stall(int worker, int64_t ns, int mid_piece)
  * serially (607-619 ms against 437 with 2). */
 #define GF_MAX_SERIAL_NS (GF_MAX_GAP * (int64_t)GF_BLOCK_NS)
 #define GF_EXPLORE_SHARE 64
+#define GF_SERIAL_TRIAL_SHARE 256
+#define GF_MAX_SERIAL_TRIAL_GAP 256
 #define GF_STALL_MEMORY 16
 #define GF_TRIAL_BLOCKS 2
 #define GF_MAX_BLOCK_STEPS 64
@@ -563,9 +572,21 @@ static inline int gf_pace_best(const gf_pace* pace)
     return pace->ns_per_unit[1] < (1 - GF_THREADS_MUST_SAVE) * pace->ns_per_unit[0];
 }
 
+static inline int gf_clamp_gap_to(int64_t gap, int most)
+{
+    return gap < 2 ? 2 : gap > most ? most : (int)gap;
+}
+
 static inline int gf_clamp_gap(int64_t gap)
 {
-    return gap < 2 ? 2 : gap > GF_MAX_GAP ? GF_MAX_GAP : (int)gap;
+    return gf_clamp_gap_to(gap, GF_MAX_GAP);
+}
+
+/* Blocks between trials when the faster mode is `best`: trials of serial
+ * while threads win may wait longer (GF_MAX_SERIAL_TRIAL_GAP). */
+static inline int gf_explore_gap(const gf_pace* pace, int best)
+{
+    return gf_clamp_gap_to(pace->explore_gap, best ? GF_MAX_SERIAL_TRIAL_GAP : GF_MAX_GAP);
 }
 
 static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
@@ -582,7 +603,8 @@ static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
         for (mode = 0; mode < 2; mode++)
             pace->ns_per_unit[mode] =
                 __atomic_load_n(&slot->ns_per_unit_x16[mode], __ATOMIC_RELAXED) / 16.0;
-        pace->explore_gap = gf_clamp_gap(__atomic_load_n(&slot->explore_gap, __ATOMIC_RELAXED));
+        pace->explore_gap = gf_clamp_gap_to(__atomic_load_n(&slot->explore_gap, __ATOMIC_RELAXED),
+                                            GF_MAX_SERIAL_TRIAL_GAP);
         pace->since_trial = (int)__atomic_load_n(&slot->since_trial, __ATOMIC_RELAXED);
         pace->late_gap = gf_clamp_gap(__atomic_load_n(&slot->late_gap, __ATOMIC_RELAXED));
         pace->serial_left = gf_clamp_gap(__atomic_load_n(&slot->serial_left, __ATOMIC_RELAXED));
@@ -686,14 +708,15 @@ static void gf_pace_choose(gf_pace* pace)
             pace->explore_gap = 2;  /* and it won */
         } else {
             double lost = pace->ns_per_unit[!best] / pace->ns_per_unit[best] - 1;
-            int64_t gap = 2 * (int64_t)pace->explore_gap;
-            if (gap < GF_EXPLORE_SHARE * lost)
-                gap = (int64_t)(GF_EXPLORE_SHARE * lost);
-            pace->explore_gap = gf_clamp_gap(gap);
+            double share = best ? GF_SERIAL_TRIAL_SHARE : GF_EXPLORE_SHARE;
+            int64_t gap = 2 * (int64_t)gf_clamp_gap(pace->explore_gap);
+            if (gap < share * lost)
+                gap = (int64_t)(share * lost);
+            pace->explore_gap = gf_clamp_gap_to(gap, best ? GF_MAX_SERIAL_TRIAL_GAP : GF_MAX_GAP);
         }
         pace->threaded = best;
         pace->since_trial = 0;
-    } else if (++pace->since_trial >= pace->explore_gap) {
+    } else if (++pace->since_trial >= gf_explore_gap(pace, best)) {
         pace->threaded = !best;
         pace->trying_other = 1;
         pace->trial_left = GF_TRIAL_BLOCKS;
