@@ -39,6 +39,22 @@ def _level(gru_fast):
     return gru_fast.show_config("dicts")["cpu"]["level"]
 
 
+def _core_module(gru_fast):
+    """The core module the build loaded (one per CPU level), or gru_fast._core before them."""
+    if hasattr(gru_fast, "show_config"):
+        return sys.modules[gru_fast.show_config("dicts")["gru_fast"]["core"]]
+    return gru_fast._core
+
+
+def _serial_share(before, after):
+    """Share of the threaded-or-serial phases the caller ran alone between two _thread_stats."""
+    if before is None or after is None:
+        return None
+    serial = after["serial_phases"] - before["serial_phases"]
+    threaded = after["threaded_phases"] - before["threaded_phases"]
+    return serial / (serial + threaded) if serial + threaded else None
+
+
 def worker(root, shapes, min_time):
     """Serve timing requests on stdin/stdout with the gru_fast of `root`."""
     sys.path[:0] = [str(root), str(HERE)]
@@ -69,14 +85,18 @@ def worker(root, shapes, min_time):
         numbers[name] = max(1, round(min_time / max(time.perf_counter() - start, 1e-7)))
     print(json.dumps({"cases": list(cases), "flops": {k: v[1] for k, v in cases.items()},
                       "level": _level(gru_fast)}), flush=True)
+    stats = getattr(_core_module(gru_fast), "_thread_stats", None)
     for line in sys.stdin:
         name = line.strip()
         fn, number = cases[name][0], numbers[name]
         fn()
+        before = stats() if stats else None
         start = time.perf_counter()
         for _ in range(number):
             fn()
-        print(json.dumps((time.perf_counter() - start) / number), flush=True)
+        seconds = (time.perf_counter() - start) / number
+        print(json.dumps([seconds, _serial_share(before, stats() if stats else None)]),
+              flush=True)
 
 
 def main(argv=None):
@@ -112,6 +132,7 @@ def main(argv=None):
     print(f"this: {REPO} (level {hello['this']['level']}); other: {roots['other']} "
           f"(level {hello['other']['level']})", flush=True)
     samples = {label: {case: [] for case in cases} for label in workers}
+    serial_shares = {label: {case: [] for case in cases} for label in workers}
     for repeat in range(args.repeats):
         order = list(workers) if repeat % 2 == 0 else list(workers)[::-1]
         for case in cases:
@@ -119,10 +140,16 @@ def main(argv=None):
                 time.sleep(args.pause)
                 workers[label].stdin.write(case + "\n")
                 workers[label].stdin.flush()
-                samples[label][case].append(json.loads(workers[label].stdout.readline()))
+                seconds, serial = json.loads(workers[label].stdout.readline())
+                samples[label][case].append(seconds)
+                serial_shares[label][case].append(serial)
     for process in workers.values():
         process.stdin.close()
         process.wait()
+
+    def mean_share(label, case):
+        shares = [share for share in serial_shares[label][case] if share is not None]
+        return statistics.mean(shares) if shares else None
 
     rows, worst = [], 0.0
     for case in cases:
@@ -130,10 +157,14 @@ def main(argv=None):
         ratio = statistics.median(a / b for a, b in zip(ours, theirs))
         if case != "sgemm":
             worst = max(worst, ratio)
-        rows.append((case, statistics.median(ours), statistics.median(theirs), ratio))
-    print(f"{'case':32s} {'this':>10s} {'other':>10s} {'this/other':>10s}")
-    for case, ours, theirs, ratio in rows:
-        print(f"{case:32s} {ours * 1e6:8.1f}us {theirs * 1e6:8.1f}us {ratio:10.3f}")
+        rows.append((case, statistics.median(ours), statistics.median(theirs), ratio,
+                     mean_share("this", case), mean_share("other", case)))
+    # serial %: the share of the phases each build's pace ran on the caller alone
+    print(f"{'case':32s} {'this':>10s} {'other':>10s} {'this/other':>10s} {'serial %':>13s}")
+    for case, ours, theirs, ratio, share_ours, share_theirs in rows:
+        shares = " / ".join("-" if share is None else f"{100 * share:.0f}"
+                            for share in (share_ours, share_theirs))
+        print(f"{case:32s} {ours * 1e6:8.1f}us {theirs * 1e6:8.1f}us {ratio:10.3f} {shares:>13s}")
     print(f"worst ratio (this/other): {worst:.3f}")
     results = {"rows": rows, "worst": worst}
     if any(case.startswith("large/fwd_f32") for case in cases):
