@@ -150,6 +150,27 @@ def test_frozen_gru_is_bitwise_equal_on_any_thread_count(set_threads):
         np.testing.assert_array_equal(h_n, outputs[0][1])
 
 
+def _stall_problem(set_threads, seed, seq_len, batch_size, hidden_size):
+    """A float32 problem, its dy and its one-thread result; then 2 threads, the pool's
+    worker started (so that it exists before a test stalls it)."""
+    rng = np.random.default_rng(seed)
+    problem = make_problem(rng, seq_len, batch_size, 16, hidden_size, np.float32, bias=True,
+                           lengths=False)
+    dy = rng.standard_normal((seq_len, batch_size, hidden_size)).astype(np.float32)
+    set_threads(1)
+    expected = run(problem, True, False, dy)
+    set_threads(2)
+    run(problem, True, False, dy)
+    return problem, dy, expected
+
+
+def _assert_bitwise_equal(got, expected):
+    """Outputs and gradients of run(), bit for bit."""
+    np.testing.assert_array_equal(got[0], expected[0])
+    for name in GRAD_NAMES:
+        np.testing.assert_array_equal(got[2][name], expected[2][name])
+
+
 def test_a_stalled_worker_does_not_hold_up_the_call(set_threads):
     """Worker 1 sleeps STALL seconds before every claim: the caller runs its pieces.
 
@@ -160,13 +181,7 @@ def test_a_stalled_worker_does_not_hold_up_the_call(set_threads):
     """
     stall = 0.2
     seq_len = 200
-    rng = np.random.default_rng(9)
-    problem = make_problem(rng, seq_len, 4, 16, 256, np.float32, bias=True, lengths=False)
-    dy = rng.standard_normal((seq_len, 4, 256)).astype(np.float32)
-    set_threads(1)
-    expected = run(problem, True, False, dy)
-    set_threads(2)
-    run(problem, True, False, dy)  # the pool's worker exists before it is stalled
+    problem, dy, expected = _stall_problem(set_threads, 9, seq_len, 4, 256)
     _core._set_worker_stall(1, stall)
     try:
         start = time.perf_counter()
@@ -175,9 +190,7 @@ def test_a_stalled_worker_does_not_hold_up_the_call(set_threads):
     finally:
         _core._set_worker_stall(-1, 0.0)
     assert elapsed < 0.25 * seq_len * stall, f"took {elapsed:.1f} s with a stalled worker"
-    np.testing.assert_array_equal(got[0], expected[0])
-    for name in GRAD_NAMES:
-        np.testing.assert_array_equal(got[2][name], expected[2][name])
+    _assert_bitwise_equal(got, expected)
 
 
 def _stalled_mid_piece(problem, dy, stall):
@@ -208,17 +221,9 @@ def test_a_worker_late_mid_piece_is_waited_for_and_its_wait_counted(set_threads)
     (late_wait_ns: the pace sizes its serial spells by it).  Steps of ~0.3 ms, so that
     the worker claims pieces before the caller has taken them all."""
     stall = 0.002
-    rng = np.random.default_rng(10)
-    problem = make_problem(rng, 10, 32, 16, 512, np.float32, bias=True, lengths=False)
-    dy = rng.standard_normal((10, 32, 512)).astype(np.float32)
-    set_threads(1)
-    expected = run(problem, True, False, dy)
-    set_threads(2)
-    run(problem, True, False, dy)
+    problem, dy, expected = _stall_problem(set_threads, 10, 10, 32, 512)
     got, _, counted = _stalled_mid_piece(problem, dy, stall)
-    np.testing.assert_array_equal(got[0], expected[0])
-    for name in GRAD_NAMES:
-        np.testing.assert_array_equal(got[2][name], expected[2][name])
+    _assert_bitwise_equal(got, expected)
     assert counted["late_workers"] >= 1
     # each late phase waited about the stall (the caller's own share takes far less)
     assert counted["late_wait_ns"] >= 0.5 * stall * 1e9 * counted["late_workers"]
@@ -230,22 +235,14 @@ def test_the_pace_leaves_a_worker_that_keeps_losing_its_core(set_threads):
     than when every phase is forced onto the workers, and the bits are one thread's."""
     stall = 0.002
     seq_len = 40
-    rng = np.random.default_rng(11)
-    problem = make_problem(rng, seq_len, 32, 16, 512, np.float32, bias=True, lengths=False)
-    dy = rng.standard_normal((seq_len, 32, 512)).astype(np.float32)
-    set_threads(1)
-    expected = run(problem, True, False, dy)
-    set_threads(2)
-    run(problem, True, False, dy)
+    problem, dy, expected = _stall_problem(set_threads, 11, seq_len, 32, 512)
     _, _, forced = _stalled_mid_piece(problem, dy, stall)
     _core._force_threads(None)
     run(problem, True, False, dy)
     got, _, paced = _stalled_mid_piece(problem, dy, stall)
     assert forced["late_workers"] >= 2 * seq_len * 0.5  # forward and backward steps
     assert paced["late_workers"] < 0.5 * forced["late_workers"], (paced, forced)
-    np.testing.assert_array_equal(got[0], expected[0])
-    for name in GRAD_NAMES:
-        np.testing.assert_array_equal(got[2][name], expected[2][name])
+    _assert_bitwise_equal(got, expected)
 
 
 def test_concurrent_calls_from_python_threads(set_threads):
