@@ -39,13 +39,6 @@ def _level(gru_fast):
     return gru_fast.show_config("dicts")["cpu"]["level"]
 
 
-def _core_module(gru_fast):
-    """The core module the build loaded (one per CPU level), or gru_fast._core before them."""
-    if hasattr(gru_fast, "show_config"):
-        return sys.modules[gru_fast.show_config("dicts")["gru_fast"]["core"]]
-    return gru_fast._core
-
-
 def _serial_share(before, after):
     """Share of the threaded-or-serial phases the caller ran alone between two _thread_stats."""
     if before is None or after is None:
@@ -85,7 +78,8 @@ def worker(root, shapes, min_time):
         numbers[name] = max(1, round(min_time / max(time.perf_counter() - start, 1e-7)))
     print(json.dumps({"cases": list(cases), "flops": {k: v[1] for k, v in cases.items()},
                       "level": _level(gru_fast)}), flush=True)
-    stats = getattr(_core_module(gru_fast), "_thread_stats", None)
+    from gru_fast import _core  # the chosen level's module itself
+    stats = getattr(_core, "_thread_stats", None)
     for line in sys.stdin:
         name = line.strip()
         fn, number = cases[name][0], numbers[name]

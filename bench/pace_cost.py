@@ -36,18 +36,13 @@ SHAPES = {  # (T, B, I, H, reset_after, pass)
 }
 
 
-def _core_module():
-    import gru_fast
-    return sys.modules[gru_fast.show_config("dicts")["gru_fast"]["core"]]
-
-
 def measure(name, rounds, calls):
     """Per-round medians of pace/forced-threads and pace/serial, and the serial share."""
     from benchmarks.common import make_inputs
     from compare_lib.contestants import gru_fast_callable
+    from gru_fast import _core as core  # the chosen level's module itself
 
     seq_len, batch, inputs, hidden, reset_after, pass_ = SHAPES[name]
-    core = _core_module()
     call = gru_fast_callable(make_inputs((seq_len, batch, inputs, hidden), "float32"),
                              reset_after, pass_)
 

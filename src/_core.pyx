@@ -1924,9 +1924,8 @@ def activations(const floating[::1] values, floating[::1] sigmoid_out, floating[
 # of a one-step call), and the Python around it checks and allocates them.  A
 # `StepKernel` takes one layer's packed weights and biases once, when it is
 # made, and keeps its own scratch; `step_layers` then takes only x_t, h and
-# out, as raw buffers.  The
-# step itself is `_forward_run` over one step of the identity packing, so its
-# numbers are those of `gru_forward`, bit for bit, and whether the pool's
+# out, as raw buffers.  The step itself is `_forward_run` over one step of the
+# identity packing, so its numbers are those of `gru_forward`, bit for bit, and whether the pool's
 # workers help is decided as for a sequence (gf_pace, remembered per shape
 # from call to call).  Nothing here raises for a wrong argument: the entries
 # return False, having done nothing, and the caller (gru_fast._stepping)
