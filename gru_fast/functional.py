@@ -22,6 +22,12 @@ from ._validation import as_float_array, check_flag, check_shape, validate_forwa
 # cache needs O(B*H) memory beyond its outputs, yet each GEMM stays large.
 PROJECTION_CHUNK_ROWS = 256
 
+# Whether a chunk's x is packed into the kernel's row tiles before its
+# projection (_core.forward_sequence's input_tiles): None follows
+# _input_tiles_pay; True (every chunk of several steps) and False (never)
+# are for tests and benchmarks.  The bits are the same either way.
+INPUT_TILES = None
+
 # Forward without a cache runs a large batch as blocks of rows, one core call
 # each (the rows are independent sequences): every step of a call reads and
 # writes about 14*H values per row (projections, gates, states), and once that
@@ -192,6 +198,9 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
     input_preact = _workspace.scratch("input_preact", (preact_rows, 3 * hidden_size), dtype)
     recurrent_preact = _workspace.scratch("recurrent_preact", (batch_size, 3 * hidden_size),
                                           dtype)
+    input_tiles = None
+    if _input_tiles_pay(preact_rows, batch_size, input_size, dtype):
+        input_tiles = _workspace.scratch("input_tiles", (preact_rows, input_size), dtype)
     weight_ih, weight_hh = (None, None) if weights is None else weights
     if packed is None:
         padded = _core.padded_to_panels(hidden_size)
@@ -208,9 +217,26 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
         weight_ih, weight_hh, packed_ih, packed_hh, bias_gates, bias_hn,
         state, state_scratch, y_rows,
         gates, h_prev, input_preact, recurrent_preact, reset_after, reverse, keep_history,
-        n_threads, stop_flag, packed is None,
+        n_threads, stop_flag, packed is None, input_tiles,
     )
     return y, packing.unsort_rows(state), (packing, x_packed, gates, h_prev)
+
+
+def _input_tiles_pay(preact_rows, batch_size, input_size, dtype):
+    """Whether a chunk's x goes into row tiles before its projection.
+
+    Only for chunks of several steps (one step projects inside its step's
+    phase) whose x exceeds the kernel's L2 budget: there each row tile read
+    its rows from L2 as that many separate streams, and packing (by the
+    calling thread, once per chunk) paid back. Measured (Zen 3, one thread,
+    bench/README.md): the projection's product 10-15% faster, forward at
+    (50, 64, 512, 512) and (25, 16, 1024, 1024) 2-4%; where x fits (medium)
+    the packing cost more than the product gained.
+    """
+    if preact_rows <= batch_size or INPUT_TILES is False:
+        return False
+    chunk_bytes = preact_rows * input_size * np.dtype(dtype).itemsize
+    return INPUT_TILES is True or chunk_bytes > _core.level2_budget()
 
 
 def forward_block_rows(hidden_size, input_size, dtype):

@@ -107,7 +107,8 @@ from _blas cimport gemm
 from _gate_loops cimport (backward_gates_classic, backward_gates_reset_after,
                           backward_reset_classic, forward_candidate_classic,
                           forward_gates_classic, forward_gates_reset_after)
-from _kernel cimport PANEL, pack, pack_transposed, packed_gemm, packed_gemm_strided
+from _kernel cimport (PANEL, pack, pack_row_tiles, pack_transposed, packed_gemm,
+                     packed_gemm_strided, packed_gemm_tiled)
 from _narrow cimport columns_to_rows, narrow_input_gradient, narrow_weight_gradient
 
 cdef extern from "_parallel.h" nogil:
@@ -439,6 +440,7 @@ cdef struct ForwardCall:
     void* gates
     void* h_prev
     void* input_preact
+    void* input_tiles               # (preact_rows, I): a chunk's x in row tiles, or NULL
     void* recurrent_preact
     # The phase being run, set by the caller before each.
     int phase
@@ -556,6 +558,12 @@ cdef inline void _project_piece(ForwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
                      <int> I, <const floating*> call.weight_ih + (gate * H + piece_lo) * I,
                      <int> I, zero, input_preact + gate * H + piece_lo, <int> (3 * H))
                 piece_lo = piece_hi
+        elif call.input_tiles != NULL:
+            # input_preact[:rows, gH+lo:gH+hi] = x[chunk rows] (rows, I) @ W_ih[gH+lo:gH+hi].T (I, hi-lo),
+            # x's full row tiles read from input_tiles (packed by the caller for this chunk)
+            packed_gemm_tiled(rows, n_units, <int> I, x_rows, I, <const floating*> call.input_tiles,
+                              <floating*> call.packed_ih + lo * I + gate * Hp * I, I * PANEL,
+                              False, input_preact + gate * H + lo, 3 * H)
         else:
             # input_preact[:rows, gH+lo:gH+hi] = x[chunk rows] (rows, I) @ W_ih[gH+lo:gH+hi].T (I, hi-lo)
             packed_gemm(rows, n_units, <int> I, x_rows, I,
@@ -917,6 +925,12 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
             if call.blas_projection:
                 _project_chunk(call, dtype)
             else:
+                if call.input_tiles != NULL and not call.blas_in_pieces:
+                    # x's rows of the chunk in row tiles, once for every piece and gate
+                    pack_row_tiles(<int> (seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo]),
+                                   <int> seq.input_size,
+                                   <const floating*> call.x + seq.offsets[call.chunk_lo] * seq.input_size,
+                                   seq.input_size, <floating*> call.input_tiles)
                 call.phase = PROJECT
                 run_paced_phase(&projection_pace, piece_fn, call, n_pieces, n_pieces, run_policy)
                 pace_timed_step_done(&projection_pace,
@@ -1065,7 +1079,7 @@ def forward_sequence(x, batch_sizes, offsets, out_rows, order, weight_ih, weight
                      packed_ih, packed_hh, bias_gates, bias_hn, state, state_scratch, y,
                      gates, h_prev, input_preact, recurrent_preact,
                      bint reset_after, bint reverse, bint store_history,
-                     int n_threads, stop, bint pack_weights=True):
+                     int n_threads, stop, bint pack_weights=True, input_tiles=None):
     """Run one GRU layer in one direction over a packed sequence (GIL released).
 
     Shapes (N packed rows, T steps, B batch rows sorted by length, H hidden,
@@ -1087,6 +1101,10 @@ def forward_sequence(x, batch_sizes, offsets, out_rows, order, weight_ih, weight
     weights (pack_forward_weights) and weight_hh may be None; weight_ih
     (unpacked) lets the call project its input on BLAS (_projection_on_blas),
     None keeps the projection on the packed kernel.
+    input_tiles (input_preact.shape[0], I), or None: scratch where a chunk
+    of several steps projected on the packed kernel has its x rows packed
+    into row tiles first (packed_gemm_tiled: the same bits, faster when a
+    chunk's x does not fit half the L2).
     Raises whatever a signal handler raises (KeyboardInterrupt); y, state
     and the scratch are then unfinished.
     """
@@ -1121,6 +1139,12 @@ def forward_sequence(x, batch_sizes, offsets, out_rows, order, weight_ih, weight
     call.h_read = _data(state, typenum, 2, True, b"state")
     call.h_write = _data(state_scratch, typenum, 2, True, b"state_scratch")
     call.preact_rows = _dim(input_preact, 0)
+    call.input_tiles = NULL
+    if input_tiles is not None:
+        call.input_tiles = _data(input_tiles, typenum, 2, True, b"input_tiles")
+        if _dim(input_tiles, 0) < call.preact_rows or _dim(input_tiles, 1) != call.seq.input_size:
+            raise ValueError(f"input_tiles must be ({call.preact_rows}, {call.seq.input_size}), "
+                             f"got {input_tiles.shape}")
     call.blas_projection = _projection_on_blas(&call.seq, call.preact_rows,
                                                call.weight_ih != NULL)
     call.blas_in_pieces = (projection_forced == 2 and call.weight_ih != NULL

@@ -189,19 +189,52 @@ GF_NAME(few_rows_any)(int m, int n, int k, const GF_T* a, ptrdiff_t lda,
 /* All row tiles of one panel: C[:m, :ncols] (+)= A[:m, :k] @ P.  Full tiles
  * of GF_MR rows, then one tile of the remaining rows: every pass over the
  * panel costs about the same (its loads are the limit with few rows), so
- * the remainder takes one pass, not one per power of two. */
+ * the remainder takes one pass, not one per power of two.  With `tiles`
+ * (A's full tiles packed by pack_row_tiles, offset to this block's first
+ * row and k), the full tiles read their k x GF_MR blocks, tiles_k * GF_MR
+ * values apart; the remainder always reads A. */
 static inline __attribute__((always_inline)) void
 GF_NAME(panel_rows)(int m, int k, const GF_T* a, ptrdiff_t lda, const ptrdiff_t a_step,
+                    const GF_T* tiles, ptrdiff_t tiles_k,
                     const GF_T* panel, int ncols, int accumulate, GF_T* c, ptrdiff_t ldc)
 {
     int i;
-    for (i = 0; i + GF_MR <= m; i += GF_MR)
-        GF_NAME(tile)(GF_MR, 1, k, a + i * lda, lda, a_step, panel, 0, ncols, accumulate,
-                      c + i * ldc, ldc);
+    if (tiles != NULL) {
+        for (i = 0; i + GF_MR <= m; i += GF_MR)
+            GF_NAME(tile)(GF_MR, 1, k, tiles + (ptrdiff_t)i * tiles_k, 1, GF_MR, panel, 0,
+                          ncols, accumulate, c + i * ldc, ldc);
+    } else {
+        for (i = 0; i + GF_MR <= m; i += GF_MR)
+            GF_NAME(tile)(GF_MR, 1, k, a + i * lda, lda, a_step, panel, 0, ncols, accumulate,
+                          c + i * ldc, ldc);
+    }
     a += i * lda;
     c += i * ldc;
     if (m > i)  /* fewer than GF_MR rows left: one tile over this one panel */
         GF_NAME(few_rows_any)(m - i, ncols, k, a, lda, a_step, panel, 0, accumulate, c, ldc);
+}
+
+
+/* Pack A's full row tiles for packed_gemm_tiled: rows [t, t + GF_MR) for t
+ * a multiple of GF_MR below m - GF_MR + 1 become the k x GF_MR block at
+ * tiles + t * k, tiles[t * k + p * GF_MR + i] = A[t + i, p] (A[i, p] at
+ * a[i * lda + p * a_step]).  The rows past the last full tile are not
+ * copied: the product reads them from A.  A tile then reads one stream of
+ * consecutive values instead of GF_MR rows far apart (those streams left
+ * the many-row products at ~80% of OpenBLAS's rate; bench/README.md).
+ * Returns the rows packed, m rounded down to whole tiles. */
+static int GF_NAME(pack_row_tiles)(int m, int k, const GF_T* a, ptrdiff_t lda,
+                                   ptrdiff_t a_step, GF_T* tiles)
+{
+    int t, i, p;
+    for (t = 0; t + GF_MR <= m; t += GF_MR) {
+        GF_T* block = tiles + (ptrdiff_t)t * k;
+        const GF_T* rows = a + (ptrdiff_t)t * lda;
+        for (p = 0; p < k; p++)
+            for (i = 0; i < GF_MR; i++)
+                block[(ptrdiff_t)p * GF_MR + i] = rows[i * lda + (ptrdiff_t)p * a_step];
+    }
+    return t;
 }
 
 
@@ -212,9 +245,10 @@ GF_NAME(panel_rows)(int m, int k, const GF_T* a, ptrdiff_t lda, const ptrdiff_t 
  * a row-major A, lda = 1 for the transpose of a row-major matrix).  k is split
  * into blocks of GF_KB so that the slice of a panel that every row tile reads
  * stays in L1. */
-static void GF_NAME(packed_gemm)(int m, int n, int k, const GF_T* a, ptrdiff_t lda,
-                                 ptrdiff_t a_step, const GF_T* panels, ptrdiff_t panel_stride,
-                                 int accumulate, GF_T* c, ptrdiff_t ldc)
+static inline __attribute__((always_inline)) void
+GF_NAME(packed_gemm_any)(int m, int n, int k, const GF_T* a, ptrdiff_t lda, ptrdiff_t a_step,
+                         const GF_T* tiles, const GF_T* panels, ptrdiff_t panel_stride,
+                         int accumulate, GF_T* c, ptrdiff_t ldc)
 {
     int p0, q, kb, ncols, acc, i0, mb;
     /* When all of A fits in the L2 budget (gf_a_in_l2, half the core's L2), go
@@ -269,16 +303,43 @@ static void GF_NAME(packed_gemm)(int m, int n, int k, const GF_T* a, ptrdiff_t l
                 for (q = q0; q < q_end; q++) {
                     ncols = n - q * GF_PANEL < GF_PANEL ? n - q * GF_PANEL : GF_PANEL;
                     panel = panels + q * panel_stride + (ptrdiff_t)p0 * GF_PANEL;
-                    if (a_step == 1)  /* the common case, with unit steps known to the compiler */
-                        GF_NAME(panel_rows)(rows_here, kb, a_rows + p0, lda, 1, panel, ncols, acc,
-                                            c_rows + q * GF_PANEL, ldc);
+                    if (tiles != NULL)  /* full tiles packed: block i0, k from p0 */
+                        GF_NAME(panel_rows)(rows_here, kb, a_rows + p0 * a_step, lda, a_step,
+                                            tiles + (ptrdiff_t)i0 * k + (ptrdiff_t)p0 * GF_MR, k,
+                                            panel, ncols, acc, c_rows + q * GF_PANEL, ldc);
+                    else if (a_step == 1)  /* the common case, with unit steps known to the compiler */
+                        GF_NAME(panel_rows)(rows_here, kb, a_rows + p0, lda, 1, NULL, 0, panel,
+                                            ncols, acc, c_rows + q * GF_PANEL, ldc);
                     else
                         GF_NAME(panel_rows)(rows_here, kb, a_rows + p0 * a_step, lda, a_step,
-                                            panel, ncols, acc, c_rows + q * GF_PANEL, ldc);
+                                            NULL, 0, panel, ncols, acc, c_rows + q * GF_PANEL, ldc);
                 }
             }
         }
     }
+}
+
+
+/* C (m, n) (+)= A (m, k) @ Bp: packed_gemm_any reading every row from A. */
+static void GF_NAME(packed_gemm)(int m, int n, int k, const GF_T* a, ptrdiff_t lda,
+                                 ptrdiff_t a_step, const GF_T* panels, ptrdiff_t panel_stride,
+                                 int accumulate, GF_T* c, ptrdiff_t ldc)
+{
+    GF_NAME(packed_gemm_any)(m, n, k, a, lda, a_step, NULL, panels, panel_stride, accumulate,
+                             c, ldc);
+}
+
+
+/* The same product with A's full row tiles read from `tiles` (pack_row_tiles
+ * of this A); the rows past them from A.  The same tiles sum the same
+ * values in the same order, so the result has packed_gemm's bits. */
+static void GF_NAME(packed_gemm_tiled)(int m, int n, int k, const GF_T* a, ptrdiff_t lda,
+                                       ptrdiff_t a_step, const GF_T* tiles, const GF_T* panels,
+                                       ptrdiff_t panel_stride, int accumulate, GF_T* c,
+                                       ptrdiff_t ldc)
+{
+    GF_NAME(packed_gemm_any)(m, n, k, a, lda, a_step, tiles, panels, panel_stride, accumulate,
+                             c, ldc);
 }
 
 

@@ -1,0 +1,118 @@
+"""Forward's projection with x in the kernel's row tiles (functional.INPUT_TILES).
+
+A chunk of several steps can have its x rows packed into row tiles before its
+projection (`_core.forward_sequence(..., input_tiles=...)`), so that each
+register tile of the kernel reads one stream of x instead of one per row. The
+tiles hold the same values and the kernel sums them in the same order, so the
+results must be those without tiles bit for bit, on any thread count, and the
+reference's within rounding. Chunks are made short here (PROJECTION_CHUNK_ROWS)
+so that small problems have several chunks, rows past the last whole tile, and
+chunks with fewer rows than one tile.
+"""
+
+import numpy as np
+import pytest
+
+import _helpers
+import gru_fast
+from gru_fast import _core, functional, reference
+
+# (T, B, I, H): several steps per chunk; one row per step (no whole tile in
+# a short chunk); an input wider than a k block of the kernel; a chunk that
+# ends inside a step's rows when lengths differ.
+CONFIGS = [(9, 5, 7, 33), (12, 1, 20, 40), (7, 13, 300, 70), (10, 11, 40, 17)]
+
+
+@pytest.fixture
+def short_chunks(monkeypatch):
+    """Chunks of at most 40 rows: several per problem, of several steps each."""
+    monkeypatch.setattr(functional, "PROJECTION_CHUNK_ROWS", 40)
+
+
+def _forward(problem, reset_after, reverse, tiles, threads, monkeypatch):
+    monkeypatch.setattr(functional, "INPUT_TILES", tiles)
+    monkeypatch.setattr(functional, "core_threads", lambda: threads)
+    y, h_n, cache = gru_fast.gru_forward(**problem, reset_after=reset_after, reverse=reverse,
+                                         return_cache=True)
+    return y, h_n, cache.gates
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_tiles_give_the_same_bits_on_any_thread_count(short_chunks, monkeypatch, dtype,
+                                                      reset_after):
+    rng = np.random.default_rng(21 + reset_after)
+    tol = 2e-4 if dtype == np.float32 else 1e-9
+    _core._force_threads(True)  # pieces really run on the workers
+    try:
+        for index, shape in enumerate(CONFIGS):
+            problem = _helpers.make_problem(rng, *shape, dtype=dtype)
+            if index % 2 == 1:
+                problem["lengths"] = rng.integers(0, shape[0] + 1, shape[1])
+            reverse = index == 2
+            runs = [_forward(problem, reset_after, reverse, tiles, threads, monkeypatch)
+                    for tiles in (False, True) for threads in (1, 2, 3)]
+            for run in runs[1:]:
+                for name, got, expected in zip(("y", "h_n", "gates"), run, runs[0]):
+                    np.testing.assert_array_equal(got, expected, err_msg=f"{name} {shape}")
+            y_ref, h_ref = reference.gru_forward(**problem, reset_after=reset_after,
+                                                 reverse=reverse)
+            np.testing.assert_allclose(runs[0][0], y_ref, rtol=tol, atol=tol)
+            np.testing.assert_allclose(runs[0][1], h_ref, rtol=tol, atol=tol)
+    finally:
+        _core._force_threads(None)
+
+
+def _tiles_passed(monkeypatch, problem):
+    """The input_tiles argument of each core call of one forward of `problem`."""
+    seen = []
+    forward_sequence = _core.forward_sequence
+
+    def recording(*args, **kwargs):
+        seen.append(args[24] if len(args) > 24 else kwargs.get("input_tiles"))
+        return forward_sequence(*args, **kwargs)
+
+    monkeypatch.setattr(_core, "forward_sequence", recording)
+    gru_fast.gru_forward(**problem, reset_after=True, return_cache=True)
+    monkeypatch.setattr(_core, "forward_sequence", forward_sequence)
+    return seen
+
+
+def test_the_rule_packs_only_chunks_larger_than_the_level2_budget(monkeypatch):
+    budget = _core.level2_budget()
+    wide_input = budget // (256 * 4) + 1  # a 256-row float32 chunk just over the budget
+    assert functional._input_tiles_pay(256, 16, wide_input, np.float32)
+    assert not functional._input_tiles_pay(256, 16, wide_input // 2, np.float32)
+    assert functional._input_tiles_pay(256, 16, wide_input // 2 + 1, np.float64)
+    # one step per chunk: projected inside the step, never tiled
+    assert not functional._input_tiles_pay(16, 16, 10 * wide_input, np.float32)
+    monkeypatch.setattr(functional, "INPUT_TILES", True)
+    assert functional._input_tiles_pay(256, 16, 1, np.float32)
+    assert not functional._input_tiles_pay(16, 16, 1, np.float32)
+    monkeypatch.setattr(functional, "INPUT_TILES", False)
+    assert not functional._input_tiles_pay(256, 16, 10 * wide_input, np.float32)
+
+
+def test_the_rule_reaches_the_core(monkeypatch):
+    rng = np.random.default_rng(5)
+    small = _helpers.make_problem(rng, 6, 4, 8, 16, dtype=np.float32)
+    assert _tiles_passed(monkeypatch, small) == [None]
+    monkeypatch.setattr(functional, "INPUT_TILES", True)
+    (tiles,) = _tiles_passed(monkeypatch, small)
+    assert tiles.shape == (24, 8) and tiles.dtype == np.float32  # all 6 steps in one chunk
+
+
+def test_core_refuses_input_tiles_of_the_wrong_shape(monkeypatch):
+    rng = np.random.default_rng(6)
+    problem = _helpers.make_problem(rng, 6, 4, 8, 16, dtype=np.float32)
+    monkeypatch.setattr(functional, "INPUT_TILES", True)
+    forward_sequence = _core.forward_sequence
+
+    def too_narrow(*args, **kwargs):
+        args = list(args)
+        args[24] = np.empty((args[24].shape[0], args[24].shape[1] - 1), np.float32)
+        return forward_sequence(*args, **kwargs)
+
+    monkeypatch.setattr(_core, "forward_sequence", too_narrow)
+    with pytest.raises(ValueError, match="input_tiles must be"):
+        gru_fast.gru_forward(**problem, reset_after=True)
