@@ -22,6 +22,15 @@ from ._validation import as_float_array, check_flag, check_shape, validate_forwa
 # cache needs O(B*H) memory beyond its outputs, yet each GEMM stays large.
 PROJECTION_CHUNK_ROWS = 256
 
+# Whether backward's dW_ih = d_gi^T x on the packed kernel packs d_gi^T's row
+# tiles a block at a time (_core.backward_sequence's weight_tiles): its tiles
+# otherwise read d_gi across its rows, a new cache line 3H values from the
+# last at every k.  None: where _core.weight_tiles_values says it pays (wide
+# input pieces); True: whenever dW_ih is on the packed kernel and not on the
+# narrow products; False: never (True and False for tests and benchmarks).
+# The bits are the same either way.
+WEIGHT_TILES = None
+
 # Whether a chunk's x is packed into the kernel's row tiles before its
 # projection (_core.forward_sequence's input_tiles): None follows
 # _input_tiles_pay; True (every chunk of several steps) and False (never)
@@ -497,12 +506,17 @@ def run_backward(x_packed, packing, weight_ih, weight_hh, gates, h_prev, dy_rows
     packed_rows = _workspace.scratch(
         "packed_rows", (((1 if reset_after else 2) * n_rows if hh_over_rows
                          else 4 * batch_size) * padded_hidden,), dtype)
+    weight_tiles = None
     if _core.over_rows_on_blas(n_rows, input_size, hidden_size, np.dtype(dtype).itemsize):
         packed_ih = packed_x = np.empty(0, dtype=dtype)  # BLAS reads W_ih and x as they are
     else:  # dx and dW_ih on the packed kernel: W_ih and x as panels
         padded_input = _core.padded_to_panels(input_size)
         packed_ih = _workspace.scratch("packed_ih", (padded_input * 3 * hidden_size,), dtype)
         packed_x = _workspace.scratch("packed_x", (padded_input * n_rows,), dtype)
+        tile_values = (0 if WEIGHT_TILES is False else _core.weight_tiles_values(
+            n_rows, input_size, hidden_size, np.dtype(dtype).itemsize, WEIGHT_TILES is True))
+        if tile_values:
+            weight_tiles = _workspace.scratch("weight_tiles", (tile_values,), dtype)
     # the large returned gradients on recycled memory, like forward's outputs
     dx_packed = _workspace.recycled_empty((n_rows if input_grad else 0, input_size), dtype)
     if out is None:
@@ -522,7 +536,7 @@ def run_backward(x_packed, packing, weight_ih, weight_hh, gates, h_prev, dy_rows
         dy_rows, dh, d_gi, d_gh, dq, packed_hh, packed_rows, packed_ih, packed_x, dx_packed,
         d_weight_ih,
         d_weight_hh, d_bias_ih, d_bias_hh, reset_after, reverse, has_bias,
-        *_call_settings(),
+        *_call_settings(), weight_tiles,
     )
     if not input_grad:
         dx = None

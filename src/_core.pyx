@@ -108,7 +108,8 @@ from _gate_loops cimport (backward_gates_classic, backward_gates_reset_after,
                           backward_reset_classic, forward_candidate_classic,
                           forward_gates_classic, forward_gates_reset_after)
 from _kernel cimport (PANEL, pack, pack_row_tiles, pack_transposed, packed_gemm,
-                     packed_gemm_strided, packed_gemm_tiled)
+                     packed_gemm_packing, packed_gemm_strided, packed_gemm_tiled,
+                     packing_values)
 from _narrow cimport columns_to_rows, narrow_input_gradient, narrow_weight_gradient
 
 cdef extern from "_parallel.h" nogil:
@@ -457,6 +458,8 @@ cdef struct ForwardCall:
 cdef struct BackwardCall:
     Sequence seq
     Pieces input_pieces              # dx and dW_ih on the packed kernel: pieces of input columns
+    void* weight_tiles               # per input piece, d_gi^T's row tiles for dW_ih, or NULL
+    size_t weight_tiles_values       # values of weight_tiles per input piece
     bint over_rows_on_blas           # dx and dW_ih on BLAS after the time loop (else the kernel)
     bint hh_over_rows                # dW_hh over all rows in OVER_ROWS (else summed per step)
     bint with_bias
@@ -1627,8 +1630,14 @@ cdef inline void _input_gradients(BackwardCall* call, int piece, floating* dtype
                     packed_ih, 3 * H * PANEL, False, <floating*> call.dx + in_lo, I)
     # dW_ih[:, in_lo:in_hi] (3H, n_in) = d_gi.T (3H, N) @ x[:, in_lo:in_hi] (N, n_in)
     pack(<const floating*> call.x + in_lo, I, n_inputs, <int> N, packed_x)
-    packed_gemm_strided(<int> (3 * H), n_inputs, <int> N, d_gi, 1, 3 * H,
-                        packed_x, N * PANEL, False, <floating*> call.d_weight_ih + in_lo, I)
+    if call.weight_tiles != NULL:
+        # d_gi.T's row tiles packed a block at a time into the piece's own buffer
+        packed_gemm_packing(<int> (3 * H), n_inputs, <int> N, d_gi, 1, 3 * H,
+                            <floating*> call.weight_tiles + piece * call.weight_tiles_values,
+                            packed_x, N * PANEL, False, <floating*> call.d_weight_ih + in_lo, I)
+    else:
+        packed_gemm_strided(<int> (3 * H), n_inputs, <int> N, d_gi, 1, 3 * H,
+                            packed_x, N * PANEL, False, <floating*> call.d_weight_ih + in_lo, I)
 
 
 # Input pieces of at most this many columns take the narrow products of
@@ -1680,6 +1689,32 @@ def over_rows_on_blas(Py_ssize_t n_rows, Py_ssize_t input_size, Py_ssize_t hidde
     (functional.gru_backward allocates it only then).
     """
     return _over_rows_on_blas(n_rows, input_size, hidden_size, itemsize)
+
+
+# Input pieces of at least this many panels pack d_gi^T for dW_ih (weight_tiles_values).
+cdef int WEIGHT_TILES_MIN_PANELS = 4
+
+
+def weight_tiles_values(Py_ssize_t n_rows, Py_ssize_t input_size, Py_ssize_t hidden_size,
+                        int itemsize, bint force=False):
+    """Values of backward_sequence's weight_tiles scratch, 0 where it does not pay.
+
+    One block of d_gi^T's row tiles (packed_gemm_packing of the (3H, N)
+    product) per input piece.  Each piece packs its blocks for its own
+    columns of dW_ih, so packing pays only over wide pieces: at least
+    WEIGHT_TILES_MIN_PANELS panels (the packing's cost per value of A against
+    the product's, n / lanes, scales with the vector width as the panel does).
+    Measured, Zen 3, backward float32 (bench/README.md): pieces of 4 panels
+    (I = 512, 1024) 4% faster; of 1 panel (I = 64, 100, 128) 2-5% slower.
+    force: the size even where it does not pay (tests).
+    """
+    cdef Pieces pieces = _pieces(input_size)
+    if n_rows == 0 or input_size == 0 or input_size <= narrow_inputs_max:
+        return 0
+    if not force and pieces.units < WEIGHT_TILES_MIN_PANELS * PANEL:
+        return 0
+    return pieces.count * packing_values(<int> (3 * hidden_size), <int> n_rows, itemsize)
+
 
 
 cdef inline bint _over_rows_on_blas(Py_ssize_t n_rows, Py_ssize_t input_size,
@@ -1850,7 +1885,7 @@ def backward_sequence(x, batch_sizes, offsets, out_rows, weight_ih, weight_hh, g
                       dy, dh, d_gi, d_gh, dq, packed_hh, packed_rows, packed_ih, packed_x, dx,
                       d_weight_ih, d_weight_hh, d_bias_ih, d_bias_hh,
                       bint reset_after, bint reverse, bint with_bias,
-                      int n_threads, stop):
+                      int n_threads, stop, weight_tiles=None):
     """Backpropagation through time for one layer and direction (GIL released).
 
     Takes the packed layout and the cache written by `forward_sequence` with
@@ -1870,12 +1905,16 @@ def backward_sequence(x, batch_sizes, offsets, out_rows, weight_ih, weight_hh, g
     up to n_threads threads; dx and dW_ih on BLAS's threads, or (small
     calls) on the core's in the last phase;
     stop as in forward_sequence.
+    weight_tiles ((weight_tiles_values(N, I, H, itemsize),), or None): scratch
+    where dW_ih on the packed kernel packs d_gi^T's row tiles (the same bits,
+    faster; ignored when dW_ih is on BLAS or on the narrow products).
     Raises whatever a signal handler raises (KeyboardInterrupt); the outputs
     are then unfinished.
     """
     cdef int typenum = _float_typenum(x)
     cdef int itemsize = 4 if typenum == cnp.NPY_FLOAT else 8
     cdef BackwardCall call
+    call.weight_tiles = NULL
     call.x = _data(x, typenum, 2, False, b"x")
     call.d_weight_ih = _data(d_weight_ih, typenum, 2, True, b"d_weight_ih")
     call.d_weight_hh = _data(d_weight_hh, typenum, 2, True, b"d_weight_hh")
@@ -1909,6 +1948,16 @@ def backward_sequence(x, batch_sizes, offsets, out_rows, weight_ih, weight_hh, g
     if not call.over_rows_on_blas:
         call.packed_ih = _data(packed_ih, typenum, 1, True, b"packed_ih")
         call.packed_x = _data(packed_x, typenum, 1, True, b"packed_x")
+        if weight_tiles is not None:
+            call.weight_tiles = _data(weight_tiles, typenum, 1, True, b"weight_tiles")
+            call.weight_tiles_values = packing_values(<int> (3 * hidden_size), <int> n_rows,
+                                                      itemsize)
+            if (_dim(weight_tiles, 0) < call.input_pieces.count
+                    * <Py_ssize_t> call.weight_tiles_values):
+                raise ValueError(
+                    f"weight_tiles must hold weight_tiles_values(...) = "
+                    f"{call.input_pieces.count * call.weight_tiles_values} values, "
+                    f"got {_dim(weight_tiles, 0)}")
     call.dx = _data(dx, typenum, 2, True, b"dx")
     if _dim(dx, 0) == 0:
         call.dx = NULL
@@ -2054,6 +2103,7 @@ cdef void _step_layer(const floating* x, const floating* h, floating* out, char*
     else:
         memcpy(state, h, B * H * sizeof(floating))
     cdef ForwardCall call
+    memset(&call, 0, sizeof(call))  # every field a later one may add starts NULL / 0 / False
     call.seq.seq_len = 1
     call.seq.batch_size = B
     call.seq.input_size = input_size

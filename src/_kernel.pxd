@@ -29,10 +29,20 @@ cdef extern from "_kernel.h" nogil:
                                      Py_ssize_t a_step, const double* tiles,
                                      const double* panels, Py_ssize_t panel_stride,
                                      int accumulate, double* c, Py_ssize_t ldc)
-    int gf_pack_row_tiles_float(int m, int k, const float* a, Py_ssize_t lda, Py_ssize_t a_step,
-                                float* tiles)
-    int gf_pack_row_tiles_double(int m, int k, const double* a, Py_ssize_t lda,
-                                 Py_ssize_t a_step, double* tiles)
+    void gf_pack_row_tiles_float(int m, int k, const float* a, Py_ssize_t lda,
+                                 Py_ssize_t a_step, float* tiles)
+    void gf_pack_row_tiles_double(int m, int k, const double* a, Py_ssize_t lda,
+                                  Py_ssize_t a_step, double* tiles)
+    void gf_packed_gemm_packing_float(int m, int n, int k, const float* a, Py_ssize_t lda,
+                                      Py_ssize_t a_step, float* buffer, const float* panels,
+                                      Py_ssize_t panel_stride, int accumulate, float* c,
+                                      Py_ssize_t ldc)
+    void gf_packed_gemm_packing_double(int m, int n, int k, const double* a, Py_ssize_t lda,
+                                       Py_ssize_t a_step, double* buffer,
+                                       const double* panels, Py_ssize_t panel_stride,
+                                       int accumulate, double* c, Py_ssize_t ldc)
+    size_t gf_packing_values_float(int m, int k)
+    size_t gf_packing_values_double(int m, int k)
     void gf_pack_transposed_float(const float* w, Py_ssize_t ldw, int n, int k, float* panels)
     void gf_pack_transposed_double(const double* w, Py_ssize_t ldw, int n, int k, double* panels)
     void gf_pack_float(const float* w, Py_ssize_t ldw, int n, int k, float* panels)
@@ -86,16 +96,41 @@ cdef inline void packed_gemm_tiled(int m, int n, int k, const floating* a, Py_ss
                                     c, ldc)
 
 
-cdef inline int pack_row_tiles(int m, int k, const floating* a, Py_ssize_t lda,
-                               floating* tiles) noexcept nogil:
+cdef inline void pack_row_tiles(int m, int k, const floating* a, Py_ssize_t lda,
+                                floating* tiles) noexcept nogil:
     """Pack the full row tiles of A (m, k), row stride lda, for `packed_gemm_tiled`.
 
-    tiles holds at least m * k values; returns the rows packed (whole tiles).
+    tiles holds at least m * k values, in the blocks of the product (m, k).
     """
     if floating is float:
-        return gf_pack_row_tiles_float(m, k, a, lda, 1, tiles)
+        gf_pack_row_tiles_float(m, k, a, lda, 1, tiles)
     else:
-        return gf_pack_row_tiles_double(m, k, a, lda, 1, tiles)
+        gf_pack_row_tiles_double(m, k, a, lda, 1, tiles)
+
+
+cdef inline void packed_gemm_packing(int m, int n, int k, const floating* a, Py_ssize_t lda,
+                                     Py_ssize_t a_step, floating* buffer,
+                                     const floating* panels, Py_ssize_t panel_stride,
+                                     bint accumulate, floating* c,
+                                     Py_ssize_t ldc) noexcept nogil:
+    """`packed_gemm_strided` that packs A's row tiles into `buffer` a block at a time.
+
+    buffer holds at least `packing_values(m, k)` values.  The same bits as
+    `packed_gemm_strided`; faster for a transposed A (a_step > 1) and a wide B.
+    """
+    if floating is float:
+        gf_packed_gemm_packing_float(m, n, k, a, lda, a_step, buffer, panels, panel_stride,
+                                     accumulate, c, ldc)
+    else:
+        gf_packed_gemm_packing_double(m, n, k, a, lda, a_step, buffer, panels, panel_stride,
+                                      accumulate, c, ldc)
+
+
+cdef inline size_t packing_values(int m, int k, int itemsize) noexcept nogil:
+    """Values of the buffer `packed_gemm_packing` needs for A (m, k) of `itemsize` bytes."""
+    if itemsize == 4:
+        return gf_packing_values_float(m, k)
+    return gf_packing_values_double(m, k)
 
 
 cdef inline void pack_transposed(const floating* w, Py_ssize_t ldw, int n, int k,

@@ -215,16 +215,13 @@ GF_NAME(panel_rows)(int m, int k, const GF_T* a, ptrdiff_t lda, const ptrdiff_t 
 }
 
 
-/* Pack A's full row tiles for packed_gemm_tiled: rows [t, t + GF_MR) for t
- * a multiple of GF_MR below m - GF_MR + 1 become the k x GF_MR block at
- * tiles + t * k, tiles[t * k + p * GF_MR + i] = A[t + i, p] (A[i, p] at
- * a[i * lda + p * a_step]).  The rows past the last full tile are not
- * copied: the product reads them from A.  A tile then reads one stream of
- * consecutive values instead of GF_MR rows far apart (those streams left
- * the many-row products at ~80% of OpenBLAS's rate; bench/README.md).
- * Returns the rows packed, m rounded down to whole tiles. */
-static int GF_NAME(pack_row_tiles)(int m, int k, const GF_T* a, ptrdiff_t lda,
-                                   ptrdiff_t a_step, GF_T* tiles)
+/* Pack the full row tiles of one block of A (m rows, k values from a):
+ * rows [t, t + GF_MR) become the k x GF_MR block at tiles + t * k,
+ * tiles[t * k + p * GF_MR + i] = A[t + i, p] (A[i, p] at a[i * lda + p *
+ * a_step]).  The rows past the last full tile are not copied: the product
+ * reads them from A.  Returns the rows packed. */
+static int GF_NAME(pack_block_tiles)(int m, int k, const GF_T* a, ptrdiff_t lda,
+                                     ptrdiff_t a_step, GF_T* tiles)
 {
     int t, i, p;
     for (t = 0; t + GF_MR <= m; t += GF_MR) {
@@ -245,24 +242,89 @@ static int GF_NAME(pack_row_tiles)(int m, int k, const GF_T* a, ptrdiff_t lda,
  * a row-major A, lda = 1 for the transpose of a row-major matrix).  k is split
  * into blocks of GF_KB so that the slice of a panel that every row tile reads
  * stays in L1. */
+/* How packed_gemm blocks A (m, k): returns the rows per block (mb) and sets
+ * *panels_inside.  When all of A fits in the L2 budget (gf_a_in_l2, half the
+ * core's L2), the product goes panel by panel, each in blocks of k: a panel
+ * is then read front to back, one sequential stream for the prefetcher (the
+ * panels of a large W are far apart).  A larger A (the weight gradients,
+ * k = all rows; a long chunk of the projection) goes in blocks of rows and
+ * of k, each block of A (mb x GF_KB) within the budget, so that it stays in
+ * L2 for every panel; mb is a multiple of GF_MR, so the row tiles, and with
+ * them every column's order of summation, are those of the unblocked
+ * product. */
+static inline int GF_NAME(row_block)(int m, int k, int* panels_inside)
+{
+    size_t budget = gf_level2_budget();
+    size_t rows, n_blocks;
+    *panels_inside = (size_t)m * k * sizeof(GF_T) <= budget;
+    if (*panels_inside)
+        return m;
+    /* Every block of rows reads all of B once more (from L3 or memory: the
+     * projection's W_ih is 3 MiB at H = 512, 12 MiB at H = 1024), so the
+     * blocks are balanced: 256 rows with room for 252 were one block of 252
+     * and one of 4, which paid a whole pass over B for 4 rows.  The block
+     * count allows the budget to be exceeded by a quarter (it is half the
+     * L2, so a block still fits), then the rows are shared evenly, rounded
+     * up to whole tiles. */
+    rows = budget / ((size_t)(k < GF_KB ? k : GF_KB) * sizeof(GF_T));
+    rows = rows < GF_MR ? GF_MR : rows;
+    n_blocks = ((size_t)m + rows + rows / 4 - 1) / (rows + rows / 4);
+    n_blocks = n_blocks < 1 ? 1 : n_blocks;
+    rows = ((size_t)m + n_blocks - 1) / n_blocks;
+    rows = (rows + GF_MR - 1) / GF_MR * GF_MR;
+    return rows > (size_t)m ? m : (int)rows;
+}
+
+
+/* Values of the buffer packed_gemm_packing needs for A (m, k): all of A's
+ * full tiles when A fits the L2 budget, else one block of them. */
+static size_t GF_NAME(packing_values)(int m, int k)
+{
+    int panels_inside;
+    int mb = GF_NAME(row_block)(m, k, &panels_inside);
+    return (size_t)mb * (panels_inside || k < GF_KB ? k : GF_KB);
+}
+
+
+/* Pack all of A's full row tiles for packed_gemm_tiled, block by block of
+ * packed_gemm's blocking of A (m, k) (row_block, and GF_KB values of k):
+ * block (i0, p0) holds pack_block_tiles of rows [i0, i0 + mb) and k values
+ * [p0, p0 + kb) at tiles + i0 * k + p0 * (its full rows), each block
+ * contiguous.  A tile then reads one stream of consecutive values instead of
+ * GF_MR rows far apart (those streams left the many-row products at ~80% of
+ * OpenBLAS's rate; bench/README.md).  tiles holds m * k values. */
+static void GF_NAME(pack_row_tiles)(int m, int k, const GF_T* a, ptrdiff_t lda,
+                                    ptrdiff_t a_step, GF_T* tiles)
+{
+    int panels_inside, i0, p0, rows_here, kb;
+    int mb = GF_NAME(row_block)(m, k, &panels_inside);
+    for (i0 = 0; i0 < m; i0 += mb) {
+        rows_here = m - i0 < mb ? m - i0 : mb;
+        for (p0 = 0; p0 < k; p0 += GF_KB) {
+            kb = k - p0 < GF_KB ? k - p0 : GF_KB;
+            GF_NAME(pack_block_tiles)(rows_here, kb, a + (ptrdiff_t)i0 * lda + p0 * a_step, lda,
+                                      a_step, tiles + (ptrdiff_t)i0 * k
+                                      + (ptrdiff_t)p0 * (rows_here / GF_MR * GF_MR));
+        }
+    }
+}
+
+
+/* C (m, n) (+)= A (m, k) @ Bp.  A's full row tiles are read from A itself
+ * (tiles and buffer NULL), from `tiles` (all of A packed by pack_row_tiles),
+ * or packed here into `buffer` (packing_values) block by block of A, each
+ * block once for all the panels. */
 static inline __attribute__((always_inline)) void
 GF_NAME(packed_gemm_any)(int m, int n, int k, const GF_T* a, ptrdiff_t lda, ptrdiff_t a_step,
-                         const GF_T* tiles, const GF_T* panels, ptrdiff_t panel_stride,
-                         int accumulate, GF_T* c, ptrdiff_t ldc)
+                         const GF_T* tiles, GF_T* buffer, const GF_T* panels,
+                         ptrdiff_t panel_stride, int accumulate, GF_T* c, ptrdiff_t ldc)
 {
-    int p0, q, kb, ncols, acc, i0, mb;
-    /* When all of A fits in the L2 budget (gf_a_in_l2, half the core's L2), go
-     * panel by panel, each in blocks of k: a panel is then read front to back,
-     * one sequential stream for the prefetcher (the panels of a large W are
-     * far apart).  A larger A (the weight gradients, k = all rows; a long
-     * chunk of the projection) goes in blocks of rows and of k, each block of
-     * A (mb x GF_KB) within the budget, so that it stays in L2 for every
-     * panel; mb is a multiple of GF_MR, so the row tiles, and with them every
-     * column's order of summation, are those of the unblocked product. */
-    size_t budget = gf_level2_budget();
-    int panels_inside = (size_t)m * k * sizeof(GF_T) <= budget;
+    int p0, q, kb, ncols, acc, i0, panels_inside;
+    int mb = GF_NAME(row_block)(m, k, &panels_inside);
     int n_panels = (n + GF_PANEL - 1) / GF_PANEL;
     const GF_T* panel;
+    const GF_T* block_tiles;  /* this block's tiles and the k between their rows */
+    ptrdiff_t tiles_k;
     if (m < GF_MR && panels_inside) {  /* one row tile, over all of k at once */
         if (a_step != 1) {
             GF_NAME(few_rows_any)(m, n, k, a, lda, a_step, panels, panel_stride, accumulate, c, ldc);
@@ -271,24 +333,10 @@ GF_NAME(packed_gemm_any)(int m, int n, int k, const GF_T* a, ptrdiff_t lda, ptrd
         }
         return;
     }
-    if (panels_inside) {
-        mb = m;
-    } else {
-        /* Every block of rows reads all of B once more (from L3 or memory:
-         * the projection's W_ih is 3 MiB at H = 512, 12 MiB at H = 1024), so
-         * the blocks are balanced: 256 rows with room for 252 were one block
-         * of 252 and one of 4, which paid a whole pass over B for 4 rows.
-         * The block count allows the budget to be exceeded by a quarter (it
-         * is half the L2, so a block still fits), then the rows are shared
-         * evenly, rounded up to whole tiles. */
-        size_t rows = budget / ((size_t)(k < GF_KB ? k : GF_KB) * sizeof(GF_T));
-        size_t n_blocks;
-        rows = rows < GF_MR ? GF_MR : rows;
-        n_blocks = ((size_t)m + rows + rows / 4 - 1) / (rows + rows / 4);
-        n_blocks = n_blocks < 1 ? 1 : n_blocks;
-        rows = ((size_t)m + n_blocks - 1) / n_blocks;
-        rows = (rows + GF_MR - 1) / GF_MR * GF_MR;
-        mb = rows > (size_t)m ? m : (int)rows;
+    if (buffer != NULL && panels_inside) {  /* all of A at once, for every panel */
+        GF_NAME(pack_row_tiles)(m, k, a, lda, a_step, buffer);
+        tiles = buffer;
+        buffer = NULL;
     }
     for (i0 = 0; i0 < m; i0 += mb) {
         int rows_here = m - i0 < mb ? m - i0 : mb;
@@ -300,13 +348,25 @@ GF_NAME(packed_gemm_any)(int m, int n, int k, const GF_T* a, ptrdiff_t lda, ptrd
             for (p0 = 0; p0 < k; p0 += GF_KB) {
                 kb = k - p0 < GF_KB ? k - p0 : GF_KB;
                 acc = accumulate || p0 > 0;
+                block_tiles = NULL;
+                tiles_k = 0;
+                if (tiles != NULL) {  /* block (i0, p0) of pack_row_tiles */
+                    block_tiles = tiles + (ptrdiff_t)i0 * k
+                                  + (ptrdiff_t)p0 * (rows_here / GF_MR * GF_MR);
+                    tiles_k = kb;
+                } else if (buffer != NULL) {  /* (q0 takes one value: every panel) */
+                    GF_NAME(pack_block_tiles)(rows_here, kb, a_rows + p0 * a_step, lda, a_step,
+                                              buffer);
+                    block_tiles = buffer;
+                    tiles_k = kb;
+                }
                 for (q = q0; q < q_end; q++) {
                     ncols = n - q * GF_PANEL < GF_PANEL ? n - q * GF_PANEL : GF_PANEL;
                     panel = panels + q * panel_stride + (ptrdiff_t)p0 * GF_PANEL;
-                    if (tiles != NULL)  /* full tiles packed: block i0, k from p0 */
+                    if (block_tiles != NULL)
                         GF_NAME(panel_rows)(rows_here, kb, a_rows + p0 * a_step, lda, a_step,
-                                            tiles + (ptrdiff_t)i0 * k + (ptrdiff_t)p0 * GF_MR, k,
-                                            panel, ncols, acc, c_rows + q * GF_PANEL, ldc);
+                                            block_tiles, tiles_k, panel, ncols, acc,
+                                            c_rows + q * GF_PANEL, ldc);
                     else if (a_step == 1)  /* the common case, with unit steps known to the compiler */
                         GF_NAME(panel_rows)(rows_here, kb, a_rows + p0, lda, 1, NULL, 0, panel,
                                             ncols, acc, c_rows + q * GF_PANEL, ldc);
@@ -325,8 +385,8 @@ static void GF_NAME(packed_gemm)(int m, int n, int k, const GF_T* a, ptrdiff_t l
                                  ptrdiff_t a_step, const GF_T* panels, ptrdiff_t panel_stride,
                                  int accumulate, GF_T* c, ptrdiff_t ldc)
 {
-    GF_NAME(packed_gemm_any)(m, n, k, a, lda, a_step, NULL, panels, panel_stride, accumulate,
-                             c, ldc);
+    GF_NAME(packed_gemm_any)(m, n, k, a, lda, a_step, NULL, NULL, panels, panel_stride,
+                             accumulate, c, ldc);
 }
 
 
@@ -338,8 +398,23 @@ static void GF_NAME(packed_gemm_tiled)(int m, int n, int k, const GF_T* a, ptrdi
                                        ptrdiff_t panel_stride, int accumulate, GF_T* c,
                                        ptrdiff_t ldc)
 {
-    GF_NAME(packed_gemm_any)(m, n, k, a, lda, a_step, tiles, panels, panel_stride, accumulate,
-                             c, ldc);
+    GF_NAME(packed_gemm_any)(m, n, k, a, lda, a_step, tiles, NULL, panels, panel_stride,
+                             accumulate, c, ldc);
+}
+
+
+/* The same product with A's full row tiles packed into `buffer` (at least
+ * packing_values(m, k) values), a block of A at a time: for an A read
+ * across its rows (a_step > 1, the weight gradients' d_gates^T), whose
+ * tiles otherwise load a new cache line at every k, far from the last.
+ * Pays when n is wide enough to reuse each block (bench/README.md). */
+static void GF_NAME(packed_gemm_packing)(int m, int n, int k, const GF_T* a, ptrdiff_t lda,
+                                         ptrdiff_t a_step, GF_T* buffer, const GF_T* panels,
+                                         ptrdiff_t panel_stride, int accumulate, GF_T* c,
+                                         ptrdiff_t ldc)
+{
+    GF_NAME(packed_gemm_any)(m, n, k, a, lda, a_step, NULL, buffer, panels, panel_stride,
+                             accumulate, c, ldc);
 }
 
 

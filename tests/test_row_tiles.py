@@ -1,6 +1,6 @@
-"""Forward's projection with x in the kernel's row tiles (functional.INPUT_TILES).
+"""Products with A packed into the kernel's row tiles: same bits, any thread count.
 
-A chunk of several steps can have its x rows packed into row tiles before its
+Forward (functional.INPUT_TILES): a chunk of several steps can have its x rows packed into row tiles before its
 projection (`_core.forward_sequence(..., input_tiles=...)`), so that each
 register tile of the kernel reads one stream of x instead of one per row. The
 tiles hold the same values and the kernel sums them in the same order, so the
@@ -8,6 +8,11 @@ results must be those without tiles bit for bit, on any thread count, and the
 reference's within rounding. Chunks are made short here (PROJECTION_CHUNK_ROWS)
 so that small problems have several chunks, rows past the last whole tile, and
 chunks with fewer rows than one tile.
+
+Backward (functional.WEIGHT_TILES): dW_ih = d_gi^T x on the packed kernel can
+pack d_gi^T's row tiles a block at a time into each input piece's buffer
+(`_core.backward_sequence(..., weight_tiles=...)`); forced on here, its
+gradients must be those without it bit for bit, and the reference's.
 """
 
 import numpy as np
@@ -116,3 +121,73 @@ def test_core_refuses_input_tiles_of_the_wrong_shape(monkeypatch):
     monkeypatch.setattr(_core, "forward_sequence", too_narrow)
     with pytest.raises(ValueError, match="input_tiles must be"):
         gru_fast.gru_forward(**problem, reset_after=True)
+
+
+# (T, B, I, H): d_gi^T (3H, N) within the kernel's L2 budget (packed whole)
+# and beyond it (packed a block at a time); lengths; reversed without biases.
+BACKWARD_CONFIGS = [(6, 5, 20, 33), (30, 10, 40, 100), (12, 7, 70, 40)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_weight_tiles_give_the_same_gradients_on_any_thread_count(monkeypatch, dtype,
+                                                                 reset_after):
+    rng = np.random.default_rng(31 + reset_after)
+    tol = 2e-3 if dtype == np.float32 else 1e-7
+    for shape in BACKWARD_CONFIGS:  # all three far from BLAS's sizes (over_rows_on_blas)
+        assert not _core.over_rows_on_blas(shape[0] * shape[1], shape[2], shape[3],
+                                           np.dtype(dtype).itemsize)
+    runs = []
+    for tiles in (False, True):
+        monkeypatch.setattr(functional, "WEIGHT_TILES", tiles)
+        runs.append([])
+        _core._force_threads(True)
+        try:
+            for index, shape in enumerate(BACKWARD_CONFIGS):
+                problem = _helpers.make_problem(np.random.default_rng(index), *shape,
+                                                dtype=dtype, bias=index != 2)
+                if index == 1:
+                    problem["lengths"] = np.random.default_rng(9).integers(0, shape[0] + 1,
+                                                                           shape[1])
+                if index == 2:
+                    problem["reverse"] = True
+                dy = np.random.default_rng(index + 10).standard_normal(
+                    (shape[0], shape[1], shape[3])).astype(dtype)
+                per_threads = []
+                for threads in (1, 2, 3):
+                    monkeypatch.setattr(functional, "core_threads", lambda: threads)
+                    per_threads.append(_helpers.core_gradients(problem, reset_after, dy))
+                _helpers.assert_runs_bitwise_equal(per_threads, (tiles, shape))
+                _helpers.assert_grads_match_reference(per_threads[0], problem, reset_after, dy,
+                                                      tol, (tiles, shape))
+                runs[-1].append(per_threads[0])
+        finally:
+            _core._force_threads(None)
+    for without, with_tiles in zip(*runs):
+        _helpers.assert_runs_bitwise_equal([without, with_tiles], "tiles against none")
+
+
+def test_weight_tiles_only_where_input_pieces_are_wide():
+    panel = _core.PANEL_WIDTH
+    wide = 8 * 4 * panel  # 8 pieces of 4 panels
+    assert _core.weight_tiles_values(1000, wide, 64, 4) > 0
+    assert _core.weight_tiles_values(1000, 8 * panel, 64, 4) == 0  # pieces of one panel
+    assert _core.weight_tiles_values(1000, 8 * panel, 64, 4, True) > 0
+    assert _core.weight_tiles_values(1000, 2, 64, 4, True) == 0  # the narrow products
+    assert _core.weight_tiles_values(0, wide, 64, 4) == 0
+
+
+def test_core_refuses_weight_tiles_too_small(monkeypatch):
+    problem = _helpers.make_problem(np.random.default_rng(7), 6, 5, 20, 33, dtype=np.float64)
+    monkeypatch.setattr(functional, "WEIGHT_TILES", True)
+    backward_sequence = _core.backward_sequence
+
+    def one_short(*args):
+        args = list(args)
+        args[-1] = args[-1][:-1]
+        return backward_sequence(*args)
+
+    monkeypatch.setattr(_core, "backward_sequence", one_short)
+    _, h_n, cache = gru_fast.gru_forward(**problem, return_cache=True)
+    with pytest.raises(ValueError, match="weight_tiles must hold"):
+        gru_fast.gru_backward(cache, None, np.ones_like(h_n))

@@ -1,0 +1,130 @@
+"""The packed kernel's rate on one core against OpenBLAS's (NumPy's matmul), one product at a time.
+
+Compiles a small shim over src/_kernel.h (the AVX2 level's flags when the CPU
+has AVX2 and FMA, else the baseline's) into a temporary directory and times,
+alternating in one process on one thread each, C = A @ B three ways:
+
+- ``plain``: packed_gemm, A read in place;
+- ``tiles``: pack_row_tiles of all of A first (counted), then packed_gemm_tiled;
+- ``blocks``: packed_gemm_packing, A's row tiles packed a block at a time.
+
+Shapes are ``rows:M,K,N`` (A (M, K) row-major, the projection's and dx's
+products) or ``t:M,K,N`` (A = G.T for G (K, M) row-major: the weight
+gradients' d_gates^T @ rows). Prints GFLOP/s and OpenBLAS's time over ours
+(medians of --repeats). Needs a C compiler (cc) and threadpoolctl.
+
+    python bench/kernel_rate.py rows:256,1024,3072 t:1536,3200,64
+"""
+
+import argparse
+import ctypes
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+SHIM = r"""
+#include "_kernel.h"
+static float buffer[1 << 22];
+static float tiles[1 << 24];
+void set_level2(long bytes) { gf_set_level2_bytes(bytes); }
+long panel(void) { return GF_PANEL; }
+void pack_b_transposed(const float* w, int n, int k, float* p) { gf_pack_transposed_float(w, k, n, k, p); }
+void pack_b(const float* w, int n, int k, float* p) { gf_pack_float(w, n, n, k, p); }
+/* mode 0 plain, 1 tiles, 2 blocks; lda/a_step describe A */
+int run(int mode, int m, int n, int k, const float* a, long lda, long a_step, const float* p, float* c)
+{
+    ptrdiff_t stride = (ptrdiff_t)k * GF_PANEL;
+    if (mode == 0) {
+        gf_packed_gemm_float(m, n, k, a, lda, a_step, p, stride, 0, c, n);
+    } else if (mode == 1) {
+        if ((size_t)m * k > sizeof(tiles) / sizeof(float)) return -1;
+        gf_pack_row_tiles_float(m, k, a, lda, a_step, tiles);
+        gf_packed_gemm_tiled_float(m, n, k, a, lda, a_step, tiles, p, stride, 0, c, n);
+    } else {
+        if (gf_packing_values_float(m, k) > sizeof(buffer) / sizeof(float)) return -1;
+        gf_packed_gemm_packing_float(m, n, k, a, lda, a_step, buffer, p, stride, 0, c, n);
+    }
+    return 0;
+}
+"""
+
+
+def build(directory):
+    from gru_fast import _caches, _cpu
+    flags = ["-mavx2", "-mfma"] if "avx2" in _cpu.runnable_levels() else []
+    source = os.path.join(directory, "shim.c")
+    with open(source, "w") as handle:
+        handle.write(SHIM)
+    library = os.path.join(directory, "shim.so")
+    subprocess.run(["cc", "-O3", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC",
+                    *flags, "-I", SRC, source, "-o", library], check=True)
+    lib = ctypes.CDLL(library)
+    pointer = ctypes.POINTER(ctypes.c_float)
+    lib.set_level2.argtypes = [ctypes.c_long]
+    lib.pack_b_transposed.argtypes = lib.pack_b.argtypes = [pointer, ctypes.c_int, ctypes.c_int,
+                                                            pointer]
+    lib.run.argtypes = [ctypes.c_int] * 4 + [pointer, ctypes.c_long, ctypes.c_long, pointer,
+                                             pointer]
+    lib.set_level2(_caches.level2_cache_bytes())
+    return lib
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("shapes", nargs="+", help="rows:M,K,N or t:M,K,N")
+    parser.add_argument("--repeats", type=int, default=11)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    pointer = ctypes.POINTER(ctypes.c_float)
+    with tempfile.TemporaryDirectory() as directory:
+        lib = build(directory)
+        panel = lib.panel()
+        for spec in args.shapes:
+            kind, dims = spec.split(":")
+            m, k, n = map(int, dims.split(","))
+            panels = np.zeros(-(-n // panel) * panel * k, np.float32)
+            c = np.zeros((m, n), np.float32)
+            if kind == "rows":
+                a = rng.standard_normal((m, k)).astype(np.float32)
+                w = rng.standard_normal((n, k)).astype(np.float32)
+                lib.pack_b_transposed(w.ctypes.data_as(pointer), n, k, panels.ctypes.data_as(pointer))
+                lda, a_step, expected = k, 1, a @ w.T
+                w_t = np.ascontiguousarray(w.T)
+                blas = lambda: np.matmul(a, w_t, out=c)  # noqa: E731
+            else:
+                g = rng.standard_normal((k, m)).astype(np.float32)
+                x = rng.standard_normal((k, n)).astype(np.float32)
+                lib.pack_b(x.ctypes.data_as(pointer), n, k, panels.ctypes.data_as(pointer))
+                a, lda, a_step, expected = g, 1, m, g.T @ x
+                blas = lambda: np.matmul(g.T, x, out=c)  # noqa: E731
+            times = {"plain": [], "tiles": [], "blocks": [], "openblas": []}
+            with threadpool_limits(1):
+                for _ in range(args.repeats):
+                    for mode, name in enumerate(("plain", "tiles", "blocks")):
+                        start = time.perf_counter()
+                        status = lib.run(mode, m, n, k, a.ctypes.data_as(pointer), lda, a_step,
+                                         panels.ctypes.data_as(pointer), c.ctypes.data_as(pointer))
+                        times[name].append(time.perf_counter() - start)
+                        if status:
+                            sys.exit(f"{spec}: too large for the shim's buffers")
+                        np.testing.assert_allclose(c, expected, rtol=1e-3, atol=1e-2)
+                    start = time.perf_counter()
+                    blas()
+                    times["openblas"].append(time.perf_counter() - start)
+            gflop = 2 * m * n * k / 1e9
+            blas_time = np.median(times["openblas"])
+            cells = [f"{name} {gflop / np.median(times[name]):.1f} GFLOP/s "
+                     f"({blas_time / np.median(times[name]):.2f})"
+                     for name in ("plain", "tiles", "blocks")]
+            print(f"{spec}: " + ", ".join(cells) + f"; openblas {gflop / blas_time:.1f}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
