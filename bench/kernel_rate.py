@@ -30,77 +30,97 @@ from threadpoolctl import threadpool_limits
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 SHIM = r"""
 #include "_kernel.h"
-static float buffer[1 << 22];
-static float tiles[1 << 24];
+#define T_ float
+#define N_(x) gf_##x##_float
+#define S_(x) x##_float
+#include "shim_body.h"
+#undef T_
+#undef N_
+#undef S_
+#define T_ double
+#define N_(x) gf_##x##_double
+#define S_(x) x##_double
+#include "shim_body.h"
 void set_level2(long bytes) { gf_set_level2_bytes(bytes); }
 long panel(void) { return GF_PANEL; }
-void pack_b_transposed(const float* w, int n, int k, float* p) { gf_pack_transposed_float(w, k, n, k, p); }
-void pack_b(const float* w, int n, int k, float* p) { gf_pack_float(w, n, n, k, p); }
-/* mode 0 plain, 1 tiles, 2 blocks; lda/a_step describe A */
-int run(int mode, int m, int n, int k, const float* a, long lda, long a_step, const float* p, float* c)
+"""
+SHIM_BODY = r"""
+static T_ S_(buffer)[1 << 22];
+static T_ S_(tiles)[1 << 24];
+void S_(pack_b_transposed)(const T_* w, int n, int k, T_* p) { N_(pack_transposed)(w, k, n, k, p); }
+void S_(pack_b)(const T_* w, int n, int k, T_* p) { N_(pack)(w, n, n, k, p); }
+/* mode 0 plain, 1 tiles, 2 blocks; lda and a_step describe A */
+int S_(run)(int mode, int m, int n, int k, const T_* a, long lda, long a_step, const T_* p, T_* c)
 {
     ptrdiff_t stride = (ptrdiff_t)k * GF_PANEL;
     if (mode == 0) {
-        gf_packed_gemm_float(m, n, k, a, lda, a_step, p, stride, 0, c, n);
+        N_(packed_gemm)(m, n, k, a, lda, a_step, p, stride, 0, c, n);
     } else if (mode == 1) {
-        if ((size_t)m * k > sizeof(tiles) / sizeof(float)) return -1;
-        gf_pack_row_tiles_float(m, k, a, lda, a_step, tiles);
-        gf_packed_gemm_tiled_float(m, n, k, a, lda, a_step, tiles, p, stride, 0, c, n);
+        if ((size_t)m * k > sizeof(S_(tiles)) / sizeof(T_)) return -1;
+        N_(pack_row_tiles)(m, k, a, lda, a_step, S_(tiles));
+        N_(packed_gemm_tiled)(m, n, k, a, lda, a_step, S_(tiles), p, stride, 0, c, n);
     } else {
-        if (gf_packing_values_float(m, k) > sizeof(buffer) / sizeof(float)) return -1;
-        gf_packed_gemm_packing_float(m, n, k, a, lda, a_step, buffer, p, stride, 0, c, n);
+        if (N_(packing_values)(m, k) > sizeof(S_(buffer)) / sizeof(T_)) return -1;
+        N_(packed_gemm_packing)(m, n, k, a, lda, a_step, S_(buffer), p, stride, 0, c, n);
     }
     return 0;
 }
 """
 
 
-def build(directory):
+def build(directory, dtype):
+    """Compile the shim; its functions for `dtype` (ctypes argument types set) and the panel."""
     from gru_fast import _caches, _cpu
     flags = ["-mavx2", "-mfma"] if "avx2" in _cpu.runnable_levels() else []
-    source = os.path.join(directory, "shim.c")
-    with open(source, "w") as handle:
-        handle.write(SHIM)
+    for name, text in (("shim.c", SHIM), ("shim_body.h", SHIM_BODY)):
+        with open(os.path.join(directory, name), "w") as handle:
+            handle.write(text)
     library = os.path.join(directory, "shim.so")
     subprocess.run(["cc", "-O3", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC",
-                    *flags, "-I", SRC, source, "-o", library], check=True)
+                    *flags, "-I", SRC, "-I", directory, os.path.join(directory, "shim.c"),
+                    "-o", library], check=True)
     lib = ctypes.CDLL(library)
-    pointer = ctypes.POINTER(ctypes.c_float)
+    suffix = "_float" if dtype == np.float32 else "_double"
+    pointer = ctypes.POINTER(ctypes.c_float if dtype == np.float32 else ctypes.c_double)
+    functions = {name: getattr(lib, name + suffix)
+                 for name in ("pack_b_transposed", "pack_b", "run")}
+    functions["pack_b_transposed"].argtypes = functions["pack_b"].argtypes = [
+        pointer, ctypes.c_int, ctypes.c_int, pointer]
+    functions["run"].argtypes = [ctypes.c_int] * 4 + [pointer, ctypes.c_long, ctypes.c_long,
+                                                      pointer, pointer]
     lib.set_level2.argtypes = [ctypes.c_long]
-    lib.pack_b_transposed.argtypes = lib.pack_b.argtypes = [pointer, ctypes.c_int, ctypes.c_int,
-                                                            pointer]
-    lib.run.argtypes = [ctypes.c_int] * 4 + [pointer, ctypes.c_long, ctypes.c_long, pointer,
-                                             pointer]
     lib.set_level2(_caches.level2_cache_bytes())
-    return lib
+    return functions, pointer, lib.panel()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("shapes", nargs="+", help="rows:M,K,N or t:M,K,N")
     parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     args = parser.parse_args()
+    dtype = np.dtype(args.dtype).type
     rng = np.random.default_rng(0)
-    pointer = ctypes.POINTER(ctypes.c_float)
+    tol = 1e-3 if dtype == np.float32 else 1e-9
     with tempfile.TemporaryDirectory() as directory:
-        lib = build(directory)
-        panel = lib.panel()
+        lib, pointer, panel = build(directory, dtype)
         for spec in args.shapes:
             kind, dims = spec.split(":")
             m, k, n = map(int, dims.split(","))
-            panels = np.zeros(-(-n // panel) * panel * k, np.float32)
-            c = np.zeros((m, n), np.float32)
+            panels = np.zeros(-(-n // panel) * panel * k, dtype)
+            c = np.zeros((m, n), dtype)
             if kind == "rows":
-                a = rng.standard_normal((m, k)).astype(np.float32)
-                w = rng.standard_normal((n, k)).astype(np.float32)
-                lib.pack_b_transposed(w.ctypes.data_as(pointer), n, k, panels.ctypes.data_as(pointer))
+                a = rng.standard_normal((m, k)).astype(dtype)
+                w = rng.standard_normal((n, k)).astype(dtype)
+                lib["pack_b_transposed"](w.ctypes.data_as(pointer), n, k,
+                                         panels.ctypes.data_as(pointer))
                 lda, a_step, expected = k, 1, a @ w.T
                 w_t = np.ascontiguousarray(w.T)
                 blas = lambda: np.matmul(a, w_t, out=c)  # noqa: E731
             else:
-                g = rng.standard_normal((k, m)).astype(np.float32)
-                x = rng.standard_normal((k, n)).astype(np.float32)
-                lib.pack_b(x.ctypes.data_as(pointer), n, k, panels.ctypes.data_as(pointer))
+                g = rng.standard_normal((k, m)).astype(dtype)
+                x = rng.standard_normal((k, n)).astype(dtype)
+                lib["pack_b"](x.ctypes.data_as(pointer), n, k, panels.ctypes.data_as(pointer))
                 a, lda, a_step, expected = g, 1, m, g.T @ x
                 blas = lambda: np.matmul(g.T, x, out=c)  # noqa: E731
             times = {"plain": [], "tiles": [], "blocks": [], "openblas": []}
@@ -108,12 +128,13 @@ def main():
                 for _ in range(args.repeats):
                     for mode, name in enumerate(("plain", "tiles", "blocks")):
                         start = time.perf_counter()
-                        status = lib.run(mode, m, n, k, a.ctypes.data_as(pointer), lda, a_step,
-                                         panels.ctypes.data_as(pointer), c.ctypes.data_as(pointer))
+                        status = lib["run"](mode, m, n, k, a.ctypes.data_as(pointer), lda,
+                                            a_step, panels.ctypes.data_as(pointer),
+                                            c.ctypes.data_as(pointer))
                         times[name].append(time.perf_counter() - start)
                         if status:
                             sys.exit(f"{spec}: too large for the shim's buffers")
-                        np.testing.assert_allclose(c, expected, rtol=1e-3, atol=1e-2)
+                        np.testing.assert_allclose(c, expected, rtol=tol, atol=tol * 10)
                     start = time.perf_counter()
                     blas()
                     times["openblas"].append(time.perf_counter() - start)

@@ -235,12 +235,13 @@ def _input_tiles_pay(preact_rows, batch_size, input_size, dtype):
     """Whether a chunk's x goes into row tiles before its projection.
 
     Only for chunks of several steps (one step projects inside its step's
-    phase) whose x exceeds the kernel's L2 budget: there each row tile read
+    phase) whose x exceeds the kernel's L2 budget: there each row tile reads
     its rows from L2 as that many separate streams, and packing (by the
-    calling thread, once per chunk) paid back. Measured (Zen 3, one thread,
-    bench/README.md): the projection's product 10-15% faster, forward at
-    (50, 64, 512, 512) and (25, 16, 1024, 1024) 2-4%; where x fits (medium)
-    the packing cost more than the product gained.
+    calling thread, once per chunk for every piece and gate) pays back.
+    Measured on a Zen 3 (bench/README.md, "Row tiles"), forward on two
+    threads, off / on: (50, 64, 512, 512) float64 1.04-1.07, (25, 16, 1024,
+    1024) float64 1.02-1.03, float32 0.97-1.00 at both (neutral); where x
+    fits (medium) the packing cost more than the product gained (0.96).
     """
     if preact_rows <= batch_size or INPUT_TILES is False:
         return False

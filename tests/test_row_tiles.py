@@ -132,7 +132,6 @@ BACKWARD_CONFIGS = [(6, 5, 20, 33), (30, 10, 40, 100), (12, 7, 70, 40)]
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_weight_tiles_give_the_same_gradients_on_any_thread_count(monkeypatch, dtype,
                                                                  reset_after):
-    rng = np.random.default_rng(31 + reset_after)
     tol = 2e-3 if dtype == np.float32 else 1e-7
     for shape in BACKWARD_CONFIGS:  # all three far from BLAS's sizes (over_rows_on_blas)
         assert not _core.over_rows_on_blas(shape[0] * shape[1], shape[2], shape[3],
