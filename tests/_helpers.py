@@ -194,6 +194,19 @@ def assert_runs_bitwise_equal(runs, label=""):
                                               err_msg=f"{name} {label}")
 
 
+def assert_forward_runs_match(runs, problem, reset_after, reverse, tol, label=""):
+    """Forward runs of `problem`, each (y, h_n, gates): all equal to the first bit for bit,
+    and the first within `tol` of the NumPy reference."""
+    from gru_fast import reference
+
+    for run in runs[1:]:
+        for name, got, expected in zip(("y", "h_n", "gates"), run, runs[0]):
+            np.testing.assert_array_equal(got, expected, err_msg=f"{name} {label}")
+    y_ref, h_ref = reference.gru_forward(**problem, reset_after=reset_after, reverse=reverse)
+    np.testing.assert_allclose(runs[0][0], y_ref, rtol=tol, atol=tol, err_msg=f"y {label}")
+    np.testing.assert_allclose(runs[0][1], h_ref, rtol=tol, atol=tol, err_msg=f"h_n {label}")
+
+
 def assert_gradients_on_thread_counts(monkeypatch, problem, reset_after, dy, tol, label=""):
     """Gradients of `problem` on 1, 2 and 3 core threads: bitwise equal, and the reference's.
 

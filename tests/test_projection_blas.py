@@ -13,7 +13,7 @@ import pytest
 
 import _helpers
 import gru_fast
-from gru_fast import _core, reference
+from gru_fast import _core
 
 # (T, B, I, H): one chunk; several chunks of 256 rows (and a partial one); a
 # chunk boundary inside a step with lengths; a wide input.
@@ -57,14 +57,8 @@ def test_blas_projection_matches_reference_on_any_thread_count(projection, monke
                 y, h_n, cache = gru_fast.gru_forward(**problem, reset_after=reset_after,
                                                      reverse=reverse, return_cache=True)
                 results.append((y, h_n, cache.gates))
-            for y, h_n, gates in results[1:]:
-                np.testing.assert_array_equal(y, results[0][0], err_msg=f"{shape}")
-                np.testing.assert_array_equal(h_n, results[0][1], err_msg=f"{shape}")
-                np.testing.assert_array_equal(gates, results[0][2], err_msg=f"{shape}")
-            y_ref, h_ref = reference.gru_forward(**problem, reset_after=reset_after,
-                                                 reverse=reverse)
-            np.testing.assert_allclose(results[0][0], y_ref, rtol=tol, atol=tol)
-            np.testing.assert_allclose(results[0][1], h_ref, rtol=tol, atol=tol)
+            _helpers.assert_forward_runs_match(results, problem, reset_after, reverse, tol,
+                                               shape)
     finally:
         _core._force_threads(None)
 

@@ -20,7 +20,7 @@ import pytest
 
 import _helpers
 import gru_fast
-from gru_fast import _core, functional, reference
+from gru_fast import _core, functional
 
 # (T, B, I, H): several steps per chunk; one row per step (no whole tile in
 # a short chunk); an input wider than a k block of the kernel; a chunk that
@@ -57,13 +57,7 @@ def test_tiles_give_the_same_bits_on_any_thread_count(short_chunks, monkeypatch,
             reverse = index == 2
             runs = [_forward(problem, reset_after, reverse, tiles, threads, monkeypatch)
                     for tiles in (False, True) for threads in (1, 2, 3)]
-            for run in runs[1:]:
-                for name, got, expected in zip(("y", "h_n", "gates"), run, runs[0]):
-                    np.testing.assert_array_equal(got, expected, err_msg=f"{name} {shape}")
-            y_ref, h_ref = reference.gru_forward(**problem, reset_after=reset_after,
-                                                 reverse=reverse)
-            np.testing.assert_allclose(runs[0][0], y_ref, rtol=tol, atol=tol)
-            np.testing.assert_allclose(runs[0][1], h_ref, rtol=tol, atol=tol)
+            _helpers.assert_forward_runs_match(runs, problem, reset_after, reverse, tol, shape)
     finally:
         _core._force_threads(None)
 
