@@ -166,6 +166,40 @@ def test_chunked_projection_spans_many_chunks():
             np.testing.assert_array_equal(y, y_cached)
 
 
+def test_long_chunks_only_where_weight_ih_is_far_beyond_the_level2_budget():
+    functional = gru_fast.functional
+    budget = gru_fast._core.level2_budget()
+    far = functional.W_IH_FAR_BUDGETS * budget // (3 * 4) // 64 + 1  # W_ih (3 * 64, I) just past
+    assert functional._projection_chunk_rows(far, 64, np.float32) == (
+        functional.LONG_CHUNKS * functional.PROJECTION_CHUNK_ROWS)
+    assert functional._projection_chunk_rows(far // 2, 64, np.float32) == (
+        functional.PROJECTION_CHUNK_ROWS)
+    assert functional._projection_chunk_rows(far // 2 + 1, 64, np.float64) == (
+        functional.LONG_CHUNKS * functional.PROJECTION_CHUNK_ROWS)
+
+
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_long_chunks_match_the_reference(monkeypatch, reset_after):
+    """Long chunks forced on a small problem (520 rows, chunks of 160): right, and the
+    cached and uncached passes agree bit for bit."""
+    functional = gru_fast.functional
+    monkeypatch.setattr(functional, "PROJECTION_CHUNK_ROWS", 40)
+    monkeypatch.setattr(functional, "W_IH_FAR_BUDGETS", 0)
+    assert functional._projection_chunk_rows(5, 6, np.float64) == 40 * functional.LONG_CHUNKS
+    rng = np.random.default_rng(17)
+    problem = make_problem(rng, 40, 13, 5, 6, np.float64)
+    lengths = rng.integers(0, 41, size=13)
+    for reverse in (False, True):
+        y_cached, _, _ = run_both(problem, np.float64, rng, reset_after=reset_after,
+                                  reverse=reverse, lengths=lengths)
+        y, _ = gru_fast.gru_forward(**problem, reset_after=reset_after, reverse=reverse,
+                                    lengths=lengths)
+        np.testing.assert_array_equal(y, y_cached)
+        y_ref, _ = reference.gru_forward(**problem, reset_after=reset_after, reverse=reverse,
+                                         lengths=lengths)
+        assert_close(y, y_ref, "y")
+
+
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_without_cache_equals_with_cache(reset_after):
     rng = np.random.default_rng(3)
