@@ -24,8 +24,8 @@ of on the calling thread: each piece one GEMM per gate on its own hidden
 units, run by whichever of the core's threads claims it, with BLAS held to one
 thread (in every setting, for both variants): the core's own threads do the
 BLAS work and no BLAS worker is left spinning.  ``--chunk-rows`` sets the
-rows per projection chunk (``functional.PROJECTION_CHUNK_ROWS``, default 256)
-for both variants.
+rows per projection chunk for both variants, whatever W_ih's size (default: the
+rule, ``functional._projection_chunk_rows``).
 
 Usage (under the bench lock)::
 
@@ -80,18 +80,20 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--min-time", type=float, default=0.05)
     parser.add_argument("--blas-mode", choices=("caller", "pieces"), default="caller")
-    parser.add_argument("--chunk-rows", type=int, default=functional.PROJECTION_CHUNK_ROWS)
+    parser.add_argument("--chunk-rows", type=int, default=0)
     args = parser.parse_args()
     if args.blas_mode == "pieces" and args.products != "projection":
         parser.error("--blas-mode pieces is for --products projection")
-    functional.PROJECTION_CHUNK_ROWS = args.chunk_rows
+    if args.chunk_rows:  # exactly these rows, whatever W_ih's size
+        functional.PROJECTION_CHUNK_ROWS = args.chunk_rows
+        functional.LONG_CHUNKS = 1
     from threadpoolctl import threadpool_limits
 
     matrix = np.random.default_rng(0).standard_normal((512, 512))
     force = _core._force_projection if args.products == "projection" else _core._force_over_rows
     blas_on = "pieces" if args.blas_mode == "pieces" else True
     print(f"gru_fast {gru_fast.__file__}, level {_core.CPU_LEVEL}, {args.products}, {args.dtype}, "
-          f"BLAS {args.blas_mode}, chunks of {args.chunk_rows} rows; ratio = BLAS / packed")
+          f"BLAS {args.blas_mode}, chunks of {args.chunk_rows or 'ruled'} rows; ratio = BLAS / packed")
     print(f"{'case':36s} {'packed':>10s} {'BLAS':>10s} {'ratio':>7s}")
     for shape_name in args.shapes.split(","):
         x, h0, weights, dy = make_inputs(SHAPES[shape_name], args.dtype)
