@@ -54,7 +54,10 @@
 # its outputs (on the packed kernel in the step's pieces, or, forced, one
 # GEMM on BLAS per chunk: see _projection_on_blas); `recurrent_preact` holds h W_hh^T of the current step.  Without a
 # cache (store_history=False) `gates` and `h_prev` are (B, ...) scratch
-# rewritten every step.
+# rewritten every step.  Optional: `input_tiles` takes a chunk's x in the
+# kernel's row tiles (packed once by the caller for every piece and gate),
+# `weight_tiles` one block of d_gi^T's row tiles per input piece for dW_ih
+# (functional.py decides where they pay; the bits are the same either way).
 #
 # Products.  Every step multiplies the few active rows by the same weights.
 # BLAS would repack the weights at every call, so the per-step products use

@@ -8,8 +8,10 @@
 # Why not BLAS for these: OpenBLAS repacks its operand at every call, so the
 # per-step products paid for packing all of W_hh at every step whether 1 row
 # or 64 was active (measured in the issue-5 notes and bench/README.md).  The
-# products over all rows (backward's dx, dW_ih, dW_hh) are large GEMMs and
-# go to BLAS (_blas.pxd).
+# products over many rows (the projection of a chunk, backward's dx, dW_ih,
+# dW_hh) run on this kernel too, on the core's own threads, with A's row
+# tiles packed where that pays (`packed_gemm_tiled`, `packed_gemm_packing`);
+# in float64 from a size on, dx and dW_ih go to BLAS (_blas.pxd).
 
 from cython cimport floating
 

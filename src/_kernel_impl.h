@@ -235,13 +235,6 @@ static int GF_NAME(pack_block_tiles)(int m, int k, const GF_T* a, ptrdiff_t lda,
 }
 
 
-/* C (m, n) (+)= A (m, k) @ Bp, where Bp is B (k, n) packed into panels of
- * GF_PANEL columns: column block q of B is the k x GF_PANEL array at panels + q *
- * panel_stride (rows GF_PANEL values apart, zero-padded past n).  C is row-major
- * with row stride ldc; A[i, p] is at a[i * lda + p * a_step] (a_step = 1 for
- * a row-major A, lda = 1 for the transpose of a row-major matrix).  k is split
- * into blocks of GF_KB so that the slice of a panel that every row tile reads
- * stays in L1. */
 /* How packed_gemm blocks A (m, k): returns the rows per block (mb) and sets
  * *panels_inside.  When all of A fits in the L2 budget (gf_a_in_l2, half the
  * core's L2), the product goes panel by panel, each in blocks of k: a panel
@@ -380,7 +373,14 @@ GF_NAME(packed_gemm_any)(int m, int n, int k, const GF_T* a, ptrdiff_t lda, ptrd
 }
 
 
-/* C (m, n) (+)= A (m, k) @ Bp: packed_gemm_any reading every row from A. */
+/* C (m, n) (+)= A (m, k) @ Bp, where Bp is B (k, n) packed into panels of
+ * GF_PANEL columns: column block q of B is the k x GF_PANEL array at panels + q *
+ * panel_stride (rows GF_PANEL values apart, zero-padded past n).  C is row-major
+ * with row stride ldc; A[i, p] is at a[i * lda + p * a_step] (a_step = 1 for
+ * a row-major A, lda = 1 for the transpose of a row-major matrix).  k is split
+ * into blocks of GF_KB so that the slice of a panel that every row tile reads
+ * stays in L1 (row_block has how A is blocked).  Every row of A is read where
+ * it is. */
 static void GF_NAME(packed_gemm)(int m, int n, int k, const GF_T* a, ptrdiff_t lda,
                                  ptrdiff_t a_step, const GF_T* panels, ptrdiff_t panel_stride,
                                  int accumulate, GF_T* c, ptrdiff_t ldc)
