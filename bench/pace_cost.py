@@ -33,6 +33,7 @@ SHAPES = {  # (T, B, I, H, reset_after, pass)
     "wide_recurrent": (25, 16, 16, 1024, True, "fwd"),
     "medium_fb": (100, 32, 128, 256, True, "fwdbwd"),
     "small_fb": (100, 8, 64, 128, True, "fwdbwd"),
+    "large_fb": (50, 64, 512, 512, True, "fwdbwd"),
 }
 
 
