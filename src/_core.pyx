@@ -1707,8 +1707,9 @@ def weight_tiles_values(Py_ssize_t n_rows, Py_ssize_t input_size, Py_ssize_t hid
     columns of dW_ih, so packing pays only over wide pieces: at least
     WEIGHT_TILES_MIN_PANELS panels (the packing's cost per value of A against
     the product's, n / lanes, scales with the vector width as the panel does).
-    Measured, Zen 3, backward float32 (bench/README.md): pieces of 4 panels
-    (I = 512, 1024) 4% faster; of 1 panel (I = 64, 100, 128) 2-5% slower.
+    Measured, Zen 3, backward float32 on two threads (bench/README.md, "Row
+    tiles"): pieces of 4 panels (I = 512, 1024) 11% and 4% faster; of 1 panel
+    (I = 64, 100, 128) 2-5% slower.
     force: the size even where it does not pay (tests).
     """
     cdef Pieces pieces = _pieces(input_size)
@@ -1717,7 +1718,6 @@ def weight_tiles_values(Py_ssize_t n_rows, Py_ssize_t input_size, Py_ssize_t hid
     if not force and pieces.units < WEIGHT_TILES_MIN_PANELS * PANEL:
         return 0
     return pieces.count * packing_values(<int> (3 * hidden_size), <int> n_rows, itemsize)
-
 
 
 cdef inline bint _over_rows_on_blas(Py_ssize_t n_rows, Py_ssize_t input_size,

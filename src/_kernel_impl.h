@@ -219,9 +219,9 @@ GF_NAME(panel_rows)(int m, int k, const GF_T* a, ptrdiff_t lda, const ptrdiff_t 
  * rows [t, t + GF_MR) become the k x GF_MR block at tiles + t * k,
  * tiles[t * k + p * GF_MR + i] = A[t + i, p] (A[i, p] at a[i * lda + p *
  * a_step]).  The rows past the last full tile are not copied: the product
- * reads them from A.  Returns the rows packed. */
-static int GF_NAME(pack_block_tiles)(int m, int k, const GF_T* a, ptrdiff_t lda,
-                                     ptrdiff_t a_step, GF_T* tiles)
+ * reads them from A. */
+static void GF_NAME(pack_block_tiles)(int m, int k, const GF_T* a, ptrdiff_t lda,
+                                      ptrdiff_t a_step, GF_T* tiles)
 {
     int t, i, p;
     for (t = 0; t + GF_MR <= m; t += GF_MR) {
@@ -231,7 +231,6 @@ static int GF_NAME(pack_block_tiles)(int m, int k, const GF_T* a, ptrdiff_t lda,
             for (i = 0; i < GF_MR; i++)
                 block[(ptrdiff_t)p * GF_MR + i] = rows[i * lda + (ptrdiff_t)p * a_step];
     }
-    return t;
 }
 
 

@@ -159,11 +159,17 @@ def test_chunked_projection_spans_many_chunks():
     lengths = rng.integers(0, seq_len + 1, size=batch_size)
     for reverse in (False, True):
         for reset_after in (False, True):
-            y_cached, _, _ = run_both(problem, np.float64, rng, reset_after=reset_after,
-                                      reverse=reverse, lengths=lengths)
-            y, h_n = gru_fast.gru_forward(**problem, reset_after=reset_after, reverse=reverse,
-                                          lengths=lengths)
-            np.testing.assert_array_equal(y, y_cached)
+            _uncached_equals_cached(problem, rng, reset_after=reset_after, reverse=reverse,
+                                    lengths=lengths)
+
+
+def _uncached_equals_cached(problem, rng, **options):
+    """`run_both` (both paths against the reference), then the forward without a cache:
+    the same y bit for bit. Returns that y."""
+    y_cached, _, _ = run_both(problem, np.float64, rng, **options)
+    y, _ = gru_fast.gru_forward(**problem, **options)
+    np.testing.assert_array_equal(y, y_cached)
+    return y
 
 
 def test_long_chunks_only_where_weight_ih_is_far_beyond_the_level2_budget():
@@ -190,11 +196,8 @@ def test_long_chunks_match_the_reference(monkeypatch, reset_after):
     problem = make_problem(rng, 40, 13, 5, 6, np.float64)
     lengths = rng.integers(0, 41, size=13)
     for reverse in (False, True):
-        y_cached, _, _ = run_both(problem, np.float64, rng, reset_after=reset_after,
-                                  reverse=reverse, lengths=lengths)
-        y, _ = gru_fast.gru_forward(**problem, reset_after=reset_after, reverse=reverse,
+        y = _uncached_equals_cached(problem, rng, reset_after=reset_after, reverse=reverse,
                                     lengths=lengths)
-        np.testing.assert_array_equal(y, y_cached)
         y_ref, _ = reference.gru_forward(**problem, reset_after=reset_after, reverse=reverse,
                                          lengths=lengths)
         assert_close(y, y_ref, "y")
