@@ -1,7 +1,7 @@
 """The packed kernel's rate on one core against OpenBLAS's (NumPy's matmul), one product at a time.
 
-Compiles a small shim over src/_kernel.h (the AVX2 level's flags when the CPU
-has AVX2 and FMA, else the baseline's) into a temporary directory and times,
+Compiles a small shim over src/_kernel.h (with setup.py's flags of the best
+CPU level this machine runs, or of --level) into a temporary directory and times,
 alternating in one process on one thread each, C = A @ B three ways:
 
 - ``plain``: packed_gemm, A read in place;
@@ -68,10 +68,21 @@ int S_(run)(int mode, int m, int n, int k, const T_* a, long lda, long a_step, c
 """
 
 
-def build(directory, dtype):
+def level_flags(level):
+    """setup.py's compiler flags of a CPU level (its CPU_LEVELS, read without running setup.py)."""
+    import ast
+    with open(os.path.join(os.path.dirname(SRC), "setup.py")) as handle:
+        tree = ast.parse(handle.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "CPU_LEVELS":
+            return ast.literal_eval(node.value)[level]
+    raise RuntimeError("setup.py has no CPU_LEVELS")
+
+
+def build(directory, dtype, level):
     """Compile the shim; its functions for `dtype` (ctypes argument types set) and the panel."""
-    from gru_fast import _caches, _cpu
-    flags = ["-mavx2", "-mfma"] if "avx2" in _cpu.runnable_levels() else []
+    from gru_fast import _caches
+    flags = level_flags(level)
     for name, text in (("shim.c", SHIM), ("shim_body.h", SHIM_BODY)):
         with open(os.path.join(directory, name), "w") as handle:
             handle.write(text)
@@ -98,12 +109,16 @@ def main():
     parser.add_argument("shapes", nargs="+", help="rows:M,K,N or t:M,K,N")
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--level", help="CPU level to compile for (default: the best this CPU runs)")
     args = parser.parse_args()
     dtype = np.dtype(args.dtype).type
+    from gru_fast import _cpu
+    level = args.level or _cpu.runnable_levels()[0]
+    print(f"kernel compiled for the {level} level, {args.dtype}")
     rng = np.random.default_rng(0)
     tol = 1e-3 if dtype == np.float32 else 1e-9
     with tempfile.TemporaryDirectory() as directory:
-        lib, pointer, panel = build(directory, dtype)
+        lib, pointer, panel = build(directory, dtype, level)
         for spec in args.shapes:
             kind, dims = spec.split(":")
             m, k, n = map(int, dims.split(","))

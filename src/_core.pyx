@@ -110,7 +110,7 @@ from _blas cimport gemm
 from _gate_loops cimport (backward_gates_classic, backward_gates_reset_after,
                           backward_reset_classic, forward_candidate_classic,
                           forward_gates_classic, forward_gates_reset_after)
-from _kernel cimport (PANEL, pack, pack_row_tiles, pack_transposed, packed_gemm,
+from _kernel cimport (DOUBLE_TILE_ROWS, PANEL, pack, pack_row_tiles, pack_transposed, packed_gemm,
                      packed_gemm_packing, packed_gemm_strided, packed_gemm_tiled,
                      packing_values)
 from _narrow cimport columns_to_rows, narrow_input_gradient, narrow_weight_gradient
@@ -180,8 +180,10 @@ cdef enum:
     TARGET_PIECES = 8
 
 # Backward's dx and dW_ih go to BLAS, in float64, from this many multiply-adds
-# on (N * 3H * 2I): see over_rows_on_blas.
+# on (N * 3H * 2I), where the kernel's double tile has fewer than
+# KERNEL_PACE_TILE_ROWS rows: see over_rows_on_blas.
 cdef long long OVER_ROWS_BLAS_MIN_MACS = 1 << 31
+cdef int KERNEL_PACE_TILE_ROWS = 6
 
 # Backward sums dW_hh (3H x H) step by step up to this many times the packed
 # kernel's L2 budget (half of one core's L2); see weight_hh_over_rows.
@@ -1685,9 +1687,15 @@ def over_rows_on_blas(Py_ssize_t n_rows, Py_ssize_t input_size, Py_ssize_t hidde
     about a scheduler time slice, and its spinning workers slow the core's
     next steps; the packed kernel runs in the paced pieces, on the core's own
     threads that never wait for a late worker.  Measured (bench/README.md):
-    in float32 the packed kernel matched or beat BLAS at every size; in
-    float64 (where the kernel's tiles are half as wide) BLAS won from about
-    OVER_ROWS_BLAS_MIN_MACS multiply-adds on.
+    in float32 the packed kernel matched or beat BLAS at every size.  In
+    float64 it depends on the level's double register tile, whose rows are
+    the FMAs each loaded panel vector feeds: with 3 rows (avx2; a Zen 3)
+    OpenBLAS's dgemm ran 0.79-0.90 of the kernel's time on one core and BLAS
+    won from about OVER_ROWS_BLAS_MIN_MACS multiply-adds on (forward+backward
+    on two threads, large 0.97); with 6 rows (avx512; a Zen 4) the kernel
+    matched dgemm on one core (0.86-1.05 by product) and forward+backward on
+    two threads ran 1.13x (large) and 1.11x (wide) faster than with BLAS, so
+    from KERNEL_PACE_TILE_ROWS rows on, float64 stays on the kernel too.
     The packed kernel needs W_ih and x packed as scratch
     (functional.gru_backward allocates it only then).
     """
@@ -1724,7 +1732,8 @@ cdef inline bint _over_rows_on_blas(Py_ssize_t n_rows, Py_ssize_t input_size,
                                     Py_ssize_t hidden_size, int itemsize) noexcept nogil:
     if over_rows_forced >= 0:
         return over_rows_forced == 1
-    return itemsize == 8 and n_rows * 3 * hidden_size * 2 * input_size >= OVER_ROWS_BLAS_MIN_MACS
+    return (itemsize == 8 and DOUBLE_TILE_ROWS < KERNEL_PACE_TILE_ROWS
+            and n_rows * 3 * hidden_size * 2 * input_size >= OVER_ROWS_BLAS_MIN_MACS)
 
 
 cdef int hh_over_rows_forced = -1  # _force_weight_hh_over_rows: -1 the size rule, 0 per step, 1 rows

@@ -82,6 +82,10 @@ static size_t gf_level2_budget(void)
 #undef GF_KB
 #undef GF_NAME
 
+/* Rows of the double register tile: each panel vector loaded from B feeds
+ * that many FMAs (6 at the avx512 level, 3 at avx2, 1 at the baseline). */
+#define GF_DOUBLE_TILE_ROWS GF_TILE_ROWS(GF_PANEL / (GF_VEC_BYTES / 8))
+
 #define GF_T double
 #define GF_ITYPE int64_t
 #define GF_LANES (GF_VEC_BYTES / 8)

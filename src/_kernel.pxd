@@ -11,12 +11,14 @@
 # products over many rows (the projection of a chunk, backward's dx, dW_ih,
 # dW_hh) run on this kernel too, on the core's own threads, with A's row
 # tiles packed where that pays (`packed_gemm_tiled`, `packed_gemm_packing`);
-# in float64 from a size on, dx and dW_ih go to BLAS (_blas.pxd).
+# in float64 from a size on, at the levels whose double tile is short, dx and
+# dW_ih go to BLAS (_blas.pxd).
 
 from cython cimport floating
 
 cdef extern from "_kernel.h" nogil:
     enum: PANEL "GF_PANEL"
+    enum: DOUBLE_TILE_ROWS "GF_DOUBLE_TILE_ROWS"
     void gf_packed_gemm_float(int m, int n, int k, const float* a, Py_ssize_t lda,
                               Py_ssize_t a_step, const float* panels, Py_ssize_t panel_stride,
                               int accumulate, float* c, Py_ssize_t ldc)
