@@ -32,7 +32,22 @@ def task_contestants(problem, task, shape_name, peers, args):
         else:
             check_close(f"{name} {key} {shape_name}", got, want, dtype)
     flops = task_flops(SHAPES[shape_name], pass_)
-    return [Contestant(key, name, fn, flops, shape_name, warm=True) for name, fn in entries]
+    return [Contestant(key, name, fn, flops, shape_name, warm=True,
+                       thread_stats=_thread_stats(name)) for name, fn in entries]
+
+
+def _thread_stats(contestant):
+    """gru_fast's _core._thread_stats for gru_fast's contestants (the pace's serial share), else None."""
+    if not contestant.startswith("gru_fast"):
+        return None
+    from gru_fast import _core
+    return _core._thread_stats
+
+
+def _median_share(shares):
+    """The median of the samples' serial shares (None: no phase ran), or None."""
+    known = [share for share in shares if share is not None]
+    return statistics.median(known) if known else None
 
 
 def spread_lengths_contestants(problem, contestants, shape_name, lengths):
@@ -97,7 +112,8 @@ def measure_shape(shape_name, peers, args, log):
             continue
         results.setdefault(c.task, {})[c.contestant] = dict(
             median=c.median, samples=c.samples, number=c.number,
-            other_load=c.other_load, gflops=c.flops / c.median / 1e9)
+            other_load=c.other_load, gflops=c.flops / c.median / 1e9,
+            serial_share=_median_share(c.serial_shares))
     return results, lengths_rows, peak_contestant.samples, waited
 
 

@@ -54,8 +54,9 @@ def print_machine_state(meta, peak, sgemm_samples, threads, log):
 def print_speed_tables(results, shape_names, log):
     """One table per task: every contestant's median, GFLOP/s, % peak and speed-ups."""
     log("Each row: median time, GFLOP/s (useful GRU FLOPs: forward 2*T*B*3H*(I+H), "
-        "forward+backward 3x), fraction of the sgemm peak,\nand 'vs X' = time of X / "
-        "time of this row (> 1: this row is faster than X).\n")
+        "forward+backward 3x), fraction of the sgemm peak,\n'serial' = the share of "
+        "gru_fast's phases its pace ran on the calling thread alone (median of the samples),"
+        "\nand 'vs X' = time of X / time of this row (> 1: this row is faster than X).\n")
     for task, title, *_ in TASKS:
         names = [c for c in CONTESTANT_ORDER
                  if any(c in results.get(task, {}).get(s, {}) for s in shape_names)]
@@ -66,12 +67,14 @@ def print_speed_tables(results, shape_names, log):
                 if name not in shape_results:
                     continue
                 entry = shape_results[name]
+                share = entry.get("serial_share")
                 rows.append([shape_name, name, fmt_time(entry["median"]),
-                             f"{entry['gflops']:.1f}", f"{100 * entry['fraction_of_peak']:.1f}%"]
+                             f"{entry['gflops']:.1f}", f"{100 * entry['fraction_of_peak']:.1f}%",
+                             "-" if share is None else f"{100 * share:.0f}%"]
                             + [("" if other == name or other not in shape_results else
                                 f"{entry['speedup_vs'][other]:.2f}x") for other in names])
         log(f"== {title}")
-        log(table(["shape", "contestant", "median", "GFLOP/s", "%peak"]
+        log(table(["shape", "contestant", "median", "GFLOP/s", "%peak", "serial"]
                   + [f"vs {n}" for n in names], rows))
         log("")
 

@@ -10,13 +10,16 @@ from .machine import LoadMonitor, wait_until_quiet
 class Contestant:
     """One callable to time, with its samples (seconds per call, one per repetition)."""
 
-    def __init__(self, task, contestant, fn, flops, shape_name, warm=False):
+    def __init__(self, task, contestant, fn, flops, shape_name, warm=False, thread_stats=None):
         self.task, self.contestant, self.fn, self.warm = task, contestant, fn, warm
         self.flops, self.shape_name = flops, shape_name
         self.number = 1
         self.follows = None  # a Contestant: sampled right after it, for paired ratios
         self.samples = []  # seconds per call, one per repetition
         self.other_load = []  # cores busy with other work during each sample
+        # gru_fast's: _core._thread_stats, read around each sample for serial_shares
+        self.thread_stats = thread_stats
+        self.serial_shares = []  # of the phases its pace ran on the caller alone, per sample
 
     def calibrate(self, min_time):
         """Choose how many calls make one sample of >= min_time.
@@ -45,6 +48,7 @@ class Contestant:
         """
         self.fn()
         monitor = LoadMonitor()
+        before = self.thread_stats() if self.thread_stats else None
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
@@ -57,10 +61,19 @@ class Contestant:
                 gc.enable()
         self.samples.append(elapsed / self.number)
         self.other_load.append(monitor.other_cores())
+        if before is not None:
+            self.serial_shares.append(serial_share(before, self.thread_stats()))
 
     @property
     def median(self):
         return statistics.median(self.samples)
+
+
+def serial_share(before, after):
+    """Share of the phases run on the caller alone between two _core._thread_stats, or None."""
+    serial = after["serial_phases"] - before["serial_phases"]
+    threaded = after["threaded_phases"] - before["threaded_phases"]
+    return serial / (serial + threaded) if serial + threaded else None
 
 
 def run_round_robin(contestants, repeats, min_time, pause, max_wait, log):
