@@ -133,7 +133,8 @@ cdef extern from "_parallel.h" nogil:
     int backward_run_policy "gf_backward_run_policy"
     void set_worker_stall "gf_set_worker_stall"(int worker, long long ns, int mid_piece)
     int pace_forced "gf_pace_forced"
-    long long thread_stats "gf_stats"[5]
+    enum: THREAD_STATS "GF_STATS"
+    long long thread_stats "gf_stats"[THREAD_STATS]
     unsigned long long pace_key "gf_pace_key"(long long a, long long b, long long c, long long d)
     void pace_start "gf_pace_start"(gf_pace* pace, unsigned long long key, int participants)
     long long pace_step_done "gf_pace_step_done"(gf_pace* pace, long long units)
@@ -266,10 +267,17 @@ def _thread_stats():
     to the workers; worker_pieces: pieces the workers ran; late_workers:
     phases whose caller waited long for a worker that lost its core mid-piece;
     late_wait_ns: how long the caller waited in those phases, in all.
+    The paces' decisions (gf_pace in _parallel.h): late_spells, late workers
+    that sent the caller serial for a while; late_passed, those after which
+    threads still paid; thread_trials, blocks of threads tried while serial
+    measured faster, and thread_trials_won, those that made threads the faster
+    again; serial_blocks_chosen, blocks run serially by the estimates (outside
+    a late worker's spell).
     """
-    return dict(serial_phases=thread_stats[0], threaded_phases=thread_stats[1],
-                worker_pieces=thread_stats[2], late_workers=thread_stats[3],
-                late_wait_ns=thread_stats[4])
+    return dict(zip(("serial_phases", "threaded_phases", "worker_pieces", "late_workers",
+                     "late_wait_ns", "late_spells", "late_passed", "thread_trials",
+                     "thread_trials_won", "serial_blocks_chosen"),
+                    [thread_stats[i] for i in range(THREAD_STATS)], strict=True))
 
 
 cdef struct Pieces:

@@ -121,10 +121,25 @@ typedef struct {
     int stall_mid_piece;
 } gf_pool;
 
-/* What the pool did, for tests and benchmarks (_core._thread_stats): phases run
- * by the caller alone, phases handed to the workers, pieces the workers ran,
- * phases where a worker was late, and the ns the caller waited in those. */
-static int64_t gf_stats[5];
+/* What the pool and the paces did, for tests and benchmarks (_core._thread_stats):
+ * phases run by the caller alone, phases handed to the workers, pieces the
+ * workers ran, phases where a worker was late and the ns the caller waited in
+ * those; then the pace's decisions: late workers that sent the caller serial
+ * and late workers it let pass (threads still paid), trials of threads while
+ * serial measured faster and those that won, and blocks run serially because
+ * the estimates said so (outside a late worker's spell). */
+enum {
+    GF_STAT_SERIAL_PHASES, GF_STAT_THREADED_PHASES, GF_STAT_WORKER_PIECES,
+    GF_STAT_LATE_WORKERS, GF_STAT_LATE_WAIT_NS, GF_STAT_LATE_SPELLS, GF_STAT_LATE_PASSED,
+    GF_STAT_THREAD_TRIALS, GF_STAT_THREAD_TRIALS_WON, GF_STAT_SERIAL_BLOCKS_CHOSEN,
+    GF_STATS
+};
+static int64_t gf_stats[GF_STATS];
+
+static inline void gf_count(int stat, int64_t n)
+{
+    __atomic_add_fetch(&gf_stats[stat], n, __ATOMIC_RELAXED);
+}
 
 static gf_pool gf_the_pool = {
     .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
@@ -363,10 +378,10 @@ static int64_t gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int mergeab
         }
         for (; piece < n_pieces; piece++)
             fn(ctx, piece);
-        __atomic_add_fetch(&gf_stats[0], 1, __ATOMIC_RELAXED);
+        gf_count(GF_STAT_SERIAL_PHASES, 1);
         return 0;
     }
-    __atomic_add_fetch(&gf_stats[1], 1, __ATOMIC_RELAXED);
+    gf_count(GF_STAT_THREADED_PHASES, 1);
     if (participants > n_pieces)
         participants = n_pieces;  /* the others find no range to claim from */
     start = gf_now_ns();
@@ -391,7 +406,7 @@ static int64_t gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int mergeab
         pthread_mutex_unlock(&pool->lock);
     }
     own = gf_claim_and_run(pool, 0, participants, seq);
-    __atomic_add_fetch(&gf_stats[2], n_pieces - own, __ATOMIC_RELAXED);
+    gf_count(GF_STAT_WORKER_PIECES, n_pieces - own);
     /* Only pieces a worker has started are left: wait for them. */
     if (own + __atomic_load_n(&pool->done, __ATOMIC_ACQUIRE) >= n_pieces)
         return 0;
@@ -419,8 +434,8 @@ static int64_t gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int mergeab
     }
     waited = gf_now_ns() - claimed;
     if (waited > GF_LATE_NS && waited > claimed - start) {
-        __atomic_add_fetch(&gf_stats[3], 1, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&gf_stats[4], waited, __ATOMIC_RELAXED);
+        gf_count(GF_STAT_LATE_WORKERS, 1);
+        gf_count(GF_STAT_LATE_WAIT_NS, waited);
         return waited;
     }
     return 0;
@@ -652,10 +667,12 @@ static inline void gf_pace_note_late(gf_pace* pace, int64_t waited)
             && pace->ns_per_unit[1] * (1 + pace->stall_ema / pace->block_ema)
                < (1 - GF_THREADS_MUST_SAVE) * pace->ns_per_unit[0]) {
         /* threads pay, their waits counted: go on, the wait left out of the block */
+        gf_count(GF_STAT_LATE_PASSED, 1);
         pace->block_start += waited;
         pace->timed_ns -= waited;
         return;
     }
+    gf_count(GF_STAT_LATE_SPELLS, 1);
     if (pace->trying_other)  /* a lost trial */
         pace->explore_gap = gf_clamp_gap(2 * pace->explore_gap);
     pace->trying_other = 0;
@@ -705,6 +722,8 @@ static void gf_pace_choose(gf_pace* pace)
     } else if (pace->trying_other) {  /* this block tried the mode that was slower */
         pace->trying_other = 0;
         if (best == pace->threaded) {
+            if (best && gf_pace_forced < 0)
+                gf_count(GF_STAT_THREAD_TRIALS_WON, 1);
             pace->explore_gap = 2;  /* and it won */
         } else {
             double lost = pace->ns_per_unit[!best] / pace->ns_per_unit[best] - 1;
@@ -717,6 +736,8 @@ static void gf_pace_choose(gf_pace* pace)
         pace->threaded = best;
         pace->since_trial = 0;
     } else if (++pace->since_trial >= gf_explore_gap(pace, best)) {
+        if (!best && gf_pace_forced < 0)
+            gf_count(GF_STAT_THREAD_TRIALS, 1);
         pace->threaded = !best;
         pace->trying_other = 1;
         pace->trial_left = GF_TRIAL_BLOCKS;
@@ -765,8 +786,11 @@ static int64_t gf_pace_block_end(gf_pace* pace, int64_t now, int64_t elapsed)
         pace->block_steps *= 2;
     else if (elapsed > 2 * GF_BLOCK_NS && pace->block_steps > 1)
         pace->block_steps /= 2;
-    if (pace->participants > 1)
+    if (pace->participants > 1) {
         gf_pace_choose(pace);
+        if (!pace->threaded && !pace->serial_left && gf_pace_forced < 0)
+            gf_count(GF_STAT_SERIAL_BLOCKS_CHOSEN, 1);
+    }
     pace->warming_up = pace->threaded && !was_threaded;
     pace->steps_done = 0;
     pace->units = 0;

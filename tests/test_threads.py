@@ -243,6 +243,12 @@ def test_the_pace_leaves_a_worker_that_keeps_losing_its_core(set_threads):
     assert forced["late_workers"] >= 2 * seq_len * 0.5  # forward and backward steps
     assert paced["late_workers"] < 0.5 * forced["late_workers"], (paced, forced)
     _assert_bitwise_equal(got, expected)
+    # the pace's decision counters: forced threads decide nothing; paced, every late
+    # worker was either let pass or sent the caller serial, and a 2 ms wait in phases
+    # of ~0.3 ms cannot be let pass every time
+    assert forced["late_spells"] == forced["late_passed"] == 0, forced
+    assert paced["late_spells"] + paced["late_passed"] == paced["late_workers"], paced
+    assert paced["late_spells"] >= 1, paced
 
 
 def test_concurrent_calls_from_python_threads(set_threads):
