@@ -20,7 +20,7 @@ from cpu_level_helpers import CONFIG, other_levels, run_python
 
 TESTS = Path(__file__).resolve().parent
 FAST_PATH_TESTS = ["test_functional.py", "test_frozen.py", "test_activations.py",
-                   "test_optim.py"]
+                   "test_optim.py", "test_over_rows.py"]  # the last: its BLAS rule depends on the level
 # Left out per level: validation and fork tests (Python only) and the three-thread
 # runs (the split of the units over threads depends on the panel width, which
 # one and two threads already exercise).
