@@ -39,15 +39,6 @@ def _level(gru_fast):
     return gru_fast.show_config("dicts")["cpu"]["level"]
 
 
-def _serial_share(before, after):
-    """Share of the threaded-or-serial phases the caller ran alone between two _thread_stats."""
-    if before is None or after is None:
-        return None
-    serial = after["serial_phases"] - before["serial_phases"]
-    threaded = after["threaded_phases"] - before["threaded_phases"]
-    return serial / (serial + threaded) if serial + threaded else None
-
-
 def worker(root, shapes, min_time):
     """Serve timing requests on stdin/stdout with the gru_fast of `root`."""
     sys.path[:0] = [str(root), str(HERE)]
@@ -55,6 +46,7 @@ def worker(root, shapes, min_time):
     from benchmarks.common import ALL_SHAPES, make_inputs, spread_lengths
     from compare_lib.contestants import frozen_callable, gru_fast_callable, sgemm_callable
     from compare_lib.tasks import TASKS, task_flops, PEAK_N
+    from compare_lib.timing import serial_share
 
     assert Path(gru_fast.__file__).resolve().is_relative_to(Path(root).resolve()), gru_fast.__file__
     cases = {"sgemm": (sgemm_callable(), 2 * PEAK_N ** 3)}
@@ -89,7 +81,7 @@ def worker(root, shapes, min_time):
         for _ in range(number):
             fn()
         seconds = (time.perf_counter() - start) / number
-        print(json.dumps([seconds, _serial_share(before, stats() if stats else None)]),
+        print(json.dumps([seconds, serial_share(before, stats()) if stats else None]),
               flush=True)
 
 
