@@ -200,30 +200,31 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
     else:
         y = None
         y_rows = np.empty((0, hidden_size), dtype=dtype)  # the core writes no outputs
-    history_rows = packing.n_rows if keep_history else batch_size
-    if keep_history:  # kept by the cache
-        gates = _workspace.recycled_empty((history_rows, 4 * hidden_size), dtype)
-        h_prev = _workspace.recycled_empty((history_rows, hidden_size), dtype)
-    else:
-        gates = _workspace.scratch("gates", (history_rows, 4 * hidden_size), dtype)
-        h_prev = _workspace.scratch("h_prev", (history_rows, hidden_size), dtype)
     chunk_rows = _projection_chunk_rows(input_size, hidden_size, dtype)
     preact_rows = max(batch_size, min(chunk_rows, packing.n_rows))
-    # x W_ih^T of a chunk of steps, and h W_hh^T of one step
-    input_preact = _workspace.scratch("input_preact", (preact_rows, 3 * hidden_size), dtype)
-    recurrent_preact = _workspace.scratch("recurrent_preact", (batch_size, 3 * hidden_size),
-                                          dtype)
-    input_tiles = None
-    if _input_tiles_pay(preact_rows, batch_size, input_size, dtype):
-        input_tiles = _workspace.scratch("input_tiles", (preact_rows, input_size), dtype)
-    weight_ih, weight_hh = (None, None) if weights is None else weights
+    tiles = _input_tiles_pay(preact_rows, batch_size, input_size, dtype)
+    three_h = 3 * hidden_size
+    # x W_ih^T of a chunk of steps, and h W_hh^T of one step; the second state buffer
+    specs = (("input_preact", (preact_rows, three_h)), ("recurrent_preact", (batch_size, three_h)),
+             ("state", (batch_size, hidden_size)))
+    if not keep_history:  # this step's gates and previous state only
+        specs += (("gates", (batch_size, 4 * hidden_size)), ("h_prev", (batch_size, hidden_size)))
+    if tiles:
+        specs += (("input_tiles", (preact_rows, input_size)),)
     if packed is None:
         padded = _core.padded_to_panels(hidden_size)
-        packed_ih = _workspace.scratch("packed_ih", (3 * padded * input_size,), dtype)
-        packed_hh = _workspace.scratch("packed_hh", (3 * padded * hidden_size,), dtype)
+        specs += (("packed_ih", (3 * padded * input_size,)),
+                  ("packed_hh", (3 * padded * hidden_size,)))
+    scratch = _workspace.scratch_group(specs, dtype)
+    input_preact, recurrent_preact, state_scratch = scratch[:3]
+    if keep_history:  # kept by the cache
+        gates = _workspace.recycled_empty((packing.n_rows, 4 * hidden_size), dtype)
+        h_prev = _workspace.recycled_empty((packing.n_rows, hidden_size), dtype)
     else:
-        packed_ih, packed_hh = packed
-    state_scratch = _workspace.scratch("state", (batch_size, hidden_size), dtype)
+        gates, h_prev = scratch[3:5]
+    input_tiles = scratch[-3 if packed is None else -1] if tiles else None
+    weight_ih, weight_hh = (None, None) if weights is None else weights
+    packed_ih, packed_hh = scratch[-2:] if packed is None else packed
     n_threads, stop_flag = _call_settings()
 
     _core.forward_sequence(

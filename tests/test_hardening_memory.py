@@ -110,3 +110,29 @@ def test_scratch_views_follow_their_buffer():
         _workspace.scratch("test_views", (index + 1,), dtype)
     assert len(_workspace._this_threads_pool().views) <= _workspace.MAX_KEPT_VIEWS
     gru_fast.release_memory()
+
+
+def test_scratch_groups_follow_their_buffers(monkeypatch):
+    """A group handed out again holds the buffers kept now; a temporary is never cached."""
+    from gru_fast import _workspace
+    dtype = np.dtype(np.float32)
+    specs = (("test_group_a", (2, 3)), ("test_group_b", (5,)))
+    first = _workspace.scratch_group(specs, dtype)
+    assert [view.shape for view in first] == [(2, 3), (5,)]
+    assert not np.shares_memory(first[0], first[1])
+    assert _workspace.scratch_group(specs, dtype) is first  # one lookup
+    assert np.shares_memory(_workspace.scratch("test_group_a", (2, 3), dtype), first[0])
+    grown = _workspace.scratch("test_group_b", (1000,), dtype)  # b's buffer replaced
+    again = _workspace.scratch_group(specs, dtype)
+    assert again is not first
+    assert np.shares_memory(again[1], grown) and not np.shares_memory(again[1], first[1])
+    assert np.shares_memory(again[0], first[0])  # a's buffer stayed
+    gru_fast.release_memory()
+    released = _workspace.scratch_group(specs, dtype)
+    assert not any(np.shares_memory(new, old) for new, old in zip(released, again))
+    # over the kept cap the buffer is a temporary: a fresh one at every call
+    monkeypatch.setattr(_workspace, "SCRATCH_KEPT_BYTES", 0)
+    big = (("test_group_big", (64,)),)
+    one, two = _workspace.scratch_group(big, dtype), _workspace.scratch_group(big, dtype)
+    assert not np.shares_memory(one[0], two[0])
+    gru_fast.release_memory()
