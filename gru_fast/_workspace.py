@@ -26,6 +26,7 @@ forward call with its cache at B = 32, H = 128 faulted ~1,400-2,400 pages.
 once nothing refers to it any more (no array, view or memoryview of it).
 """
 
+import os
 import sys
 import threading
 import weakref
@@ -33,11 +34,50 @@ from math import prod
 
 import numpy as np
 
-# Scratch bytes one thread keeps between calls, all names and dtypes together.
-# 64 MiB hold the scratch of a float32 backward pass over ~10,000 (step, row)
-# pairs at H = I = 512; a call that needs more does so much arithmetic per
-# byte that the page faults of fresh buffers are a small part of it.
-SCRATCH_KEPT_BYTES = 64 * 2**20
+MIN_KEPT_BYTES = 64 * 2**20
+MAX_KEPT_BYTES = 256 * 2**20
+KEPT_SHARE_OF_MEMORY = 1 / 128
+
+
+def _memory_bytes():
+    """The memory this process may use: the machine's, or its cgroup's limit if lower."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        memory = 0
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as limit_file:
+                limit = int(limit_file.read().strip())
+        except (OSError, ValueError):  # absent, or "max" (no limit)
+            continue
+        if 0 < limit < memory or memory == 0:
+            memory = limit
+    return memory
+
+
+def kept_bytes_cap():
+    """Bytes one thread keeps of each kind between calls: KEPT_SHARE_OF_MEMORY of the
+    memory (`_memory_bytes`), within MIN_KEPT_BYTES and MAX_KEPT_BYTES.
+
+    Memory a thread keeps does not fault in again at its next call, and the
+    faults are not cheap: a float64 forward + backward at (50, 64, 512, 512)
+    needs 129 MiB of scratch, and with 64 MiB kept its backward faulted in
+    ~1,000 fresh pages per call (huge pages, zeroed by the kernel: 7% of its
+    profile), 1.06x the time of a call on kept memory; (25, 16, 1024, 1024)
+    float64, whose returned gradients outgrew 64 MiB of recycled memory, 1.10x
+    (medians of 11 alternating rounds, Zen 4, bench/README.md).  What is kept
+    is bounded by the machine (24 GiB: 192 MiB of each kind), never more than
+    MAX_KEPT_BYTES; `release_memory` gives it back.
+    """
+    return int(min(max(MIN_KEPT_BYTES, _memory_bytes() * KEPT_SHARE_OF_MEMORY),
+                   MAX_KEPT_BYTES))
+
+
+# Scratch bytes one thread keeps between calls, all names and dtypes together: a
+# call that needs more does so much arithmetic per byte that the page faults of
+# fresh buffers are a smaller part of it.
+SCRATCH_KEPT_BYTES = kept_bytes_cap()
 
 _local = threading.local()
 
@@ -198,7 +238,7 @@ def scratch_group(specs, dtype):
 # Bytes of recycled memory one thread keeps (in use by the caller's arrays or
 # free), and the smallest array worth recycling: below, malloc keeps freed
 # blocks itself (glibc's default mmap threshold is 128 KiB).
-RECYCLED_KEPT_BYTES = 64 * 2**20
+RECYCLED_KEPT_BYTES = kept_bytes_cap()
 RECYCLE_MIN_BYTES = 128 * 2**10
 # A kept byte array no array refers to is referenced by its (raw, start) entry in
 # the pool's list, the loop variable that holds it and sys.getrefcount's own argument.
@@ -278,9 +318,10 @@ def release_memory():
     """Free the memory gru_fast keeps between calls to make later calls faster.
 
     That is the scratch of the compiled core, which every thread keeps up to
-    ``gru_fast._workspace.SCRATCH_KEPT_BYTES`` (64 MiB), the memory of
-    returned outputs and caches that nothing uses any more, kept for reuse up
-    to ``RECYCLED_KEPT_BYTES`` (64 MiB; arrays still in use keep theirs), and
+    ``gru_fast._workspace.SCRATCH_KEPT_BYTES`` (1/128 of the memory, within 64
+    and 256 MiB), the memory of returned outputs and caches that nothing uses
+    any more, kept for reuse up to ``RECYCLED_KEPT_BYTES`` (as much; arrays
+    still in use keep theirs), and
     the layouts of recent variable-length batches (a few MiB at most).  Calls running at the
     same time in other threads are not disturbed: they keep what they use
     until they return.  Later calls allocate again what they need.

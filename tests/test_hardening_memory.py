@@ -37,7 +37,7 @@ CHILD = textwrap.dedent("""
                                            reset_after=True, return_cache=True)
         gru_fast.gru_backward(cache, np.ones_like(y))
 
-    _workspace.SCRATCH_KEPT_BYTES = float(sys.argv[1])
+    _workspace.SCRATCH_KEPT_BYTES = _workspace.RECYCLED_KEPT_BYTES = float(sys.argv[1])
     forward_backward(2, 2, 64)  # imports, BLAS and OpenMP threads started
     gc.collect()
     before = resident()
@@ -66,11 +66,29 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/statm").exists(),
 
 
 def test_scratch_of_a_big_call_is_given_back():
-    cap = gru_fast._workspace.SCRATCH_KEPT_BYTES
+    """With caps of 64 MiB (the default's floor), ~230 MB of scratch mostly goes back."""
+    cap = 64 * MIB
     memory = measure(cap)
     assert memory["kept"] <= cap
     grown = (memory["after"] - memory["before"]) / MIB
     assert grown < 128, f"RSS grew by {grown:.0f} MiB and stayed"
+
+
+@pytest.mark.parametrize("memory_gib, cap_mib", [(2, 64), (8, 64), (24, 192), (64, 256),
+                                                  (1024, 256), (0, 64)])
+def test_kept_bytes_follow_the_machines_memory(monkeypatch, memory_gib, cap_mib):
+    """1/128 of the memory, within 64 and 256 MiB; 0 (unknown) gives the floor."""
+    from gru_fast import _workspace
+    monkeypatch.setattr(_workspace, "_memory_bytes", lambda: memory_gib * 2**30)
+    assert _workspace.kept_bytes_cap() == cap_mib * MIB
+
+
+def test_memory_bytes_is_this_machines():
+    from gru_fast import _workspace
+    with open("/proc/meminfo") as meminfo:
+        total_kib = int(meminfo.readline().split()[1])  # MemTotal
+    assert 0 < _workspace._memory_bytes() <= total_kib * 1024 + 2**20
+    assert MIB * 64 <= _workspace.SCRATCH_KEPT_BYTES == _workspace.RECYCLED_KEPT_BYTES <= MIB * 256
 
 
 def test_release_memory_frees_what_was_kept():
