@@ -525,7 +525,14 @@ static inline void gf_set_worker_stall(int worker, int64_t ns, int mid_piece)
 #define GF_SERIAL_TRIAL_SHARE 256
 #define GF_MAX_SERIAL_TRIAL_GAP 256
 #define GF_STALL_MEMORY 16
-#define GF_TRIAL_BLOCKS 2
+/* Blocks per trial; the fastest counts.  Two lost too often: a trial of
+ * threads starts by waking workers that slept through the serial blocks, and
+ * on a busy host their first steps run slow (Zen 4, medium forward, pace
+ * against forced threads sampled every ~4 s for 8 minutes, alternating builds:
+ * with 2, 25% of the trials of threads won, 10,816 blocks ran serially by the
+ * estimates and the pace took 1.23x the forced-threads time on average; with
+ * 4, 33%, 7,944 and 1.18x; bench/README.md, stop 30). */
+#define GF_TRIAL_BLOCKS 4
 #define GF_MAX_BLOCK_STEPS 64
 
 typedef struct {
