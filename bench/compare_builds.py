@@ -12,7 +12,7 @@ peak and the large float32 forward as a fraction of it.
 Usage (under the bench lock)::
 
     flock /tmp/gru_bench.lock python bench/compare_builds.py /tmp/native_build \\
-        [--shapes stream,small] [--repeats 7] [--min-time 0.1]
+        [--shapes stream,small] [--repeats 7] [--min-time 0.1] [--pace threads]
 
 The other root must hold a built checkout (``python setup.py build_ext --inplace``),
 e.g. one built with ``-march=native``.  Set GRU_FAST_CPU_LEVEL to force a level in
@@ -39,8 +39,16 @@ def _level(gru_fast):
     return gru_fast.show_config("dicts")["cpu"]["level"]
 
 
-def worker(root, shapes, min_time):
-    """Serve timing requests on stdin/stdout with the gru_fast of `root`."""
+PACES = {"auto": None, "threads": True, "serial": False}
+
+
+def worker(root, shapes, min_time, pace="auto"):
+    """Serve timing requests on stdin/stdout with the gru_fast of `root`.
+
+    `pace` ("auto", "threads" or "serial") fixes how many threads run each phase
+    (``_core._force_threads``), so that the builds' code is compared apart from
+    the pace's decisions, which differ from process to process on a busy host.
+    """
     sys.path[:0] = [str(root), str(HERE)]
     import gru_fast
     from benchmarks.common import ALL_SHAPES, make_inputs, spread_lengths
@@ -49,6 +57,9 @@ def worker(root, shapes, min_time):
     from compare_lib.timing import serial_share
 
     assert Path(gru_fast.__file__).resolve().is_relative_to(Path(root).resolve()), gru_fast.__file__
+    if pace != "auto":
+        from gru_fast import _core
+        _core._force_threads(PACES[pace])
     cases = {"sgemm": (sgemm_callable(), 2 * PEAK_N ** 3)}
     for shape_name in shapes:
         shape = ALL_SHAPES[shape_name]
@@ -96,18 +107,23 @@ def main(argv=None):
                              "BLAS threads stop spinning before the other one runs")
     parser.add_argument("--cases", default="",
                         help="only the cases whose name contains one of these (comma-separated)")
+    parser.add_argument("--pace", choices=list(PACES), default="auto",
+                        help="auto: each call measures whether threads pay (the default); "
+                             "threads / serial: every phase on all threads / on the caller, "
+                             "in both builds (their code compared apart from the pace)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     shapes = args.shapes.split(",")
     if args.worker:
-        return worker(args.worker, shapes, args.min_time)
+        return worker(args.worker, shapes, args.min_time, args.pace)
 
     roots = {"this": REPO, "other": Path(args.other).resolve()}
     workers = {}
     for label, root in roots.items():
         command = [sys.executable, __file__, str(root), "--worker", str(root),
-                   "--shapes", args.shapes, "--min-time", str(args.min_time)]
+                   "--shapes", args.shapes, "--min-time", str(args.min_time),
+                   "--pace", args.pace]
         workers[label] = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           text=True, cwd=root)
     hello = {label: json.loads(process.stdout.readline()) for label, process in workers.items()}
@@ -116,7 +132,7 @@ def main(argv=None):
         cases = ["sgemm"] + [case for case in cases
                              if any(part in case for part in args.cases.split(","))]
     print(f"this: {REPO} (level {hello['this']['level']}); other: {roots['other']} "
-          f"(level {hello['other']['level']})", flush=True)
+          f"(level {hello['other']['level']}); pace {args.pace}", flush=True)
     samples = {label: {case: [] for case in cases} for label in workers}
     serial_shares = {label: {case: [] for case in cases} for label in workers}
     for repeat in range(args.repeats):
@@ -144,15 +160,29 @@ def main(argv=None):
         if case != "sgemm":
             worst = max(worst, ratio)
         rows.append((case, statistics.median(ours), statistics.median(theirs), ratio,
-                     mean_share("this", case), mean_share("other", case)))
+                     mean_share("this", case), mean_share("other", case),
+                     min(ours) / min(theirs)))
     # serial %: the share of the phases each build's pace ran on the caller alone
-    print(f"{'case':32s} {'this':>10s} {'other':>10s} {'this/other':>10s} {'serial %':>13s}")
-    for case, ours, theirs, ratio, share_ours, share_theirs in rows:
+    # this/other: the median of the paired ratios; of minima: the fastest sample of
+    # each build, the statistic least moved by noise (which only adds time)
+    print(f"{'case':32s} {'this':>10s} {'other':>10s} {'this/other':>10s} {'of minima':>10s} "
+          f"{'serial %':>13s}")
+    for case, ours, theirs, ratio, share_ours, share_theirs, of_minima in rows:
         shares = " / ".join("-" if share is None else f"{100 * share:.0f}"
                             for share in (share_ours, share_theirs))
-        print(f"{case:32s} {ours * 1e6:8.1f}us {theirs * 1e6:8.1f}us {ratio:10.3f} {shares:>13s}")
+        print(f"{case:32s} {ours * 1e6:8.1f}us {theirs * 1e6:8.1f}us {ratio:10.3f} "
+              f"{of_minima:10.3f} {shares:>13s}")
     print(f"worst ratio (this/other): {worst:.3f}")
-    results = {"rows": rows, "worst": worst}
+    summary = {}
+    for column, label in ((3, "median of paired ratios"), (6, "ratio of minima")):
+        ratios = [row[column] for row in rows if row[0] != "sgemm"]
+        within = sum(abs(ratio - 1) <= 0.05 for ratio in ratios)
+        geometric = statistics.geometric_mean(ratios)
+        summary[label] = {"within_5_percent": within, "cases": len(ratios),
+                          "range": [min(ratios), max(ratios)], "geometric_mean": geometric}
+        print(f"{label}: within 5% in {within} of {len(ratios)} cases; range "
+              f"{min(ratios):.3f}-{max(ratios):.3f}; geometric mean {geometric:.3f}")
+    results = {"rows": rows, "worst": worst, "summary": summary, "pace": args.pace}
     if any(case.startswith("large/fwd_f32") for case in cases):
         for label in workers:
             peak = flops["sgemm"] / statistics.median(samples[label]["sgemm"])
