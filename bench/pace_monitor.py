@@ -13,6 +13,8 @@ import numpy as np, time, statistics, os, sys
 import onnxruntime as ort
 import gru_fast
 from gru_fast import _core, interop
+if os.environ.get("GRU_FAST_CALL_SPIN"):  # seconds a worker spins between phases of a call
+    print("call spin", os.environ["GRU_FAST_CALL_SPIN"], "s; was", _core._set_call_spin(float(os.environ["GRU_FAST_CALL_SPIN"])))
 T,B,I,H=100,32,128,256
 r=np.random.default_rng(0)
 x=r.standard_normal((T,B,I)).astype(np.float32)

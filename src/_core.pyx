@@ -133,6 +133,7 @@ cdef extern from "_parallel.h" nogil:
     int backward_run_policy "gf_backward_run_policy"
     void set_worker_stall "gf_set_worker_stall"(int worker, long long ns, int mid_piece)
     int pace_forced "gf_pace_forced"
+    long long call_spin_ns "gf_call_spin_ns"
     enum: THREAD_STATS "GF_STATS"
     long long thread_stats "gf_stats"[THREAD_STATS]
     unsigned long long pace_key "gf_pace_key"(long long a, long long b, long long c, long long d)
@@ -238,6 +239,15 @@ def _set_worker_stall(int worker, double seconds, bint mid_piece=False):
     (mid_piece) after claiming its first piece of each phase, before running it,
     as a worker that loses its core in the middle of a piece; worker -1: off."""
     set_worker_stall(worker, <long long> (seconds * 1e9), mid_piece)
+
+
+def _set_call_spin(double seconds):
+    """Benchmark hook: how long a worker spins between phases while a call holds the
+    pool before it sleeps (default GF_CALL_SPIN_NS); returns the previous value."""
+    global call_spin_ns
+    previous = call_spin_ns / 1e9
+    call_spin_ns = <long long> (seconds * 1e9)
+    return previous
 
 
 def _force_threads(mode):

@@ -150,6 +150,32 @@ def test_frozen_gru_is_bitwise_equal_on_any_thread_count(set_threads):
         np.testing.assert_array_equal(h_n, outputs[0][1])
 
 
+@pytest.mark.parametrize("call_spin", [0.0, 0.05])
+def test_workers_that_sleep_or_spin_between_phases_give_the_same_bits(set_threads, call_spin):
+    """The worker's spin between phases of a call (_set_call_spin): 0 makes it sleep
+    after GF_SPIN_NS and be woken at the next phase, 50 ms keeps it spinning through
+    the call; both give the one-thread bits, with the pace choosing (trials, spells)."""
+    rng = np.random.default_rng(11)
+    problem = make_problem(rng, 30, 9, 20, 96, np.float32, bias=True, lengths=True)
+    dy = rng.standard_normal((30, 9, 96)).astype(np.float32)
+    set_threads(1)
+    expected = run(problem, True, False, dy)
+    previous = _core._set_call_spin(call_spin)
+    try:
+        assert _core._set_call_spin(call_spin) == pytest.approx(call_spin)
+        set_threads(2)
+        _core._force_threads(None)  # the pace decides, phases both ways
+        for _ in range(3):
+            got = run(problem, True, False, dy)
+            np.testing.assert_array_equal(got[0], expected[0])
+            np.testing.assert_array_equal(got[1], expected[1])
+            for name in GRAD_NAMES:
+                np.testing.assert_array_equal(got[2][name], expected[2][name])
+    finally:
+        _core._set_call_spin(previous)
+        _core._force_threads(True)
+
+
 def _stall_problem(set_threads, seed, seq_len, batch_size, hidden_size):
     """A float32 problem, its dy and its one-thread result; then 2 threads, the pool's
     worker started (so that it exists before a test stalls it)."""
