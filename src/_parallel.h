@@ -55,7 +55,7 @@
 #define GF_YIELD_AFTER_NS 3000     /* ... yielding its core after this long */
 #define GF_CALLER_SPIN_NS 10000    /* the caller spins at least this long for a started piece
                                       (and as long as its own pieces took), then sleeps */
-#define GF_CALL_SPIN_NS 4000000   /* ... or this long while a call holds the pool (see gf_worker_main) */
+#define GF_CALL_SPIN_NS GF_SPIN_NS /* ... while a call holds the pool: the same (see gf_worker_main) */
 #define GF_LATE_NS 50000           /* a worker this late (and later than the caller's own work) is late */
 
 typedef void (*gf_piece_fn)(void* ctx, int piece);
@@ -223,17 +223,15 @@ static int gf_claim_and_run(gf_pool* pool, int me, int participants, uint64_t se
     return ran;
 }
 
-/* While a call holds the pool, a worker idle between phases spins (yielding)
- * up to gf_call_spin_ns before it sleeps, not GF_SPIN_NS: between the pace's
- * threaded blocks (serial spells, trials) it stays awake, so that a trial of
- * threads measures threads, not the wake-up of a sleeping thread on an idle
- * virtual CPU.  Yielding, it costs whatever else wants that core little.
- * Measured on the Zen 4 (bench/call_spin_ab.py, 30 rounds, FrozenGRU forward
- * after idle / NumPy / ONNX Runtime / PyTorch, 4 ms against 50 us): stream
- * 0.94-0.97, small 0.96-1.02, odd (60, 5, 100, 200) 0.92-1.03, large
- * 0.90-0.99; bench/pace_monitor.py (quiet host, 72 samples each) pace / forced
- * threads 1.027 against 1.044 on average.  Test and benchmark hook:
- * _core._set_call_spin. */
+/* How long a worker idle between the phases of a call spins (yielding) before
+ * it sleeps; a benchmark hook (_core._set_call_spin, bench/call_spin_ab.py).
+ * Longer spins were tried: with 4 ms, so that a trial of threads after a
+ * serial spell would not start by waking a sleeping worker, FrozenGRU forward
+ * right after other libraries ran 0.90-1.03x the time of 50 us (Zen 4,
+ * call_spin_ab.py, 30 rounds) and the pace / forced threads went from 1.044 to
+ * 1.027 on a quiet host; but compare.py's medium forward+backward float32 ran
+ * 45% of its phases serially at 56.7 ms in two runs against 2% and 35.7 ms with
+ * 50 us (bench/README.md, stop 32).  So the default stays GF_SPIN_NS. */
 static int64_t gf_call_spin_ns = GF_CALL_SPIN_NS;
 
 static void* gf_worker_main(void* arg)
