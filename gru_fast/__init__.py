@@ -38,7 +38,8 @@ dask
 
 from ._config import show_config
 from .frozen import FrozenGRU, FrozenGRULayer
-from .functional import GRUCache, gru_backward, gru_forward
+from ._cache import GRUCache
+from .functional import gru_backward, gru_forward
 from .layer import GRU
 from ._workspace import release_memory
 from . import interop, reference  # noqa: F401  (gru_fast.reference.* without another import)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import _caches, _core, _workspace
-from ._cache import GRUCache, check_cache, sealed_cache
+from ._cache import check_cache, sealed_cache
 from ._packing import make_packing
 from ._validation import as_float_array, check_flag, check_shape, validate_forward_args
 
