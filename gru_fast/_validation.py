@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._workspace import contiguous
+
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # The core indexes packed rows (T*B) and sizes with 32-bit ints.
@@ -301,7 +303,7 @@ def check_input_features(x, name, ndim, layout, input_size, dtype):
     if x.shape[-1] != input_size:
         raise ValueError(f"{name} must have shape {layout} with I={input_size} "
                          f"(the weights' input size), got {x.shape}")
-    return np.ascontiguousarray(x)
+    return contiguous(x)
 
 
 class ForwardArgs(NamedTuple):
@@ -416,7 +418,7 @@ def validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
     h0, lengths = check_state_and_lengths(h0, lengths, x.shape, hidden_size, dtype,
                                           source=source)
     return ForwardArgs(
-        x=np.ascontiguousarray(x), h0=h0, weight_ih=weight_ih, weight_hh=weight_hh,
+        x=contiguous(x), h0=h0, weight_ih=weight_ih, weight_hh=weight_hh,
         bias_ih=bias_ih, bias_hh=bias_hh, lengths=lengths,
         reset_after=reset_after, reverse=reverse,
     )

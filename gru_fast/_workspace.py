@@ -307,6 +307,18 @@ def recycled_copy(array):
     return copy
 
 
+def contiguous(array):
+    """`array` itself when C-contiguous, else a C-contiguous copy on recycled memory.
+
+    For inputs the core must read row by row: a batch chunk of a larger array
+    (``dask.array.from_array`` hands each task such a view) is copied into
+    memory this thread kept, not into fresh pages faulted in on every call.
+    """
+    if array.flags.c_contiguous:
+        return array
+    return recycled_copy(array)
+
+
 def kept_bytes():
     """Bytes of scratch all threads keep now (see SCRATCH_KEPT_BYTES)."""
     with _pools_lock:

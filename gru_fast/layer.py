@@ -25,6 +25,7 @@ import numpy as np
 from ._validation import (ForwardArgs, as_lengths, check_flag, check_layer_input,
                           check_layer_state, check_memory, layer_array, positive_int,
                           realigned, supported_dtype)
+from ._workspace import contiguous
 
 __all__ = ["GRU"]  # FrozenGRULayer: gru_fast.frozen
 
@@ -534,7 +535,7 @@ class GRU:
         h0 = self._check_state(h0, "h0", batch_size, self._num_layers * D)
         lengths = self._check_lengths(lengths, batch_size, seq_len)
 
-        layer_input = np.ascontiguousarray(x)
+        layer_input = contiguous(x)
         input_is_ours = layer_input is not x  # a copy: the caller holds none of it
         final_states = []
         run_caches = []

@@ -110,3 +110,59 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     # 20 minibatches; each forward's y, gates and h_prev are 1.2 MB, ~300 pages:
     # ~6,000 faults when each is a fresh block
     assert faults < 1500, faults
+
+
+def test_a_strided_input_is_copied_into_recycled_memory_and_left_as_it_was():
+    whole = np.random.default_rng(4).standard_normal((20, 3 * 500, 8)).astype(np.float32)
+    chunk = whole[:, 500:1000]  # a batch chunk, as dask.array.from_array hands a task
+    before = whole.copy()
+    copy = _workspace.contiguous(chunk)
+    assert copy.flags.c_contiguous and not np.shares_memory(copy, whole)
+    np.testing.assert_array_equal(copy, chunk)
+    address = copy.ctypes.data
+    del copy
+    assert _workspace.contiguous(chunk).ctypes.data == address  # the kept memory, again
+    contiguous_input = np.ascontiguousarray(chunk)
+    assert _workspace.contiguous(contiguous_input) is contiguous_input
+    np.testing.assert_array_equal(whole, before)
+
+
+@pytest.mark.parametrize("model_kind", ["GRU", "FrozenGRU", "gru_forward"])
+def test_strided_inputs_give_the_contiguous_results_and_caches_survive_later_calls(model_kind):
+    rng = np.random.default_rng(5)
+    T, I, H, rows = 12, 40, 24, 300  # x chunk 144 kB in float64: above RECYCLE_MIN_BYTES
+    whole = rng.standard_normal((T, 4 * rows, I))
+    before = whole.copy()
+    chunks = [whole[:, k * rows:(k + 1) * rows] for k in range(4)]
+    model = gru_fast.GRU(I, H, reset_after=True, dtype=np.float64, seed=1)
+    weights = (model.params["weight_ih_l0"], model.params["weight_hh_l0"],
+               model.params["bias_ih_l0"], model.params["bias_hh_l0"])
+    if model_kind == "FrozenGRU":
+        frozen = model.freeze()
+        for chunk in chunks:
+            y, h_n = frozen(chunk)
+            y_ref, h_ref = reference.gru_forward(np.ascontiguousarray(chunk), None, *weights,
+                                                 reset_after=True)
+            np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-12)
+        np.testing.assert_array_equal(whole, before)
+        return
+    if model_kind == "GRU":
+        runs = [model.forward(chunk, return_cache=True) for chunk in chunks]
+        grads = [model.backward(cache, np.ones_like(y)) for y, _, cache in runs]
+        dx = [(dx, params["weight_ih_l0"]) for dx, _, params in grads]
+    else:
+        runs = [gru_fast.gru_forward(chunk, None, *weights, reset_after=True,
+                                     return_cache=True) for chunk in chunks]
+        grads = [gru_fast.gru_backward(cache, np.ones_like(y)) for y, _, cache in runs]
+        dx = [(g["x"], g["weight_ih"]) for g in grads]
+    # every cache kept its own input although each later call copied a chunk of the same shape
+    # (dW_ih reads the input the cache kept)
+    for chunk, (y, _, _), (grad_x, grad_weight_ih) in zip(chunks, runs, dx):
+        contiguous = np.ascontiguousarray(chunk)
+        y_ref, _, cache_ref = reference.gru_forward(contiguous, None, *weights,
+                                                    reset_after=True, return_cache=True)
+        np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-12)
+        ref = reference.gru_backward(cache_ref, np.ones_like(y))
+        np.testing.assert_allclose(grad_x, ref["x"], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(grad_weight_ih, ref["weight_ih"], rtol=1e-9, atol=1e-10)
+    np.testing.assert_array_equal(whole, before)
