@@ -13,8 +13,9 @@ sequences/s, for these setups:
 Every round starts each setup afresh (one cluster alive at a time: an idle cluster's
 event loops would take CPU from the one being timed), times each workload `--samples`
 times, and closes it (the direct call and Dask threads instead alternate sample by
-sample, at least 4 each, once the machine is quiet); rounds alternate the setups, and the table gives the medians over
-all rounds, the ratios the median of the ratios within a round.
+sample, at least 8 each, once the machine is quiet); rounds alternate the setups, and the
+table gives the medians over all rounds, the ratios the median of the ratios within a
+round and, beside it, the ratio of the two setups' fastest samples.
 
 Two workloads: final states only (``return_sequences=False``, scoring) and the full
 outputs reduced on the workers (``y.mean(axis=0)``), which materialises y chunk by chunk.
@@ -224,7 +225,7 @@ def _time_cluster(label, args, model, X_remote, times, placement):
                 times[label, name].append(_time(lambda: client.compute(graph, sync=True)))
 
 
-IN_PROCESS_SAMPLES = 4  # at least, per round: these calls take well under a second
+IN_PROCESS_SAMPLES = 8  # at least, per round: these calls take well under a second
 
 
 def _time_in_process(in_process, samples, round_index, times):
@@ -285,8 +286,10 @@ def run_inference(args):
         cells = []
         for name in names:
             per_round = [row[slower, name] / row[faster, name] for row in round_times]
+            fastest = min(times[slower, name]) / min(times[faster, name])
             cells.append(f"{name} {statistics.median(per_round):.2f}x (rounds "
-                         f"{min(per_round):.2f}-{max(per_round):.2f})")
+                         f"{min(per_round):.2f}-{max(per_round):.2f}; fastest samples "
+                         f"{fastest:.2f}x)")
         print(f"{faster} / {slower} (target >= {target}): " + "; ".join(cells))
     return model, X_remote
 
@@ -332,8 +335,8 @@ def run_worker_memory(args, client, model, X_remote):
     T, chunk, I, H = args.seq_len, args.chunk, args.input_size, args.hidden_size
     client.wait_for_workers(2)
     X_persisted = _persist_evenly(client, X_remote)  # generated before the measurements
-    print(f"\nWorker memory (2 workers x 1 thread, 5 chunks each; MB per worker; ratio = "
-          f"largest / one chunk's input + outputs, target <= 2)")
+    print("\nWorker memory (2 workers x 1 thread, 5 chunks each; MB per worker; ratio = "
+          "largest / one chunk's input + outputs, target <= 2)")
 
     def graph(X, return_sequences):
         y, h_n = gru_fast.dask.forward(model, X, return_sequences=return_sequences)
