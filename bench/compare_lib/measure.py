@@ -113,7 +113,8 @@ def measure_shape(shape_name, peers, args, log):
         results.setdefault(c.task, {})[c.contestant] = dict(
             median=c.median, samples=c.samples, number=c.number,
             other_load=c.other_load, gflops=c.flops / c.median / 1e9,
-            serial_share=_median_share(c.serial_shares))
+            serial_share=_median_share(c.serial_shares),
+            **({"thread_counts": c.thread_counts} if c.thread_counts else {}))
     return results, lengths_rows, peak_contestant.samples, waited
 
 

@@ -20,6 +20,7 @@ class Contestant:
         # gru_fast's: _core._thread_stats, read around each sample for serial_shares
         self.thread_stats = thread_stats
         self.serial_shares = []  # of the phases its pace ran on the caller alone, per sample
+        self.thread_counts = []  # what the threads did in each sample (_thread_stats differences)
 
     def calibrate(self, min_time):
         """Choose how many calls make one sample of >= min_time.
@@ -62,7 +63,9 @@ class Contestant:
         self.samples.append(elapsed / self.number)
         self.other_load.append(monitor.other_cores())
         if before is not None:
-            self.serial_shares.append(serial_share(before, self.thread_stats()))
+            after = self.thread_stats()
+            self.serial_shares.append(serial_share(before, after))
+            self.thread_counts.append({name: after[name] - before[name] for name in after})
 
     @property
     def median(self):
