@@ -127,7 +127,7 @@ def test_a_strided_input_is_copied_into_recycled_memory_and_left_as_it_was():
     np.testing.assert_array_equal(whole, before)
 
 
-@pytest.mark.parametrize("model_kind", ["GRU", "FrozenGRU", "gru_forward"])
+@pytest.mark.parametrize("model_kind", ["GRU", "FrozenGRULayer", "FrozenGRU", "gru_forward"])
 def test_strided_inputs_give_the_contiguous_results_and_caches_survive_later_calls(model_kind):
     rng = np.random.default_rng(5)
     T, I, H, rows = 12, 40, 24, 300  # x chunk 144 kB in float64: above RECYCLE_MIN_BYTES
@@ -137,8 +137,9 @@ def test_strided_inputs_give_the_contiguous_results_and_caches_survive_later_cal
     model = gru_fast.GRU(I, H, reset_after=True, dtype=np.float64, seed=1)
     weights = (model.params["weight_ih_l0"], model.params["weight_hh_l0"],
                model.params["bias_ih_l0"], model.params["bias_hh_l0"])
-    if model_kind == "FrozenGRU":
-        frozen = model.freeze()
+    if model_kind in ("FrozenGRULayer", "FrozenGRU"):
+        frozen = (model.freeze() if model_kind == "FrozenGRULayer"
+                  else gru_fast.FrozenGRU(*weights, reset_after=True))
         for chunk in chunks:
             y, h_n = frozen(chunk)
             y_ref, h_ref = reference.gru_forward(np.ascontiguousarray(chunk), None, *weights,
