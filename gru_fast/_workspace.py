@@ -24,6 +24,9 @@ a training epoch (H = 32, T = 50, batch 32) took 1.5x as long, and each
 forward call with its cache at B = 32, H = 128 faulted ~1,400-2,400 pages.
 `recycled_empty` hands out such arrays on memory the thread keeps and reuses
 once nothing refers to it any more (no array, view or memoryview of it).
+`contiguous` puts the C-contiguous copy of a strided input there too (a
+cache may keep it; under such a malloc a chunk of a Dask array faulted its
+copy in at every call).
 """
 
 import os
@@ -331,8 +334,8 @@ def release_memory():
 
     That is the scratch of the compiled core, which every thread keeps up to
     ``gru_fast._workspace.SCRATCH_KEPT_BYTES`` (1/128 of the memory, within 64
-    and 256 MiB), the memory of returned outputs and caches that nothing uses
-    any more, kept for reuse up to ``RECYCLED_KEPT_BYTES`` (as much; arrays
+    and 256 MiB), the memory of returned outputs, caches and copies of strided
+    inputs that nothing uses any more, kept for reuse up to ``RECYCLED_KEPT_BYTES`` (as much; arrays
     still in use keep theirs), and
     the layouts of recent variable-length batches (a few MiB at most).  Calls running at the
     same time in other threads are not disturbed: they keep what they use
