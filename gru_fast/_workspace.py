@@ -315,7 +315,9 @@ def contiguous(array):
 
     For inputs the core must read row by row: a batch chunk of a larger array
     (``dask.array.from_array`` hands each task such a view) is copied into
-    memory this thread kept, not into fresh pages faulted in on every call.
+    memory this thread kept, not into a fresh array, whose pages a malloc that
+    returns large blocks to the kernel (Dask's nanny sets it up so) faults in
+    again at every call.
     """
     if array.flags.c_contiguous:
         return array
@@ -335,8 +337,8 @@ def release_memory():
     That is the scratch of the compiled core, which every thread keeps up to
     ``gru_fast._workspace.SCRATCH_KEPT_BYTES`` (1/128 of the memory, within 64
     and 256 MiB), the memory of returned outputs, caches and copies of strided
-    inputs that nothing uses any more, kept for reuse up to ``RECYCLED_KEPT_BYTES`` (as much; arrays
-    still in use keep theirs), and
+    inputs that nothing uses any more, kept for reuse up to
+    ``RECYCLED_KEPT_BYTES`` (as much; arrays still in use keep theirs), and
     the layouts of recent variable-length batches (a few MiB at most).  Calls running at the
     same time in other threads are not disturbed: they keep what they use
     until they return.  Later calls allocate again what they need.
