@@ -134,6 +134,8 @@ cdef extern from "_parallel.h" nogil:
     void set_worker_stall "gf_set_worker_stall"(int worker, long long ns, int mid_piece)
     int pace_forced "gf_pace_forced"
     long long call_spin_ns "gf_call_spin_ns"
+    int keep_off_caller "gf_keep_off_caller"
+    void set_keep_off_caller "gf_set_keep_off_caller"(int on)
     enum: THREAD_STATS "GF_STATS"
     long long thread_stats "gf_stats"[THREAD_STATS]
     unsigned long long pace_key "gf_pace_key"(long long a, long long b, long long c, long long d)
@@ -250,6 +252,15 @@ def _set_call_spin(double seconds):
     return previous
 
 
+def _set_keep_off_caller(bint on):
+    """Benchmark hook: whether workers are kept off the CPU of the caller that wakes
+    them (the default; see gf_keep_workers_off in _parallel.h); returns the previous
+    setting.  Off gives the workers their affinity at start back."""
+    previous = bool(keep_off_caller)
+    set_keep_off_caller(on)
+    return previous
+
+
 def _force_threads(mode):
     """Test hook: None lets each call measure whether its workers pay (the default);
     True hands every phase to the workers, False runs every phase on the caller."""
@@ -282,11 +293,12 @@ def _thread_stats():
     threads still paid; thread_trials, blocks of threads tried while serial
     measured faster, and thread_trials_won, those that made threads the faster
     again; serial_blocks_chosen, blocks run serially by the estimates (outside
-    a late worker's spell).
+    a late worker's spell); worker_moves, workers whose affinity was set off the
+    CPU of the caller that woke them (gf_keep_workers_off in _parallel.h).
     """
     return dict(zip(("serial_phases", "threaded_phases", "worker_pieces", "late_workers",
                      "late_wait_ns", "late_spells", "late_passed", "thread_trials",
-                     "thread_trials_won", "serial_blocks_chosen"),
+                     "thread_trials_won", "serial_blocks_chosen", "worker_moves"),
                     [thread_stats[i] for i in range(THREAD_STATS)], strict=True))
 
 

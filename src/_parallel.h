@@ -48,6 +48,11 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+/* Linux (glibc or musl with _GNU_SOURCE, which Python.h defines): workers can
+ * be kept off the caller's CPU (gf_keep_workers_off). */
+#if defined(__linux__) && defined(CPU_SET)
+#define GF_KEEP_OFF_CALLER 1
+#endif
 
 #define GF_MAX_WORKERS 63          /* participants are at most 64 */
 #define GF_MAX_PIECES 4095         /* 12 bits of a claim word */
@@ -115,6 +120,12 @@ typedef struct {
     pthread_cond_t wake;                   /* workers wait here for a phase */
     pthread_cond_t finished;               /* the caller waits here for started pieces */
     gf_range ranges[GF_MAX_WORKERS + 1];
+#ifdef GF_KEEP_OFF_CALLER
+    /* the CPU the workers are kept off (gf_keep_workers_off), -1 none */
+    int kept_off_cpu;
+    pthread_t threads[GF_MAX_WORKERS + 1];   /* worker i's thread (1..n_workers) */
+    cpu_set_t allowed[GF_MAX_WORKERS + 1];   /* its affinity when it started */
+#endif
     /* test hook: worker `stall_worker` sleeps stall_ns before each claim, or
      * (stall_mid_piece) after claiming its first piece of a phase, before running it */
     int stall_worker;
@@ -128,12 +139,13 @@ typedef struct {
  * those; then the pace's decisions: late workers that sent the caller serial
  * and late workers it let pass (threads still paid), trials of threads while
  * serial measured faster and those that won, and blocks run serially because
- * the estimates said so (outside a late worker's spell). */
+ * the estimates said so (outside a late worker's spell); last, workers whose
+ * affinity was set off the caller's CPU (gf_keep_workers_off). */
 enum {
     GF_STAT_SERIAL_PHASES, GF_STAT_THREADED_PHASES, GF_STAT_WORKER_PIECES,
     GF_STAT_LATE_WORKERS, GF_STAT_LATE_WAIT_NS, GF_STAT_LATE_SPELLS, GF_STAT_LATE_PASSED,
     GF_STAT_THREAD_TRIALS, GF_STAT_THREAD_TRIALS_WON, GF_STAT_SERIAL_BLOCKS_CHOSEN,
-    GF_STATS
+    GF_STAT_WORKER_MOVES, GF_STATS
 };
 static int64_t gf_stats[GF_STATS];
 
@@ -145,6 +157,9 @@ static inline void gf_count(int stat, int64_t n)
 static gf_pool gf_the_pool = {
     .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
     .finished = PTHREAD_COND_INITIALIZER, .stall_worker = -1,
+#ifdef GF_KEEP_OFF_CALLER
+    .kept_off_cpu = -1,
+#endif
 };
 
 static inline int64_t gf_now_ns(void)
@@ -288,6 +303,9 @@ static void gf_pool_after_fork_in_child(void)
     pool->busy = 0;
     pool->sleeping = 0;
     pool->wake_sent = 0;
+#ifdef GF_KEEP_OFF_CALLER
+    pool->kept_off_cpu = -1;
+#endif
     pool->caller_waiting = 0;
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
@@ -349,6 +367,12 @@ static int gf_pool_acquire(int n_threads)
         if (failed)
             break;
         pool->n_workers++;
+#ifdef GF_KEEP_OFF_CALLER
+        pthread_setname_np(thread, "gru_fast");  /* as top -H and /proc show it */
+        pool->threads[pool->n_workers] = thread;
+        if (pthread_getaffinity_np(thread, sizeof(cpu_set_t), &pool->allowed[pool->n_workers]) != 0)
+            CPU_ZERO(&pool->allowed[pool->n_workers]);  /* unknown: never narrowed */
+#endif
     }
     int participants = 1 + (pool->n_workers < want ? pool->n_workers : want);
     __atomic_store_n(&pool->participants, participants, __ATOMIC_RELEASE);
@@ -362,6 +386,62 @@ static inline void gf_pool_release(void)
 {
     __atomic_store_n(&gf_the_pool.participants, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&gf_the_pool.busy, 0, __ATOMIC_RELEASE);
+}
+
+/* Keep the sleeping workers off the CPU the caller runs on, before waking them.
+ *
+ * Woken by the caller, a worker may be put on the caller's own CPU although
+ * another is idle: on a virtual machine the kernel woke it where its waker
+ * runs (perf sched, Zen 4 VM), maybe because an idle virtual CPU that the host
+ * has descheduled does not count as idle.  There the worker runs only when
+ * the caller waits, and a caller that finds
+ * its workers' pieces unstarted runs them itself and never waits: calls right
+ * after 0.2 s without gru_fast ran with no worker piece at all (Zen 4 VM,
+ * FrozenGRU, T = 60, B = 5, H = 200: 0 of 66 pieces in most calls, 1.9 ms
+ * against 1.2 with the threads pinned apart; bench/README.md).  So each worker's
+ * affinity is its own at start minus the caller's CPU, set again when the caller
+ * wakes them from another CPU; a worker that could run nowhere else keeps its
+ * affinity.  A hook (_core._set_keep_off_caller) turns it off for comparisons. */
+static int gf_keep_off_caller = 1;
+
+static void gf_keep_workers_off(gf_pool* pool)
+{
+#ifdef GF_KEEP_OFF_CALLER
+    int cpu, w;
+    if (!__atomic_load_n(&gf_keep_off_caller, __ATOMIC_RELAXED))
+        return;
+    cpu = sched_getcpu();
+    if (cpu < 0 || cpu >= CPU_SETSIZE || cpu == pool->kept_off_cpu)
+        return;
+    pool->kept_off_cpu = cpu;
+    for (w = 1; w <= pool->n_workers; w++) {
+        cpu_set_t others;
+        memcpy(&others, &pool->allowed[w], sizeof(others));
+        CPU_CLR(cpu, &others);
+        if (CPU_COUNT(&others) > 0) {
+            gf_count(GF_STAT_WORKER_MOVES, 1);
+            pthread_setaffinity_np(pool->threads[w], sizeof(others), &others);
+        }
+    }
+#else
+    (void)pool;
+#endif
+}
+
+/* The hook: on or off; off gives the workers their affinity at start back. */
+static void gf_set_keep_off_caller(int on)
+{
+    gf_keep_off_caller = on;
+#ifdef GF_KEEP_OFF_CALLER
+    if (!on && __atomic_load_n(&gf_the_pool.busy, __ATOMIC_ACQUIRE) == 0) {
+        int w;
+        for (w = 1; w <= gf_the_pool.n_workers; w++)
+            if (CPU_COUNT(&gf_the_pool.allowed[w]) > 0)
+                pthread_setaffinity_np(gf_the_pool.threads[w], sizeof(cpu_set_t),
+                                       &gf_the_pool.allowed[w]);
+        gf_the_pool.kept_off_cpu = -1;
+    }
+#endif
 }
 
 /* Run pieces 0..n_pieces-1 of fn(ctx, piece) on `participants` threads (the
@@ -414,6 +494,7 @@ static int64_t gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int mergeab
     __atomic_store_n(&pool->sequence, seq, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&pool->sleeping, __ATOMIC_SEQ_CST) > 0
             && !__atomic_load_n(&pool->wake_sent, __ATOMIC_SEQ_CST)) {
+        gf_keep_workers_off(pool);
         pthread_mutex_lock(&pool->lock);
         __atomic_store_n(&pool->wake_sent, 1, __ATOMIC_SEQ_CST);
         pthread_cond_broadcast(&pool->wake);
