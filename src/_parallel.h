@@ -272,9 +272,12 @@ static void* gf_worker_main(void* arg)
         if ((++spins & 255) != 0)
             continue;
         int64_t idle = gf_now_ns() - idle_since;
-        int64_t spin_ns = __atomic_load_n(&pool->busy, __ATOMIC_RELAXED)
-                          ? __atomic_load_n(&gf_call_spin_ns, __ATOMIC_RELAXED) : GF_SPIN_NS;
-        if (idle < spin_ns || idle < GF_SPIN_NS) {
+        /* GF_SPIN_NS, or the call spin while a call holds the pool if it is longer */
+        int64_t spin_ns = GF_SPIN_NS;
+        if (__atomic_load_n(&pool->busy, __ATOMIC_RELAXED)
+                && __atomic_load_n(&gf_call_spin_ns, __ATOMIC_RELAXED) > spin_ns)
+            spin_ns = __atomic_load_n(&gf_call_spin_ns, __ATOMIC_RELAXED);
+        if (idle < spin_ns) {
             /* After a few microseconds, spin with yields: a worker woken onto
              * the caller's core would otherwise keep the caller off it. */
             if (idle > GF_YIELD_AFTER_NS)
