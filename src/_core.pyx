@@ -338,10 +338,40 @@ def _set_row_split(mode, int rows=0):
     row_split_rows = rows
 
 
-cdef inline Pieces _row_pieces(Py_ssize_t n_rows) noexcept nogil:
+# Rows at least in each row piece.  A row piece streams all of W_hh for its
+# rows, where a hidden piece streams its share: with few rows the product is
+# bound by those loads.  Forward: 3 (Zen 4, forced threads, medians of 7
+# rounds, row pieces against hidden ones: 3 + 2 rows, T = 60, I = 100, H = 200,
+# 0.838 against 0.805 ms, and one thread 1.296 against 1.202; B = 5, H = 128
+# 0.613 against 0.528; 2 + 2 rows equal; 3 + 3 and 4 + 4 rows 14-16% faster as
+# rows; in one process, the pace choosing, a minimum of 3 against 2: forward
+# 0.957x and 0.906x, elsewhere 0.99-1.00x; bench/README.md, stop 34).
+# Backward: 2 (there 3 made forward+backward 1.20-1.36x slower at B = 4 and
+# 5: backward's row pieces also carry dW_hh's product over rows).
+# A benchmark hook sets the forward one (_set_forward_row_piece_min).
+cdef Py_ssize_t forward_row_piece_min = 3
+cdef Py_ssize_t BACKWARD_ROW_PIECE_MIN = 2
+
+
+def _set_forward_row_piece_min(Py_ssize_t rows):
+    """Benchmark hook: rows at least in a forward row piece (default 3); returns the
+    previous value.  Backward keeps 2."""
+    global forward_row_piece_min
+    previous = forward_row_piece_min
+    forward_row_piece_min = max(1, rows)
+    return previous
+
+
+cdef inline Py_ssize_t _row_piece_min(bint backward) noexcept nogil:
+    """Rows at least in a row piece of forward's or backward's steps."""
+    return BACKWARD_ROW_PIECE_MIN if backward else forward_row_piece_min
+
+
+cdef inline Pieces _row_pieces(Py_ssize_t n_rows, Py_ssize_t min_rows) noexcept nogil:
     """The row pieces of a step's n_rows active rows: as many as the machine
-    has processors, at least 2 rows each, of equal rows (the last may have
-    fewer); one piece (maybe of no rows) when there are too few rows.
+    has processors, at least `min_rows` rows each (_row_piece_min), of equal rows
+    (the last may have fewer); one piece (maybe of no rows) when there are too
+    few rows.
 
     A property of the shape and the machine, never of the thread count.
     The active rows of a step are a prefix of the batch (sorted by length),
@@ -349,7 +379,7 @@ cdef inline Pieces _row_pieces(Py_ssize_t n_rows) noexcept nogil:
     thread when the rows of another piece have ended.
     """
     cdef Pieces pieces
-    cdef Py_ssize_t count = max(1, min(<Py_ssize_t> processors(), n_rows // 2))
+    cdef Py_ssize_t count = max(1, min(<Py_ssize_t> processors(), n_rows // min_rows))
     cdef Py_ssize_t rows = row_split_rows if row_split_rows > 0 else (n_rows + count - 1) // count
     rows = max(1, rows)
     pieces.width = <int> n_rows
@@ -368,7 +398,7 @@ cdef long long ROWS_BACKWARD_MAX_BUDGETS = 2
 cdef inline bint _row_split_on(Py_ssize_t batch_size, Py_ssize_t hidden_size, int itemsize,
                                bint full_lengths, bint backward) noexcept nogil:
     """See row_split."""
-    if _row_pieces(batch_size).count < 2:
+    if _row_pieces(batch_size, _row_piece_min(backward)).count < 2:
         return False
     if row_split_forced >= 0:
         return row_split_forced == 1
@@ -422,7 +452,7 @@ cdef inline int _step_pieces(const Sequence* seq, Pieces rows) noexcept nogil:
 
 cdef inline int _most_pieces(const Sequence* seq) noexcept nogil:
     """The most pieces a step's phase can have (how many threads can help)."""
-    return max(seq.hidden_pieces.count, _row_pieces(seq.batch_size).count
+    return max(seq.hidden_pieces.count, _row_pieces(seq.batch_size, seq.row_piece_min).count
                if seq.row_split else 1)
 
 
@@ -447,8 +477,10 @@ cdef struct Sequence:
     bint reset_after
     bint reverse
     Pieces hidden_pieces
-    # The steps' phases split over batch rows instead (see row_split): pieces of rows.
+    # The steps' phases split over batch rows instead (see row_split): pieces of rows,
+    # at least row_piece_min rows each (_row_piece_min: forward's or backward's).
     bint row_split
+    Py_ssize_t row_piece_min
 
 
 cdef inline Py_ssize_t _time_of(const Sequence* seq, Py_ssize_t step, bint backward) noexcept nogil:
@@ -977,7 +1009,7 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
             pace_exclude(&pace, now_ns() - projection_start)
             call.project = False
         call.phase = STEP
-        call.rows = _row_pieces(call.n_active)
+        call.rows = _row_pieces(call.n_active, seq.row_piece_min)
         run_paced_phase(&pace, piece_fn, call, _step_pieces(seq, call.rows),
                         _step_pieces(seq, call.rows), run_policy)
         if call.n_active > 0 and not seq.reset_after and not _rows_this_step(seq, call.rows):
@@ -1039,6 +1071,7 @@ cdef Sequence _sequence(object batch_sizes, object offsets, object out_rows,
     seq.row_split = _row_split_on(batch_size, hidden_size, itemsize,
                                   _full_lengths(seq.batch_sizes, seq.seq_len, batch_size),
                                   backward)
+    seq.row_piece_min = _row_piece_min(backward)
     return seq
 
 
@@ -1900,7 +1933,7 @@ cdef int _backward_run(BackwardCall* call, int participants, Interrupts* interru
         call.phase = GATE_GRADIENTS
         # rows of dh this step writes: the step before's (its product into dh;
         # more than this step's when a reverse layer's rows end) and its own
-        call.rows = _row_pieces(max(call.n_active, call.prev_active))
+        call.rows = _row_pieces(max(call.n_active, call.prev_active), seq.row_piece_min)
         run_paced_phase(&pace, piece_fn, call, _step_pieces(seq, call.rows),
                         _step_pieces(seq, call.rows), backward_run_policy)
         if not seq.reset_after and not _rows_this_step(seq, call.rows):
@@ -2159,6 +2192,7 @@ cdef void _step_layer(const floating* x, const floating* h, floating* out, char*
     call.seq.reverse = False
     call.seq.hidden_pieces = _pieces(H)
     call.seq.row_split = _row_split_on(B, H, sizeof(floating), True, False)
+    call.seq.row_piece_min = _row_piece_min(False)
     call.store_history = False
     call.pack_weights = False
     call.preact_rows = B

@@ -96,7 +96,8 @@ def test_the_rule_follows_the_batch_lengths_size_and_processors():
                     for backward in (False, True):
                         budgets = 8 if full and not backward else 2
                         rows = _core.row_split(batch_size, hidden_size, itemsize, full, backward)
-                        assert rows == (min(processors, batch_size // 2) >= 2
+                        min_rows = 2 if backward else 3  # _row_piece_min
+                        assert rows == (min(processors, batch_size // min_rows) >= 2
                                         and 3 * hidden_size ** 2 * itemsize <= budgets * budget)
                     # backward with row pieces sums dW_hh over all rows
                     if _core.row_split(batch_size, hidden_size, itemsize, full, True):
