@@ -344,8 +344,9 @@ def _set_row_split(mode, int rows=0):
 # rounds, row pieces against hidden ones: 3 + 2 rows, T = 60, I = 100, H = 200,
 # 0.838 against 0.805 ms, and one thread 1.296 against 1.202; B = 5, H = 128
 # 0.613 against 0.528; 2 + 2 rows equal; 3 + 3 and 4 + 4 rows 14-16% faster as
-# rows; in one process, the pace choosing, a minimum of 3 against 2: forward
-# 0.957x and 0.906x, elsewhere 0.99-1.00x; bench/README.md, stop 34).
+# rows; in one process, the pace choosing, a forward minimum of 3 against 2:
+# forward 0.972x, 0.953x (B = 5, H = 128), 0.942x (B = 4), elsewhere 1.00x;
+# FrozenGRU.step 0.83-0.86x at B = 4-5; bench/README.md, stop 34).
 # Backward: 2 (there 3 made forward+backward 1.20-1.36x slower at B = 4 and
 # 5: backward's row pieces also carry dW_hh's product over rows).
 # A benchmark hook sets the forward one (_set_forward_row_piece_min).

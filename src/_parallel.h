@@ -397,14 +397,15 @@ static inline void gf_pool_release(void)
  * another is idle: on a virtual machine the kernel woke it where its waker
  * runs (perf sched, Zen 4 VM), maybe because an idle virtual CPU that the host
  * has descheduled does not count as idle.  There the worker runs only when
- * the caller waits, and a caller that finds
- * its workers' pieces unstarted runs them itself and never waits: calls right
- * after 0.2 s without gru_fast ran with no worker piece at all (Zen 4 VM,
- * FrozenGRU, T = 60, B = 5, H = 200: 0 of 66 pieces in most calls, 1.9 ms
- * against 1.2 with the threads pinned apart; bench/README.md).  So each worker's
- * affinity is its own at start minus the caller's CPU, set again when the caller
- * wakes them from another CPU; a worker that could run nowhere else keeps its
- * affinity.  A hook (_core._set_keep_off_caller) turns it off for comparisons. */
+ * the caller waits, and a caller that finds its workers' pieces unstarted runs
+ * them itself and never waits: calls right after 0.2 s without gru_fast ran
+ * with no worker piece at all (Zen 4 VM, FrozenGRU, T = 60, B = 5, H = 200: 0 of
+ * 66 pieces in most calls, 1.9 ms against 1.2 with the threads pinned apart;
+ * bench/README.md).  So each worker's affinity is its own at start minus the
+ * caller's CPU, set again when the caller wakes them from another CPU; a worker
+ * that could run nowhere else keeps its affinity.  Only the caller holding the
+ * pool calls this.  A hook (_core._set_keep_off_caller, between calls) turns it
+ * off for comparisons. */
 static int gf_keep_off_caller = 1;
 
 static void gf_keep_workers_off(gf_pool* pool)
