@@ -297,13 +297,14 @@ def check_layer_state(h, name, expected, dtype):
     return np.ascontiguousarray(h)
 
 
-def check_input_features(x, name, ndim, layout, input_size, dtype):
-    """x of rank `ndim` and the weights' `dtype` whose last axis is I; C-contiguous."""
+def check_input_features(x, name, ndim, layout, input_size, dtype, c_contiguous=True):
+    """x of rank `ndim` and the weights' `dtype` whose last axis is I; C-contiguous
+    (copied if need be) unless `c_contiguous` is false."""
     x = as_float_array(x, name, ndim, dtype)
     if x.shape[-1] != input_size:
         raise ValueError(f"{name} must have shape {layout} with I={input_size} "
                          f"(the weights' input size), got {x.shape}")
-    return contiguous(x)
+    return contiguous(x) if c_contiguous else x
 
 
 class ForwardArgs(NamedTuple):

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _core, _stepping
 from ._workspace import aligned_empty
-from .functional import fold_biases, run_forward
+from .functional import fold_biases, input_for_run, run_forward
 from .layer import GRU
 from ._validation import (check_flag, check_input_features, check_state_and_lengths,
                           realigned, validate_weights)
@@ -192,8 +192,9 @@ class FrozenGRU:
                 f"bias={self._has_bias}, reset_after={self._reset_after}, "
                 f"dtype={self._dtype.name})")
 
-    def _check_x(self, x, name, ndim, layout):
-        return check_input_features(x, name, ndim, layout, self._input_size, self._dtype)
+    def _check_x(self, x, name, ndim, layout, c_contiguous=True):
+        return check_input_features(x, name, ndim, layout, self._input_size, self._dtype,
+                                    c_contiguous)
 
     def forward(self, x, h0=None, *, lengths=None, reverse=False, return_sequences=True):
         """Run the layer over a whole sequence.
@@ -229,9 +230,10 @@ class FrozenGRU:
         """
         reverse = check_flag(reverse, "reverse")
         return_sequences = check_flag(return_sequences, "return_sequences")
-        x = self._check_x(x, "x", 3, "(T, B, I)")
+        x = self._check_x(x, "x", 3, "(T, B, I)", c_contiguous=False)
         h0, lengths = check_state_and_lengths(h0, lengths, x.shape, self._hidden_size,
                                               self._dtype)
+        x = input_for_run(x, self._hidden_size)
         return self._forward_checked(x, h0, lengths, reverse, return_sequences)
 
     __call__ = forward
@@ -369,7 +371,8 @@ class FrozenGRULayer(GRU):
         if return_cache:
             raise ValueError("a frozen GRU is for inference: forward() keeps no cache; "
                              "train the GRU it was made from and freeze it again")
-        # checked by forward (GRU.forward): layer_input C-contiguous of the dtype, with
+        # checked by forward (GRU.forward): layer_input of the dtype (C-contiguous, or
+        # any strides for a batch run in blocks: functional.input_for_run), with
         # this direction's input size; h0 a (B, H) slice of the checked states; lengths int64
         return self._frozen[layer, direction]._forward_checked(
             layer_input, h0, lengths, direction == 1, return_sequences)

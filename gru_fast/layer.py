@@ -535,7 +535,11 @@ class GRU:
         h0 = self._check_state(h0, "h0", batch_size, self._num_layers * D)
         lengths = self._check_lengths(lengths, batch_size, seq_len)
 
-        layer_input = contiguous(x)
+        if self._on_compiled_core():
+            from .functional import input_for_run  # a batch run in blocks copies its rows
+            layer_input = input_for_run(x, self._hidden_size, keep_history=return_cache)
+        else:
+            layer_input = contiguous(x)
         input_is_ours = layer_input is not x  # a copy: the caller holds none of it
         final_states = []
         run_caches = []

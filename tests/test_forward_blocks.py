@@ -121,3 +121,57 @@ def test_block_size_comes_from_the_level2_cache(monkeypatch):
     assert functional.forward_block_rows(64, 16, np.float32) == 287
     assert functional.forward_block_rows(64, 16, np.float64) == 143
     assert functional.forward_block_rows(4096, 16, np.float32) == functional.MIN_BLOCK_ROWS
+
+
+@pytest.mark.parametrize("model_kind, reverse", [("FrozenGRU", False), ("FrozenGRU", True),
+                                                 ("FrozenGRULayer", False), ("GRU", False)])
+def test_a_batch_slice_runs_in_blocks_without_a_whole_copy(blocks_of_three, monkeypatch,
+                                                           model_kind, reverse):
+    """A batch chunk of a time-major array (what dask.array.from_array hands a task) is read
+    block by block in place: same bits as its C-contiguous copy, the input untouched, and
+    no copy of all of it (functional.input_for_run)."""
+    rng = np.random.default_rng(7)
+    T, I, H = 5, 3, 8
+    whole = rng.standard_normal((T, 20, I)).astype(np.float32)
+    saved = whole.copy()
+    view = whole[:, 4:14]  # 10 rows, each step's rows contiguous, steps 20 rows apart
+    assert not view.flags.c_contiguous
+    layer = random_layer(1, bidirectional=False, batch_first=False, reset_after=True,
+                         dtype=np.float32, input_size=I, hidden_size=H)
+    if model_kind == "FrozenGRU":
+        params = layer.params
+        frozen = gru_fast.FrozenGRU(params["weight_ih_l0"], params["weight_hh_l0"],
+                                    params["bias_ih_l0"], params["bias_hh_l0"],
+                                    reset_after=True)
+
+        def run(x, **kwargs):
+            return frozen(x, reverse=reverse, **kwargs)
+    else:
+        model = layer.freeze() if model_kind == "FrozenGRULayer" else layer
+
+        def run(x, **kwargs):
+            y, h_n = model(x, **kwargs)
+            return y, h_n[0]
+
+    copies = []
+    recycled_copy = functional._workspace.recycled_copy
+
+    def counting(array):  # every copy `_workspace.contiguous` makes
+        copies.append(array.shape)
+        return recycled_copy(array)
+
+    monkeypatch.setattr(functional._workspace, "recycled_copy", counting)
+    assert functional.input_for_run(view, H) is view
+    y, h_n = run(view)
+    _, h_lean = run(view, return_sequences=False)
+    assert copies == []
+    y_ref, h_ref = run(np.ascontiguousarray(view))
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(h_n, h_ref)
+    np.testing.assert_array_equal(h_lean, h_ref)
+    np.testing.assert_array_equal(whole, saved)
+    # with a cache kept (one core call over the whole batch) it is copied
+    assert functional.input_for_run(view, H, keep_history=True) is not view
+    # a batch-first input transposed (rows T * I apart) is copied whole
+    batch_first = np.ascontiguousarray(view.transpose(1, 0, 2)).transpose(1, 0, 2)
+    assert functional.input_for_run(batch_first, H) is not batch_first
