@@ -110,7 +110,7 @@ from _blas cimport gemm
 from _gate_loops cimport (backward_gates_classic, backward_gates_reset_after,
                           backward_reset_classic, forward_candidate_classic,
                           forward_gates_classic, forward_gates_reset_after)
-from _kernel cimport (DOUBLE_TILE_ROWS, PANEL, pack, pack_row_tiles, pack_transposed, packed_gemm,
+from _kernel cimport (DOUBLE_TILE_ROWS, FLOAT_TILE_ROWS, PANEL, pack, pack_row_tiles, pack_transposed, packed_gemm,
                      packed_gemm_packing, packed_gemm_strided, packed_gemm_tiled,
                      packing_values)
 from _narrow cimport columns_to_rows, narrow_input_gradient, narrow_weight_gradient
@@ -145,6 +145,14 @@ cdef extern from "_parallel.h" nogil:
     void pace_exclude "gf_pace_exclude"(gf_pace* pace, long long ns)
     long long pace_timed_step_done "gf_pace_timed_step_done"(gf_pace* pace, long long units,
                                                              long long ns)
+    int pace_participants "gf_pace_participants"(const gf_pace* pace)
+    enum: MAX_AHEAD "GF_MAX_AHEAD"
+    ctypedef struct gf_ahead:
+        int n_pieces
+    void ahead_start "gf_ahead_start"(gf_ahead* ahead, gf_piece_fn fn, void* ctx, int n_pieces,
+                                      int participants)
+    void ahead_ready "gf_ahead_ready"(gf_ahead* ahead, int piece)
+    void ahead_finish "gf_ahead_finish"(gf_ahead* ahead)
 
 cdef extern from "Python.h":
     int PyErr_CheckSignals()
@@ -518,6 +526,10 @@ cdef struct ForwardCall:
     bint project                    # this step's STEP phase computes them first (packed kernel)
     bint blas_projection            # the caller computes them on BLAS instead
     bint blas_in_pieces             # each piece computes its columns of them on BLAS
+    # Or ahead of the steps (_project_ahead): pieces of ahead_rows rows of the chunk's
+    # chunk_rows, all of each row's units; claimed in the order the steps need them.
+    Py_ssize_t ahead_rows, chunk_rows
+    int ahead_pieces
     void* h_read
     void* h_write
     Pieces rows                     # the step's row pieces (row_split)
@@ -640,6 +652,77 @@ cdef inline void _project_piece(ForwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
             packed_gemm(rows, n_units, <int> I, x_rows, I,
                         <floating*> call.packed_ih + lo * I + gate * Hp * I, I * PANEL, False,
                         input_preact + gate * H + lo, 3 * H)
+
+
+cdef inline void _project_rows(ForwardCall* call, int piece, floating* dtype) noexcept nogil:
+    """Piece `piece` of a chunk's projection ahead of the steps: the input
+    preactivations of one group of the chunk's rows, every gate and unit.
+
+    The groups are ahead_rows rows (a multiple of the kernel's row tile) from
+    the chunk's first row, so every row sits in the row tile it has in the
+    product over the whole chunk: the same bits as the PROJECT phase.  The
+    steps walk the chunk from its last group in reverse, so the pieces do too.
+    """
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t H = seq.hidden_size, I = seq.input_size
+    cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
+    cdef Py_ssize_t group = call.ahead_pieces - 1 - piece if seq.reverse else piece
+    cdef Py_ssize_t row_lo = group * call.ahead_rows
+    cdef Py_ssize_t row_hi = min(call.chunk_rows, row_lo + call.ahead_rows)
+    cdef const floating* x_rows = (<const floating*> call.x
+                                   + (seq.offsets[call.chunk_lo] + row_lo) * I)
+    cdef floating* input_preact = <floating*> call.input_preact + row_lo * 3 * H
+    cdef int gate
+    for gate in range(3):
+        # input_preact[row_lo:row_hi, gH:(g+1)H] = x[the group's rows] (rows, I) @ W_ih[gH:(g+1)H].T (I, H)
+        packed_gemm(<int> (row_hi - row_lo), <int> H, <int> I, x_rows, I,
+                    <const floating*> call.packed_ih + gate * Hp * I, I * PANEL, False,
+                    input_preact + gate * H, 3 * H)
+
+
+cdef void _project_rows_float(void* call, int piece) noexcept nogil:
+    _project_rows(<ForwardCall*> call, piece, <float*> NULL)
+
+
+cdef void _project_rows_double(void* call, int piece) noexcept nogil:
+    _project_rows(<ForwardCall*> call, piece, <double*> NULL)
+
+
+cdef inline bint _ahead_possible(ForwardCall* call, int participants,
+                                 floating* dtype) noexcept nogil:
+    """Whether the chunk just chosen can be projected ahead of its steps (_project_rows),
+    and if so its row groups set; _forward_run does it when the steps run serially.
+
+    Only on the packed kernel with the chunk's x within the kernel's L2 budget,
+    whose products are then not blocked: a product over a group of rows sums
+    every row as the product over the whole chunk does.
+    """
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t rows = seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo]
+    cdef Py_ssize_t tile = FLOAT_TILE_ROWS if floating is float else DOUBLE_TILE_ROWS
+    cdef Py_ssize_t groups
+    if (participants <= 1 or ahead_projection == 0
+            or (pace_forced == 0 and ahead_projection == 1)  # every phase on the caller
+            or call.blas_projection or call.blas_in_pieces or call.input_tiles != NULL
+            or call.chunk_hi - call.chunk_lo < 2
+            or <size_t> (rows * seq.input_size * sizeof(floating)) > gf_level2_budget()):
+        return False
+    # groups of whole tiles, about AHEAD_GROUP_STEPS steps each, at most MAX_AHEAD
+    groups = (rows + tile - 1) // tile
+    call.ahead_rows = max(1, min(groups, (AHEAD_GROUP_STEPS * seq.batch_size + tile - 1) // tile))
+    call.ahead_rows = max(call.ahead_rows, (groups + MAX_AHEAD - 1) // MAX_AHEAD) * tile
+    call.chunk_rows = rows
+    call.ahead_pieces = <int> ((rows + call.ahead_rows - 1) // call.ahead_rows)
+    return call.ahead_pieces > 1
+
+
+cdef inline int _ahead_piece_of(const ForwardCall* call, Py_ssize_t t) noexcept nogil:
+    """The last piece of the projection ahead (in claim order) that step t reads."""
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t base = seq.offsets[call.chunk_lo]
+    if seq.reverse:  # reads from its first row on; pieces count groups from the last
+        return <int> (call.ahead_pieces - 1 - (seq.offsets[t] - base) // call.ahead_rows)
+    return <int> ((seq.offsets[t + 1] - base - 1) // call.ahead_rows)
 
 
 cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept nogil:
@@ -862,6 +945,20 @@ cdef inline Interrupts _interrupts_from(const int* stop, bint main_thread) noexc
 
 
 cdef int projection_forced = -1  # _force_projection: -1 the rule, 0 packed, 1 BLAS, 2 BLAS in pieces
+cdef int ahead_projection = 1  # _set_ahead_projection: 0 never, 1 the pace's serial steps, 2 forced
+cdef int AHEAD_GROUP_STEPS = 4  # steps' rows per piece of a projection ahead, in whole tiles
+
+
+def _set_ahead_projection(mode):
+    """Benchmark and test hook: whether the chunks of steps that run serially are
+    projected ahead of them, with the workers (_ahead_possible), or in a phase of
+    their own first.  None: when the pace runs the steps serially (the default);
+    False: never; True: also when `_force_threads(False)` makes them serial (the
+    projection then still uses the workers).  Returns the previous mode."""
+    global ahead_projection
+    previous = {0: False, 1: None, 2: True}[ahead_projection]
+    ahead_projection = 1 if mode is None else 2 if mode else 0
+    return previous
 
 
 def _force_projection(mode):
@@ -945,14 +1042,20 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
     cdef floating* state = <floating*> call.h_read
     cdef floating* state_scratch = <floating*> call.h_write
     cdef void* swap
-    cdef gf_piece_fn piece_fn
+    cdef gf_piece_fn piece_fn, ahead_fn
     cdef gf_pace pace, projection_pace
+    cdef gf_ahead ahead
+    cdef bint ahead_possible = False
+    cdef double projection_ns_per_row = 0  # the chunk's projection phase, charged per row
     cdef long long projection_start
     cdef int n_pieces = seq.hidden_pieces.count
     if floating is float:
         piece_fn = _forward_piece_float
+        ahead_fn = _project_rows_float
     else:
         piece_fn = _forward_piece_double
+        ahead_fn = _project_rows_double
+    ahead.n_pieces = 0
     pace_start(&pace, pace_key(B, H, seq.input_size,
                                2 * seq.reset_after + (floating is double) + 16 * seq.row_split),
                participants)
@@ -975,6 +1078,7 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
         # preact_rows packed rows, and always at least the current step).
         call.project = call.n_active > 0 and (call.t < call.chunk_lo or call.t >= call.chunk_hi)
         if call.project:
+            ahead_finish(&ahead)  # the chunk before, read by its steps: all done
             call.chunk_lo = call.t
             call.chunk_hi = call.t + 1
             if seq.reverse:
@@ -985,8 +1089,17 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
                 while (call.chunk_hi < T and seq.offsets[call.chunk_hi + 1]
                        - seq.offsets[call.chunk_lo] <= call.preact_rows):
                     call.chunk_hi += 1
-        if call.project and (call.blas_projection or call.chunk_hi - call.chunk_lo > 1
-                             or seq.row_split):
+        if call.project:
+            ahead_possible = _ahead_possible(call, participants, dtype)
+            projection_ns_per_row = 0
+        if call.project and ahead_possible and pace_participants(&pace) == 1:
+            # The steps run serially: a worker computes the chunk's preactivations
+            # while the caller runs the first steps, in groups of rows claimed in
+            # the order the steps read them (below).
+            ahead_start(&ahead, ahead_fn, call, call.ahead_pieces, participants)
+            call.project = False
+        elif call.project and (call.blas_projection or call.chunk_hi - call.chunk_lo > 1
+                               or seq.row_split):
             # A chunk of several steps: computed apart (on BLAS, or in a phase
             # of its own paced on its own) and left out of the steps' pace,
             # whose blocks would otherwise time an unequal mix of steps with
@@ -1008,7 +1121,23 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
                                      seq.offsets[call.chunk_hi] - seq.offsets[call.chunk_lo],
                                      now_ns() - projection_start)
             pace_exclude(&pace, now_ns() - projection_start)
+            if ahead_possible:  # charged to the chunk's steps, row by row (below)
+                projection_ns_per_row = (<double> (now_ns() - projection_start)
+                                         / <double> call.chunk_rows)
             call.project = False
+        if ahead.n_pieces > 0 and pace_participants(&pace) > 1:
+            ahead_finish(&ahead)  # the steps go threaded: the pool is theirs
+        elif ahead.n_pieces > 0 and call.n_active > 0:
+            # This step's rows of a chunk projected ahead: done, by a worker or
+            # here.  What the caller spends on them counts in the steps' pace.
+            ahead_ready(&ahead, _ahead_piece_of(call, call.t))
+        elif projection_ns_per_row > 0:
+            # Where the steps could run serially with the projection ahead, the
+            # serial blocks pay the caller's share of the projection as it goes:
+            # the threaded ones pay their projection phase too, spread over the
+            # chunk's steps (a block that held it whole would not time like the
+            # others: a projecting step can take as long as 17 ordinary ones).
+            pace_exclude(&pace, -<long long> (projection_ns_per_row * call.n_active))
         call.phase = STEP
         call.rows = _row_pieces(call.n_active, seq.row_piece_min)
         run_paced_phase(&pace, piece_fn, call, _step_pieces(seq, call.rows),
@@ -1021,9 +1150,11 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
             call.h_read = call.h_write
             call.h_write = swap
         if _interrupted(pace_step_done(&pace, call.n_active + 1), interrupts):
+            ahead_finish(&ahead)  # no worker may still write when the call returns
             pace_finish(&pace)
             pace_finish(&projection_pace)
             return -1
+    ahead_finish(&ahead)
     pace_finish(&pace)
     pace_finish(&projection_pace)
 

@@ -82,6 +82,10 @@ static size_t gf_level2_budget(void)
 #undef GF_KB
 #undef GF_NAME
 
+/* Rows of the float register tile (8 at the avx512 level): a product's rows
+ * split at multiples of it give the bits of the unsplit product. */
+#define GF_FLOAT_TILE_ROWS GF_TILE_ROWS(GF_PANEL / (GF_VEC_BYTES / 4))
+
 /* Rows of the double register tile: each panel vector loaded from B feeds
  * that many FMAs (6 at the avx512 level, 3 at avx2, 1 at the baseline). */
 #define GF_DOUBLE_TILE_ROWS GF_TILE_ROWS(GF_PANEL / (GF_VEC_BYTES / 8))

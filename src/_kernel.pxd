@@ -18,6 +18,7 @@ from cython cimport floating
 
 cdef extern from "_kernel.h" nogil:
     enum: PANEL "GF_PANEL"
+    enum: FLOAT_TILE_ROWS "GF_FLOAT_TILE_ROWS"
     enum: DOUBLE_TILE_ROWS "GF_DOUBLE_TILE_ROWS"
     void gf_packed_gemm_float(int m, int n, int k, const float* a, Py_ssize_t lda,
                               Py_ssize_t a_step, const float* panels, Py_ssize_t panel_stride,

@@ -31,6 +31,11 @@
  * between calls.  One call at a time uses the pool (a Python thread that
  * finds it busy runs serially), and a forked child makes new workers.
  *
+ * A phase can also be published without the caller waiting for it
+ * (gf_ahead_*): forward's input projection, computed by the workers ahead of
+ * steps the caller runs serially; the caller runs whatever piece is still
+ * unclaimed when a step needs it.
+ *
  * gf_pace_* decides, while the call runs, whether publishing phases to the
  * workers pays: it times blocks of steps with and without them and keeps the
  * faster mode, trying the other now and then (see there).  Nothing is tuned
@@ -62,6 +67,7 @@
                                       (and as long as its own pieces took), then sleeps */
 #define GF_CALL_SPIN_NS GF_SPIN_NS /* ... while a call holds the pool: the same (see gf_worker_main) */
 #define GF_LATE_NS 50000           /* a worker this late (and later than the caller's own work) is late */
+#define GF_MAX_AHEAD 64            /* pieces of a phase the caller does not wait for (gf_ahead_start) */
 
 typedef void (*gf_piece_fn)(void* ctx, int piece);
 
@@ -120,6 +126,12 @@ typedef struct {
     pthread_cond_t wake;                   /* workers wait here for a phase */
     pthread_cond_t finished;               /* the caller waits here for started pieces */
     gf_range ranges[GF_MAX_WORKERS + 1];
+    /* A phase published by gf_ahead_start (the caller does not wait for it):
+     * `ahead` set while it runs; its claim word (sequence, next piece, count)
+     * and, per piece, the sequence of the phase that finished it. */
+    int ahead;
+    __attribute__((aligned(64))) uint64_t ahead_word;
+    __attribute__((aligned(64))) uint64_t ahead_done[GF_MAX_AHEAD];
 #ifdef GF_KEEP_OFF_CALLER
     /* the CPU the workers are kept off (gf_keep_workers_off), -1 none */
     int kept_off_cpu;
@@ -187,6 +199,16 @@ static inline void gf_sleep_ns(int64_t ns)
 #define GF_WORD_FRONT(w) ((int)(((w) >> 12) & 0xfff))
 #define GF_WORD_END(w) ((int)((w) & 0xfff))
 
+/* Tell a caller sleeping in gf_wait_for_workers that a piece is done. */
+static inline void gf_signal_caller(gf_pool* pool)
+{
+    if (__atomic_load_n(&pool->caller_waiting, __ATOMIC_SEQ_CST)) {
+        pthread_mutex_lock(&pool->lock);
+        pthread_cond_signal(&pool->finished);
+        pthread_mutex_unlock(&pool->lock);
+    }
+}
+
 /* Claim and run pieces of phase `seq` as participant `me`: its own range from
  * the front, then the others' from the back.  Returns the pieces it ran. */
 static int gf_claim_and_run(gf_pool* pool, int me, int participants, uint64_t seq)
@@ -227,15 +249,41 @@ static int gf_claim_and_run(gf_pool* pool, int me, int participants, uint64_t se
             ran += count;
             if (me != 0) {
                 __atomic_add_fetch(&pool->done, count, __ATOMIC_SEQ_CST);
-                if (__atomic_load_n(&pool->caller_waiting, __ATOMIC_SEQ_CST)) {
-                    pthread_mutex_lock(&pool->lock);
-                    pthread_cond_signal(&pool->finished);
-                    pthread_mutex_unlock(&pool->lock);
-                }
+                gf_signal_caller(pool);
             }
         }
     }
     return ran;
+}
+
+/* Claim the next piece of the ahead phase `seq` (gf_ahead_start): returns it,
+ * or -1 when none is left or the phase is over. */
+static inline int gf_claim_ahead_piece(gf_pool* pool, uint64_t seq)
+{
+    for (;;) {
+        uint64_t w = __atomic_load_n(&pool->ahead_word, __ATOMIC_ACQUIRE);
+        if (GF_WORD_SEQ(w) != (seq & GF_SEQ_MASK) || GF_WORD_FRONT(w) >= GF_WORD_END(w))
+            return -1;
+        if (__atomic_compare_exchange_n(&pool->ahead_word, &w,
+                                        GF_WORD(seq, GF_WORD_FRONT(w) + 1, GF_WORD_END(w)), 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return GF_WORD_FRONT(w);
+    }
+}
+
+/* Worker `me`'s part of an ahead phase: pieces in order, while any is left. */
+static void gf_claim_ahead(gf_pool* pool, int me, uint64_t seq)
+{
+    int piece, ran = 0;
+    while ((piece = gf_claim_ahead_piece(pool, seq)) >= 0) {
+        if (ran++ == 0 && pool->stall_mid_piece && pool->stall_worker == me && pool->stall_ns > 0)
+            gf_sleep_ns(pool->stall_ns);
+        /* the phase cannot end before this piece is done: fn and ctx are its own */
+        pool->fn(pool->ctx, piece);
+        __atomic_store_n(&pool->ahead_done[piece], seq, __ATOMIC_RELEASE);
+        gf_count(GF_STAT_WORKER_PIECES, 1);
+        gf_signal_caller(pool);
+    }
 }
 
 /* How long a worker idle between the phases of a call spins (yielding) before
@@ -262,9 +310,13 @@ static void* gf_worker_main(void* arg)
             seen = seq;
             if (pool->stall_worker == me && pool->stall_ns > 0 && !pool->stall_mid_piece)
                 gf_sleep_ns(pool->stall_ns);
-            if (me < __atomic_load_n(&pool->participants, __ATOMIC_ACQUIRE))
-                gf_claim_and_run(pool, me, __atomic_load_n(&pool->participants, __ATOMIC_ACQUIRE),
-                                 seq);
+            if (me < __atomic_load_n(&pool->participants, __ATOMIC_ACQUIRE)) {
+                if (__atomic_load_n(&pool->ahead, __ATOMIC_ACQUIRE))
+                    gf_claim_ahead(pool, me, seq);
+                else
+                    gf_claim_and_run(pool, me,
+                                     __atomic_load_n(&pool->participants, __ATOMIC_ACQUIRE), seq);
+            }
             idle_since = gf_now_ns();
             spins = 0;
             continue;
@@ -448,6 +500,61 @@ static void gf_set_keep_off_caller(int on)
 #endif
 }
 
+/* Make phase `seq` (its claim words written) the current one, and wake the
+ * workers that sleep. */
+static void gf_publish(gf_pool* pool, uint64_t seq)
+{
+    __atomic_store_n(&pool->sequence, seq, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&pool->sleeping, __ATOMIC_SEQ_CST) > 0
+            && !__atomic_load_n(&pool->wake_sent, __ATOMIC_SEQ_CST)) {
+        gf_keep_workers_off(pool);
+        pthread_mutex_lock(&pool->lock);
+        __atomic_store_n(&pool->wake_sent, 1, __ATOMIC_SEQ_CST);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->lock);
+    }
+}
+
+typedef int (*gf_done_test)(const void* word, int64_t target);
+
+static int gf_count_reached(const void* word, int64_t target)
+{
+    return __atomic_load_n((const int*)word, __ATOMIC_SEQ_CST) >= target;
+}
+
+/* The caller waits for a worker's started piece until done(pool, word,
+ * target): spinning for GF_CALLER_SPIN_NS or `own_ns` (as long as its own
+ * work took, which a worker's piece may take too), then sleeping on
+ * `finished` (gf_signal_caller), at most 1 ms at a time: its core then goes
+ * idle, and the kernel moves a runnable thread there, maybe the worker that
+ * lost its core (a spinning caller would hold the core until the end of its
+ * time slice). */
+static void gf_wait_for_workers(gf_pool* pool, gf_done_test done, const void* word,
+                                int64_t target, int64_t own_ns)
+{
+    int64_t since = gf_now_ns();
+    int64_t spin_ns = own_ns > GF_CALLER_SPIN_NS ? own_ns : GF_CALLER_SPIN_NS;
+    unsigned spins = 0;
+    while (!done(word, target)) {
+        if ((++spins & 255) != 0 || gf_now_ns() - since < spin_ns)
+            continue;
+        pthread_mutex_lock(&pool->lock);
+        __atomic_store_n(&pool->caller_waiting, 1, __ATOMIC_SEQ_CST);
+        while (!done(word, target)) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 1000000;  /* at most 1 ms: a lost signal costs little */
+            if (until.tv_nsec >= 1000000000) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&pool->finished, &pool->lock, &until);
+        }
+        __atomic_store_n(&pool->caller_waiting, 0, __ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&pool->lock);
+    }
+}
+
 /* Run pieces 0..n_pieces-1 of fn(ctx, piece) on `participants` threads (the
  * caller and participants - 1 workers of an acquired pool; 1: the caller
  * alone, in order).  Pieces [0, mergeable) may be handed to fn as runs
@@ -495,42 +602,16 @@ static int64_t gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int mergeab
                                  (r + 1) * n_pieces / participants), __ATOMIC_RELAXED);
     for (; r < pool->participants && r <= GF_MAX_WORKERS; r++)  /* workers left out */
         __atomic_store_n(&pool->ranges[r].word, GF_WORD(seq, 0, 0), __ATOMIC_RELAXED);
-    __atomic_store_n(&pool->sequence, seq, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&pool->sleeping, __ATOMIC_SEQ_CST) > 0
-            && !__atomic_load_n(&pool->wake_sent, __ATOMIC_SEQ_CST)) {
-        gf_keep_workers_off(pool);
-        pthread_mutex_lock(&pool->lock);
-        __atomic_store_n(&pool->wake_sent, 1, __ATOMIC_SEQ_CST);
-        pthread_cond_broadcast(&pool->wake);
-        pthread_mutex_unlock(&pool->lock);
-    }
+    gf_publish(pool, seq);
     own = gf_claim_and_run(pool, 0, participants, seq);
     gf_count(GF_STAT_WORKER_PIECES, n_pieces - own);
     /* Only pieces a worker has started are left: wait for them. */
     if (own + __atomic_load_n(&pool->done, __ATOMIC_ACQUIRE) >= n_pieces)
         return 0;
     claimed = gf_now_ns();
+    n_pieces -= own;
     /* a worker's piece may take as long as the caller's work did */
-    int64_t spin_ns = claimed - start > GF_CALLER_SPIN_NS ? claimed - start : GF_CALLER_SPIN_NS;
-    unsigned spins = 0;
-    while (own + __atomic_load_n(&pool->done, __ATOMIC_ACQUIRE) < n_pieces) {
-        if ((++spins & 255) != 0 || gf_now_ns() - claimed < spin_ns)
-            continue;
-        pthread_mutex_lock(&pool->lock);
-        __atomic_store_n(&pool->caller_waiting, 1, __ATOMIC_SEQ_CST);
-        while (own + __atomic_load_n(&pool->done, __ATOMIC_SEQ_CST) < n_pieces) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += 1000000;  /* at most 1 ms: a lost signal costs little */
-            if (until.tv_nsec >= 1000000000) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&pool->finished, &pool->lock, &until);
-        }
-        __atomic_store_n(&pool->caller_waiting, 0, __ATOMIC_SEQ_CST);
-        pthread_mutex_unlock(&pool->lock);
-    }
+    gf_wait_for_workers(pool, gf_count_reached, &pool->done, n_pieces, claimed - start);
     waited = gf_now_ns() - claimed;
     if (waited > GF_LATE_NS && waited > claimed - start) {
         gf_count(GF_STAT_LATE_WORKERS, 1);
@@ -538,6 +619,100 @@ static int64_t gf_run_phase(gf_piece_fn fn, void* ctx, int n_pieces, int mergeab
         return waited;
     }
     return 0;
+}
+
+
+/* ---- Phases the caller does not wait for: work ahead of the steps. ----
+ *
+ * The input preactivations of a chunk of steps are needed one step at a time,
+ * so while the caller runs the steps serially (the pace found that threads do
+ * not pay for them, e.g. one batch row) a worker can compute the
+ * preactivations of the steps to come.  gf_ahead_start publishes such a
+ * phase and returns at once; its pieces are claimed in order, by anyone;
+ * before a step the caller makes sure the pieces it reads are done
+ * (gf_ahead_ready): if a piece is still unclaimed it runs it itself (and a
+ * worker that never shows up costs nothing more than the serial
+ * projection), if a worker is running it the caller runs the next unclaimed
+ * one meanwhile, else waits.  gf_ahead_finish runs or waits for all that is
+ * left; it must come before any other phase is published.  With one
+ * participant the caller runs the pieces in order as they are needed. */
+typedef struct {
+    gf_piece_fn fn;
+    void* ctx;
+    int n_pieces;
+    int ready;        /* pieces [0, ready) are known done */
+    int own;          /* pieces the caller ran */
+    uint64_t seq;     /* 0: the caller alone */
+} gf_ahead;
+
+static void gf_ahead_start(gf_ahead* ahead, gf_piece_fn fn, void* ctx, int n_pieces,
+                           int participants)
+{
+    gf_pool* pool = &gf_the_pool;
+    ahead->fn = fn;
+    ahead->ctx = ctx;
+    ahead->n_pieces = n_pieces;
+    ahead->ready = 0;
+    ahead->own = 0;
+    ahead->seq = 0;
+    if (participants <= 1 || n_pieces <= 1 || n_pieces > GF_MAX_AHEAD) {
+        gf_count(GF_STAT_SERIAL_PHASES, 1);
+        return;  /* the caller alone, piece by piece as needed */
+    }
+    gf_count(GF_STAT_THREADED_PHASES, 1);
+    pool->fn = fn;
+    pool->ctx = ctx;
+    ahead->seq = ++pool->next_sequence;
+    __atomic_store_n(&pool->ahead_word, GF_WORD(ahead->seq, 0, n_pieces), __ATOMIC_RELAXED);
+    __atomic_store_n(&pool->ahead, 1, __ATOMIC_RELAXED);
+    gf_publish(pool, ahead->seq);
+}
+
+static int gf_piece_done(const void* word, int64_t seq)
+{
+    return __atomic_load_n((const uint64_t*)word, __ATOMIC_SEQ_CST) == (uint64_t)seq;
+}
+
+/* Make sure pieces [0, piece] are done. */
+static void gf_ahead_ready(gf_ahead* ahead, int piece)
+{
+    gf_pool* pool = &gf_the_pool;
+    int next;
+    if (piece >= ahead->n_pieces)
+        piece = ahead->n_pieces - 1;
+    while (ahead->ready <= piece) {
+        if (ahead->seq == 0) {
+            ahead->fn(ahead->ctx, ahead->ready++);
+            continue;
+        }
+        if (__atomic_load_n(&pool->ahead_done[ahead->ready], __ATOMIC_ACQUIRE) == ahead->seq) {
+            ahead->ready++;
+            continue;
+        }
+        next = gf_claim_ahead_piece(pool, ahead->seq);
+        if (next >= 0) {  /* unclaimed, or the next one while a worker runs this one */
+            ahead->fn(ahead->ctx, next);
+            __atomic_store_n(&pool->ahead_done[next], ahead->seq, __ATOMIC_RELEASE);
+            ahead->own++;
+            continue;
+        }
+        /* a worker runs it */
+        gf_wait_for_workers(pool, gf_piece_done, &pool->ahead_done[ahead->ready],
+                            (int64_t)ahead->seq, 0);
+    }
+}
+
+/* Run or wait for every piece left; the pool is then free for other phases. */
+static void gf_ahead_finish(gf_ahead* ahead)
+{
+    if (ahead->n_pieces <= 0)
+        return;
+    gf_ahead_ready(ahead, ahead->n_pieces - 1);
+    if (ahead->seq != 0) {
+        gf_count(GF_STAT_WORKER_PIECES, ahead->n_pieces - ahead->own);
+        __atomic_store_n(&gf_the_pool.ahead, 0, __ATOMIC_RELAXED);
+    }
+    ahead->n_pieces = 0;
 }
 
 /* Test hook: worker `worker` (1, 2, ...) sleeps `ns` before each claim, or
