@@ -153,6 +153,7 @@ cdef extern from "_parallel.h" nogil:
                                       int participants)
     void ahead_ready "gf_ahead_ready"(gf_ahead* ahead, int piece)
     void ahead_finish "gf_ahead_finish"(gf_ahead* ahead)
+    int ahead_wanted "gf_ahead_wanted"()
 
 cdef extern from "Python.h":
     int PyErr_CheckSignals()
@@ -1092,7 +1093,8 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
         if call.project:
             ahead_possible = _ahead_possible(call, participants, dtype)
             projection_ns_per_row = 0
-        if call.project and ahead_possible and pace_participants(&pace) == 1:
+        if (call.project and ahead_possible and pace_participants(&pace) == 1
+                and (ahead_projection == 2 or ahead_wanted())):
             # The steps run serially: a worker computes the chunk's preactivations
             # while the caller runs the first steps, in groups of rows claimed in
             # the order the steps read them (below).

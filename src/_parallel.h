@@ -642,8 +642,30 @@ typedef struct {
     int n_pieces;
     int ready;        /* pieces [0, ready) are known done */
     int own;          /* pieces the caller ran */
+    int64_t waited_ns;  /* for pieces a worker had started */
     uint64_t seq;     /* 0: the caller alone */
 } gf_ahead;
+
+/* Whether the workers help: a phase ahead that a worker never joined (asleep
+ * for longer than the call, its core held by another library's threads) or
+ * made the caller wait long for a started piece cost the publishing, the
+ * wake-up and the waits for nothing (right after a NumPy matmul, whose
+ * OpenBLAS workers spin on the other core: 1.02x the time of projecting first,
+ * stream), so the next gf_ahead_gap chances are let go (gf_ahead_wanted),
+ * the gap doubling up to GF_MAX_AHEAD_GAP while they keep missing and back
+ * to none once a worker runs pieces again.  Read and written by the caller
+ * holding the pool. */
+#define GF_MAX_AHEAD_GAP 64
+static int gf_ahead_gap = 0, gf_ahead_skip = 0;
+
+static int gf_ahead_wanted(void)
+{
+    if (gf_ahead_skip > 0) {
+        gf_ahead_skip--;
+        return 0;
+    }
+    return 1;
+}
 
 static void gf_ahead_start(gf_ahead* ahead, gf_piece_fn fn, void* ctx, int n_pieces,
                            int participants)
@@ -654,6 +676,7 @@ static void gf_ahead_start(gf_ahead* ahead, gf_piece_fn fn, void* ctx, int n_pie
     ahead->n_pieces = n_pieces;
     ahead->ready = 0;
     ahead->own = 0;
+    ahead->waited_ns = 0;
     ahead->seq = 0;
     if (participants <= 1 || n_pieces <= 1 || n_pieces > GF_MAX_AHEAD) {
         gf_count(GF_STAT_SERIAL_PHASES, 1);
@@ -697,8 +720,10 @@ static void gf_ahead_ready(gf_ahead* ahead, int piece)
             continue;
         }
         /* a worker runs it */
+        int64_t since = gf_now_ns();
         gf_wait_for_workers(pool, gf_piece_done, &pool->ahead_done[ahead->ready],
                             (int64_t)ahead->seq, 0);
+        ahead->waited_ns += gf_now_ns() - since;  /* (not the pace's late workers) */
     }
 }
 
@@ -711,6 +736,13 @@ static void gf_ahead_finish(gf_ahead* ahead)
     if (ahead->seq != 0) {
         gf_count(GF_STAT_WORKER_PIECES, ahead->n_pieces - ahead->own);
         __atomic_store_n(&gf_the_pool.ahead, 0, __ATOMIC_RELAXED);
+        if (ahead->own == ahead->n_pieces || ahead->waited_ns > GF_LATE_NS) {
+            gf_ahead_gap = gf_ahead_gap < 1 ? 1 : 2 * gf_ahead_gap;
+            gf_ahead_gap = gf_ahead_gap > GF_MAX_AHEAD_GAP ? GF_MAX_AHEAD_GAP : gf_ahead_gap;
+            gf_ahead_skip = gf_ahead_gap;
+        } else {
+            gf_ahead_gap = 0;
+        }
     }
     ahead->n_pieces = 0;
 }
