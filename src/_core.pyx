@@ -1057,11 +1057,15 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
         piece_fn = _forward_piece_double
         ahead_fn = _project_rows_double
     ahead.n_pieces = 0
+    # A call whose phases have one piece each holds the pool for the projection
+    # ahead alone (forward_sequence): its steps, packing and projection phase run
+    # serially, and their paces have nothing to choose.
+    cdef int phase_participants = participants if _most_pieces(seq) > 1 else 1
     pace_start(&pace, pace_key(B, H, seq.input_size,
                                2 * seq.reset_after + (floating is double) + 16 * seq.row_split),
-               participants)
+               phase_participants)
     pace_start(&projection_pace, pace_key(B, H, seq.input_size, 8 + (floating is double)),
-               participants)
+               phase_participants)
 
     # Rows that start late (reverse direction) find h0 in either buffer.
     memcpy(state_scratch, state, B * H * sizeof(floating))
@@ -1358,8 +1362,13 @@ def forward_sequence(x, batch_sizes, offsets, out_rows, order, weight_ih, weight
     cdef Interrupts interrupts = _interrupts_from(
         stop_flag, PyThread_get_thread_ident() == _main_thread)
     cdef int status, participants
+    # as many threads as a step's phase has pieces, and one worker at least for a
+    # projection ahead of the steps (_ahead_possible) when chunks hold several steps
+    cdef int wanted = _most_pieces(&call.seq)
+    if wanted < 2 and call.preact_rows > call.seq.batch_size and ahead_projection != 0:
+        wanted = 2
     with nogil:
-        participants = pool_acquire(min(n_threads, _most_pieces(&call.seq)))
+        participants = pool_acquire(min(n_threads, wanted))
         if typenum == cnp.NPY_FLOAT:
             status = _forward_run(&call, participants, &interrupts, <float*> NULL)
         else:

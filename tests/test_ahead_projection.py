@@ -18,7 +18,7 @@ import pytest
 
 import gru_fast
 from gru_fast import _core, reference
-from test_threads import make_problem
+from test_threads import GRAD_NAMES, make_problem, run
 
 
 @pytest.fixture
@@ -39,10 +39,11 @@ def forward(problem, reset_after, reverse):
 
 # (T, B, I, H): batch sizes around the row tile (8 rows in float32 at the avx512
 # level, 6 in float64) so that pieces start mid-step and chunks end in partial
-# tiles; T * B beyond one chunk (256 rows) for several chunks in a call; H above
-# one panel (32 units), or the call has one piece per phase and no workers.
+# tiles; T * B beyond one chunk (256 rows) for several chunks in a call; H of one
+# panel (32 units) or less, where the projection ahead is the only threaded phase.
 CONFIGS = [(40, 1, 16, 40), (300, 1, 8, 33), (70, 3, 20, 64), (90, 5, 12, 40),
-           (60, 7, 9, 70), (50, 9, 30, 100), (33, 13, 5, 50)]
+           (60, 7, 9, 70), (50, 9, 30, 100), (33, 13, 5, 50), (60, 1, 48, 24),
+           (50, 3, 20, 16)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -71,6 +72,28 @@ def test_ahead_gives_the_bits_of_the_projection_phase(threads, dtype, reset_afte
         rtol = 2e-4 if dtype == np.float32 else 1e-9
         np.testing.assert_allclose(y1, y_ref, rtol=rtol, atol=rtol, err_msg=where)
         np.testing.assert_allclose(h1, h_ref, rtol=rtol, atol=rtol, err_msg=where)
+
+
+@pytest.mark.parametrize("config", [(60, 1, 48, 24), (80, 3, 20, 64), (40, 2, 30, 40)])
+def test_training_gradients_keep_their_bits(threads, config):
+    """A forward that keeps its history for backward projects ahead too: the gradients
+    are those of one thread, bit for bit."""
+    seq_len, batch_size, input_size, hidden_size = config
+    rng = np.random.default_rng(31)
+    problem = make_problem(rng, seq_len, batch_size, input_size, hidden_size, np.float64,
+                           bias=True, lengths=True)
+    dy = rng.standard_normal((seq_len, batch_size, hidden_size))
+    threads(1)
+    y1, h1, g1 = run(problem, True, False, dy)
+    threads(2)
+    _core._set_ahead_projection(True)
+    before = _core._thread_stats()["threaded_phases"]
+    y, h_n, grads = run(problem, True, False, dy)
+    assert _core._thread_stats()["threaded_phases"] > before
+    np.testing.assert_array_equal(y, y1)
+    np.testing.assert_array_equal(h_n, h1)
+    for name in GRAD_NAMES:
+        np.testing.assert_array_equal(grads[name], g1[name], err_msg=name)
 
 
 def test_frozen_gru_streams_with_the_projection_ahead(threads):
