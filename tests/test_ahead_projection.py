@@ -18,7 +18,7 @@ import pytest
 
 import gru_fast
 from gru_fast import _core, reference
-from test_threads import GRAD_NAMES, make_problem, run
+from test_threads import GRAD_NAMES, config_problems, make_problem, run
 
 
 @pytest.fixture
@@ -50,11 +50,8 @@ CONFIGS = [(40, 1, 16, 40), (300, 1, 8, 33), (70, 3, 20, 64), (90, 5, 12, 40),
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_ahead_gives_the_bits_of_the_projection_phase(threads, dtype, reset_after):
     rng = np.random.default_rng(21 + reset_after)
-    for index, (seq_len, batch_size, input_size, hidden_size) in enumerate(CONFIGS):
-        problem = make_problem(rng, seq_len, batch_size, input_size, hidden_size, dtype,
-                               bias=index % 3 != 2, lengths=index % 2 == 1)
-        reverse = index % 4 >= 2
-        where = f"config {index} {(seq_len, batch_size, input_size, hidden_size)}"
+    for index, sizes, problem, reverse in config_problems(rng, CONFIGS, dtype):
+        where = f"config {index} {sizes}"
         _core._set_ahead_projection(False)
         threads(1)
         y1, h1 = forward(problem, reset_after, reverse)

@@ -66,14 +66,20 @@ CONFIGS = [
 ]
 
 
+def config_problems(rng, configs, dtype):
+    """For each (T, B, I, H) of `configs`: its index, sizes, a problem and a direction,
+    with and without bias and lengths, forward and reverse, in turn."""
+    for index, sizes in enumerate(configs):
+        problem = make_problem(rng, *sizes, dtype, bias=index % 3 != 2, lengths=index % 2 == 1)
+        yield index, sizes, problem, index % 4 >= 2
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_one_two_three_threads_give_bitwise_equal_results(set_threads, dtype, reset_after):
     rng = np.random.default_rng(1234 + reset_after)
-    for index, (seq_len, batch_size, input_size, hidden_size) in enumerate(CONFIGS):
-        problem = make_problem(rng, seq_len, batch_size, input_size, hidden_size, dtype,
-                               bias=index % 3 != 2, lengths=index % 2 == 1)
-        reverse = index % 4 >= 2
+    for index, sizes, problem, reverse in config_problems(rng, CONFIGS, dtype):
+        seq_len, batch_size, input_size, hidden_size = sizes
         dy = rng.standard_normal((seq_len, batch_size, hidden_size)).astype(dtype)
         results = {}
         for n_threads in (1, 2, 3, 2, 3):  # twice: the pieces land on other threads
