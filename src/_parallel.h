@@ -281,8 +281,7 @@ static void gf_claim_ahead(gf_pool* pool, int me, uint64_t seq)
         /* the phase cannot end before this piece is done: fn and ctx are its own */
         pool->fn(pool->ctx, piece);
         __atomic_store_n(&pool->ahead_done[piece], seq, __ATOMIC_RELEASE);
-        gf_count(GF_STAT_WORKER_PIECES, 1);
-        gf_signal_caller(pool);
+        gf_signal_caller(pool);  /* (the caller counts the workers' pieces at the end) */
     }
 }
 
@@ -522,8 +521,8 @@ static int gf_count_reached(const void* word, int64_t target)
     return __atomic_load_n((const int*)word, __ATOMIC_SEQ_CST) >= target;
 }
 
-/* The caller waits for a worker's started piece until done(pool, word,
- * target): spinning for GF_CALLER_SPIN_NS or `own_ns` (as long as its own
+/* The caller waits for a worker's started piece until done(word, target):
+ * spinning for GF_CALLER_SPIN_NS or `own_ns` (as long as its own
  * work took, which a worker's piece may take too), then sleeping on
  * `finished` (gf_signal_caller), at most 1 ms at a time: its core then goes
  * idle, and the kernel moves a runnable thread there, maybe the worker that
