@@ -361,6 +361,7 @@ static void gf_pool_after_fork_in_child(void)
     pool->kept_off_cpu = -1;
 #endif
     pool->caller_waiting = 0;
+    pool->ahead = 0;  /* a phase ahead of another thread's call, forked mid-call */
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
     pthread_cond_init(&pool->finished, NULL);
