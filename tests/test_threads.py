@@ -314,6 +314,11 @@ _INTERRUPT_SCRIPT = textwrap.dedent("""
     from gru_fast import reference
 
     which = sys.argv[1]
+    if which == "forward ahead":  # the steps serial, the projection ahead on the worker
+        from gru_fast import _core
+        _core._force_threads(False)
+        _core._set_ahead_projection(True)
+        which = "forward"
     rng = np.random.default_rng(0)
     T, B, I, H = (20000 if which == "forward" else 6000), 1, 8, 1024
     x = rng.standard_normal((T, B, I)).astype(np.float32)
@@ -349,7 +354,7 @@ _INTERRUPT_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("which", ["forward", "backward"])
+@pytest.mark.parametrize("which", ["forward", "backward", "forward ahead"])
 def test_ctrl_c_interrupts_a_long_call_within_half_a_second(which, tmp_path):
     script = tmp_path / "interrupt.py"
     script.write_text(_INTERRUPT_SCRIPT)
