@@ -527,7 +527,7 @@ cdef struct ForwardCall:
     bint project                    # this step's STEP phase computes them first (packed kernel)
     bint blas_projection            # the caller computes them on BLAS instead
     bint blas_in_pieces             # each piece computes its columns of them on BLAS
-    # Or ahead of the steps (_project_ahead): pieces of ahead_rows rows of the chunk's
+    # Or ahead of the steps (_project_rows): pieces of ahead_rows rows of the chunk's
     # chunk_rows, all of each row's units; claimed in the order the steps need them.
     Py_ssize_t ahead_rows, chunk_rows
     int ahead_pieces
@@ -610,6 +610,21 @@ def pack_forward_weights(const floating[:, ::1] weight_ih,
                               &packed_hh[0], 0, hidden_size, input_size, hidden_size, True)
 
 
+cdef inline void _project_on_panels(ForwardCall* call, int gate, Py_ssize_t row_lo,
+                                    Py_ssize_t row_hi, Py_ssize_t lo, Py_ssize_t hi,
+                                    floating* dtype) noexcept nogil:
+    """One gate's input preactivations of hidden units [lo, hi) for the chunk's rows
+    [row_lo, row_hi), on the packed kernel (packed_ih)."""
+    cdef const Sequence* seq = &call.seq
+    cdef Py_ssize_t H = seq.hidden_size, I = seq.input_size
+    cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
+    # input_preact[row_lo:row_hi, gH+lo:gH+hi] = x[chunk rows row_lo:row_hi] (rows, I) @ W_ih[gH+lo:gH+hi].T (I, hi-lo)
+    packed_gemm(<int> (row_hi - row_lo), <int> (hi - lo), <int> I,
+                <const floating*> call.x + (seq.offsets[call.chunk_lo] + row_lo) * I, I,
+                <const floating*> call.packed_ih + lo * I + gate * Hp * I, I * PANEL, False,
+                <floating*> call.input_preact + row_lo * 3 * H + gate * H + lo, 3 * H)
+
+
 cdef inline void _project_piece(ForwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
                                 floating* dtype) noexcept nogil:
     """The input preactivations of hidden units [lo, hi), every gate, for the chunk's rows.
@@ -649,10 +664,7 @@ cdef inline void _project_piece(ForwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
                               <floating*> call.packed_ih + lo * I + gate * Hp * I, I * PANEL,
                               False, input_preact + gate * H + lo, 3 * H)
         else:
-            # input_preact[:rows, gH+lo:gH+hi] = x[chunk rows] (rows, I) @ W_ih[gH+lo:gH+hi].T (I, hi-lo)
-            packed_gemm(rows, n_units, <int> I, x_rows, I,
-                        <floating*> call.packed_ih + lo * I + gate * Hp * I, I * PANEL, False,
-                        input_preact + gate * H + lo, 3 * H)
+            _project_on_panels(call, gate, 0, rows, lo, hi, dtype)
 
 
 cdef inline void _project_rows(ForwardCall* call, int piece, floating* dtype) noexcept nogil:
@@ -664,21 +676,12 @@ cdef inline void _project_rows(ForwardCall* call, int piece, floating* dtype) no
     product over the whole chunk: the same bits as the PROJECT phase.  The
     steps walk the chunk from its last group in reverse, so the pieces do too.
     """
-    cdef const Sequence* seq = &call.seq
-    cdef Py_ssize_t H = seq.hidden_size, I = seq.input_size
-    cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
-    cdef Py_ssize_t group = call.ahead_pieces - 1 - piece if seq.reverse else piece
+    cdef Py_ssize_t group = call.ahead_pieces - 1 - piece if call.seq.reverse else piece
     cdef Py_ssize_t row_lo = group * call.ahead_rows
     cdef Py_ssize_t row_hi = min(call.chunk_rows, row_lo + call.ahead_rows)
-    cdef const floating* x_rows = (<const floating*> call.x
-                                   + (seq.offsets[call.chunk_lo] + row_lo) * I)
-    cdef floating* input_preact = <floating*> call.input_preact + row_lo * 3 * H
     cdef int gate
     for gate in range(3):
-        # input_preact[row_lo:row_hi, gH:(g+1)H] = x[the group's rows] (rows, I) @ W_ih[gH:(g+1)H].T (I, H)
-        packed_gemm(<int> (row_hi - row_lo), <int> H, <int> I, x_rows, I,
-                    <const floating*> call.packed_ih + gate * Hp * I, I * PANEL, False,
-                    input_preact + gate * H, 3 * H)
+        _project_on_panels(call, gate, row_lo, row_hi, 0, call.seq.hidden_size, dtype)
 
 
 cdef void _project_rows_float(void* call, int piece) noexcept nogil:
