@@ -222,6 +222,8 @@ extensions = [
 ] + [
     # What the CPU can run and how the core was built: compiled for the baseline.
     Extension("gru_fast._cpu", sources=["src/_cpu.pyx"], include_dirs=["src"]),
+    # The checks and bias folding every forward call repeats (no vector code).
+    Extension("gru_fast._fastpath", sources=["src/_fastpath.pyx"], **NUMPY_C_API),
 ]
 
 setup(

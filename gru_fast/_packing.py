@@ -52,6 +52,8 @@ class Packing:
     def sort_rows(self, batch_major):
         """Return a new (B, F) array with rows in sorted (longest first) order."""
         if self.order is None:
+            if type(batch_major) is np.ndarray:  # the method: np.array's keywords cost ~15 us cold
+                return batch_major.copy(order="C")
             return np.array(batch_major, copy=True, order="C")
         return np.ascontiguousarray(batch_major[self.order])
 

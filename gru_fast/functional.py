@@ -7,6 +7,7 @@ allocation; the core allocates nothing and checks only that each array is one it
 can read (an ndarray of the call's dtype, rank and layout), not its shape.
 """
 
+import functools
 import threading
 from contextlib import contextmanager
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from . import _caches, _core, _workspace
 from ._cache import check_cache, sealed_cache
+from ._fastpath import fold_plain_biases, plain_array
 from ._packing import make_packing
 from ._validation import as_float_array, check_flag, check_shape, validate_forward_args
 
@@ -139,6 +141,11 @@ def fold_biases(bias_ih, bias_hh, hidden_size, reset_after, dtype):
     """
     if bias_ih is None:
         return np.zeros(3 * hidden_size, dtype=dtype), np.zeros(hidden_size, dtype=dtype)
+    type_num = np.dtype(dtype).num
+    if plain_array(bias_ih, 1, type_num) and plain_array(bias_hh, 1, type_num):
+        # the same sums in C: these three NumPy operations take 45-60 us when
+        # they run cold, right after another library (src/_fastpath.pyx)
+        return fold_plain_biases(bias_ih, bias_hh, hidden_size, reset_after)
     if not reset_after:
         return bias_ih + bias_hh, np.zeros(hidden_size, dtype=dtype)
     recurrent_rz = 2 * hidden_size
@@ -202,21 +209,9 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
     else:
         y = None
         y_rows = np.empty((0, hidden_size), dtype=dtype)  # the core writes no outputs
-    chunk_rows = _projection_chunk_rows(input_size, hidden_size, dtype)
-    preact_rows = max(batch_size, min(chunk_rows, packing.n_rows))
-    tiles = _input_tiles_pay(preact_rows, batch_size, input_size, dtype)
-    three_h = 3 * hidden_size
-    # x W_ih^T of a chunk of steps, and h W_hh^T of one step; the second state buffer
-    specs = (("input_preact", (preact_rows, three_h)), ("recurrent_preact", (batch_size, three_h)),
-             ("state", (batch_size, hidden_size)))
-    if not keep_history:  # this step's gates and previous state only
-        specs += (("gates", (batch_size, 4 * hidden_size)), ("h_prev", (batch_size, hidden_size)))
-    if tiles:
-        specs += (("input_tiles", (preact_rows, input_size)),)
-    if packed is None:
-        padded = _core.padded_to_panels(hidden_size)
-        specs += (("packed_ih", (3 * padded * input_size,)),
-                  ("packed_hh", (3 * padded * hidden_size,)))
+    tiles, specs = _forward_scratch_specs(batch_size, input_size, hidden_size, dtype,
+                                          packing.n_rows, keep_history, packed is None,
+                                          _scratch_tuning())
     scratch = _workspace.scratch_group(specs, dtype)
     input_preact, recurrent_preact, state_scratch = scratch[:3]
     if keep_history:  # kept by the cache
@@ -238,6 +233,40 @@ def run_forward(x, h0, lengths, bias_gates, bias_hn, hidden_size, reset_after, r
         n_threads, stop_flag, packed is None, input_tiles,
     )
     return y, packing.unsort_rows(state), (packing, x_packed, gates, h_prev)
+
+
+def _scratch_tuning():
+    """What `_forward_scratch_specs` reads besides its arguments (tests change these)."""
+    return (PROJECTION_CHUNK_ROWS, LONG_CHUNKS, W_IH_FAR_BUDGETS, INPUT_TILES,
+            _core.level2_budget())
+
+
+@functools.lru_cache(maxsize=64)
+def _forward_scratch_specs(batch_size, input_size, hidden_size, dtype, n_rows, keep_history,
+                           pack_weights, tuning):
+    """(tiles, specs) of a forward call: whether its chunks go into row tiles, and
+    the (name, shape) of every scratch array it takes (`_workspace.scratch_group`).
+
+    Kept per call shape (`tuning` is `_scratch_tuning()`, part of the key): worked
+    out every call, these few lines took 10-16 us of a stream call right after
+    another library ran (cold; /tmp probe of stop 36, Zen 4).
+    """
+    chunk_rows = _projection_chunk_rows(input_size, hidden_size, dtype)
+    preact_rows = max(batch_size, min(chunk_rows, n_rows))
+    tiles = _input_tiles_pay(preact_rows, batch_size, input_size, dtype)
+    three_h = 3 * hidden_size
+    # x W_ih^T of a chunk of steps, and h W_hh^T of one step; the second state buffer
+    specs = (("input_preact", (preact_rows, three_h)), ("recurrent_preact", (batch_size, three_h)),
+             ("state", (batch_size, hidden_size)))
+    if not keep_history:  # this step's gates and previous state only
+        specs += (("gates", (batch_size, 4 * hidden_size)), ("h_prev", (batch_size, hidden_size)))
+    if tiles:
+        specs += (("input_tiles", (preact_rows, input_size)),)
+    if pack_weights:
+        padded = _core.padded_to_panels(hidden_size)
+        specs += (("packed_ih", (3 * padded * input_size,)),
+                  ("packed_hh", (3 * padded * hidden_size,)))
+    return tiles, specs
 
 
 def _projection_chunk_rows(input_size, hidden_size, dtype):

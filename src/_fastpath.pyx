@@ -1,0 +1,137 @@
+# gru_fast._fastpath: the checks and small arithmetic every forward call repeats, compiled.
+#
+# Why compiled: inside a pipeline, the Python before the core runs cold.  Right
+# after a NumPy 512 x 512 matmul or an ONNX Runtime session run (their data
+# evicted ours and the interpreter's from the caches), `validate_forward_args`
+# took 70-90 us and `fold_biases` 45-60 us for a stream call (T=100, B=1,
+# I=H=64) whose core ran 155 us; warm they take 6 us and 1 us (Zen 4, /tmp
+# probes of stop 36: each call timed right after the other library's).  Each
+# NumPy function a check calls brings its own code and data back into the
+# caches; the C below touches the array structs alone.
+#
+# Nothing here decides what is valid: `plain_forward_arrays` says yes only for
+# arguments that `_validation.validate_forward_args` would return unchanged
+# (plain C-contiguous aligned ndarrays of one native float dtype and matching
+# shapes, no lengths); anything else, including every error, takes the Python
+# path, which raises the descriptive messages.  Compiled for the baseline
+# instruction set (setup.py), as gru_fast._cpu.
+
+cimport numpy as cnp
+
+cnp.import_array()
+
+# The core indexes packed rows (T*B) with 32-bit ints (_validation.MAX_CORE_INDEX).
+cdef cnp.npy_intp MAX_CORE_INDEX = 2**31 - 1
+
+
+cdef inline bint _plain(object value, int ndim, int type_num):
+    """An exact ndarray of rank `ndim` and float type `type_num`, native byte
+    order, C-contiguous and aligned: one the core reads as it is."""
+    if type(value) is not cnp.ndarray:  # subclasses and tensors: the Python path
+        return False
+    cdef cnp.ndarray array = <cnp.ndarray> value
+    return (cnp.PyArray_NDIM(array) == ndim
+            and cnp.PyArray_TYPE(array) == type_num
+            and not cnp.PyArray_ISBYTESWAPPED(array)
+            and cnp.PyArray_IS_C_CONTIGUOUS(array)
+            and cnp.PyArray_ISALIGNED(array))
+
+
+cdef inline cnp.npy_intp _dim(object array, int axis):
+    return cnp.PyArray_DIMS(<cnp.ndarray> array)[axis]
+
+
+def plain_array(value, int ndim, int type_num):
+    """True when `value` is an exact ndarray the core reads as it is.
+
+    Rank `ndim`, NumPy type number `type_num` (``np.dtype(np.float32).num``),
+    native byte order, C-contiguous, aligned.
+    """
+    return _plain(value, ndim, type_num)
+
+
+def plain_forward_arrays(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
+    """True when a forward's arrays need no conversion and pass every check.
+
+    x (T, B, I) with T, B, I >= 1 and T*B within the core's index range,
+    weight_ih (3H, I), weight_hh (3H, H) with H >= 1, both biases (3H,) or
+    both None, h0 (B, H) or None: every one an exact ndarray of weight_hh's
+    dtype (float32 or float64), native byte order, C-contiguous and aligned.
+    False means "check in Python", never "invalid".
+    """
+    if type(weight_hh) is not cnp.ndarray:
+        return False
+    cdef int type_num = cnp.PyArray_TYPE(<cnp.ndarray> weight_hh)
+    if type_num != cnp.NPY_FLOAT and type_num != cnp.NPY_DOUBLE:
+        return False
+    if not (_plain(x, 3, type_num) and _plain(weight_ih, 2, type_num)
+            and _plain(weight_hh, 2, type_num)):
+        return False
+    cdef cnp.npy_intp seq_len = _dim(x, 0), batch_size = _dim(x, 1), input_size = _dim(x, 2)
+    cdef cnp.npy_intp hidden_size = _dim(weight_hh, 1)
+    if seq_len < 1 or batch_size < 1 or input_size < 1 or hidden_size < 1:
+        return False
+    if seq_len > MAX_CORE_INDEX // batch_size:
+        return False
+    if (_dim(weight_hh, 0) != 3 * hidden_size or _dim(weight_ih, 0) != 3 * hidden_size
+            or _dim(weight_ih, 1) != input_size):
+        return False
+    if (bias_ih is None) != (bias_hh is None):
+        return False
+    if bias_ih is not None:
+        if not (_plain(bias_ih, 1, type_num) and _plain(bias_hh, 1, type_num)):
+            return False
+        if _dim(bias_ih, 0) != 3 * hidden_size or _dim(bias_hh, 0) != 3 * hidden_size:
+            return False
+    if h0 is not None:
+        if not _plain(h0, 2, type_num):
+            return False
+        if _dim(h0, 0) != batch_size or _dim(h0, 1) != hidden_size:
+            return False
+    return True
+
+
+ctypedef fused real:
+    float
+    double
+
+
+cdef void _fold(const real* bias_ih, const real* bias_hh, real* gates, real* hn,
+                Py_ssize_t hidden_size, bint reset_after) noexcept nogil:
+    cdef Py_ssize_t j, added = 3 * hidden_size if not reset_after else 2 * hidden_size
+    # gates = b_ih + b_hh over the gates whose biases add directly (r, z; and n
+    # in the classic variant); b_in alone where b_hn stays inside r * (...)
+    for j in range(added):
+        gates[j] = bias_ih[j] + bias_hh[j]
+    for j in range(added, 3 * hidden_size):
+        gates[j] = bias_ih[j]
+    # hn = b_hn (reset_after) or zeros
+    for j in range(hidden_size):
+        hn[j] = bias_hh[2 * hidden_size + j] if reset_after else 0
+
+
+def fold_plain_biases(bias_ih, bias_hh, Py_ssize_t hidden_size, bint reset_after):
+    """`functional.fold_biases` for two plain (3H,) biases of one dtype (see `plain_array`).
+
+    Returns new arrays (bias_gates (3H,), bias_hn (H,)) with the same values,
+    bit for bit, as NumPy's: each an IEEE sum of two values or a copy.
+    """
+    cdef cnp.ndarray ih = <cnp.ndarray?> bias_ih, hh = <cnp.ndarray?> bias_hh
+    cdef int type_num = cnp.PyArray_TYPE(ih)
+    if (cnp.PyArray_TYPE(hh) != type_num or not _plain(ih, 1, type_num)
+            or not _plain(hh, 1, type_num) or cnp.PyArray_DIMS(ih)[0] != 3 * hidden_size
+            or cnp.PyArray_DIMS(hh)[0] != 3 * hidden_size
+            or (type_num != cnp.NPY_FLOAT and type_num != cnp.NPY_DOUBLE)):
+        raise ValueError("fold_plain_biases needs two plain (3H,) float arrays of one dtype")
+    cdef cnp.npy_intp gates_shape = 3 * hidden_size, hn_shape = hidden_size
+    cdef cnp.ndarray gates = cnp.PyArray_EMPTY(1, &gates_shape, type_num, 0)
+    cdef cnp.ndarray hn = cnp.PyArray_EMPTY(1, &hn_shape, type_num, 0)
+    if type_num == cnp.NPY_FLOAT:
+        _fold(<const float*> cnp.PyArray_DATA(ih), <const float*> cnp.PyArray_DATA(hh),
+              <float*> cnp.PyArray_DATA(gates), <float*> cnp.PyArray_DATA(hn),
+              hidden_size, reset_after)
+    else:
+        _fold(<const double*> cnp.PyArray_DATA(ih), <const double*> cnp.PyArray_DATA(hh),
+              <double*> cnp.PyArray_DATA(gates), <double*> cnp.PyArray_DATA(hn),
+              hidden_size, reset_after)
+    return gates, hn
