@@ -1147,6 +1147,15 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
             # chunk's steps (a block that held it whole would not time like the
             # others: a projecting step can take as long as 17 ordinary ones).
             pace_exclude(&pace, -<long long> (projection_ns_per_row * call.n_active))
+        if call.n_active == 0:
+            # No row runs at this step (every length ends before it; reverse:
+            # starts after it): y[t] is padding alone, zeroed here.  As a phase
+            # of pieces it cost the threads a meeting for nothing: T=100, B=8,
+            # H=128, every length 50 took 467 us on two threads against 391
+            # for the same 50 steps without lengths (Zen 4, stop 36).
+            if call.y != NULL:
+                memset(<floating*> call.y + call.t * B * H, 0, B * H * sizeof(floating))
+            continue
         call.phase = STEP
         call.rows = _row_pieces(call.n_active, seq.row_piece_min)
         run_paced_phase(&pace, piece_fn, call, _step_pieces(seq, call.rows),

@@ -546,3 +546,36 @@ def test_packings_are_kept_read_only_and_keyed_by_value():
     built = _packing.make_packing(big, big_t, 5)
     assert _packing.make_packing(big, big_t, 5) is not built
     assert built.n_rows == int(big.sum())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_steps_no_row_runs_are_zero_on_recycled_memory_with_any_threads(dtype, reverse):
+    # Every length ends before T (reverse: starts after step 0 for those steps), so
+    # the last steps run no row: the core zeroes them without a phase.  y comes on
+    # memory a dropped earlier y of the same shape filled with non-zero values.
+    rng = np.random.default_rng(9)
+    seq_len, batch, hidden = 60, 6, 128  # y over RECYCLE_MIN_BYTES in float32
+    problem = make_problem(rng, seq_len, batch, 16, hidden, dtype)
+    lengths = np.array([25, 3, 17, 0, 25, 9])
+    padded = np.arange(seq_len)[:, None] >= lengths[None, :]
+    results = []
+    try:
+        for threads in (False, True):
+            _core._force_threads(threads)
+            gru_fast.gru_forward(**problem, reverse=reverse)  # its y is dropped: recycled next
+            y, h_n = gru_fast.gru_forward(**problem, lengths=lengths, reverse=reverse)
+            results.append((y, h_n))
+    finally:
+        _core._force_threads(None)
+    y_ref, h_ref = reference.gru_forward(**problem, lengths=lengths, reverse=reverse)
+    for y, h_n in results:
+        assert np.all(y[padded] == 0)
+        assert np.all(y[25:] == 0)
+        assert_close(y, y_ref, dtype)
+        assert_close(h_n, h_ref, dtype)
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    _, h_lean = gru_fast.gru_forward(**problem, lengths=lengths, reverse=reverse,
+                                     return_sequences=False)
+    np.testing.assert_array_equal(h_lean, results[0][1])
