@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._fastpath import plain_forward_arrays
+from ._fastpath import plain_forward_arrays, plain_lengths
 from ._workspace import contiguous
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -405,14 +405,16 @@ def validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
     naming the argument and the shapes seen.  Arrays are returned
     C-contiguous (copied only when they were not).
     """
-    if (lengths is None and type(reset_after) is bool and type(reverse) is bool
+    if (type(reset_after) is bool and type(reverse) is bool
             and plain_forward_arrays(x, h0, weight_ih, weight_hh, bias_ih, bias_hh)):
         # Plain arrays that pass every check below unchanged, checked in C:
         # called right after another library, these checks in Python cost
         # more than a stream call's core (src/_fastpath.pyx).
-        return ForwardArgs(x=x, h0=h0, weight_ih=weight_ih, weight_hh=weight_hh,
-                           bias_ih=bias_ih, bias_hh=bias_hh, lengths=None,
-                           reset_after=reset_after, reverse=reverse)
+        checked = None if lengths is None else plain_lengths(lengths, x.shape[1], x.shape[0])
+        if lengths is None or checked is not None:
+            return ForwardArgs(x=x, h0=h0, weight_ih=weight_ih, weight_hh=weight_hh,
+                               bias_ih=bias_ih, bias_hh=bias_hh, lengths=checked,
+                               reset_after=reset_after, reverse=reverse)
     reset_after = check_flag(reset_after, "reset_after")
     reverse = check_flag(reverse, "reverse")
     dtype, source = weights_dtype(weight_ih, weight_hh, bias_ih, bias_hh, x=x, h0=h0)

@@ -135,3 +135,32 @@ def fold_plain_biases(bias_ih, bias_hh, Py_ssize_t hidden_size, bint reset_after
               <double*> cnp.PyArray_DATA(gates), <double*> cnp.PyArray_DATA(hn),
               hidden_size, reset_after)
     return gates, hn
+
+
+def plain_lengths(lengths, Py_ssize_t batch_size, Py_ssize_t seq_len):
+    """`lengths` as a new int64 array when it is a plain 1-D int64 or int32 ndarray of
+    `batch_size` values in 0..seq_len (see `plain_array`); else None ("check in Python").
+
+    The copy is what `_validation.as_lengths` returns for such an array.
+    """
+    if type(lengths) is not cnp.ndarray:
+        return None
+    cdef cnp.ndarray array = <cnp.ndarray> lengths
+    cdef int type_num = cnp.PyArray_TYPE(array)
+    if type_num != cnp.NPY_INT64 and type_num != cnp.NPY_INT32:
+        return None
+    if not _plain(array, 1, type_num) or cnp.PyArray_DIMS(array)[0] != batch_size:
+        return None
+    cdef cnp.npy_intp n = batch_size
+    cdef cnp.ndarray copy = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
+    cdef cnp.int64_t* out = <cnp.int64_t*> cnp.PyArray_DATA(copy)
+    cdef const cnp.int64_t* wide = <const cnp.int64_t*> cnp.PyArray_DATA(array)
+    cdef const cnp.int32_t* narrow = <const cnp.int32_t*> cnp.PyArray_DATA(array)
+    cdef Py_ssize_t b
+    cdef cnp.int64_t value
+    for b in range(batch_size):
+        value = wide[b] if type_num == cnp.NPY_INT64 else narrow[b]
+        if value < 0 or value > seq_len:
+            return None  # the Python path names the bad values
+        out[b] = value
+    return copy

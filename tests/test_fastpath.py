@@ -48,7 +48,17 @@ def variants():
         yield f"{name} reverse", {**base_args(dtype), "reverse": True}
         yield f"{name} numpy bool", {**base_args(dtype), "reset_after": np.bool_(True)}
         yield f"{name} int flag", {**base_args(dtype), "reverse": 0}
-        yield f"{name} lengths", {**base_args(dtype), "lengths": np.array([5, 2, 0])}
+        for how, lengths in {
+            "int64": np.array([5, 2, 0]), "int32": np.array([5, 2, 0], np.int32),
+            "int16": np.array([5, 2, 0], np.int16), "uint64": np.array([5, 2, 0], np.uint64),
+            "float": np.array([5.0, 2.0, 0.0]), "bool": np.array([True, False, True]),
+            "list": [5, 2, 0], "negative": np.array([5, -1, 0]), "past T": np.array([6, 2, 0]),
+            "short": np.array([5, 2]), "2-D": np.array([[5, 2, 0]]),
+            "strided": np.array([5, 9, 2, 9, 0, 9])[::2],
+            "byteswapped": np.array([5, 2, 0], ">i8"),
+            "misaligned": misaligned(np.array([5, 2, 0])),
+        }.items():
+            yield f"{name} lengths {how}", {**base_args(dtype), "lengths": lengths}
         yield f"{name} one bias", {**base_args(dtype), "bias_hh": None}
         for key in ("x", "h0", "weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             args = base_args(dtype)
@@ -98,6 +108,8 @@ def test_the_compiled_check_agrees_with_the_python_checks(monkeypatch, name, kwa
         assert fast == slow
         return
     assert isinstance(fast, _validation.ForwardArgs)
+    if kwargs["lengths"] is not None:
+        assert not np.shares_memory(fast.lengths, np.asarray(kwargs["lengths"]))
     for field, fast_value, slow_value in zip(slow._fields, fast, slow):
         if isinstance(slow_value, np.ndarray):
             assert type(fast_value) is np.ndarray, field
@@ -173,3 +185,13 @@ def test_fold_of_biases_off_the_plain_path_uses_numpy():
     np.testing.assert_array_equal(hn, [1.0, 1.0])
     with pytest.raises(ValueError, match="plain"):
         _fastpath.fold_plain_biases(bias_ih, bias_hh, 2, True)
+
+
+@pytest.mark.parametrize("int_type", [np.int64, np.int32])
+def test_plain_lengths_are_checked_in_c_and_copied(int_type):
+    lengths = np.array([5, 0, 3], int_type)
+    checked = _fastpath.plain_lengths(lengths, 3, 5)
+    assert checked.dtype == np.int64 and not np.shares_memory(checked, lengths)
+    np.testing.assert_array_equal(checked, lengths)
+    assert _fastpath.plain_lengths(lengths, 3, 4) is None  # 5 > T: the Python path says so
+    assert _fastpath.plain_lengths(lengths, 2, 5) is None
