@@ -3,7 +3,9 @@
 ``padded``: no lengths, every row runs all T steps.  ``full_lengths``: lengths
 given but all equal to T (the cost of the packing machinery).  ``spread``:
 lengths spread uniformly over 1..T, which should cost about half the padded
-batch because only the active rows of each step are computed.
+batch because only the active rows of each step are computed.  ``half``: every
+length T/2, so the last half of the steps run no row at all (those steps cost
+only the zeros of y's padding: about the padded batch of T/2 steps).
 """
 
 import numpy as np
@@ -13,7 +15,7 @@ import gru_fast
 from .common import SHAPES, make_inputs, spread_lengths
 
 LENGTH_SHAPES = {name: SHAPES[name] for name in ("small", "medium")}
-MODES = ["padded", "full_lengths", "spread"]
+MODES = ["padded", "full_lengths", "spread", "half"]
 
 
 def _lengths(mode, seq_len, batch_size):
@@ -21,6 +23,8 @@ def _lengths(mode, seq_len, batch_size):
         return None
     if mode == "full_lengths":
         return np.full(batch_size, seq_len, dtype=np.int64)
+    if mode == "half":
+        return np.full(batch_size, seq_len // 2, dtype=np.int64)
     return spread_lengths(seq_len, batch_size)
 
 
