@@ -14,6 +14,7 @@ is made, as ONNX Runtime does when it creates a session; `FrozenGRULayer`
 import numpy as np
 
 from . import _core, _stepping
+from ._fastpath import plain_lengths, plain_sequence_input
 from ._workspace import aligned_empty
 from .functional import fold_biases, input_for_run, run_forward
 from .layer import GRU
@@ -228,6 +229,14 @@ class FrozenGRU:
         ValueError
             For wrong ranks or shapes, or lengths as `gru_fast.gru_forward` rejects them.
         """
+        if (type(reverse) is bool and type(return_sequences) is bool
+                and plain_sequence_input(x, h0, self._input_size, self._hidden_size, 0,
+                                         False, self._dtype.num)):
+            # plain arrays, checked in C (gru_fast._fastpath): x is read as it is
+            checked = None if lengths is None else plain_lengths(lengths, x.shape[1],
+                                                                 x.shape[0])
+            if lengths is None or checked is not None:
+                return self._forward_checked(x, h0, checked, reverse, return_sequences)
         reverse = check_flag(reverse, "reverse")
         return_sequences = check_flag(return_sequences, "return_sequences")
         x = self._check_x(x, "x", 3, "(T, B, I)", c_contiguous=False)

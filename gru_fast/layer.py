@@ -25,6 +25,7 @@ import numpy as np
 from ._validation import (ForwardArgs, as_lengths, check_flag, check_layer_input,
                           check_layer_state, check_memory, layer_array, positive_int,
                           realigned, supported_dtype)
+from ._fastpath import plain_lengths, plain_params, plain_sequence_input
 from ._workspace import contiguous
 
 __all__ = ["GRU"]  # FrozenGRULayer: gru_fast.frozen
@@ -395,6 +396,23 @@ class GRU:
     def _as_array(self, value, name):
         return layer_array(value, name, self._dtype)
 
+    def _plain_call(self, x, h0, lengths):
+        """(x time-major, h0, lengths) of a forward whose params and arrays are plain,
+        checked in C (`gru_fast._fastpath`: these checks in Python took ~40 us right
+        after another library ran); None: check them in Python."""
+        type_num = self._dtype.num
+        if not (plain_params(self.params, self._shape_items(), type_num)
+                and plain_sequence_input(x, h0, self._input_size, self._hidden_size,
+                                         self._num_layers * self.num_directions,
+                                         self._batch_first, type_num)):
+            return None
+        if self._batch_first:
+            x = x.transpose(1, 0, 2)
+        if lengths is None:
+            return x, h0, None
+        checked = plain_lengths(lengths, x.shape[1], x.shape[0])
+        return None if checked is None else (x, h0, checked)
+
     def _check_x(self, x):
         return check_layer_input(x, self._input_size, self._dtype, self._batch_first)
 
@@ -525,15 +543,20 @@ class GRU:
         per call is ~40 us of a ~2 ms training step at H = 128.  The cache's
         views of the params are read-only; the params stay writable.
         """
-        self._check_params()
-        return_sequences = check_flag(return_sequences, "return_sequences")
-        x = self._check_x(x)
-        if self._batch_first:
-            x = x.transpose(1, 0, 2)
-        seq_len, batch_size = x.shape[0], x.shape[1]
         D = self.num_directions
-        h0 = self._check_state(h0, "h0", batch_size, self._num_layers * D)
-        lengths = self._check_lengths(lengths, batch_size, seq_len)
+        plain = (self._plain_call(x, h0, lengths) if type(return_sequences) is bool
+                 else None)
+        if plain is not None:
+            x, h0, lengths = plain
+        else:
+            self._check_params()
+            return_sequences = check_flag(return_sequences, "return_sequences")
+            x = self._check_x(x)
+            if self._batch_first:
+                x = x.transpose(1, 0, 2)
+            h0 = self._check_state(h0, "h0", x.shape[1], self._num_layers * D)
+            lengths = self._check_lengths(lengths, x.shape[1], x.shape[0])
+        seq_len, batch_size = x.shape[0], x.shape[1]
 
         if self._on_compiled_core():
             from .functional import input_for_run  # a batch run in blocks copies its rows

@@ -164,3 +164,54 @@ def plain_lengths(lengths, Py_ssize_t batch_size, Py_ssize_t seq_len):
             return None  # the Python path names the bad values
         out[b] = value
     return copy
+
+
+def plain_sequence_input(x, h0, Py_ssize_t input_size, Py_ssize_t hidden_size,
+                         int num_states, bint batch_first, int type_num):
+    """True when a sequence model's x and h0 are plain and pass its checks unchanged.
+
+    x (T, B, I), or (B, T, I) when `batch_first`, with I == `input_size`, T and
+    B >= 1 and T*B within the core's index range; h0 None, or (B, H) when
+    `num_states` is 0 (`FrozenGRU`), else (num_states, B, H) (a `GRU`'s);
+    every array plain (see `plain_array`) of type `type_num`.  False means
+    "check in Python", never "invalid".
+    """
+    if not _plain(x, 3, type_num):
+        return False
+    cdef cnp.npy_intp seq_len = _dim(x, 1 if batch_first else 0)
+    cdef cnp.npy_intp batch_size = _dim(x, 0 if batch_first else 1)
+    if seq_len < 1 or batch_size < 1 or _dim(x, 2) != input_size:
+        return False
+    if seq_len > MAX_CORE_INDEX // batch_size:
+        return False
+    if h0 is None:
+        return True
+    if num_states == 0:
+        return (_plain(h0, 2, type_num) and _dim(h0, 0) == batch_size
+                and _dim(h0, 1) == hidden_size)
+    return (_plain(h0, 3, type_num) and _dim(h0, 0) == num_states
+            and _dim(h0, 1) == batch_size and _dim(h0, 2) == hidden_size)
+
+
+def plain_params(params, shape_items, int type_num):
+    """True when `params` is a dict holding, for every (name, shape) of `shape_items`,
+    an exact ndarray of that shape and of type `type_num` in native byte order: what
+    `GRU._check_params` passes without a word.  False means "check in Python".
+    """
+    if type(params) is not dict:
+        return False
+    cdef cnp.ndarray array
+    cdef int axis
+    for name, shape in shape_items:
+        value = (<dict> params).get(name)
+        if type(value) is not cnp.ndarray:
+            return False
+        array = <cnp.ndarray> value
+        if cnp.PyArray_TYPE(array) != type_num or cnp.PyArray_ISBYTESWAPPED(array):
+            return False
+        if cnp.PyArray_NDIM(array) != len(shape):
+            return False
+        for axis in range(cnp.PyArray_NDIM(array)):
+            if cnp.PyArray_DIMS(array)[axis] != shape[axis]:
+                return False
+    return True

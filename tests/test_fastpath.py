@@ -195,3 +195,144 @@ def test_plain_lengths_are_checked_in_c_and_copied(int_type):
     np.testing.assert_array_equal(checked, lengths)
     assert _fastpath.plain_lengths(lengths, 3, 4) is None  # 5 > T: the Python path says so
     assert _fastpath.plain_lengths(lengths, 2, 5) is None
+
+
+# -- FrozenGRU and the layer: the same outputs, or the same error, both ways -------------
+
+import gru_fast  # noqa: E402
+from gru_fast import frozen, layer  # noqa: E402
+
+
+def _model_variants():
+    """(name, model factory, kwargs of forward) for FrozenGRU, GRU and FrozenGRULayer."""
+    T_, B_, I_, H_ = 6, 3, 5, 4
+    for dtype in (np.float32, np.float64):
+        rng = np.random.default_rng(11)
+        name = np.dtype(dtype).name
+        x = rng.standard_normal((T_, B_, I_)).astype(dtype)
+        other = np.float64 if dtype == np.float32 else np.float32
+
+        def frozen_gru(dtype=dtype):
+            net = gru_fast.GRU(I_, H_, reset_after=True, dtype=dtype, seed=1)
+            return gru_fast.FrozenGRU(*(net.params[n] for n in net._names(0, 0)),
+                                      reset_after=True)
+
+        h0_2d = rng.standard_normal((B_, H_)).astype(dtype)
+        for how, kwargs in {
+            "plain": {"x": x}, "h0": {"x": x, "h0": h0_2d},
+            "reverse": {"x": x, "reverse": True}, "lean": {"x": x, "return_sequences": False},
+            "lengths": {"x": x, "lengths": np.array([6, 0, 3])},
+            "lengths int32": {"x": x, "lengths": np.array([6, 1, 3], np.int32)},
+            "lengths past T": {"x": x, "lengths": np.array([7, 1, 3])},
+            "int flag": {"x": x, "reverse": 1},
+            "x other dtype": {"x": x.astype(other)}, "x strided": {"x": x[:, :, ::1][::2]},
+            "x byteswapped": {"x": x.astype(x.dtype.newbyteorder())},
+            "x misaligned": {"x": misaligned(x)}, "x list": {"x": x.tolist()},
+            "x wrong I": {"x": x[:, :, :-1].copy()}, "x empty": {"x": x[:0]},
+            "x 2-D": {"x": x[0]}, "h0 wrong B": {"x": x, "h0": h0_2d[:-1]},
+            "h0 3-D": {"x": x, "h0": h0_2d[None]}, "h0 fortran": {"x": x, "h0": np.asfortranarray(h0_2d)},
+        }.items():
+            yield f"FrozenGRU {name} {how}", frozen_gru, kwargs
+
+        for bidirectional in (False, True):
+            for batch_first in (False, True):
+                D = 2 if bidirectional else 1
+
+                def gru(dtype=dtype, bidirectional=bidirectional, batch_first=batch_first):
+                    return gru_fast.GRU(I_, H_, num_layers=2, bidirectional=bidirectional,
+                                        batch_first=batch_first, reset_after=True,
+                                        dtype=dtype, seed=2)
+
+                def frozen_layer(make=gru):
+                    return make().freeze()
+
+                xb = x.transpose(1, 0, 2).copy() if batch_first else x
+                h0 = rng.standard_normal((2 * D, B_, H_)).astype(dtype)
+                tag = f"{name} bi={bidirectional} bf={batch_first}"
+                for how, kwargs in {
+                    "plain": {"x": xb}, "h0": {"x": xb, "h0": h0},
+                    "lengths": {"x": xb, "lengths": np.array([6, 0, 3])},
+                    "lean": {"x": xb, "return_sequences": False},
+                    "int flag": {"x": xb, "return_sequences": 0},
+                    "x other dtype": {"x": xb.astype(other)},
+                    "x strided": {"x": xb[::2] if batch_first else xb[:, ::2]},
+                    "x misaligned": {"x": misaligned(xb)},
+                    "x wrong I": {"x": xb[:, :, :-1].copy()},
+                    "h0 wrong states": {"x": xb, "h0": h0[:-1]},
+                    "h0 2-D": {"x": xb, "h0": h0[0]},
+                    "lengths float": {"x": xb, "lengths": np.array([6.0, 0.0, 3.0])},
+                    "lengths short": {"x": xb, "lengths": np.array([6, 0])},
+                }.items():
+                    yield f"GRU {tag} {how}", gru, kwargs
+                    yield f"FrozenGRULayer {tag} {how}", frozen_layer, kwargs
+
+
+def _outcome(model, kwargs):
+    try:
+        return model.forward(**kwargs)
+    except (TypeError, ValueError) as error:
+        return type(error), str(error)
+
+
+MODEL_VARIANTS = list(_model_variants())
+
+
+@pytest.mark.parametrize("name,make,kwargs", MODEL_VARIANTS,
+                         ids=[name for name, _, _ in MODEL_VARIANTS])
+def test_models_give_the_same_outputs_or_errors_with_and_without_the_compiled_checks(
+        monkeypatch, name, make, kwargs):
+    model = make()
+    kept = {k: np.array(v, copy=True) for k, v in kwargs.items() if isinstance(v, np.ndarray)}
+    fast = _outcome(model, kwargs)
+    with monkeypatch.context() as patch:
+        for module in (frozen, layer):
+            patch.setattr(module, "plain_sequence_input", lambda *args: False)
+        slow = _outcome(model, kwargs)
+    if isinstance(slow[0], type):  # an error: the same one
+        assert fast == slow
+    else:
+        for got, expected in zip(fast, slow):
+            if expected is None:
+                assert got is None
+            else:
+                assert got.dtype == expected.dtype and got.shape == expected.shape
+                assert got.tobytes() == expected.tobytes()
+    for key, value in kept.items():  # no input modified
+        np.testing.assert_array_equal(kwargs[key], value)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_layers_params_are_checked_in_c_only_when_plain(dtype):
+    net = gru_fast.GRU(5, 4, num_layers=2, bidirectional=True, dtype=dtype, seed=0)
+    items = net._shape_items()
+    num = np.dtype(dtype).num
+    assert _fastpath.plain_params(net.params, items, num)
+    assert not _fastpath.plain_params(dict(net.params, weight_hh_l1=None), items, num)
+    wrong = dict(net.params, bias_hh_l0=net.params["bias_hh_l0"][:-1])
+    assert not _fastpath.plain_params(wrong, items, num)
+    swapped = net.params["weight_ih_l0"].astype(np.dtype(dtype).newbyteorder())
+    assert not _fastpath.plain_params(dict(net.params, weight_ih_l0=swapped), items, num)
+    assert not _fastpath.plain_params(dict(net.params, weight_ih_l0=net.params[
+        "weight_ih_l0"].view(Sub)), items, num)
+    assert not _fastpath.plain_params(list(net.params.items()), items, num)
+    # and a forward with broken params still says what is wrong
+    net.params["weight_hh_l1"] = net.params["weight_hh_l1"][:, :-1]
+    with pytest.raises(ValueError, match="weight_hh_l1"):
+        net.forward(np.zeros((3, 2, 5), dtype))
+
+
+@pytest.mark.parametrize("kind", ["FrozenGRU", "GRU", "FrozenGRULayer"])
+def test_plain_model_calls_skip_the_python_checks(monkeypatch, kind):
+    def python_check(*args, **kwargs):
+        raise AssertionError("a plain call reached the Python checks")
+
+    monkeypatch.setattr(layer, "check_layer_input", python_check)
+    monkeypatch.setattr(frozen, "check_input_features", python_check)
+    monkeypatch.setattr(layer, "as_lengths", python_check)
+    net = gru_fast.GRU(5, 4, num_layers=1, reset_after=True, seed=3)
+    model = {"GRU": net, "FrozenGRULayer": net.freeze(),
+             "FrozenGRU": gru_fast.FrozenGRU(*(net.params[n] for n in net._names(0, 0)),
+                                             reset_after=True)}[kind]
+    x = np.random.default_rng(0).standard_normal((6, 3, 5)).astype(np.float32)
+    y, h_n = model.forward(x, lengths=np.array([6, 2, 0]))
+    assert y.shape[:2] == (6, 3) and np.all(y[2:, 1] == 0)
