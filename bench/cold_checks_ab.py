@@ -16,7 +16,8 @@ call:
 * ``gru_forward``: the whole call (float32, reset_after=True, with h0);
 * ``validate``: `_validation.validate_forward_args` alone;
 * ``fold``: `functional.fold_biases` alone;
-* ``FrozenGRU``: for reference (its checks are Python either way).
+* ``FrozenGRU``, ``GRU`` (one layer, weights packed per call) and ``GRU.freeze()``
+  (a FrozenGRULayer): their checks of plain arrays and params compiled or not.
 
 Prints per scenario the median microseconds of each, and python / compiled.
 The results of both paths are checked to be the same bits first.
@@ -32,22 +33,20 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import gru_fast  # noqa: E402
-from gru_fast import _validation, functional  # noqa: E402
+from gru_fast import _validation, frozen, functional, layer  # noqa: E402
 from benchmarks.common import make_inputs  # noqa: E402
 from benchmarks.pipeline_scenarios import make_scenario  # noqa: E402
 
-_COMPILED = {"plain_forward_arrays": _validation.plain_forward_arrays,
-             "plain_array": functional.plain_array}
+# (module, attribute) of every compiled check or fold the Python code calls
+_COMPILED = {(module, name): getattr(module, name) for module, name in (
+    (_validation, "plain_forward_arrays"), (functional, "plain_array"),
+    (frozen, "plain_sequence_input"), (layer, "plain_sequence_input"))}
 
 
 def use_compiled(on):
     """Switch the compiled checks and fold on (the default) or off."""
-    if on:
-        _validation.plain_forward_arrays = _COMPILED["plain_forward_arrays"]
-        functional.plain_array = _COMPILED["plain_array"]
-    else:
-        _validation.plain_forward_arrays = lambda *arrays: False
-        functional.plain_array = lambda *args: False
+    for (module, name), compiled in _COMPILED.items():
+        setattr(module, name, compiled if on else (lambda *args: False))
 
 
 def parse_args(argv):
@@ -64,21 +63,29 @@ def main(argv=None):
     shape = tuple(int(v) for v in args.shape.split(","))
     x, h0, weights, _ = make_inputs(shape, "float32")
     hidden_size = shape[3]
-    frozen = gru_fast.FrozenGRU(*weights, reset_after=True)
+    frozen_gru = gru_fast.FrozenGRU(*weights, reset_after=True)
+    net = gru_fast.GRU(shape[2], hidden_size, reset_after=True, seed=0)
+    for name, value in zip(net._names(0, 0), weights):
+        net.params[name][...] = value
+    frozen_net = net.freeze()
+    h0_layer = h0[None]
     calls = {
         "gru_forward": lambda: gru_fast.gru_forward(x, h0, *weights, reset_after=True),
         "validate": lambda: _validation.validate_forward_args(x, h0, *weights, True, None,
                                                               False),
         "fold": lambda: functional.fold_biases(weights[2], weights[3], hidden_size, True,
                                                weights[1].dtype),
-        "FrozenGRU": lambda: frozen(x, h0),
+        "FrozenGRU": lambda: frozen_gru(x, h0),
+        "GRU": lambda: net(x, h0_layer),
+        "GRU.freeze()": lambda: frozen_net(x, h0_layer),
     }
-    results = {}
-    for on in (True, False):
-        use_compiled(on)
-        results[on] = calls["gru_forward"]()
-    for a, b in zip(results[True], results[False]):
-        assert a.tobytes() == b.tobytes(), "the two paths must give the same bits"
+    for name in ("gru_forward", "FrozenGRU", "GRU", "GRU.freeze()"):
+        results = {}
+        for on in (True, False):
+            use_compiled(on)
+            results[on] = calls[name]()
+        for a, b in zip(results[True], results[False]):
+            assert a.tobytes() == b.tobytes(), f"{name}: the two paths must give the same bits"
     scenarios = {"idle": make_scenario("idle", args.threads, 0.2),
                  "numpy": make_scenario("numpy", args.threads)}
     try:
