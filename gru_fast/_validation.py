@@ -410,8 +410,8 @@ def validate_forward_args(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
         # Plain arrays that pass every check below unchanged, checked in C:
         # called right after another library, these checks in Python cost
         # more than a stream call's core (src/_fastpath.pyx).
-        checked = None if lengths is None else plain_lengths(lengths, x.shape[1], x.shape[0])
-        if lengths is None or checked is not None:
+        checked = plain_lengths(lengths, x.shape[1], x.shape[0])
+        if checked is not False:
             return ForwardArgs(x=x, h0=h0, weight_ih=weight_ih, weight_hh=weight_hh,
                                bias_ih=bias_ih, bias_hh=bias_hh, lengths=checked,
                                reset_after=reset_after, reverse=reverse)

@@ -233,9 +233,8 @@ class FrozenGRU:
                 and plain_sequence_input(x, h0, self._input_size, self._hidden_size, 0,
                                          False, self._dtype.num)):
             # plain arrays, checked in C (gru_fast._fastpath): x is read as it is
-            checked = None if lengths is None else plain_lengths(lengths, x.shape[1],
-                                                                 x.shape[0])
-            if lengths is None or checked is not None:
+            checked = plain_lengths(lengths, x.shape[1], x.shape[0])
+            if checked is not False:
                 return self._forward_checked(x, h0, checked, reverse, return_sequences)
         reverse = check_flag(reverse, "reverse")
         return_sequences = check_flag(return_sequences, "return_sequences")

@@ -408,10 +408,8 @@ class GRU:
             return None
         if self._batch_first:
             x = x.transpose(1, 0, 2)
-        if lengths is None:
-            return x, h0, None
         checked = plain_lengths(lengths, x.shape[1], x.shape[0])
-        return None if checked is None else (x, h0, checked)
+        return None if checked is False else (x, h0, checked)
 
     def _check_x(self, x):
         return check_layer_input(x, self._input_size, self._dtype, self._batch_first)

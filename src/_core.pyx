@@ -796,8 +796,7 @@ cdef void _forward_piece(ForwardCall* call, int piece, floating* dtype) noexcept
                 y_row = y + (t * B + seq.order[b]) * H
                 for j in range(lo, hi):
                     y_row[j] = 0
-        if n_active == 0:
-            return
+        # (a step no row runs never gets here: _forward_run zeroes its y itself)
         for gate in range(3 if seq.reset_after else 2):
             # recurrent_preact[:n, gH+lo:gH+hi] = h[:n] (n, H) @ W_hh[gH+lo:gH+hi].T (H, hi-lo)
             packed_gemm(<int> n_active, n_units, <int> H, h_read, H,

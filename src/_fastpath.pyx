@@ -9,12 +9,12 @@
 # NumPy function a check calls brings its own code and data back into the
 # caches; the C below touches the array structs alone.
 #
-# Nothing here decides what is valid: `plain_forward_arrays` says yes only for
-# arguments that `_validation.validate_forward_args` would return unchanged
-# (plain C-contiguous aligned ndarrays of one native float dtype and matching
-# shapes, no lengths); anything else, including every error, takes the Python
-# path, which raises the descriptive messages.  Compiled for the baseline
-# instruction set (setup.py), as gru_fast._cpu.
+# Nothing here decides what is valid: each `plain_*` check says yes only for
+# arguments the Python checks (`_validation.validate_forward_args`, FrozenGRU's and
+# GRU's) would pass and return unchanged: "plain" arrays (`_plain`) of one dtype and
+# matching shapes.  Anything else, including every error, takes the Python path,
+# which raises the descriptive messages; `fold_plain_biases` likewise declines what
+# is not plain.  Compiled for the baseline instruction set (setup.py), as gru_fast._cpu.
 
 cimport numpy as cnp
 
@@ -25,8 +25,8 @@ cdef cnp.npy_intp MAX_CORE_INDEX = 2**31 - 1
 
 
 cdef inline bint _plain(object value, int ndim, int type_num):
-    """An exact ndarray of rank `ndim` and float type `type_num`, native byte
-    order, C-contiguous and aligned: one the core reads as it is."""
+    """Plain: an exact ndarray of rank `ndim` and NumPy type number `type_num`,
+    native byte order, C-contiguous and aligned, one the core reads as it is."""
     if type(value) is not cnp.ndarray:  # subclasses and tensors: the Python path
         return False
     cdef cnp.ndarray array = <cnp.ndarray> value
@@ -39,15 +39,6 @@ cdef inline bint _plain(object value, int ndim, int type_num):
 
 cdef inline cnp.npy_intp _dim(object array, int axis):
     return cnp.PyArray_DIMS(<cnp.ndarray> array)[axis]
-
-
-def plain_array(value, int ndim, int type_num):
-    """True when `value` is an exact ndarray the core reads as it is.
-
-    Rank `ndim`, NumPy type number `type_num` (``np.dtype(np.float32).num``),
-    native byte order, C-contiguous, aligned.
-    """
-    return _plain(value, ndim, type_num)
 
 
 def plain_forward_arrays(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
@@ -64,17 +55,11 @@ def plain_forward_arrays(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
     cdef int type_num = cnp.PyArray_TYPE(<cnp.ndarray> weight_hh)
     if type_num != cnp.NPY_FLOAT and type_num != cnp.NPY_DOUBLE:
         return False
-    if not (_plain(x, 3, type_num) and _plain(weight_ih, 2, type_num)
-            and _plain(weight_hh, 2, type_num)):
+    if not (_plain(weight_ih, 2, type_num) and _plain(weight_hh, 2, type_num)):
         return False
-    cdef cnp.npy_intp seq_len = _dim(x, 0), batch_size = _dim(x, 1), input_size = _dim(x, 2)
-    cdef cnp.npy_intp hidden_size = _dim(weight_hh, 1)
-    if seq_len < 1 or batch_size < 1 or input_size < 1 or hidden_size < 1:
-        return False
-    if seq_len > MAX_CORE_INDEX // batch_size:
-        return False
-    if (_dim(weight_hh, 0) != 3 * hidden_size or _dim(weight_ih, 0) != 3 * hidden_size
-            or _dim(weight_ih, 1) != input_size):
+    cdef cnp.npy_intp hidden_size = _dim(weight_hh, 1), input_size = _dim(weight_ih, 1)
+    if (hidden_size < 1 or _dim(weight_hh, 0) != 3 * hidden_size
+            or _dim(weight_ih, 0) != 3 * hidden_size):
         return False
     if (bias_ih is None) != (bias_hh is None):
         return False
@@ -83,12 +68,7 @@ def plain_forward_arrays(x, h0, weight_ih, weight_hh, bias_ih, bias_hh):
             return False
         if _dim(bias_ih, 0) != 3 * hidden_size or _dim(bias_hh, 0) != 3 * hidden_size:
             return False
-    if h0 is not None:
-        if not _plain(h0, 2, type_num):
-            return False
-        if _dim(h0, 0) != batch_size or _dim(h0, 1) != hidden_size:
-            return False
-    return True
+    return _plain_input(x, h0, input_size, hidden_size, 0, False, type_num)
 
 
 ctypedef fused real:
@@ -111,18 +91,21 @@ cdef void _fold(const real* bias_ih, const real* bias_hh, real* gates, real* hn,
 
 
 def fold_plain_biases(bias_ih, bias_hh, Py_ssize_t hidden_size, bint reset_after):
-    """`functional.fold_biases` for two plain (3H,) biases of one dtype (see `plain_array`).
+    """`functional.fold_biases` for two plain (3H,) float biases of one dtype (see
+    `_plain`); None for anything else (fold with NumPy).
 
     Returns new arrays (bias_gates (3H,), bias_hn (H,)) with the same values,
     bit for bit, as NumPy's: each an IEEE sum of two values or a copy.
     """
-    cdef cnp.ndarray ih = <cnp.ndarray?> bias_ih, hh = <cnp.ndarray?> bias_hh
-    cdef int type_num = cnp.PyArray_TYPE(ih)
-    if (cnp.PyArray_TYPE(hh) != type_num or not _plain(ih, 1, type_num)
-            or not _plain(hh, 1, type_num) or cnp.PyArray_DIMS(ih)[0] != 3 * hidden_size
-            or cnp.PyArray_DIMS(hh)[0] != 3 * hidden_size
-            or (type_num != cnp.NPY_FLOAT and type_num != cnp.NPY_DOUBLE)):
-        raise ValueError("fold_plain_biases needs two plain (3H,) float arrays of one dtype")
+    if type(bias_ih) is not cnp.ndarray:
+        return None
+    cdef int type_num = cnp.PyArray_TYPE(<cnp.ndarray> bias_ih)
+    if type_num != cnp.NPY_FLOAT and type_num != cnp.NPY_DOUBLE:
+        return None
+    if not (_plain(bias_ih, 1, type_num) and _plain(bias_hh, 1, type_num)
+            and _dim(bias_ih, 0) == 3 * hidden_size and _dim(bias_hh, 0) == 3 * hidden_size):
+        return None
+    cdef cnp.ndarray ih = <cnp.ndarray> bias_ih, hh = <cnp.ndarray> bias_hh
     cdef cnp.npy_intp gates_shape = 3 * hidden_size, hn_shape = hidden_size
     cdef cnp.ndarray gates = cnp.PyArray_EMPTY(1, &gates_shape, type_num, 0)
     cdef cnp.ndarray hn = cnp.PyArray_EMPTY(1, &hn_shape, type_num, 0)
@@ -138,19 +121,21 @@ def fold_plain_biases(bias_ih, bias_hh, Py_ssize_t hidden_size, bint reset_after
 
 
 def plain_lengths(lengths, Py_ssize_t batch_size, Py_ssize_t seq_len):
-    """`lengths` as a new int64 array when it is a plain 1-D int64 or int32 ndarray of
-    `batch_size` values in 0..seq_len (see `plain_array`); else None ("check in Python").
-
-    The copy is what `_validation.as_lengths` returns for such an array.
+    """Lengths checked in C: None when `lengths` is None; a new int64 array (what
+    `_validation.as_lengths` returns) when it is a plain 1-D int64 or int32 ndarray of
+    `batch_size` values in 0..seq_len (see `_plain`); else False ("check in
+    Python", never "invalid").
     """
-    if type(lengths) is not cnp.ndarray:
+    if lengths is None:
         return None
+    if type(lengths) is not cnp.ndarray:
+        return False
     cdef cnp.ndarray array = <cnp.ndarray> lengths
     cdef int type_num = cnp.PyArray_TYPE(array)
     if type_num != cnp.NPY_INT64 and type_num != cnp.NPY_INT32:
-        return None
+        return False
     if not _plain(array, 1, type_num) or cnp.PyArray_DIMS(array)[0] != batch_size:
-        return None
+        return False
     cdef cnp.npy_intp n = batch_size
     cdef cnp.ndarray copy = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
     cdef cnp.int64_t* out = <cnp.int64_t*> cnp.PyArray_DATA(copy)
@@ -161,26 +146,19 @@ def plain_lengths(lengths, Py_ssize_t batch_size, Py_ssize_t seq_len):
     for b in range(batch_size):
         value = wide[b] if type_num == cnp.NPY_INT64 else narrow[b]
         if value < 0 or value > seq_len:
-            return None  # the Python path names the bad values
+            return False  # the Python path names the bad values
         out[b] = value
     return copy
 
 
-def plain_sequence_input(x, h0, Py_ssize_t input_size, Py_ssize_t hidden_size,
-                         int num_states, bint batch_first, int type_num):
-    """True when a sequence model's x and h0 are plain and pass its checks unchanged.
-
-    x (T, B, I), or (B, T, I) when `batch_first`, with I == `input_size`, T and
-    B >= 1 and T*B within the core's index range; h0 None, or (B, H) when
-    `num_states` is 0 (`FrozenGRU`), else (num_states, B, H) (a `GRU`'s);
-    every array plain (see `plain_array`) of type `type_num`.  False means
-    "check in Python", never "invalid".
-    """
+cdef bint _plain_input(object x, object h0, Py_ssize_t input_size, Py_ssize_t hidden_size,
+                       int num_states, bint batch_first, int type_num):
+    """x and h0 of `plain_sequence_input`."""
     if not _plain(x, 3, type_num):
         return False
     cdef cnp.npy_intp seq_len = _dim(x, 1 if batch_first else 0)
     cdef cnp.npy_intp batch_size = _dim(x, 0 if batch_first else 1)
-    if seq_len < 1 or batch_size < 1 or _dim(x, 2) != input_size:
+    if seq_len < 1 or batch_size < 1 or input_size < 1 or _dim(x, 2) != input_size:
         return False
     if seq_len > MAX_CORE_INDEX // batch_size:
         return False
@@ -191,6 +169,19 @@ def plain_sequence_input(x, h0, Py_ssize_t input_size, Py_ssize_t hidden_size,
                 and _dim(h0, 1) == hidden_size)
     return (_plain(h0, 3, type_num) and _dim(h0, 0) == num_states
             and _dim(h0, 1) == batch_size and _dim(h0, 2) == hidden_size)
+
+
+def plain_sequence_input(x, h0, Py_ssize_t input_size, Py_ssize_t hidden_size,
+                         int num_states, bint batch_first, int type_num):
+    """True when a sequence model's x and h0 are plain and pass its checks unchanged.
+
+    x (T, B, I), or (B, T, I) when `batch_first`, with I == `input_size`, T and
+    B >= 1 and T*B within the core's index range; h0 None, or (B, H) when
+    `num_states` is 0 (`FrozenGRU`, `gru_forward`), else (num_states, B, H) (a
+    `GRU`'s); every array plain (see `_plain`) of type `type_num`.  False
+    means "check in Python", never "invalid".
+    """
+    return _plain_input(x, h0, input_size, hidden_size, num_states, batch_first, type_num)
 
 
 def plain_params(params, shape_items, int type_num):

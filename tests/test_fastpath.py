@@ -183,8 +183,7 @@ def test_fold_of_biases_off_the_plain_path_uses_numpy():
     gates, hn = functional.fold_biases(bias_ih, bias_hh, 2, True, np.dtype(np.float64))
     np.testing.assert_array_equal(gates, [6.0, 5.0, 4.0, 3.0, 1.0, 0.0])
     np.testing.assert_array_equal(hn, [1.0, 1.0])
-    with pytest.raises(ValueError, match="plain"):
-        _fastpath.fold_plain_biases(bias_ih, bias_hh, 2, True)
+    assert _fastpath.fold_plain_biases(bias_ih, bias_hh, 2, True) is None
 
 
 @pytest.mark.parametrize("int_type", [np.int64, np.int32])
@@ -193,8 +192,10 @@ def test_plain_lengths_are_checked_in_c_and_copied(int_type):
     checked = _fastpath.plain_lengths(lengths, 3, 5)
     assert checked.dtype == np.int64 and not np.shares_memory(checked, lengths)
     np.testing.assert_array_equal(checked, lengths)
-    assert _fastpath.plain_lengths(lengths, 3, 4) is None  # 5 > T: the Python path says so
-    assert _fastpath.plain_lengths(lengths, 2, 5) is None
+    assert _fastpath.plain_lengths(lengths, 3, 4) is False  # 5 > T: the Python path says so
+    assert _fastpath.plain_lengths(lengths, 2, 5) is False
+    assert _fastpath.plain_lengths(lengths.astype(np.int16), 3, 5) is False
+    assert _fastpath.plain_lengths(None, 3, 5) is None  # no lengths: nothing to check
 
 
 # -- FrozenGRU and the layer: the same outputs, or the same error, both ways -------------
