@@ -20,7 +20,7 @@ import pytest
 
 import _helpers
 import gru_fast
-from gru_fast import _core, functional
+from gru_fast import _core, functional, reference
 
 # (T, B, I, H): several steps per chunk; one row per step (no whole tile in
 # a short chunk); an input wider than a k block of the kernel; a chunk that
@@ -184,3 +184,33 @@ def test_core_refuses_weight_tiles_too_small(monkeypatch):
     _, h_n, cache = gru_fast.gru_forward(**problem, return_cache=True)
     with pytest.raises(ValueError, match="weight_tiles must hold"):
         gru_fast.gru_backward(cache, None, np.ones_like(h_n))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("row_split", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_chunk_of_one_step_after_tiled_chunks_reads_its_own_rows(short_chunks, monkeypatch,
+                                                                   dtype, row_split, reverse):
+    """The last chunk can be one step, projected inside its STEP phase without packing
+    tiles: it must read x, not the tiles packed for the chunk before.  Whether its rows
+    reach a full tile depends on the level's tile (3 double rows at avx2, 6 at avx512),
+    so every batch size from 1 to 13 runs, on both splits of the steps."""
+    rng = np.random.default_rng(5)
+    tol = 2e-4 if dtype == np.float32 else 1e-9
+    monkeypatch.setattr(functional, "INPUT_TILES", True)
+    _core._set_row_split(row_split)
+    try:
+        for batch_size in range(1, 14):
+            steps_per_chunk = functional.PROJECTION_CHUNK_ROWS // batch_size
+            shape = (2 * steps_per_chunk + 1, batch_size, 7, 33)  # chunks, chunks, one step
+            problem = _helpers.make_problem(rng, *shape, dtype=dtype)
+            y, h_n = gru_fast.gru_forward(**problem, reverse=reverse)
+            monkeypatch.setattr(functional, "INPUT_TILES", False)
+            y_plain, h_plain = gru_fast.gru_forward(**problem, reverse=reverse)
+            monkeypatch.setattr(functional, "INPUT_TILES", True)
+            np.testing.assert_array_equal(y, y_plain, err_msg=f"{shape}")
+            np.testing.assert_array_equal(h_n, h_plain, err_msg=f"{shape}")
+            y_ref, h_ref = reference.gru_forward(**problem, reverse=reverse)
+            np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol, err_msg=f"{shape}")
+    finally:
+        _core._set_row_split(None)
