@@ -134,6 +134,7 @@ cdef extern from "_parallel.h" nogil:
     void set_worker_stall "gf_set_worker_stall"(int worker, long long ns, int mid_piece)
     int pace_forced "gf_pace_forced"
     long long call_spin_ns "gf_call_spin_ns"
+    long long pace_stale_ns "gf_pace_stale_ns"
     int keep_off_caller "gf_keep_off_caller"
     void set_keep_off_caller "gf_set_keep_off_caller"(int on)
     enum: THREAD_STATS "GF_STATS"
@@ -258,6 +259,16 @@ def _set_call_spin(double seconds):
     global call_spin_ns
     previous = call_spin_ns / 1e9
     call_spin_ns = <long long> (seconds * 1e9)
+    return previous
+
+
+def _set_pace_stale(double seconds):
+    """Test hook: after how long (at least) a pace running serially on its estimates
+    tries threads again whatever its trial gap (GF_STALE_NS in _parallel.h); 0 turns
+    the rule off.  Returns the previous value."""
+    global pace_stale_ns
+    previous = pace_stale_ns / 1e9
+    pace_stale_ns = <long long> (seconds * 1e9)
     return previous
 
 

@@ -809,6 +809,19 @@ static inline void gf_set_worker_stall(int worker, int64_t ns, int mid_piece)
  * variant, chosen by the caller) start the next, so short calls start in the
  * right mode.
  *
+ * A threaded estimate also goes stale with time: what made threads lose
+ * (another library's threads spinning after its call: PyTorch's for a few
+ * ms, OpenBLAS's for ~0.1 s) is gone a while later, but counted in blocks the
+ * next trial may be far off, the more so when a block is one long step and a
+ * call a few dozen of them.  So while serial is the faster mode, threads are
+ * tried again once their estimate is older than GF_STALE_NS, or
+ * GF_STALE_SHARE trials' worth of the last block's length if longer (a
+ * losing trial then costs at most about 1/GF_STALE_SHARE of the time), at
+ * a block's end and at a call's start.  (Zen 3, wide (25, 16, 1024, 1024)
+ * FrozenGRU timed right after a PyTorch op: without it every one of the
+ * call's 26 phases ran serially on the estimate an earlier call had left,
+ * 82-104 ms against 48-52 threaded, while ONNX Runtime took 53-69.)
+ *
  * Gaps stop at GF_MAX_GAP blocks, which bounds how long the caller stays
  * serial after the disturbance has gone: after a PyTorch epoch its OpenMP
  * threads spin for ~7 ms, trials lose meanwhile, and with a bound of 256
@@ -840,12 +853,17 @@ static inline void gf_set_worker_stall(int worker, int64_t ns, int mid_piece)
  * 4, 33%, 7,944 and 1.18x; bench/README.md, stop 30). */
 #define GF_TRIAL_BLOCKS 4
 #define GF_MAX_BLOCK_STEPS 64
+#define GF_STALE_NS 20000000
+#define GF_STALE_SHARE 16
+/* GF_STALE_NS, unless a test changed it (gf_pace_stale_ns = 0: the rule off) */
+static int64_t gf_pace_stale_ns = GF_STALE_NS;
 
 typedef struct {
     uint64_t key;
     int64_t ns_per_unit_x16[2];  /* serial, threaded; 0 = unknown */
     int64_t explore_gap, since_trial, late_gap, serial_left, serial_ns, block_steps, trial_left;
     int64_t trial_min_x16, stall_ema_ns, block_ema_ns;
+    int64_t threaded_at, last_block_ns;
 } gf_pace_memory;
 
 static gf_pace_memory gf_pace_table[GF_PACE_SLOTS];
@@ -876,6 +894,8 @@ typedef struct {
     double ns_per_unit[2];
     double stall_ema;       /* ns a threaded block waits for late workers, on average */
     double block_ema;       /* ns a threaded block lasts (its waits left out), on average */
+    int64_t threaded_at;    /* when a threaded block last ended (gf_now_ns), 0: never */
+    int64_t last_block_ns;  /* how long the last block lasted, either mode */
 } gf_pace;
 
 static inline uint64_t gf_pace_key(int64_t a, int64_t b, int64_t c, int64_t d)
@@ -917,6 +937,29 @@ static inline int gf_explore_gap(const gf_pace* pace, int best)
     return gf_clamp_gap_to(pace->explore_gap, best ? GF_MAX_SERIAL_TRIAL_GAP : GF_MAX_GAP);
 }
 
+/* Whether the threaded estimate is too old to trust while serial is the
+ * faster mode (see GF_STALE_NS above). */
+static inline int gf_threads_stale(const gf_pace* pace, int64_t now)
+{
+    int64_t bound = GF_STALE_SHARE * GF_TRIAL_BLOCKS * pace->last_block_ns;
+    if (gf_pace_stale_ns <= 0)
+        return 0;
+    if (bound < gf_pace_stale_ns)
+        bound = gf_pace_stale_ns;
+    return pace->threaded_at > 0 && now - pace->threaded_at > bound;
+}
+
+/* The next blocks try threads (GF_TRIAL_BLOCKS of them; the fastest counts). */
+static inline void gf_start_thread_trial(gf_pace* pace)
+{
+    if (gf_pace_forced < 0)
+        gf_count(GF_STAT_THREAD_TRIALS, 1);
+    pace->threaded = 1;
+    pace->trying_other = 1;
+    pace->trial_left = GF_TRIAL_BLOCKS;
+    pace->trial_min = 0;
+}
+
 static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
 {
     gf_pace_memory* slot = &gf_pace_table[key % GF_PACE_SLOTS];
@@ -953,10 +996,15 @@ static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
         if (pace->serial_left || pace->trial_left <= 0 || pace->trial_left > GF_TRIAL_BLOCKS)
             pace->trial_left = 0;
         pace->trying_other = pace->trial_left > 0;
+        pace->threaded_at = __atomic_load_n(&slot->threaded_at, __ATOMIC_RELAXED);
+        pace->last_block_ns = __atomic_load_n(&slot->last_block_ns, __ATOMIC_RELAXED);
     }
     pace->serial_since = gf_now_ns();  /* a serial spell carried over counts from here */
     pace->threaded = participants > 1 && !pace->serial_left
                      && (pace->trying_other ? !gf_pace_best(pace) : gf_pace_best(pace));
+    if (participants > 1 && !pace->serial_left && !pace->trying_other && !pace->threaded
+            && pace->ns_per_unit[0] > 0 && gf_threads_stale(pace, gf_now_ns()))
+        gf_start_thread_trial(pace);  /* serial by an estimate of threads gone stale */
     pace->warming_up = pace->threaded;
     pace->block_start = gf_now_ns();
 }
@@ -1014,7 +1062,7 @@ static inline void gf_pace_exclude(gf_pace* pace, int64_t ns)
 }
 
 /* The next block's mode, after a block in mode pace->threaded. */
-static void gf_pace_choose(gf_pace* pace)
+static void gf_pace_choose(gf_pace* pace, int64_t now)
 {
     int best = gf_pace_best(pace);
     if (pace->serial_left > 0) {  /* after a late worker */
@@ -1048,13 +1096,16 @@ static void gf_pace_choose(gf_pace* pace)
         }
         pace->threaded = best;
         pace->since_trial = 0;
-    } else if (++pace->since_trial >= gf_explore_gap(pace, best)) {
-        if (!best && gf_pace_forced < 0)
-            gf_count(GF_STAT_THREAD_TRIALS, 1);
-        pace->threaded = !best;
-        pace->trying_other = 1;
-        pace->trial_left = GF_TRIAL_BLOCKS;
-        pace->trial_min = 0;
+    } else if (++pace->since_trial >= gf_explore_gap(pace, best)
+               || (!best && gf_threads_stale(pace, now))) {
+        if (best) {  /* a trial of serial */
+            pace->threaded = 0;
+            pace->trying_other = 1;
+            pace->trial_left = GF_TRIAL_BLOCKS;
+            pace->trial_min = 0;
+        } else {
+            gf_start_thread_trial(pace);
+        }
     } else {
         pace->threaded = best;
     }
@@ -1073,6 +1124,9 @@ static int64_t gf_pace_block_end(gf_pace* pace, int64_t now, int64_t elapsed)
                           : pace->block_ema + ((double)elapsed - pace->block_ema) / GF_STALL_MEMORY;
     }
     if (pace->units > 0) {
+        pace->last_block_ns = elapsed;
+        if (pace->threaded)
+            pace->threaded_at = now;
         measured = (double)elapsed / (double)pace->units;
         estimate = &pace->ns_per_unit[pace->threaded];
         if (pace->trying_other) {
@@ -1100,7 +1154,7 @@ static int64_t gf_pace_block_end(gf_pace* pace, int64_t now, int64_t elapsed)
     else if (elapsed > 2 * GF_BLOCK_NS && pace->block_steps > 1)
         pace->block_steps /= 2;
     if (pace->participants > 1) {
-        gf_pace_choose(pace);
+        gf_pace_choose(pace, now);
         if (!pace->threaded && !pace->serial_left && gf_pace_forced < 0)
             gf_count(GF_STAT_SERIAL_BLOCKS_CHOSEN, 1);
     }
@@ -1169,6 +1223,8 @@ static void gf_pace_finish(const gf_pace* pace)
     __atomic_store_n(&slot->trial_min_x16, (int64_t)(pace->trial_min * 16), __ATOMIC_RELAXED);
     __atomic_store_n(&slot->stall_ema_ns, (int64_t)pace->stall_ema, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->block_ema_ns, (int64_t)pace->block_ema, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->threaded_at, pace->threaded_at, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->last_block_ns, pace->last_block_ns, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->key, pace->key, __ATOMIC_RELAXED);
 }
 

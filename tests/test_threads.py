@@ -370,3 +370,44 @@ def test_ctrl_c_interrupts_a_long_call_within_half_a_second(which, tmp_path):
     latency = float(lines[0].split()[1])
     assert latency < 0.5, f"KeyboardInterrupt came {latency:.3f} s after SIGINT"
     assert "later call ok" in done.stdout
+
+
+def _serial_by_estimates_then_probe(problem, probe, stale):
+    """Worker 1 sleeps before every claim while calls of `problem` run, paced: its
+    threaded blocks are the caller's work plus the hand-off, so the estimates come to
+    prefer serial (no late worker, so no spell).  Then the stall ends, 30 ms pass with
+    the staleness bound at `stale` seconds, and one call of `probe` (the same shape,
+    one step) runs: whether it handed any phase to the workers."""
+    _core._set_worker_stall(1, 0.0003)
+    try:
+        for _ in range(60):  # until a whole call ran serially
+            before = _core._thread_stats()["threaded_phases"]
+            gru_fast.gru_forward(**problem, reset_after=True)
+            if _core._thread_stats()["threaded_phases"] == before:
+                break
+    finally:
+        _core._set_worker_stall(-1, 0)
+    previous = _core._set_pace_stale(stale)
+    try:
+        time.sleep(0.03)
+        before = _core._thread_stats()["threaded_phases"]
+        gru_fast.gru_forward(**probe, reset_after=True)
+        return _core._thread_stats()["threaded_phases"] > before
+    finally:
+        _core._set_pace_stale(previous)
+
+
+def test_the_pace_tries_threads_again_once_its_estimate_is_stale(monkeypatch):
+    """A call that starts serial on estimates an earlier disturbance left tries threads
+    when they were last measured longer ago than the staleness bound: every probe with
+    a 1 ms bound hands phases to the workers; with the rule off most probes stay serial
+    (only a trial an earlier call left unfinished starts a call threaded)."""
+    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: 2)
+    _core._force_threads(None)
+    rng = np.random.default_rng(17)
+    problem = make_problem(rng, 60, 8, 16, 64, np.float32, bias=True, lengths=False)
+    probe = dict(problem, x=problem["x"][:1])
+    with_rule = [_serial_by_estimates_then_probe(problem, probe, 0.001) for _ in range(8)]
+    without = [_serial_by_estimates_then_probe(problem, probe, 0) for _ in range(8)]
+    assert all(with_rule), with_rule
+    assert sum(without) <= 4, without
