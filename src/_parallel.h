@@ -818,9 +818,10 @@ static inline void gf_set_worker_stall(int worker, int64_t ns, int mid_piece)
  * GF_STALE_SHARE trials' worth of the last block's length if longer (a
  * losing trial then costs at most about 1/GF_STALE_SHARE of the time), at
  * a block's end and at a call's start.  (Zen 3, wide (25, 16, 1024, 1024)
- * FrozenGRU timed right after a PyTorch op: without it every one of the
- * call's 26 phases ran serially on the estimate an earlier call had left,
- * 82-104 ms against 48-52 threaded, while ONNX Runtime took 53-69.)
+ * FrozenGRU timed right after a PyTorch op: without it 11 to all 26 of the
+ * call's phases ran serially on the estimate an earlier call had left,
+ * 82-104 ms against 48-52 threaded, while ONNX Runtime took 53-69;
+ * bench/README.md, stop 37.)
  *
  * Gaps stop at GF_MAX_GAP blocks, which bounds how long the caller stays
  * serial after the disturbance has gone: after a PyTorch epoch its OpenMP
