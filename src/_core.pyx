@@ -530,7 +530,6 @@ cdef struct ForwardCall:
     void* h_prev
     void* input_preact
     void* input_tiles               # (preact_rows, I): a chunk's x in row tiles, or NULL
-    bint tiles_ready                # input_tiles holds this chunk's rows (packed for it)
     void* recurrent_preact
     # The phase being run, set by the caller before each.
     int phase
@@ -669,9 +668,11 @@ cdef inline void _project_piece(ForwardCall* call, Py_ssize_t lo, Py_ssize_t hi,
                      <int> I, <const floating*> call.weight_ih + (gate * H + piece_lo) * I,
                      <int> I, zero, input_preact + gate * H + piece_lo, <int> (3 * H))
                 piece_lo = piece_hi
-        elif call.tiles_ready:
+        elif call.input_tiles != NULL and call.phase == PROJECT:
             # input_preact[:rows, gH+lo:gH+hi] = x[chunk rows] (rows, I) @ W_ih[gH+lo:gH+hi].T (I, hi-lo),
-            # x's full row tiles read from input_tiles (packed by the caller for this chunk)
+            # x's full row tiles read from input_tiles, packed by the caller before this
+            # chunk's PROJECT phase (a chunk of one step, projected in its STEP phase, has
+            # none packed: it reads x, not the tiles of the chunk before)
             packed_gemm_tiled(rows, n_units, <int> I, x_rows, I, <const floating*> call.input_tiles,
                               <floating*> call.packed_ih + lo * I + gate * Hp * I, I * PANEL,
                               False, input_preact + gate * H + lo, 3 * H)
@@ -1098,9 +1099,6 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
         call.project = call.n_active > 0 and (call.t < call.chunk_lo or call.t >= call.chunk_hi)
         if call.project:
             ahead_finish(&ahead)  # the chunk before, read by its steps: all done
-            # input_tiles hold the chunk before's rows until packed for this one
-            # (a chunk of one step, projected in its STEP phase, reads x itself)
-            call.tiles_ready = False
             call.chunk_lo = call.t
             call.chunk_hi = call.t + 1
             if seq.reverse:
@@ -1138,7 +1136,6 @@ cdef int _forward_run(ForwardCall* call, int participants, Interrupts* interrupt
                                    <int> seq.input_size,
                                    <const floating*> call.x + seq.offsets[call.chunk_lo] * seq.input_size,
                                    seq.input_size, <floating*> call.input_tiles)
-                    call.tiles_ready = True
                 call.phase = PROJECT
                 run_paced_phase(&projection_pace, piece_fn, call, n_pieces, n_pieces, run_policy)
                 pace_timed_step_done(&projection_pace,
@@ -1376,7 +1373,6 @@ def forward_sequence(x, batch_sizes, offsets, out_rows, order, weight_ih, weight
     call.h_write = _data(state_scratch, typenum, 2, True, b"state_scratch")
     call.preact_rows = _dim(input_preact, 0)
     call.input_tiles = NULL
-    call.tiles_ready = False
     if input_tiles is not None:
         call.input_tiles = _data(input_tiles, typenum, 2, True, b"input_tiles")
         if _dim(input_tiles, 0) < call.preact_rows or _dim(input_tiles, 1) != call.seq.input_size:

@@ -943,19 +943,20 @@ static inline int gf_explore_gap(const gf_pace* pace, int best)
 static inline int gf_threads_stale(const gf_pace* pace, int64_t now)
 {
     int64_t bound = GF_STALE_SHARE * GF_TRIAL_BLOCKS * pace->last_block_ns;
-    if (gf_pace_stale_ns <= 0)
+    if (gf_pace_stale_ns <= 0)  /* the rule off (a test) */
         return 0;
     if (bound < gf_pace_stale_ns)
         bound = gf_pace_stale_ns;
     return pace->threaded_at > 0 && now - pace->threaded_at > bound;
 }
 
-/* The next blocks try threads (GF_TRIAL_BLOCKS of them; the fastest counts). */
-static inline void gf_start_thread_trial(gf_pace* pace)
+/* The next GF_TRIAL_BLOCKS blocks try mode `threaded`, the slower by the
+ * estimates; the fastest of them counts. */
+static inline void gf_start_trial(gf_pace* pace, int threaded)
 {
-    if (gf_pace_forced < 0)
+    if (threaded && gf_pace_forced < 0)
         gf_count(GF_STAT_THREAD_TRIALS, 1);
-    pace->threaded = 1;
+    pace->threaded = threaded;
     pace->trying_other = 1;
     pace->trial_left = GF_TRIAL_BLOCKS;
     pace->trial_min = 0;
@@ -1003,9 +1004,10 @@ static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
     pace->serial_since = gf_now_ns();  /* a serial spell carried over counts from here */
     pace->threaded = participants > 1 && !pace->serial_left
                      && (pace->trying_other ? !gf_pace_best(pace) : gf_pace_best(pace));
+    /* serial by both estimates (not to measure an unknown serial mode) */
     if (participants > 1 && !pace->serial_left && !pace->trying_other && !pace->threaded
             && pace->ns_per_unit[0] > 0 && gf_threads_stale(pace, gf_now_ns()))
-        gf_start_thread_trial(pace);  /* serial by an estimate of threads gone stale */
+        gf_start_trial(pace, 1);  /* serial by an estimate of threads gone stale */
     pace->warming_up = pace->threaded;
     pace->block_start = gf_now_ns();
 }
@@ -1099,14 +1101,7 @@ static void gf_pace_choose(gf_pace* pace, int64_t now)
         pace->since_trial = 0;
     } else if (++pace->since_trial >= gf_explore_gap(pace, best)
                || (!best && gf_threads_stale(pace, now))) {
-        if (best) {  /* a trial of serial */
-            pace->threaded = 0;
-            pace->trying_other = 1;
-            pace->trial_left = GF_TRIAL_BLOCKS;
-            pace->trial_min = 0;
-        } else {
-            gf_start_thread_trial(pace);
-        }
+        gf_start_trial(pace, !best);
     } else {
         pace->threaded = best;
     }
