@@ -14,6 +14,12 @@ gradients' d_gates^T @ rows). Prints GFLOP/s and OpenBLAS's time over ours
 (medians of --repeats). Needs a C compiler (cc) and threadpoolctl.
 
     python bench/kernel_rate.py rows:256,1024,3072 t:1536,3200,64
+
+With ``--against ROOT`` (another checkout, e.g. a ``git worktree`` of an older commit)
+the kernel of ROOT/src is compiled too and run alternately with this one on the same
+operands: each line then also gives the median of the paired time ratios (this
+checkout's over ROOT's, < 1: this one is faster) and whether the two gave the same
+bits.
 """
 
 import argparse
@@ -27,7 +33,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+MODES = ("plain", "tiles", "blocks")
 SHIM = r"""
 #include "_kernel.h"
 #define T_ float
@@ -68,10 +75,10 @@ int S_(run)(int mode, int m, int n, int k, const T_* a, long lda, long a_step, c
 """
 
 
-def level_flags(level):
+def level_flags(level, root=ROOT):
     """setup.py's compiler flags of a CPU level (its CPU_LEVELS, read without running setup.py)."""
     import ast
-    with open(os.path.join(os.path.dirname(SRC), "setup.py")) as handle:
+    with open(os.path.join(root, "setup.py")) as handle:
         tree = ast.parse(handle.read())
     for node in tree.body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "CPU_LEVELS":
@@ -79,16 +86,17 @@ def level_flags(level):
     raise RuntimeError("setup.py has no CPU_LEVELS")
 
 
-def build(directory, dtype, level):
-    """Compile the shim; its functions for `dtype` (ctypes argument types set) and the panel."""
+def build(directory, dtype, level, root=ROOT):
+    """Compile the shim over root/src; its functions for `dtype` (ctypes argument types
+    set) and the panel."""
     from gru_fast import _caches
-    flags = level_flags(level)
+    flags = level_flags(level, root)
     for name, text in (("shim.c", SHIM), ("shim_body.h", SHIM_BODY)):
         with open(os.path.join(directory, name), "w") as handle:
             handle.write(text)
     library = os.path.join(directory, "shim.so")
     subprocess.run(["cc", "-O3", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC",
-                    *flags, "-I", SRC, "-I", directory, os.path.join(directory, "shim.c"),
+                    *flags, "-I", os.path.join(root, "src"), "-I", directory, os.path.join(directory, "shim.c"),
                     "-o", library], check=True)
     lib = ctypes.CDLL(library)
     suffix = "_float" if dtype == np.float32 else "_double"
@@ -110,6 +118,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--level", help="CPU level to compile for (default: the best this CPU runs)")
+    parser.add_argument("--against", metavar="ROOT",
+                        help="another checkout whose kernel runs alternately with this one")
     args = parser.parse_args()
     dtype = np.dtype(args.dtype).type
     from gru_fast import _cpu
@@ -118,48 +128,74 @@ def main():
     rng = np.random.default_rng(0)
     tol = 1e-3 if dtype == np.float32 else 1e-9
     with tempfile.TemporaryDirectory() as directory:
-        lib, pointer, panel = build(directory, dtype, level)
+        os.mkdir(os.path.join(directory, "this"))
+        kernels = {"this": build(os.path.join(directory, "this"), dtype, level)}
+        if args.against:
+            os.mkdir(os.path.join(directory, "other"))
+            kernels["other"] = build(os.path.join(directory, "other"), dtype, level,
+                                     args.against)
         for spec in args.shapes:
-            kind, dims = spec.split(":")
-            m, k, n = map(int, dims.split(","))
-            panels = np.zeros(-(-n // panel) * panel * k, dtype)
-            c = np.zeros((m, n), dtype)
-            if kind == "rows":
-                a = rng.standard_normal((m, k)).astype(dtype)
-                w = rng.standard_normal((n, k)).astype(dtype)
-                lib["pack_b_transposed"](w.ctypes.data_as(pointer), n, k,
-                                         panels.ctypes.data_as(pointer))
-                lda, a_step, expected = k, 1, a @ w.T
-                w_t = np.ascontiguousarray(w.T)
-                blas = lambda: np.matmul(a, w_t, out=c)  # noqa: E731
-            else:
-                g = rng.standard_normal((k, m)).astype(dtype)
-                x = rng.standard_normal((k, n)).astype(dtype)
-                lib["pack_b"](x.ctypes.data_as(pointer), n, k, panels.ctypes.data_as(pointer))
-                a, lda, a_step, expected = g, 1, m, g.T @ x
-                blas = lambda: np.matmul(g.T, x, out=c)  # noqa: E731
-            times = {"plain": [], "tiles": [], "blocks": [], "openblas": []}
-            with threadpool_limits(1):
-                for _ in range(args.repeats):
-                    for mode, name in enumerate(("plain", "tiles", "blocks")):
-                        start = time.perf_counter()
-                        status = lib["run"](mode, m, n, k, a.ctypes.data_as(pointer), lda,
-                                            a_step, panels.ctypes.data_as(pointer),
-                                            c.ctypes.data_as(pointer))
-                        times[name].append(time.perf_counter() - start)
-                        if status:
-                            sys.exit(f"{spec}: too large for the shim's buffers")
-                        np.testing.assert_allclose(c, expected, rtol=tol, atol=tol * 10)
+            _time_shape(spec, kernels, args.repeats, dtype, tol, rng)
+
+
+def _time_shape(spec, kernels, repeats, dtype, tol, rng):
+    """Time every mode of every kernel and OpenBLAS on one shape; print one line."""
+    kind, dims = spec.split(":")
+    m, k, n = map(int, dims.split(","))
+    if kind == "rows":
+        a = rng.standard_normal((m, k)).astype(dtype)
+        w = rng.standard_normal((n, k)).astype(dtype)
+        lda, a_step, expected = k, 1, a @ w.T
+        w_t = np.ascontiguousarray(w.T)
+        blas_c = np.zeros((m, n), dtype)
+        blas = lambda: np.matmul(a, w_t, out=blas_c)  # noqa: E731
+    else:
+        g = rng.standard_normal((k, m)).astype(dtype)
+        x = rng.standard_normal((k, n)).astype(dtype)
+        a, lda, a_step, expected = g, 1, m, g.T @ x
+        blas_c = np.zeros((m, n), dtype)
+        blas = lambda: np.matmul(g.T, x, out=blas_c)  # noqa: E731
+    operands = {}
+    for name, (lib, pointer, panel) in kernels.items():
+        panels = np.zeros(-(-n // panel) * panel * k, dtype)
+        if kind == "rows":
+            lib["pack_b_transposed"](w.ctypes.data_as(pointer), n, k,
+                                     panels.ctypes.data_as(pointer))
+        else:
+            lib["pack_b"](x.ctypes.data_as(pointer), n, k, panels.ctypes.data_as(pointer))
+        operands[name] = (panels, {mode: np.zeros((m, n), dtype) for mode in MODES})
+    times = {(name, mode): [] for name in kernels for mode in MODES}
+    times["openblas"] = []
+    with threadpool_limits(1):
+        for repeat in range(repeats):
+            for mode_index, mode in enumerate(MODES):
+                order = list(kernels) if repeat % 2 == 0 else list(kernels)[::-1]  # either first
+                for name in order:
+                    lib, pointer, _ = kernels[name]
+                    panels, outputs = operands[name]
                     start = time.perf_counter()
-                    blas()
-                    times["openblas"].append(time.perf_counter() - start)
-            gflop = 2 * m * n * k / 1e9
-            blas_time = np.median(times["openblas"])
-            cells = [f"{name} {gflop / np.median(times[name]):.1f} GFLOP/s "
-                     f"({blas_time / np.median(times[name]):.2f})"
-                     for name in ("plain", "tiles", "blocks")]
-            print(f"{spec}: " + ", ".join(cells) + f"; openblas {gflop / blas_time:.1f}",
-                  flush=True)
+                    status = lib["run"](mode_index, m, n, k, a.ctypes.data_as(pointer), lda,
+                                        a_step, panels.ctypes.data_as(pointer),
+                                        outputs[mode].ctypes.data_as(pointer))
+                    times[name, mode].append(time.perf_counter() - start)
+                    if status:
+                        sys.exit(f"{spec}: too large for the shim's buffers")
+                    np.testing.assert_allclose(outputs[mode], expected, rtol=tol, atol=tol * 10)
+            start = time.perf_counter()
+            blas()
+            times["openblas"].append(time.perf_counter() - start)
+    gflop = 2 * m * n * k / 1e9
+    blas_time = np.median(times["openblas"])
+    cells = [f"{mode} {gflop / np.median(times['this', mode]):.1f} GFLOP/s "
+             f"({blas_time / np.median(times['this', mode]):.2f})" for mode in MODES]
+    line = f"{spec}: " + ", ".join(cells) + f"; openblas {gflop / blas_time:.1f}"
+    if "other" in kernels:
+        ratios = [f"{mode} {np.median(np.divide(times['this', mode], times['other', mode])):.3f}"
+                  for mode in MODES]
+        same = all(np.array_equal(operands["this"][1][mode], operands["other"][1][mode])
+                   for mode in MODES)
+        line += f"; this/other time: {', '.join(ratios)}; same bits: {'yes' if same else 'NO'}"
+    print(line, flush=True)
 
 
 if __name__ == "__main__":
