@@ -411,3 +411,26 @@ def test_the_pace_tries_threads_again_once_its_estimate_is_stale(monkeypatch):
     without = [_serial_by_estimates_then_probe(problem, probe, 0) for _ in range(8)]
     assert all(with_rule), with_rule
     assert sum(without) <= 4, without
+
+
+def test_a_phase_timed_once_a_call_is_not_tried_serially_right_after_its_first_measure(
+        monkeypatch):
+    """The projection phase of a chunk of steps is one block of its own pace a call.  Its
+    serial mode is measured once (the second call), and threads win by about 2x; the old
+    pace then tried serial again two blocks later, a trial of 4 blocks: 4 more calls with
+    a serial projection (wide: 27 ms instead of 13.5).  Now that first measure counts as
+    a lost trial, so the calls after it run threaded (a few serial phases allowed for
+    the host's noise, fewer than the old trial's 4)."""
+    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: 2)
+    _core._force_threads(None)
+    rng = np.random.default_rng(23)
+    # a fresh shape (its own pace keys) where threads win by ~2x; 64 rows x 1024
+    # projected in one phase (the old pace: 5 to 6 blocks chosen serial in calls 3-8)
+    problem = make_problem(rng, 4, 16, 1024, 1021, np.float32, bias=True, lengths=False)
+    chosen = []  # blocks run serially by the estimates or a trial (not after a late worker)
+    for _ in range(8):
+        before = _core._thread_stats()["serial_blocks_chosen"]
+        gru_fast.gru_forward(**problem, reset_after=True)
+        chosen.append(_core._thread_stats()["serial_blocks_chosen"] - before)
+    assert sum(chosen[:2]) >= 1, chosen  # the serial measures: the pace chose, not forced
+    assert sum(chosen[2:]) < 4, chosen
