@@ -96,8 +96,8 @@ def build(directory, dtype, level, root=ROOT):
             handle.write(text)
     library = os.path.join(directory, "shim.so")
     subprocess.run(["cc", "-O3", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC",
-                    *flags, "-I", os.path.join(root, "src"), "-I", directory, os.path.join(directory, "shim.c"),
-                    "-o", library], check=True)
+                    *flags, "-I", os.path.join(root, "src"), "-I", directory,
+                    os.path.join(directory, "shim.c"), "-o", library], check=True)
     lib = ctypes.CDLL(library)
     suffix = "_float" if dtype == np.float32 else "_double"
     pointer = ctypes.POINTER(ctypes.c_float if dtype == np.float32 else ctypes.c_double)
@@ -142,18 +142,17 @@ def _time_shape(spec, kernels, repeats, dtype, tol, rng):
     """Time every mode of every kernel and OpenBLAS on one shape; print one line."""
     kind, dims = spec.split(":")
     m, k, n = map(int, dims.split(","))
+    blas_c = np.zeros((m, n), dtype)
     if kind == "rows":
         a = rng.standard_normal((m, k)).astype(dtype)
         w = rng.standard_normal((n, k)).astype(dtype)
         lda, a_step, expected = k, 1, a @ w.T
         w_t = np.ascontiguousarray(w.T)
-        blas_c = np.zeros((m, n), dtype)
         blas = lambda: np.matmul(a, w_t, out=blas_c)  # noqa: E731
     else:
         g = rng.standard_normal((k, m)).astype(dtype)
         x = rng.standard_normal((k, n)).astype(dtype)
         a, lda, a_step, expected = g, 1, m, g.T @ x
-        blas_c = np.zeros((m, n), dtype)
         blas = lambda: np.matmul(g.T, x, out=blas_c)  # noqa: E731
     operands = {}
     for name, (lib, pointer, panel) in kernels.items():
