@@ -773,7 +773,8 @@ static inline void gf_set_worker_stall(int worker, int64_t ns, int mid_piece)
  * (the caller's own speed), since whatever takes the workers' cores shows in
  * the threaded blocks themselves (slower blocks, late workers); at 2x they
  * cost ~3% of the time with the share of 64, ~0.8% with 256 (large, wide:
- * 3% of the phases serial, 1.02-1.07x the forced-threads time before).
+ * 3% of the phases serial, 1.02-1.07x the forced-threads time before).  The
+ * serial mode's first measure, when threads win, counts as a lost trial.
  * Outside trials a block
  * moves its mode's estimate by at most a quarter, so one slow block (an
  * interrupt) does not flip the mode.  Blocks last about GF_BLOCK_NS.
