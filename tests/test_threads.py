@@ -424,13 +424,20 @@ def test_a_phase_timed_once_a_call_is_not_tried_serially_right_after_its_first_m
     monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: 2)
     _core._force_threads(None)
     rng = np.random.default_rng(23)
-    # a fresh shape (its own pace keys) where threads win by ~2x; 64 rows x 1024
-    # projected in one phase (the old pace: 5 to 6 blocks chosen serial in calls 3-8)
-    problem = make_problem(rng, 4, 16, 1024, 1021, np.float32, bias=True, lengths=False)
-    chosen = []  # blocks run serially by the estimates or a trial (not after a late worker)
-    for _ in range(8):
-        before = _core._thread_stats()["serial_blocks_chosen"]
-        gru_fast.gru_forward(**problem, reset_after=True)
-        chosen.append(_core._thread_stats()["serial_blocks_chosen"] - before)
-    assert sum(chosen[:2]) >= 1, chosen  # the serial measures: the pace chose, not forced
-    assert sum(chosen[2:]) < 4, chosen
+    attempts = []
+    # Fresh shapes (their own pace keys) where threads win by ~2x; 64 rows x 1024
+    # projected in one phase.  The old pace chose 5 to 6 blocks serial in calls 3-8 at
+    # every attempt; a busy host may add some to one attempt, so up to three shapes.
+    for hidden_size in (1021, 1019, 1017):
+        problem = make_problem(rng, 4, 16, 1024, hidden_size, np.float32, bias=True,
+                               lengths=False)
+        chosen = []  # blocks run serially by the estimates or a trial (not after a late worker)
+        for _ in range(8):
+            before = _core._thread_stats()["serial_blocks_chosen"]
+            gru_fast.gru_forward(**problem, reset_after=True)
+            chosen.append(_core._thread_stats()["serial_blocks_chosen"] - before)
+        attempts.append(chosen)
+        # the serial measures (the pace chose, not forced), then no early serial trial
+        if sum(chosen[:2]) >= 1 and sum(chosen[2:]) < 4:
+            break
+    assert sum(attempts[-1][:2]) >= 1 and sum(attempts[-1][2:]) < 4, attempts
