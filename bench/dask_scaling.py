@@ -21,8 +21,10 @@ Two workloads: final states only (``return_sequences=False``, scoring) and the f
 outputs reduced on the workers (``y.mean(axis=0)``), which materialises y chunk by chunk.
 
 CPU accounting (2 processes x 1 thread, default and quiet settings): each process's CPU
-time over 5 computations (client and scheduler, nannies, workers) against the chunk
-tasks' own CPU and wall time, measured inside the tasks.
+time over 5 computations (the parent, which holds the client and a LocalCluster's
+scheduler and nannies, and the workers) against the chunk tasks' own CPU and wall time,
+measured inside the tasks, and how much of the computations' wall time each worker
+spent outside its chunk tasks (waiting for the first, between two, after the last).
 
 Worker memory, against one chunk's input plus outputs, on 2 workers x 1 thread holding 5
 chunks each.  "Peak memory of a worker" is the high-water mark of its resident memory
@@ -574,7 +576,8 @@ def _pids():
 def run_cpu_accounting(args, model, X_remote, computations=5):
     """Where the 2 cores go on 2 workers x 1 thread: the chunks' CPU against Dask's own.
 
-    Per process (client and scheduler, each nanny, each worker) the CPU time over
+    Per process (this one, which holds the client, the scheduler and the nannies of a
+    LocalCluster, and each worker) the CPU time over
     `computations` computations of the final states, and each chunk task's wall and
     thread CPU time (measured in the task), for Dask's default and quiet settings.
     """
@@ -598,10 +601,14 @@ def run_cpu_accounting(args, model, X_remote, computations=5):
             client.run(_time_tasks)
             client.compute(h_n, sync=True)  # warm up
             client.run(_task_times)
-            processes = {"client and scheduler": psutil.Process()}
+            # A LocalCluster runs its scheduler and its nannies in this process (each
+            # worker's parent): count it once (an earlier version counted it three times).
+            main = "client, scheduler and nannies"
+            processes = {main: psutil.Process()}
             for index, (pid, parent) in enumerate(client.run(_pids).values()):
                 processes[f"worker {index}"] = psutil.Process(pid)
-                processes[f"nanny {index}"] = psutil.Process(parent)
+                if parent != os.getpid():  # a nanny of its own (not a LocalCluster's)
+                    processes[f"nanny {index}"] = psutil.Process(parent)
 
             def cpu():
                 return {name: sum(process.cpu_times()[:2])
@@ -611,8 +618,9 @@ def run_cpu_accounting(args, model, X_remote, computations=5):
             for _ in range(computations):
                 client.compute(h_n, sync=True)
             wall, after = time.perf_counter() - start, cpu()
-            tasks = [times for per_worker in client.run(_task_times).values()
-                     for times in per_worker]
+            per_worker = list(client.run(_task_times).values())
+            tasks = [times for worker_times in per_worker for times in worker_times]
+            outside = [1 - sum(w for w, _ in worker_times) / wall for worker_times in per_worker]
             used = {name: after[name] - before[name] for name in processes}
             task_cpu = sum(cpu_time for _, cpu_time in tasks)
             dask_cpu = sum(used.values()) - task_cpu
@@ -620,7 +628,9 @@ def run_cpu_accounting(args, model, X_remote, computations=5):
                 f"{name} {seconds:.2f}" for name, seconds in used.items()) +
                 f"; chunk tasks {task_cpu:.2f} (median {statistics.median(c for _, c in tasks) * 1e3:.0f} ms "
                 f"CPU, {statistics.median(w for w, _ in tasks) * 1e3:.0f} ms wall); everything "
-                f"else {dask_cpu:.2f} = {100 * dask_cpu / (2 * wall):.0f}% of 2 cores")
+                f"else {dask_cpu:.2f} = {100 * dask_cpu / (2 * wall):.0f}% of 2 cores; "
+                f"workers outside chunk tasks " + ", ".join(f"{100 * share:.0f}%" for share in outside)
+                + " of the wall time")
 
 
 def main():
