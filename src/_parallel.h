@@ -910,6 +910,21 @@ static inline uint64_t gf_pace_key(int64_t a, int64_t b, int64_t c, int64_t d)
     return h | 1;  /* never 0, the empty slot */
 }
 
+/* The slot of a key in gf_pace_table: the top bits of a multiplicative hash
+ * of the whole key.  The key's own low bits are no good: every key is odd (0
+ * marks an empty slot), and the low 8 bits of gf_pace_key depend on the low 8
+ * bits of its inputs alone, so `key % 256` put shapes whose sizes differ by
+ * multiples of 256 (B = 64, H = 256, I = 256 and I = 512) in one slot of 128,
+ * where they took turns evicting each other's estimates: every call of each
+ * started afresh and measured its serial mode again (stop 39). */
+#if GF_PACE_SLOTS != 256
+#error "gf_pace_slot keeps the top 8 bits"
+#endif
+static inline unsigned gf_pace_slot(uint64_t key)
+{
+    return (unsigned)((key * UINT64_C(0x9E3779B97F4A7C15)) >> 56);
+}
+
 /* The faster mode by the estimates, or the unknown one (threaded first).
  * Threads must save GF_THREADS_MUST_SAVE of the serial time: a second core
  * kept busy for less is not worth taking from whatever else runs, and
@@ -978,7 +993,7 @@ static inline void gf_start_trial(gf_pace* pace, int threaded)
 
 static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
 {
-    gf_pace_memory* slot = &gf_pace_table[key % GF_PACE_SLOTS];
+    gf_pace_memory* slot = &gf_pace_table[gf_pace_slot(key)];
     int mode;
     memset(pace, 0, sizeof(*pace));
     pace->key = key;
@@ -1216,7 +1231,7 @@ static inline int64_t gf_pace_timed_step_done(gf_pace* pace, int64_t units, int6
 /* Keep the estimates for the next call with the same key. */
 static void gf_pace_finish(const gf_pace* pace)
 {
-    gf_pace_memory* slot = &gf_pace_table[pace->key % GF_PACE_SLOTS];
+    gf_pace_memory* slot = &gf_pace_table[gf_pace_slot(pace->key)];
     int mode;
     if (pace->participants <= 1 || gf_pace_forced >= 0)
         return;  /* nothing learnt about threads */

@@ -441,3 +441,31 @@ def test_a_phase_timed_once_a_call_is_not_tried_serially_right_after_its_first_m
         if sum(chosen[:2]) >= 1 and sum(chosen[2:]) < 4:
             break
     assert sum(attempts[-1][:2]) >= 1 and sum(attempts[-1][2:]) < 4, attempts
+
+
+def test_shapes_that_take_turns_keep_their_own_pace_estimates(monkeypatch):
+    """Two shapes called in turn (as the layers of a network are) keep each their
+    pace's estimates between their calls.  The table of estimates used to put a key
+    in slot key % 256, which depends on the low 8 bits of B, H and I alone: shapes
+    whose sizes differ by multiples of 256 shared a slot and evicted each other, so
+    every call started afresh and ran a block serially to measure the serial mode
+    again, in the steps' pace and in the projection's (2 blocks a call).  Counted:
+    blocks run serially by the paces' choice in calls 5 to 20 (a serial trial of 4
+    blocks may come; the old table chose 2 in every call, 32 or more)."""
+    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: 2)
+    _core._force_threads(None)
+    rng = np.random.default_rng(31)
+    attempts = []
+    for batch_size in (64, 72, 80):  # fresh pairs of shapes, up to three on a busy host
+        pair = [make_problem(rng, 20, batch_size, input_size, 256, np.float32, bias=True,
+                             lengths=False) for input_size in (256, 512)]
+        chosen = []
+        for _ in range(10):
+            for problem in pair:
+                before = _core._thread_stats()["serial_blocks_chosen"]
+                gru_fast.gru_forward(**problem, reset_after=True)
+                chosen.append(_core._thread_stats()["serial_blocks_chosen"] - before)
+        attempts.append(chosen)
+        if sum(chosen[4:]) < 16:
+            break
+    assert sum(attempts[-1][4:]) < 16, attempts
