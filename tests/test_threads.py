@@ -449,9 +449,10 @@ def test_shapes_that_take_turns_keep_their_own_pace_estimates(monkeypatch):
     in slot key % 256, which depends on the low 8 bits of B, H and I alone: shapes
     whose sizes differ by multiples of 256 shared a slot and evicted each other, so
     every call started afresh and ran a block serially to measure the serial mode
-    again, in the steps' pace and in the projection's (2 blocks a call).  Counted:
-    blocks run serially by the paces' choice in calls 5 to 20 (a serial trial of 4
-    blocks may come; the old table chose 2 in every call, 32 or more)."""
+    again (in the steps' pace and in the projection's: 2 blocks in every call).
+    Counted: calls 5 to 20 that ran no block serially by the paces' choice.  The old
+    table left none; now most (a serial trial, or a busy moment of the host that
+    makes the estimates prefer serial for a call or two, takes a few)."""
     monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: 2)
     _core._force_threads(None)
     rng = np.random.default_rng(31)
@@ -466,6 +467,6 @@ def test_shapes_that_take_turns_keep_their_own_pace_estimates(monkeypatch):
                 gru_fast.gru_forward(**problem, reset_after=True)
                 chosen.append(_core._thread_stats()["serial_blocks_chosen"] - before)
         attempts.append(chosen)
-        if sum(chosen[4:]) < 16:
+        if chosen[4:].count(0) >= 8:
             break
-    assert sum(attempts[-1][4:]) < 16, attempts
+    assert attempts[-1][4:].count(0) >= 8, attempts
