@@ -603,8 +603,7 @@ def run_cpu_accounting(args, model, X_remote, computations=5):
             client.run(_task_times)
             # A LocalCluster runs its scheduler and its nannies in this process (each
             # worker's parent): count it once (an earlier version counted it three times).
-            main = "client, scheduler and nannies"
-            processes = {main: psutil.Process()}
+            processes = {"client, scheduler and nannies": psutil.Process()}
             for index, (pid, parent) in enumerate(client.run(_pids).values()):
                 processes[f"worker {index}"] = psutil.Process(pid)
                 if parent != os.getpid():  # a nanny of its own (not a LocalCluster's)
