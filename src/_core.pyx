@@ -135,6 +135,7 @@ cdef extern from "_parallel.h" nogil:
     int pace_forced "gf_pace_forced"
     long long call_spin_ns "gf_call_spin_ns"
     long long pace_stale_ns "gf_pace_stale_ns"
+    unsigned set_pace_sets "gf_set_pace_sets"(unsigned sets)
     int keep_off_caller "gf_keep_off_caller"
     void set_keep_off_caller "gf_set_keep_off_caller"(int on)
     enum: THREAD_STATS "GF_STATS"
@@ -272,6 +273,13 @@ def _set_pace_stale(double seconds):
     return previous
 
 
+def _set_pace_sets(unsigned sets):
+    """Test hook: the paces keep their estimates in the first `sets` sets of their
+    table (GF_PACE_SETS in _parallel.h, 256 by default), so that keys share sets;
+    the table is emptied.  Returns the previous count."""
+    return set_pace_sets(sets)
+
+
 def _set_keep_off_caller(bint on):
     """Benchmark hook: whether workers are kept off the CPU of the caller that wakes
     them (the default; see gf_keep_workers_off in _parallel.h); returns the previous
@@ -314,11 +322,14 @@ def _thread_stats():
     measured faster, and thread_trials_won, those that made threads the faster
     again; serial_blocks_chosen, blocks run serially by the estimates (outside
     a late worker's spell); worker_moves, workers whose affinity was set off the
-    CPU of the caller that woke them (gf_keep_workers_off in _parallel.h).
+    CPU of the caller that woke them (gf_keep_workers_off in _parallel.h);
+    fresh_paces, paces of calls that could use threads and found no estimates
+    kept for their key (a shape's first call, or its estimates evicted).
     """
     return dict(zip(("serial_phases", "threaded_phases", "worker_pieces", "late_workers",
                      "late_wait_ns", "late_spells", "late_passed", "thread_trials",
-                     "thread_trials_won", "serial_blocks_chosen", "worker_moves"),
+                     "thread_trials_won", "serial_blocks_chosen", "worker_moves",
+                     "fresh_paces"),
                     [thread_stats[i] for i in range(THREAD_STATS)], strict=True))
 
 

@@ -157,7 +157,7 @@ enum {
     GF_STAT_SERIAL_PHASES, GF_STAT_THREADED_PHASES, GF_STAT_WORKER_PIECES,
     GF_STAT_LATE_WORKERS, GF_STAT_LATE_WAIT_NS, GF_STAT_LATE_SPELLS, GF_STAT_LATE_PASSED,
     GF_STAT_THREAD_TRIALS, GF_STAT_THREAD_TRIALS_WON, GF_STAT_SERIAL_BLOCKS_CHOSEN,
-    GF_STAT_WORKER_MOVES, GF_STATS
+    GF_STAT_WORKER_MOVES, GF_STAT_FRESH_PACES, GF_STATS
 };
 static int64_t gf_stats[GF_STATS];
 
@@ -833,7 +833,6 @@ static inline void gf_set_worker_stall(int worker, int64_t ns, int mid_piece)
  * most about GF_TRIAL_BLOCKS/64 of what threads lose while they lose.
  */
 #define GF_BLOCK_NS 40000
-#define GF_PACE_SLOTS 256
 #define GF_MAX_GAP 64
 /* A serial spell after a late worker lasts at most this long, however long the
  * blocks: what GF_MAX_GAP blocks of GF_BLOCK_NS last.  Counted in blocks alone,
@@ -866,9 +865,23 @@ typedef struct {
     int64_t explore_gap, since_trial, late_gap, serial_left, serial_ns, block_steps, trial_left;
     int64_t trial_min_x16, stall_ema_ns, block_ema_ns;
     int64_t threaded_at, last_block_ns;
+    int64_t used_at;  /* when a call last stored it (gf_now_ns): the oldest way is replaced */
 } gf_pace_memory;
 
-static gf_pace_memory gf_pace_table[GF_PACE_SLOTS];
+/* The estimates of the keys seen, GF_PACE_WAYS ways in each of GF_PACE_SETS
+ * sets (a key lives in any way of its set).  A table of one slot per set
+ * lost two keys' estimates whenever both mapped to the slot and their calls
+ * took turns (the layers of a network, forward and backward of a training
+ * step): each call started afresh and ran blocks serially to measure the
+ * serial mode again.  With four ways that takes five keys of one set in
+ * turn.  (The 90 keys of compare.py's shapes shared 18 of 256 single slots
+ * pairwise, 9 of them between medium's and large's keys; of 5,504 two-layer
+ * networks of round sizes, 68 had two keys in one slot: bench/README.md.) */
+#define GF_PACE_SETS 256
+#define GF_PACE_WAYS 4
+static gf_pace_memory gf_pace_table[GF_PACE_SETS][GF_PACE_WAYS];
+/* Sets in use: GF_PACE_SETS, unless a test narrowed the table to make keys share a set. */
+static unsigned gf_pace_sets_used = GF_PACE_SETS;
 
 /* -1: measure; 0: always serial; 1: always threaded (tests). */
 static int gf_pace_forced = -1;
@@ -910,19 +923,61 @@ static inline uint64_t gf_pace_key(int64_t a, int64_t b, int64_t c, int64_t d)
     return h | 1;  /* never 0, the empty slot */
 }
 
-/* The slot of a key in gf_pace_table: the top bits of a multiplicative hash
+/* The set of a key in gf_pace_table: the top bits of a multiplicative hash
  * of the whole key.  The key's own low bits are no good: every key is odd (0
- * marks an empty slot), and the low 8 bits of gf_pace_key depend on the low 8
+ * marks an empty way), and the low 8 bits of gf_pace_key depend on the low 8
  * bits of its inputs alone, so `key % 256` put shapes whose sizes differ by
  * multiples of 256 (B = 64, H = 256, I = 256 and I = 512) in one slot of 128,
  * where they took turns evicting each other's estimates: every call of each
  * started afresh and measured its serial mode again (stop 39). */
-#if GF_PACE_SLOTS != 256
-#error "gf_pace_slot keeps the top 8 bits"
+#if GF_PACE_SETS != 256
+#error "gf_pace_set keeps the top 8 bits"
 #endif
-static inline unsigned gf_pace_slot(uint64_t key)
+static inline gf_pace_memory* gf_pace_set(uint64_t key)
 {
-    return (unsigned)((key * UINT64_C(0x9E3779B97F4A7C15)) >> 56);
+    unsigned set = (unsigned)((key * UINT64_C(0x9E3779B97F4A7C15)) >> 56);
+    return gf_pace_table[set % gf_pace_sets_used];
+}
+
+/* The way that holds `key`'s estimates, or NULL. */
+static inline gf_pace_memory* gf_pace_find(uint64_t key)
+{
+    gf_pace_memory* set = gf_pace_set(key);
+    int way;
+    for (way = 0; way < GF_PACE_WAYS; way++)
+        if (__atomic_load_n(&set[way].key, __ATOMIC_RELAXED) == key)
+            return &set[way];
+    return NULL;
+}
+
+/* Where to store `key`'s estimates: its own way, else an empty one, else the
+ * one stored longest ago.  (Two threads storing new keys of one set at once
+ * may pick the same way; one key's estimates are then lost, as with any
+ * eviction: estimates only, the next call measures afresh.) */
+static inline gf_pace_memory* gf_pace_way_to_store(uint64_t key)
+{
+    gf_pace_memory* set = gf_pace_set(key);
+    gf_pace_memory* oldest = &set[0];
+    int way;
+    for (way = 0; way < GF_PACE_WAYS; way++) {
+        uint64_t held = __atomic_load_n(&set[way].key, __ATOMIC_RELAXED);
+        if (held == key || held == 0)
+            return &set[way];
+        if (__atomic_load_n(&set[way].used_at, __ATOMIC_RELAXED)
+                < __atomic_load_n(&oldest->used_at, __ATOMIC_RELAXED))
+            oldest = &set[way];
+    }
+    return oldest;
+}
+
+/* Test hook: keys use the first `sets` sets of the table (1 to GF_PACE_SETS),
+ * which is emptied.  Returns the previous count. */
+static unsigned gf_set_pace_sets(unsigned sets)
+{
+    unsigned previous = gf_pace_sets_used;
+    gf_pace_sets_used = sets < 1 ? 1 : sets > GF_PACE_SETS ? GF_PACE_SETS : sets;
+    memset(gf_pace_table, 0, sizeof(gf_pace_table));
+    return previous;
 }
 
 /* The faster mode by the estimates, or the unknown one (threaded first).
@@ -993,7 +1048,7 @@ static inline void gf_start_trial(gf_pace* pace, int threaded)
 
 static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
 {
-    gf_pace_memory* slot = &gf_pace_table[gf_pace_slot(key)];
+    gf_pace_memory* slot = gf_pace_find(key);
     int mode;
     memset(pace, 0, sizeof(*pace));
     pace->key = key;
@@ -1001,7 +1056,9 @@ static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
     pace->explore_gap = 2;
     pace->late_gap = 2;
     pace->block_steps = 1;
-    if (__atomic_load_n(&slot->key, __ATOMIC_RELAXED) == key) {
+    if (slot == NULL && participants > 1 && gf_pace_forced < 0)
+        gf_count(GF_STAT_FRESH_PACES, 1);  /* nothing kept: both modes measured afresh */
+    if (slot != NULL) {
         for (mode = 0; mode < 2; mode++)
             pace->ns_per_unit[mode] =
                 __atomic_load_n(&slot->ns_per_unit_x16[mode], __ATOMIC_RELAXED) / 16.0;
@@ -1231,10 +1288,11 @@ static inline int64_t gf_pace_timed_step_done(gf_pace* pace, int64_t units, int6
 /* Keep the estimates for the next call with the same key. */
 static void gf_pace_finish(const gf_pace* pace)
 {
-    gf_pace_memory* slot = &gf_pace_table[gf_pace_slot(pace->key)];
+    gf_pace_memory* slot;
     int mode;
     if (pace->participants <= 1 || gf_pace_forced >= 0)
         return;  /* nothing learnt about threads */
+    slot = gf_pace_way_to_store(pace->key);
     __atomic_store_n(&slot->key, 0, __ATOMIC_RELAXED);
     for (mode = 0; mode < 2; mode++)
         __atomic_store_n(&slot->ns_per_unit_x16[mode], (int64_t)(pace->ns_per_unit[mode] * 16),
@@ -1254,6 +1312,7 @@ static void gf_pace_finish(const gf_pace* pace)
     __atomic_store_n(&slot->block_ema_ns, (int64_t)pace->block_ema, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->threaded_at, pace->threaded_at, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->last_block_ns, pace->last_block_ns, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->used_at, gf_now_ns(), __ATOMIC_RELAXED);
     __atomic_store_n(&slot->key, pace->key, __ATOMIC_RELAXED);
 }
 

@@ -446,30 +446,48 @@ def test_a_phase_timed_once_a_call_is_not_tried_serially_right_after_its_first_m
     assert sum(attempts[-1][:2]) >= 1 and sum(attempts[-1][2:]) < 4, attempts
 
 
+def _fresh_paces_per_round(input_sizes, rounds=6):
+    """Shapes (T = 20, B = 64, H = 256, one per input size) called in turn: per round,
+    the paces that found no estimates kept for their key (`fresh_paces`)."""
+    rng = np.random.default_rng(31)
+    shapes = [make_problem(rng, 20, 64, input_size, 256, np.float32, bias=True, lengths=False)
+              for input_size in input_sizes]
+    fresh = []
+    for _ in range(rounds):
+        before = _core._thread_stats()["fresh_paces"]
+        for problem in shapes:
+            gru_fast.gru_forward(**problem, reset_after=True)
+        fresh.append(_core._thread_stats()["fresh_paces"] - before)
+    return fresh
+
+
 def test_shapes_that_take_turns_keep_their_own_pace_estimates(monkeypatch):
     """Two shapes called in turn (as the layers of a network are) keep each their
-    pace's estimates between their calls.  The table of estimates used to put a key
+    paces' estimates between their calls.  The table of estimates used to put a key
     in slot key % 256, which depends on the low 8 bits of B, H and I alone: shapes
     whose sizes differ by multiples of 256 shared a slot and evicted each other, so
     every call started afresh and ran a block serially to measure the serial mode
-    again (in the steps' pace and in the projection's: 2 blocks in every call).
-    Counted: calls 5 to 20 that ran no block serially by the paces' choice.  The old
-    table left none; now most (a serial trial, or a busy moment of the host that
-    makes the estimates prefer serial for a call or two, takes a few)."""
+    again (in the steps' pace and in the projection's).  Counted: paces that found
+    nothing kept, after the first round (which finds the shapes new)."""
     monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: 2)
     _core._force_threads(None)
-    rng = np.random.default_rng(31)
-    attempts = []
-    for batch_size in (64, 72, 80):  # fresh pairs of shapes, up to three on a busy host
-        pair = [make_problem(rng, 20, batch_size, input_size, 256, np.float32, bias=True,
-                             lengths=False) for input_size in (256, 512)]
-        chosen = []
-        for _ in range(10):
-            for problem in pair:
-                before = _core._thread_stats()["serial_blocks_chosen"]
-                gru_fast.gru_forward(**problem, reset_after=True)
-                chosen.append(_core._thread_stats()["serial_blocks_chosen"] - before)
-        attempts.append(chosen)
-        if chosen[4:].count(0) >= 8:
-            break
-    assert attempts[-1][4:].count(0) >= 8, attempts
+    fresh = _fresh_paces_per_round((256, 512))
+    assert fresh[0] > 0, fresh  # the shapes' first calls: the count sees them
+    assert fresh[1:] == [0] * (len(fresh) - 1), fresh
+
+
+def test_keys_of_one_set_keep_their_estimates(monkeypatch):
+    """Keys that share a set of the table keep their estimates while no more of them
+    than its ways take turns: with one set in use, the two shapes' four paces (steps
+    and projection of each) all live in it.  With one way per set (a table of
+    single slots) every call found its keys evicted."""
+    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: 2)
+    _core._force_threads(None)
+    previous = _core._set_pace_sets(1)
+    try:
+        fresh = _fresh_paces_per_round((96, 160))
+    finally:
+        _core._set_pace_sets(previous)
+    assert previous == 256
+    assert fresh[0] > 0, fresh
+    assert fresh[1:] == [0] * (len(fresh) - 1), fresh
