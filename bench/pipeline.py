@@ -86,9 +86,26 @@ def make_contestants(shape, threads):
     }
 
 
-def time_shape(contestants, scenarios, repeats):
-    """{contestant: {scenario: median seconds}} of calls timed right after each scenario."""
+THREAD_COUNTS = ("serial_phases", "threaded_phases", "late_spells", "thread_trials",
+                 "thread_trials_won", "serial_blocks_chosen", "fresh_paces")
+
+
+def thread_counts():
+    """gru_fast's thread counts now (_core._thread_stats, the keys of THREAD_COUNTS)."""
+    from gru_fast import _core
+    stats = _core._thread_stats()
+    return {key: stats.get(key, 0) for key in THREAD_COUNTS}
+
+
+def time_shape(contestants, scenarios, repeats, counts=None):
+    """{contestant: {scenario: median seconds}} of calls timed right after each scenario.
+
+    `counts`, if given, receives {ours: {scenario: {count: total}}}: what gru_fast's
+    threads did in its contestants' timed calls (thread_counts differences)."""
     samples = {c: {s: [] for s in scenarios} for c in contestants}
+    if counts is not None:
+        counts.update({c: {s: dict.fromkeys(THREAD_COUNTS, 0) for s in scenarios}
+                       for c in contestants if c in OURS})
     names = list(contestants)
     scenario_names = list(scenarios)
     for name in names:  # warm up: weights packed, sessions and pools started
@@ -100,9 +117,14 @@ def time_shape(contestants, scenarios, repeats):
             for j in range(len(names)):
                 name = names[(j + repeat) % len(names)]
                 scenarios[scenario]()
+                before = thread_counts() if counts is not None and name in OURS else None
                 start = time.perf_counter()
                 contestants[name]()
                 samples[name][scenario].append(time.perf_counter() - start)
+                if before is not None:
+                    after, total = thread_counts(), counts[name][scenario]
+                    for key in THREAD_COUNTS:
+                        total[key] += after[key] - before[key]
     return {c: {s: statistics.median(v) for s, v in by.items()} for c, by in samples.items()}
 
 
@@ -122,7 +144,13 @@ def evaluate(times):
     return spread, ratios, spread_limit, targets
 
 
-def report(shape_name, shape, times, out=print):
+def serial_share(total):
+    """The share of a contestant's phases that ran on the caller alone, or None."""
+    phases = total["serial_phases"] + total["threaded_phases"]
+    return total["serial_phases"] / phases if phases else None
+
+
+def report(shape_name, shape, times, counts=None, out=print):
     spread, ratios, spread_limit, targets = evaluate(times)
     out(f"\n{shape_name} {shape} (T, B, I, H), float32 forward, reset_after=True; "
         f"median ms per call")
@@ -137,6 +165,11 @@ def report(shape_name, shape, times, out=print):
         for peer in PEERS:
             out(f"  {peer + ' / ' + ours:<28}" + "".join(
                 f"{ratios[ours][peer][s]:>9.2f}x" for s in SCENARIOS))
+    for ours in (counts or {}):
+        shares = {s: serial_share(counts[ours][s]) for s in SCENARIOS}
+        out(f"  {'serial share, ' + ours:<28}" + "".join(
+            f"{'-' if v is None else f'{100 * v:.0f}%':>10}" for v in shares.values())
+            + "   (phases the caller ran alone)")
     for ours in OURS:
         met = targets[ours]
         out(f"  targets {ours}: >= ORT every scenario {'met' if met['vs_onnxruntime'] else 'MISSED'}"
@@ -145,7 +178,8 @@ def report(shape_name, shape, times, out=print):
             f"{'met' if met['spread'] else 'MISSED'}")
     return dict(shape=shape, times_ms={c: {s: v * 1e3 for s, v in by.items()}
                                        for c, by in times.items()},
-                spread=spread, ratios=ratios, spread_limit=spread_limit, targets=targets)
+                spread=spread, ratios=ratios, spread_limit=spread_limit, targets=targets,
+                **({"thread_counts": counts} if counts else {}))
 
 
 def parse_args(argv):
@@ -173,8 +207,9 @@ def main(argv=None):
     for shape_name in args.shapes.split(","):
         shape = ALL_SHAPES[shape_name]
         contestants = make_contestants(shape, args.threads)
-        times = time_shape(contestants, scenarios, args.repeats)
-        results[shape_name] = report(shape_name, shape, times)
+        counts = {}
+        times = time_shape(contestants, scenarios, args.repeats, counts)
+        results[shape_name] = report(shape_name, shape, times, counts)
     misses = [f"{shape} {ours} {target}" for shape, result in results.items()
               for ours, met in result["targets"].items() for target, ok in met.items() if not ok]
     print(f"\n{sum(len(m) for r in results.values() for m in r['targets'].values()) - len(misses)}"
