@@ -324,12 +324,14 @@ def _thread_stats():
     a late worker's spell); worker_moves, workers whose affinity was set off the
     CPU of the caller that woke them (gf_keep_workers_off in _parallel.h);
     fresh_paces, paces of calls that could use threads and found no estimates
-    kept for their key (a shape's first call, or its estimates evicted).
+    kept for their key (a shape's first call, or its estimates evicted);
+    serial_remeasured, trials of threads lost to a stale serial estimate, after
+    which serial was measured again.
     """
     return dict(zip(("serial_phases", "threaded_phases", "worker_pieces", "late_workers",
                      "late_wait_ns", "late_spells", "late_passed", "thread_trials",
                      "thread_trials_won", "serial_blocks_chosen", "worker_moves",
-                     "fresh_paces"),
+                     "fresh_paces", "serial_remeasured"),
                     [thread_stats[i] for i in range(THREAD_STATS)], strict=True))
 
 

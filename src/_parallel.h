@@ -157,7 +157,7 @@ enum {
     GF_STAT_SERIAL_PHASES, GF_STAT_THREADED_PHASES, GF_STAT_WORKER_PIECES,
     GF_STAT_LATE_WORKERS, GF_STAT_LATE_WAIT_NS, GF_STAT_LATE_SPELLS, GF_STAT_LATE_PASSED,
     GF_STAT_THREAD_TRIALS, GF_STAT_THREAD_TRIALS_WON, GF_STAT_SERIAL_BLOCKS_CHOSEN,
-    GF_STAT_WORKER_MOVES, GF_STAT_FRESH_PACES, GF_STATS
+    GF_STAT_WORKER_MOVES, GF_STAT_FRESH_PACES, GF_STAT_SERIAL_REMEASURED, GF_STATS
 };
 static int64_t gf_stats[GF_STATS];
 
@@ -824,6 +824,20 @@ static inline void gf_set_worker_stall(int worker, int64_t ns, int mid_piece)
  * 82-104 ms against 48-52 threaded, while ONNX Runtime took 53-69;
  * bench/README.md, stop 37.)
  *
+ * The serial estimate goes stale the same way, and a trial of threads
+ * judged against it is unfair when it runs where the stale rule puts it, at
+ * a call's start: the first call after a pause runs slower in either mode
+ * (Zen 3 VM, T = 60, B = 5, H = 200, serial: 2.16 ms right after 0.2 s of
+ * other Python work, 1.6 and 1.5 the next calls, 1.5 thereafter), and the
+ * serial estimate was made in the warm calls before.  So a trial of threads
+ * that loses against a serial estimate older than the same bound does not
+ * decide: the serial mode is measured again now, as a trial is (the fastest
+ * of GF_TRIAL_BLOCKS blocks replaces its estimate), and the faster of the
+ * two fresh measures goes on, the gaps as the lost trial left them.  (Zen 3, pipeline.py's wide after large: in some runs every call
+ * tried threads at its start, all trials lost, 77-91% of the phases ran
+ * serially in every scenario, idle included, 45-52 ms a call against
+ * 33-40 threaded; bench/README.md, stop 40.)
+ *
  * Gaps stop at GF_MAX_GAP blocks, which bounds how long the caller stays
  * serial after the disturbance has gone: after a PyTorch epoch its OpenMP
  * threads spin for ~7 ms, trials lose meanwhile, and with a bound of 256
@@ -864,7 +878,7 @@ typedef struct {
     int64_t ns_per_unit_x16[2];  /* serial, threaded; 0 = unknown */
     int64_t explore_gap, since_trial, late_gap, serial_left, serial_ns, block_steps, trial_left;
     int64_t trial_min_x16, stall_ema_ns, block_ema_ns;
-    int64_t threaded_at, last_block_ns;
+    int64_t threaded_at, serial_at, last_block_ns;
     int64_t used_at;  /* when a call last stored it (gf_now_ns): the oldest way is replaced */
 } gf_pace_memory;
 
@@ -891,6 +905,7 @@ typedef struct {
     int participants;       /* when threaded */
     int threaded;           /* the mode of the current block */
     int trying_other;       /* the current block tries the slower mode */
+    int remeasuring;        /* ... or measures serial again (the trial's blocks) */
     int trial_left;         /* blocks of the trial still to run */
     double trial_min;       /* the trial's fastest block so far, ns per unit */
     int since_trial;        /* blocks since the last trial */
@@ -910,6 +925,7 @@ typedef struct {
     double stall_ema;       /* ns a threaded block waits for late workers, on average */
     double block_ema;       /* ns a threaded block lasts (its waits left out), on average */
     int64_t threaded_at;    /* when a threaded block last ended (gf_now_ns), 0: never */
+    int64_t serial_at;      /* when a serial block last ended, 0: never */
     int64_t last_block_ns;  /* how long the last block lasted, either mode */
 } gf_pace;
 
@@ -1009,16 +1025,23 @@ static inline int gf_explore_gap(const gf_pace* pace, int best)
     return gf_clamp_gap_to(pace->explore_gap, best ? GF_MAX_SERIAL_TRIAL_GAP : GF_MAX_GAP);
 }
 
-/* Whether the threaded estimate is too old to trust while serial is the
- * faster mode (see GF_STALE_NS above). */
-static inline int gf_threads_stale(const gf_pace* pace, int64_t now)
+/* Whether an estimate last measured at `measured_at` is too old to trust
+ * (see GF_STALE_NS above). */
+static inline int gf_estimate_stale(const gf_pace* pace, int64_t measured_at, int64_t now)
 {
     int64_t bound = GF_STALE_SHARE * GF_TRIAL_BLOCKS * pace->last_block_ns;
     if (gf_pace_stale_ns <= 0)  /* the rule off (a test) */
         return 0;
     if (bound < gf_pace_stale_ns)
         bound = gf_pace_stale_ns;
-    return pace->threaded_at > 0 && now - pace->threaded_at > bound;
+    return measured_at > 0 && now - measured_at > bound;
+}
+
+/* Whether the threaded estimate is too old to trust while serial is the
+ * faster mode. */
+static inline int gf_threads_stale(const gf_pace* pace, int64_t now)
+{
+    return gf_estimate_stale(pace, pace->threaded_at, now);
 }
 
 /* The mode that is not `best` has lost (a trial, or its first measure): the
@@ -1085,6 +1108,7 @@ static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
             pace->trial_left = 0;
         pace->trying_other = pace->trial_left > 0;
         pace->threaded_at = __atomic_load_n(&slot->threaded_at, __ATOMIC_RELAXED);
+        pace->serial_at = __atomic_load_n(&slot->serial_at, __ATOMIC_RELAXED);
         pace->last_block_ns = __atomic_load_n(&slot->last_block_ns, __ATOMIC_RELAXED);
     }
     pace->serial_since = gf_now_ns();  /* a serial spell carried over counts from here */
@@ -1126,6 +1150,7 @@ static inline void gf_pace_note_late(gf_pace* pace, int64_t waited)
     if (pace->trying_other)  /* a lost trial */
         pace->explore_gap = gf_clamp_gap(2 * pace->explore_gap);
     pace->trying_other = 0;
+    pace->remeasuring = 0;
     pace->since_trial = 0;
     pace->threaded = 0;
     pace->serial_left = pace->late_gap;
@@ -1169,6 +1194,11 @@ static void gf_pace_choose(gf_pace* pace, int64_t now)
     }
     if (pace->ns_per_unit[0] == 0 || pace->ns_per_unit[1] == 0) {
         pace->threaded = best;  /* measure the unknown mode */
+    } else if (pace->remeasuring) {  /* serial measured again: the faster goes on */
+        pace->trying_other = 0;
+        pace->remeasuring = 0;
+        pace->threaded = best;
+        pace->since_trial = 0;
     } else if (pace->trying_other) {  /* this block tried the mode that was slower */
         pace->trying_other = 0;
         if (best == pace->threaded) {
@@ -1177,6 +1207,14 @@ static void gf_pace_choose(gf_pace* pace, int64_t now)
             pace->explore_gap = 2;  /* and it won */
         } else {
             gf_widen_gap(pace, best);
+            if (pace->threaded && gf_estimate_stale(pace, pace->serial_at, now)) {
+                /* threads lost to an old serial estimate: measure serial now */
+                gf_count(GF_STAT_SERIAL_REMEASURED, 1);
+                gf_start_trial(pace, 0);
+                pace->remeasuring = 1;
+                pace->since_trial = 0;
+                return;
+            }
         }
         pace->threaded = best;
         pace->since_trial = 0;
@@ -1204,6 +1242,8 @@ static int64_t gf_pace_block_end(gf_pace* pace, int64_t now, int64_t elapsed)
         pace->last_block_ns = elapsed;
         if (pace->threaded)
             pace->threaded_at = now;
+        else
+            pace->serial_at = now;
         measured = (double)elapsed / (double)pace->units;
         estimate = &pace->ns_per_unit[pace->threaded];
         if (pace->trying_other) {
@@ -1305,12 +1345,14 @@ static void gf_pace_finish(const gf_pace* pace)
     __atomic_store_n(&slot->serial_ns, pace->serial_ns - (gf_now_ns() - pace->serial_since),
                      __ATOMIC_RELAXED);
     __atomic_store_n(&slot->block_steps, pace->block_steps, __ATOMIC_RELAXED);
-    __atomic_store_n(&slot->trial_left, pace->trying_other ? pace->trial_left : 0,
+    __atomic_store_n(&slot->trial_left,
+                     pace->trying_other && !pace->remeasuring ? pace->trial_left : 0,
                      __ATOMIC_RELAXED);
     __atomic_store_n(&slot->trial_min_x16, (int64_t)(pace->trial_min * 16), __ATOMIC_RELAXED);
     __atomic_store_n(&slot->stall_ema_ns, (int64_t)pace->stall_ema, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->block_ema_ns, (int64_t)pace->block_ema, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->threaded_at, pace->threaded_at, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->serial_at, pace->serial_at, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->last_block_ns, pace->last_block_ns, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->used_at, gf_now_ns(), __ATOMIC_RELAXED);
     __atomic_store_n(&slot->key, pace->key, __ATOMIC_RELAXED);

@@ -416,6 +416,40 @@ def test_the_pace_tries_threads_again_once_its_estimate_is_stale(monkeypatch):
     assert sum(without) <= 4, without
 
 
+def test_a_trial_of_threads_lost_to_a_stale_serial_estimate_measures_serial_again(
+        monkeypatch):
+    """While threads lose (worker 1 sleeps before every claim) a call that starts
+    serial on old estimates tries threads (the stale rule), loses, and, its serial
+    estimate being as old, measures serial again before deciding (serial_remeasured);
+    with the staleness rule off neither happens.  Results stay those of the
+    reference."""
+    monkeypatch.setattr(gru_fast.functional, "core_threads", lambda: 2)
+    _core._force_threads(None)
+    rng = np.random.default_rng(41)
+    problem = make_problem(rng, 60, 8, 16, 64, np.float32, bias=True, lengths=False)
+    long_call = make_problem(rng, 400, 8, 16, 64, np.float32, bias=True, lengths=False)
+    expected = reference.gru_forward(**long_call, reset_after=True)
+    counts = {}
+    for stale in (0.001, 0):
+        remeasured = []
+        for _ in range(3):
+            _serial_by_estimates_then_probe(problem, dict(problem, x=problem["x"][:1]), 0)
+            _core._set_worker_stall(1, 0.0003)
+            previous = _core._set_pace_stale(stale)
+            try:
+                time.sleep(0.03)
+                before = _core._thread_stats()["serial_remeasured"]
+                y, h = gru_fast.gru_forward(**long_call, reset_after=True)
+                remeasured.append(_core._thread_stats()["serial_remeasured"] - before)
+            finally:
+                _core._set_pace_stale(previous)
+                _core._set_worker_stall(-1, 0)
+            np.testing.assert_allclose(y, expected[0], rtol=1e-4, atol=1e-5)
+        counts[stale] = remeasured
+    assert sum(counts[0.001]) >= 2, counts
+    assert counts[0] == [0, 0, 0], counts
+
+
 def test_a_phase_timed_once_a_call_is_not_tried_serially_right_after_its_first_measure(
         monkeypatch):
     """The projection phase of a chunk of steps is one block of its own pace a call.  Its
