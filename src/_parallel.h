@@ -833,10 +833,11 @@ static inline void gf_set_worker_stall(int worker, int64_t ns, int mid_piece)
  * that loses against a serial estimate older than the same bound does not
  * decide: the serial mode is measured again now, as a trial is (the fastest
  * of GF_TRIAL_BLOCKS blocks replaces its estimate), and the faster of the
- * two fresh measures goes on, the gaps as the lost trial left them.  (Zen 3, pipeline.py's wide after large: in some runs every call
- * tried threads at its start, all trials lost, 77-91% of the phases ran
- * serially in every scenario, idle included, 45-52 ms a call against
- * 33-40 threaded; bench/README.md, stop 40.)
+ * two fresh measures goes on, the gaps as the lost trial left them.
+ * (Zen 3, pipeline.py's wide after large: in some runs every call tried
+ * threads at its start, all trials lost, 77-94% of the phases ran serially
+ * in every scenario, idle included, 45-52 ms a call against 33-40
+ * threaded; bench/README.md, stop 40.)
  *
  * Gaps stop at GF_MAX_GAP blocks, which bounds how long the caller stays
  * serial after the disturbance has gone: after a PyTorch epoch its OpenMP
@@ -1194,14 +1195,11 @@ static void gf_pace_choose(gf_pace* pace, int64_t now)
     }
     if (pace->ns_per_unit[0] == 0 || pace->ns_per_unit[1] == 0) {
         pace->threaded = best;  /* measure the unknown mode */
-    } else if (pace->remeasuring) {  /* serial measured again: the faster goes on */
-        pace->trying_other = 0;
-        pace->remeasuring = 0;
-        pace->threaded = best;
-        pace->since_trial = 0;
     } else if (pace->trying_other) {  /* this block tried the mode that was slower */
         pace->trying_other = 0;
-        if (best == pace->threaded) {
+        if (pace->remeasuring) {  /* serial measured again: the faster goes on, gaps kept */
+            pace->remeasuring = 0;
+        } else if (best == pace->threaded) {
             if (best && gf_pace_forced < 0)
                 gf_count(GF_STAT_THREAD_TRIALS_WON, 1);
             pace->explore_gap = 2;  /* and it won */

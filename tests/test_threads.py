@@ -439,7 +439,7 @@ def test_a_trial_of_threads_lost_to_a_stale_serial_estimate_measures_serial_agai
             try:
                 time.sleep(0.03)
                 before = _core._thread_stats()["serial_remeasured"]
-                y, h = gru_fast.gru_forward(**long_call, reset_after=True)
+                y, _ = gru_fast.gru_forward(**long_call, reset_after=True)
                 remeasured.append(_core._thread_stats()["serial_remeasured"] - before)
             finally:
                 _core._set_pace_stale(previous)
