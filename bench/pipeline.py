@@ -16,8 +16,10 @@ after one of these scenarios:
 Contestants: ``gru_forward`` (packs its weights every call), ``FrozenGRU``
 (packed once), ONNX Runtime's GRU operator and PyTorch's ``nn.GRU`` (under
 ``no_grad``), each with every core.  Shapes: those of compare.py and two that
-no tuning saw.  Each repetition visits the scenarios and the contestants in a
-rotating order; medians are reported.
+no tuning saw.  Each repetition visits the scenarios in a rotating order and,
+within a scenario, the contestants in an order that puts each right after every
+other equally often (the previous contestant's threads may still spin when the
+scenario starts); medians are reported.
 
 Per shape the report gives each contestant's time per scenario, its slowest
 over fastest scenario, and per scenario the ratio of every peer's time to each
@@ -28,7 +30,7 @@ slowest/fastest) of its fastest.
 
 Usage::
 
-    flock /tmp/gru_bench.lock python bench/pipeline.py            # all shapes (~3 min)
+    flock /tmp/gru_bench.lock python bench/pipeline.py            # all shapes (~5 min)
     python bench/pipeline.py --shapes stream,small --repeats 5 --json out.json
 """
 
@@ -98,10 +100,34 @@ def thread_counts():
     return {key: stats.get(key, 0) for key in THREAD_COUNTS}
 
 
+def balanced_orders(n):
+    """n orders of range(n) in which every contestant comes right after every other
+    exactly once (a Williams square; n even, or n <= 2).
+
+    A call is timed right after its scenario, but the scenario itself comes right after
+    the previous contestant's call, whose threads may still spin (PyTorch's OpenMP
+    workers for milliseconds): orders that rotate as a cycle put each contestant after
+    the same one every time, and it alone meets that residue.
+    """
+    if n > 2 and n % 2:
+        raise ValueError(f"balanced_orders: n must be even or at most 2, got {n}")
+    first = [0]
+    low, high = 1, n - 1
+    while len(first) < n:
+        first.append(low)
+        low += 1
+        if len(first) < n:
+            first.append(high)
+            high -= 1
+    return [[(i + shift) % n for i in first] for shift in range(n)]
+
+
 def time_shape(contestants, scenarios, repeats, counts=None):
     """{contestant: {scenario: median seconds}} of calls timed right after each scenario.
 
-    `counts`, if given, receives {ours: {scenario: {count: total}}}: what gru_fast's
+    The contestants take the orders of `balanced_orders` in turn, so with `repeats` a
+    multiple of their number each comes first, and right after every other, equally
+    often in every scenario's blocks.  `counts`, if given, receives {ours: {scenario: {count: total}}}: what gru_fast's
     threads did in its contestants' timed calls (thread_counts differences)."""
     samples = {c: {s: [] for s in scenarios} for c in contestants}
     if counts is not None:
@@ -109,14 +135,16 @@ def time_shape(contestants, scenarios, repeats, counts=None):
                        for c in contestants if c in OURS})
     names = list(contestants)
     scenario_names = list(scenarios)
+    orders = balanced_orders(len(names))
     for name in names:  # warm up: weights packed, sessions and pools started
         contestants[name]()
         contestants[name]()
     for repeat in range(repeats):
         for i in range(len(scenario_names)):
-            scenario = scenario_names[(i + repeat) % len(scenario_names)]
-            for j in range(len(names)):
-                name = names[(j + repeat) % len(names)]
+            which = (i + repeat) % len(scenario_names)
+            scenario = scenario_names[which]
+            for j in orders[(repeat + which) % len(orders)]:
+                name = names[j]
                 scenarios[scenario]()
                 before = thread_counts() if counts is not None and name in OURS else None
                 start = time.perf_counter()
@@ -187,7 +215,9 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default=",".join(ALL_SHAPES),
                         help=f"comma-separated, from {', '.join(ALL_SHAPES)}")
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=12,
+                        help="timed calls per contestant and scenario (a multiple of 4 "
+                        "puts each contestant after each other equally often)")
     parser.add_argument("--threads", type=int, default=usable_cores(),
                         help="threads for ONNX Runtime and PyTorch (gru_fast: OpenMP's count)")
     parser.add_argument("--json", default="", help="also write the results here")
