@@ -7,6 +7,7 @@ from benchmarks.common import make_inputs, spread_lengths
 from .contestants import (check_close, frozen_callable, gru_fast_callable,
                           onnxruntime_callable, reference_callable, sgemm_callable,
                           torch_callable)
+from .targets import ratio_interval
 from .timing import Contestant, run_round_robin
 from .tasks import PEAK_N, QUICK_NO_REFERENCE, SHAPES, TASKS, task_flops
 
@@ -75,6 +76,7 @@ def _lengths_row(contestant, shape_name, lengths, seq_len):
         "full_median": full.median,
         "spread_median": contestant.median,
         "ratio": statistics.median(s / f for s, f in zip(contestant.samples, full.samples)),
+        "interval": ratio_interval(contestant.samples, full.samples, "median ratio"),
         "mean_length_fraction": float(lengths.mean() / seq_len),
     }
 

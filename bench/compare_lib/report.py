@@ -1,7 +1,7 @@
 """compare.py's results as text tables (stdout) and as Markdown (bench/README.md)."""
 
 from .machine import usable_cores
-from .targets import count, target_value
+from .targets import count, target_value, within_noise
 from .tasks import CONTESTANT_ORDER, PEAK_N, SHAPES, TASKS
 
 
@@ -119,6 +119,11 @@ def print_targets(targets, log):
     met, missed, not_measured, info = count(targets)
     log(f"\n{met} met, {missed} missed, {not_measured} not measured "
         f"(and {info} rows for information)")
+    near = [t for t in targets if t["status"] in ("met", "MISSED") and within_noise(t)]
+    if near:
+        log(f"within noise (the repetitions' interval holds the target): "
+            f"{sum(t['status'] == 'MISSED' for t in near)} missed, "
+            f"{sum(t['status'] == 'met' for t in near)} met")
 
 
 # --------------------------------------------------------------------- Markdown
@@ -213,6 +218,8 @@ def markdown_report(out, command):
     lines += ["", "Targets of issue 5:", ""]
     for t in out["targets"]:
         value = target_value(t)
+        if t.get("interval") is not None:
+            value += f"; {t['note']}"
         mark = {"met": "met", "MISSED": "**missed**"}.get(t["status"], f"({t['status']})")
         lines.append(f"- {mark}: {t['target']}, {t['shape']}: {value}")
     return "\n".join(lines) + "\n"

@@ -5,6 +5,8 @@ value, None when not measured), ``comparison`` (">=" or "<="), ``status`` ("met"
 "MISSED", "not measured", or "info: ..." for rows printed beside a judged one).
 """
 
+import numpy as np
+
 from .tasks import MAX_GROWTH_PER_STEP, SHAPES, forward_flops
 
 # Speed-up thresholds: (task, peer, threshold of each shape).
@@ -13,6 +15,53 @@ FWDBWD_F32_VS_TORCH = {s: 2.0 if s in ("stream", "small", "medium") else 1.15 fo
 FWDBWD_F64_VS_TORCH = {s: 1.5 for s in SHAPES}
 PEAK_FRACTION = 0.85  # forward float32 on "large", of the sgemm peak
 SPREAD_LENGTHS_RATIO = 0.6  # lengths spread over 1..T versus the full-length batch
+
+
+BOOTSTRAP_RESAMPLES = 2000
+INTERVAL = (5, 95)  # percentiles of the resampled ratios
+
+
+def ratio_interval(numerators, denominators, statistic="ratio of medians", seed=0):
+    """The 5th-95th percentile interval of a ratio over resampled repetitions.
+
+    numerators[i] and denominators[i] are samples of one repetition (taken side by
+    side, so the host's slow spells hit both): repetitions are drawn with replacement,
+    pairs kept together, and each draw gives median(numerators) / median(denominators)
+    ("ratio of medians") or the median of the pairs' ratios ("median ratio").  A
+    target whose interval holds its threshold is within the repetitions' spread: one
+    more run may land on either side.  Returns (low, high), or None for fewer than 3
+    repetitions.
+    """
+    num = np.asarray(numerators, dtype=float)
+    den = np.asarray(denominators, dtype=float)
+    if num.shape != den.shape or num.size < 3:
+        return None
+    draws = np.random.default_rng(seed).integers(0, num.size,
+                                                 (BOOTSTRAP_RESAMPLES, num.size))
+    if statistic == "ratio of medians":
+        ratios = np.median(num[draws], axis=1) / np.median(den[draws], axis=1)
+    elif statistic == "median ratio":
+        ratios = np.median(num[draws] / den[draws], axis=1)
+    else:
+        raise ValueError(f"ratio_interval: unknown statistic {statistic!r}")
+    low, high = np.percentile(ratios, INTERVAL)
+    return float(low), float(high)
+
+
+def within_noise(target):
+    """Whether a target's interval (if it has one) holds its threshold."""
+    interval = target.get("interval")
+    return interval is not None and interval[0] <= target["threshold"] <= interval[1]
+
+
+def interval_note(interval, threshold):
+    """How a target's interval reads beside its value ('' without one)."""
+    if interval is None:
+        return ""
+    low, high = interval
+    where = "holds the target: within noise" if low <= threshold <= high else (
+        "clear of the target")
+    return f"repetitions {low:.2f}-{high:.2f} ({INTERVAL[0]}-{INTERVAL[1]}%, {where})"
 
 
 def _speedup_targets(results, shape_names, label, task, peer, thresholds,
@@ -28,8 +77,10 @@ def _speedup_targets(results, shape_names, label, task, peer, thresholds,
             continue
         ratio = theirs["median"] / ours["median"]
         status = "met" if ratio >= threshold else "MISSED"
+        interval = ratio_interval(theirs["samples"], ours["samples"])
         targets.append(dict(target=label, shape=shape, threshold=threshold,
-                            ratio=ratio, comparison=">=",
+                            ratio=ratio, comparison=">=", interval=interval,
+                            note=interval_note(interval, threshold),
                             status=status if judged else f"info: {status.lower()}"))
     return targets
 
@@ -72,7 +123,8 @@ def evaluate_targets(results, lengths_rows, peak, shape_names):
         targets.append(dict(
             target=f"{row['pass']} float32, lengths spread over 1..T / full length",
             shape=row["shape"], threshold=SPREAD_LENGTHS_RATIO, ratio=row["ratio"],
-            comparison="<=",
+            comparison="<=", interval=row.get("interval"),
+            note=interval_note(row.get("interval"), SPREAD_LENGTHS_RATIO),
             status="met" if row["ratio"] <= SPREAD_LENGTHS_RATIO else "MISSED"))
     return targets
 
