@@ -91,7 +91,7 @@ def make_contestants(shape, threads):
 
 THREAD_COUNTS = ("serial_phases", "threaded_phases", "late_workers", "late_wait_ns",
                  "late_spells", "thread_trials", "thread_trials_won", "serial_blocks_chosen",
-                 "fresh_paces", "serial_remeasured")
+                 "fresh_paces", "serial_remeasured", "leads_confirmed")
 
 
 def thread_counts():

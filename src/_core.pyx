@@ -138,6 +138,8 @@ cdef extern from "_parallel.h" nogil:
     unsigned set_pace_sets "gf_set_pace_sets"(unsigned sets)
     int keep_off_caller "gf_keep_off_caller"
     void set_keep_off_caller "gf_set_keep_off_caller"(int on)
+    int confirm_lead_lost "gf_confirm_lead_lost"
+    void pace_simulate "gf_pace_simulate"(const long long* times_ns, int n_blocks, char* modes)
     enum: THREAD_STATS "GF_STATS"
     long long thread_stats "gf_stats"[THREAD_STATS]
     unsigned long long pace_key "gf_pace_key"(long long a, long long b, long long c, long long d)
@@ -280,6 +282,37 @@ def _set_pace_sets(unsigned sets):
     return set_pace_sets(sets)
 
 
+def _set_confirm_lead(bint on):
+    """Test and benchmark hook: whether a pace whose threads lose their lead by
+    smoothing measures them again first (the default; see gf_pace_choose in
+    _parallel.h); returns the previous setting."""
+    global confirm_lead_lost
+    previous = bool(confirm_lead_lost)
+    confirm_lead_lost = on
+    return previous
+
+
+def _pace_decisions(const long long[:, ::1] block_times_ns):
+    """Test hook: the modes a fresh pace chooses for blocks of given lengths.
+
+    block_times_ns: int64 (n, 2), C-contiguous, row i the ns block i lasts
+    serially and threaded (one unit of work each), on a clock of the pace's
+    own.  Returns a string of n letters, block i's mode: 'T' threaded, 'S'
+    serial by the estimates, 't' and 's' blocks of a trial or a re-measure
+    (gf_pace_simulate in _parallel.h: a real call's decisions, late workers
+    aside).
+    """
+    if block_times_ns.shape[1] != 2 or block_times_ns.shape[0] < 1:
+        raise ValueError("_pace_decisions: block_times_ns must be (n, 2) with n >= 1, "
+                         f"got ({block_times_ns.shape[0]}, {block_times_ns.shape[1]})")
+    cdef int n = <int> block_times_ns.shape[0]
+    cdef bytes modes = bytes(n)
+    cdef char* out = modes
+    with nogil:
+        pace_simulate(&block_times_ns[0, 0], n, out)
+    return modes.decode("ascii")
+
+
 def _set_keep_off_caller(bint on):
     """Benchmark hook: whether workers are kept off the CPU of the caller that wakes
     them (the default; see gf_keep_workers_off in _parallel.h); returns the previous
@@ -326,12 +359,13 @@ def _thread_stats():
     fresh_paces, paces of calls that could use threads and found no estimates
     kept for their key (a shape's first call, or its estimates evicted);
     serial_remeasured, trials of threads lost to a stale serial estimate, after
-    which serial was measured again.
+    which serial was measured again; leads_confirmed, threads measured again
+    after slow blocks took their lead (gf_pace_choose).
     """
     return dict(zip(("serial_phases", "threaded_phases", "worker_pieces", "late_workers",
                      "late_wait_ns", "late_spells", "late_passed", "thread_trials",
                      "thread_trials_won", "serial_blocks_chosen", "worker_moves",
-                     "fresh_paces", "serial_remeasured"),
+                     "fresh_paces", "serial_remeasured", "leads_confirmed"),
                     [thread_stats[i] for i in range(THREAD_STATS)], strict=True))
 
 

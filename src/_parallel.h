@@ -157,7 +157,8 @@ enum {
     GF_STAT_SERIAL_PHASES, GF_STAT_THREADED_PHASES, GF_STAT_WORKER_PIECES,
     GF_STAT_LATE_WORKERS, GF_STAT_LATE_WAIT_NS, GF_STAT_LATE_SPELLS, GF_STAT_LATE_PASSED,
     GF_STAT_THREAD_TRIALS, GF_STAT_THREAD_TRIALS_WON, GF_STAT_SERIAL_BLOCKS_CHOSEN,
-    GF_STAT_WORKER_MOVES, GF_STAT_FRESH_PACES, GF_STAT_SERIAL_REMEASURED, GF_STATS
+    GF_STAT_WORKER_MOVES, GF_STAT_FRESH_PACES, GF_STAT_SERIAL_REMEASURED,
+    GF_STAT_LEADS_CONFIRMED, GF_STATS
 };
 static int64_t gf_stats[GF_STATS];
 
@@ -778,6 +779,18 @@ static inline void gf_set_worker_stall(int worker, int64_t ns, int mid_piece)
  * Outside trials a block
  * moves its mode's estimate by at most a quarter, so one slow block (an
  * interrupt) does not flip the mode.  Blocks last about GF_BLOCK_NS.
+ *
+ * A few slow blocks in a row still flip it: the hypervisor's hiccups last a
+ * millisecond or two, three or four steps of a medium forward.  When the
+ * threads lose their lead that way, outside a trial, they are measured again
+ * first, as a trial is (GF_TRIAL_BLOCKS blocks, the fastest counts), and the
+ * faster mode goes on; the gaps and the count of blocks to the next trial are
+ * kept.  Without it the caller went serial until the next trial of threads, up
+ * to GF_MAX_GAP blocks later (Zen 3, medium forward+backward: 44 serial steps,
+ * ~9 ms of a 55 ms call, after one hiccup of 1.4 ms).  Only the threads' lead
+ * is confirmed: a serial estimate raised by a hiccup while serial leads lets
+ * threads run, which is how they get tried sooner, and confirming it kept
+ * more phases serial (bench/README.md, stop 41).
  * The first step after the workers were idle is not timed: they sleep after
  * GF_SPIN_NS without a phase, and waking them (on a virtual machine, waking
  * its idle virtual CPU) is not what threads cost once running.
@@ -898,6 +911,10 @@ static gf_pace_memory gf_pace_table[GF_PACE_SETS][GF_PACE_WAYS];
 /* Sets in use: GF_PACE_SETS, unless a test narrowed the table to make keys share a set. */
 static unsigned gf_pace_sets_used = GF_PACE_SETS;
 
+/* Whether threads that lose their lead by smoothing are measured again first
+ * (above); tests and benchmarks turn it off. */
+static int gf_confirm_lead_lost = 1;
+
 /* -1: measure; 0: always serial; 1: always threaded (tests). */
 static int gf_pace_forced = -1;
 
@@ -907,6 +924,7 @@ typedef struct {
     int threaded;           /* the mode of the current block */
     int trying_other;       /* the current block tries the slower mode */
     int remeasuring;        /* ... or measures serial again (the trial's blocks) */
+    int confirming;         /* ... or measures threads that lost their lead by smoothing */
     int trial_left;         /* blocks of the trial still to run */
     double trial_min;       /* the trial's fastest block so far, ns per unit */
     int since_trial;        /* blocks since the last trial */
@@ -1070,16 +1088,22 @@ static inline void gf_start_trial(gf_pace* pace, int threaded)
     pace->trial_min = 0;
 }
 
-static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
+/* A pace that knows nothing yet. */
+static void gf_pace_init(gf_pace* pace, uint64_t key, int participants)
 {
-    gf_pace_memory* slot = gf_pace_find(key);
-    int mode;
     memset(pace, 0, sizeof(*pace));
     pace->key = key;
     pace->participants = participants;
     pace->explore_gap = 2;
     pace->late_gap = 2;
     pace->block_steps = 1;
+}
+
+static void gf_pace_start(gf_pace* pace, uint64_t key, int participants)
+{
+    gf_pace_memory* slot = gf_pace_find(key);
+    int mode;
+    gf_pace_init(pace, key, participants);
     if (slot == NULL && participants > 1 && gf_pace_forced < 0)
         gf_count(GF_STAT_FRESH_PACES, 1);  /* nothing kept: both modes measured afresh */
     if (slot != NULL) {
@@ -1152,6 +1176,7 @@ static inline void gf_pace_note_late(gf_pace* pace, int64_t waited)
         pace->explore_gap = gf_clamp_gap(2 * pace->explore_gap);
     pace->trying_other = 0;
     pace->remeasuring = 0;
+    pace->confirming = 0;
     pace->since_trial = 0;
     pace->threaded = 0;
     pace->serial_left = pace->late_gap;
@@ -1197,6 +1222,11 @@ static void gf_pace_choose(gf_pace* pace, int64_t now)
         pace->threaded = best;  /* measure the unknown mode */
     } else if (pace->trying_other) {  /* this block tried the mode that was slower */
         pace->trying_other = 0;
+        if (pace->confirming) {  /* threads measured again: the faster goes on, counts kept */
+            pace->confirming = 0;
+            pace->threaded = best;
+            return;
+        }
         if (pace->remeasuring) {  /* serial measured again: the faster goes on, gaps kept */
             pace->remeasuring = 0;
         } else if (best == pace->threaded) {
@@ -1219,6 +1249,11 @@ static void gf_pace_choose(gf_pace* pace, int64_t now)
     } else if (++pace->since_trial >= gf_explore_gap(pace, best)
                || (!best && gf_threads_stale(pace, now))) {
         gf_start_trial(pace, !best);
+    } else if (pace->threaded && !best && gf_confirm_lead_lost) {
+        /* threads lost their lead by smoothing: measure them again first */
+        gf_count(GF_STAT_LEADS_CONFIRMED, 1);
+        gf_start_trial(pace, 1);
+        pace->confirming = 1;
     } else {
         pace->threaded = best;
     }
@@ -1344,7 +1379,8 @@ static void gf_pace_finish(const gf_pace* pace)
                      __ATOMIC_RELAXED);
     __atomic_store_n(&slot->block_steps, pace->block_steps, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->trial_left,
-                     pace->trying_other && !pace->remeasuring ? pace->trial_left : 0,
+                     pace->trying_other && !pace->remeasuring && !pace->confirming
+                     ? pace->trial_left : 0,
                      __ATOMIC_RELAXED);
     __atomic_store_n(&slot->trial_min_x16, (int64_t)(pace->trial_min * 16), __ATOMIC_RELAXED);
     __atomic_store_n(&slot->stall_ema_ns, (int64_t)pace->stall_ema, __ATOMIC_RELAXED);
@@ -1354,6 +1390,29 @@ static void gf_pace_finish(const gf_pace* pace)
     __atomic_store_n(&slot->last_block_ns, pace->last_block_ns, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->used_at, gf_now_ns(), __ATOMIC_RELAXED);
     __atomic_store_n(&slot->key, pace->key, __ATOMIC_RELAXED);
+}
+
+/* Test support (_core._pace_decisions): a fresh pace of two participants fed
+ * `n_blocks` blocks of one unit each, block i lasting times_ns[2 * i + mode]
+ * in the mode the pace chose for it, on a clock of its own; modes[i] receives
+ * that choice: 'T' threaded, 'S' serial by the estimates, 't' and 's' blocks
+ * of a trial (or a re-measure).  The decisions are those of a real call's,
+ * late workers aside, so tests can check them on any machine.  The paces'
+ * counts (gf_stats) count these blocks too. */
+static void gf_pace_simulate(const long long* times_ns, int n_blocks, char* modes)
+{
+    gf_pace pace;
+    int64_t now = 1, elapsed;
+    int i;
+    gf_pace_init(&pace, 0, 2);
+    pace.threaded = gf_pace_best(&pace);
+    for (i = 0; i < n_blocks; i++) {
+        modes[i] = pace.trying_other ? (pace.threaded ? 't' : 's') : (pace.threaded ? 'T' : 'S');
+        elapsed = times_ns[2 * i + pace.threaded];
+        now += elapsed;
+        pace.units = 1;
+        gf_pace_block_end(&pace, now, elapsed);
+    }
 }
 
 /* Run a phase (gf_run_phase) on the participants `pace` chooses, and tell it
