@@ -30,7 +30,7 @@ slowest/fastest) of its fastest.
 
 Usage::
 
-    flock /tmp/gru_bench.lock python bench/pipeline.py            # all shapes (~5 min)
+    flock /tmp/gru_bench.lock python bench/pipeline.py            # all shapes (~4 min)
     python bench/pipeline.py --shapes stream,small --repeats 5 --json out.json
 """
 
@@ -200,6 +200,11 @@ def serial_share(total):
     return total["serial_phases"] / phases if phases else None
 
 
+def short(ratio):
+    """A ratio in at most 4 characters."""
+    return f"{ratio:.2f}" if ratio < 9.995 else f"{ratio:.0f}"
+
+
 def report(shape_name, shape, times, counts=None, out=print, samples=None):
     spread, ratios, spread_limit, targets = evaluate(times)
     intervals = ort_intervals(samples) if samples else None
@@ -218,7 +223,7 @@ def report(shape_name, shape, times, counts=None, out=print, samples=None):
                 f"{ratios[ours][peer][s]:>9.2f}x" for s in SCENARIOS))
             if peer == "onnxruntime" and intervals:
                 out(f"  {'  5-95% of repetitions':<28}" + "".join(
-                    f"{'-' if v is None else f'{v[0]:.3g}-{v[1]:.3g}':>10}"
+                    f"{'-' if v is None else f'{short(v[0])}-{short(v[1])}':>10}"
                     for v in intervals[ours].values()))
     for ours in (counts or {}):
         shares = {s: serial_share(counts[ours][s]) for s in SCENARIOS}
@@ -242,7 +247,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default=",".join(ALL_SHAPES),
                         help=f"comma-separated, from {', '.join(ALL_SHAPES)}")
-    parser.add_argument("--repeats", type=int, default=12,
+    parser.add_argument("--repeats", type=int, default=20,
                         help="timed calls per contestant and scenario (a multiple of 4 "
                         "puts each contestant after each other equally often)")
     parser.add_argument("--threads", type=int, default=usable_cores(),
