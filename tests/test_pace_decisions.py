@@ -87,6 +87,23 @@ def test_threads_that_really_lose_still_go_serial():
         assert confirmed == (1 if confirm else 0), (confirm, modes[change:change + 40])
 
 
+def test_threads_come_back_soon_after_a_disturbance_ends():
+    """Threads lose for 100 blocks (another library's threads spin on the second core),
+    then win again: the trials of threads, whose gap doubled while they lost, find it
+    within GF_MAX_GAP (64) blocks plus a trial, and threads run from then on."""
+    steady, _ = decisions(block_times(), confirm=True)
+    start = first_serial_trial(steady, 100) + 20
+    end = start + 100
+    times = block_times()
+    times[start:end, 1] = 400_000
+    modes, _ = decisions(times, confirm=True)
+    during = modes[start + 20:end]
+    assert during.count("S") >= 0.85 * len(during), during
+    back = modes.find("TTTTTTTT", end)
+    assert 0 <= back - end <= 64 + 4 + 6, modes[end:end + 100]
+    assert "S" not in modes[back:], modes[back:]
+
+
 def test_a_serial_lead_lost_to_a_hiccup_is_not_confirmed():
     """Serial leads (threads 2x slower) and serial blocks are slowed: threads take the
     lead and run at once (a trial of them for free), with or without the rule."""
