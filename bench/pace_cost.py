@@ -8,9 +8,12 @@ and reports the medians over rounds of the per-round time ratios pace / forced
 threads and pace / serial, plus the share of the pace's phases that ran serially.
 Ratios of neighbouring calls survive a host whose speed drifts; a ratio above 1 is
 what the pace's trials and its serial spells after late workers cost where threads
-win (or, pace / serial, where they lose).
+win (or, pace / serial, where they lose).  With ``--confirm-ab`` a fourth mode, the pace
+without measuring threads again when slow blocks take their lead
+(``_core._set_confirm_lead(False)``), is timed too, and the ratio pace / that mode
+reported (below 1: the rule pays), with its serial share and the leads confirmed.
 
-    python bench/pace_cost.py [--shapes large,medium,small] [--rounds 15] [--calls 4]
+    python bench/pace_cost.py [--shapes large,medium,small] [--rounds 15] [--calls 4] [--confirm-ab]
     PYTHONPATH=/path/to/other/checkout python bench/pace_cost.py ...   # another build
 
 Run under the bench lock; nothing else should run.
@@ -35,10 +38,13 @@ SHAPES = {  # (T, B, I, H, reset_after, pass)
     "small_fb": (100, 8, 64, 128, True, "fwdbwd"),
     "large_fb": (50, 64, 512, 512, True, "fwdbwd"),
 }
+# mode name -> (_force_threads, _set_confirm_lead)
+MODES = {"pace": (None, True), "threads": (True, True), "serial": (False, True)}
+UNCONFIRMED = {"unconfirmed": (None, False)}
 
 
-def measure(name, rounds, calls):
-    """Per-round medians of pace/forced-threads and pace/serial, and the serial share."""
+def measure(name, rounds, calls, modes=MODES):
+    """Per-round medians of pace/each other mode, and each paced mode's serial share."""
     from benchmarks.common import make_inputs
     from compare_lib.contestants import gru_fast_callable
     from gru_fast import _core as core  # the chosen level's module itself
@@ -48,7 +54,9 @@ def measure(name, rounds, calls):
                              reset_after, pass_)
 
     def timed(mode):
-        core._force_threads(mode)
+        forced, confirm = modes[mode]
+        core._force_threads(forced)
+        core._set_confirm_lead(confirm)
         try:
             call()  # the call before sets the workers' state alike for each mode
             start = time.perf_counter()
@@ -57,29 +65,31 @@ def measure(name, rounds, calls):
             return (time.perf_counter() - start) / calls
         finally:
             core._force_threads(None)
+            core._set_confirm_lead(True)
 
-    for mode in (None, True, False):
+    for mode in modes:
         timed(mode)
-    times = {None: [], True: [], False: []}
-    serial = threaded = late = 0
+    times = {mode: [] for mode in modes}
+    counts = {mode: dict.fromkeys(("serial_phases", "threaded_phases", "late_workers",
+                                   "leads_confirmed"), 0) for mode in modes}
     for round_ in range(rounds):
-        order = (None, True, False) if round_ % 2 == 0 else (False, True, None)
+        order = list(modes) if round_ % 2 == 0 else list(modes)[::-1]
         for mode in order:
             before = core._thread_stats()
             times[mode].append(timed(mode))
-            if mode is None:
-                after = core._thread_stats()
-                serial += after["serial_phases"] - before["serial_phases"]
-                threaded += after["threaded_phases"] - before["threaded_phases"]
-                late += after["late_workers"] - before["late_workers"]
-    return dict(
-        pace_ms=statistics.median(times[None]) * 1e3,
-        threads_ms=statistics.median(times[True]) * 1e3,
-        serial_ms=statistics.median(times[False]) * 1e3,
-        pace_over_threads=statistics.median(p / t for p, t in zip(times[None], times[True])),
-        pace_over_serial=statistics.median(p / s for p, s in zip(times[None], times[False])),
-        serial_share=serial / max(1, serial + threaded),
-        late_per_call=late / (rounds * calls))
+            after = core._thread_stats()
+            for key in counts[mode]:
+                counts[mode][key] += after[key] - before[key]
+    row = {f"{mode}_ms": statistics.median(times[mode]) * 1e3 for mode in modes}
+    row.update({f"pace_over_{mode}": statistics.median(p / o for p, o in zip(times["pace"],
+                                                                           times[mode]))
+                for mode in modes if mode != "pace"})
+    row.update({f"{mode}_serial_share": counts[mode]["serial_phases"]
+                / max(1, counts[mode]["serial_phases"] + counts[mode]["threaded_phases"])
+                for mode in modes})
+    row["late_per_call"] = counts["pace"]["late_workers"] / (rounds * calls)
+    row["leads_confirmed"] = counts["pace"]["leads_confirmed"]
+    return row
 
 
 def main():
@@ -87,16 +97,24 @@ def main():
     parser.add_argument("--shapes", default="large,large_classic,medium,small,wide_recurrent")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=4)
+    parser.add_argument("--confirm-ab", action="store_true",
+                        help="also time the pace without confirming lost thread leads")
     args = parser.parse_args()
+    modes = {**MODES, **UNCONFIRMED} if args.confirm_ab else MODES
     import gru_fast
     print(f"gru_fast from {Path(gru_fast.__file__).parent}")
     print(f"{'shape':16s} {'pace ms':>8s} {'threads':>8s} {'serial':>8s} "
-          f"{'pace/thr':>9s} {'pace/ser':>9s} {'serial %':>9s} {'late/call':>9s}")
+          f"{'pace/thr':>9s} {'pace/ser':>9s} {'serial %':>9s} {'late/call':>9s}"
+          + (f" {'pace/uncf':>9s} {'uncf ser%':>9s} {'confirmed':>9s}" if args.confirm_ab
+             else ""))
     for name in args.shapes.split(","):
-        row = measure(name, args.rounds, args.calls)
+        row = measure(name, args.rounds, args.calls, modes)
         print(f"{name:16s} {row['pace_ms']:8.2f} {row['threads_ms']:8.2f} {row['serial_ms']:8.2f} "
               f"{row['pace_over_threads']:9.3f} {row['pace_over_serial']:9.3f} "
-              f"{100 * row['serial_share']:8.1f}% {row['late_per_call']:9.2f}", flush=True)
+              f"{100 * row['pace_serial_share']:8.1f}% {row['late_per_call']:9.2f}"
+              + (f" {row['pace_over_unconfirmed']:9.3f} "
+                 f"{100 * row['unconfirmed_serial_share']:8.1f}% {row['leads_confirmed']:9d}"
+                 if args.confirm_ab else ""), flush=True)
 
 
 if __name__ == "__main__":

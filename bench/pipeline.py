@@ -123,14 +123,15 @@ def balanced_orders(n):
     return [[(i + shift) % n for i in first] for shift in range(n)]
 
 
-def time_shape(contestants, scenarios, repeats, counts=None, samples_out=None):
-    """{contestant: {scenario: median seconds}} of calls timed right after each scenario.
+def time_shape(contestants, scenarios, repeats, counts=None):
+    """{contestant: {scenario: [seconds of each repetition]}}: calls timed right after
+    each scenario.
 
     The contestants take the orders of `balanced_orders` in turn, so with `repeats` a
     multiple of their number each comes first, and right after every other, equally
-    often in every scenario's blocks.  `samples_out`, if given, receives
-    {contestant: {scenario: [seconds of each repetition]}}.  `counts`, if given, receives {ours: {scenario: {count: total}}}: what gru_fast's
-    threads did in its contestants' timed calls (thread_counts differences)."""
+    often in every scenario's blocks.  `counts`, if given, receives {ours: {scenario:
+    {count: total}}}: what gru_fast's threads did in its contestants' timed calls
+    (thread_counts differences)."""
     samples = {c: {s: [] for s in scenarios} for c in contestants}
     if counts is not None:
         counts.update({c: {s: dict.fromkeys(THREAD_COUNTS, 0) for s in scenarios}
@@ -156,9 +157,7 @@ def time_shape(contestants, scenarios, repeats, counts=None, samples_out=None):
                     after, total = thread_counts(), counts[name][scenario]
                     for key in THREAD_COUNTS:
                         total[key] += after[key] - before[key]
-    if samples_out is not None:
-        samples_out.update(samples)
-    return {c: {s: statistics.median(v) for s, v in by.items()} for c, by in samples.items()}
+    return samples
 
 
 def ort_intervals(samples):
@@ -271,8 +270,8 @@ def main(argv=None):
         shape = ALL_SHAPES[shape_name]
         contestants = make_contestants(shape, args.threads)
         counts = {}
-        samples = {}
-        times = time_shape(contestants, scenarios, args.repeats, counts, samples)
+        samples = time_shape(contestants, scenarios, args.repeats, counts)
+        times = {c: {s: statistics.median(v) for s, v in by.items()} for c, by in samples.items()}
         results[shape_name] = report(shape_name, shape, times, counts, samples=samples)
     misses = [f"{shape} {ours} {target}" + (" (within noise)" if target == "vs_onnxruntime"
                                              and ort_miss_within_noise(result, ours) else "")

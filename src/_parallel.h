@@ -923,8 +923,9 @@ typedef struct {
     int participants;       /* when threaded */
     int threaded;           /* the mode of the current block */
     int trying_other;       /* the current block tries the slower mode */
-    int remeasuring;        /* ... or measures serial again (the trial's blocks) */
-    int confirming;         /* ... or measures threads that lost their lead by smoothing */
+    int remeasuring;        /* ... or measures a mode again (a stale serial estimate, or
+                             * threads that lost their lead by smoothing): at its end the
+                             * faster goes on, the gaps and the count to the next trial kept */
     int trial_left;         /* blocks of the trial still to run */
     double trial_min;       /* the trial's fastest block so far, ns per unit */
     int since_trial;        /* blocks since the last trial */
@@ -1176,7 +1177,6 @@ static inline void gf_pace_note_late(gf_pace* pace, int64_t waited)
         pace->explore_gap = gf_clamp_gap(2 * pace->explore_gap);
     pace->trying_other = 0;
     pace->remeasuring = 0;
-    pace->confirming = 0;
     pace->since_trial = 0;
     pace->threaded = 0;
     pace->serial_left = pace->late_gap;
@@ -1222,14 +1222,12 @@ static void gf_pace_choose(gf_pace* pace, int64_t now)
         pace->threaded = best;  /* measure the unknown mode */
     } else if (pace->trying_other) {  /* this block tried the mode that was slower */
         pace->trying_other = 0;
-        if (pace->confirming) {  /* threads measured again: the faster goes on, counts kept */
-            pace->confirming = 0;
+        if (pace->remeasuring) {  /* a mode measured again: the faster goes on, counts kept */
+            pace->remeasuring = 0;
             pace->threaded = best;
             return;
         }
-        if (pace->remeasuring) {  /* serial measured again: the faster goes on, gaps kept */
-            pace->remeasuring = 0;
-        } else if (best == pace->threaded) {
+        if (best == pace->threaded) {
             if (best && gf_pace_forced < 0)
                 gf_count(GF_STAT_THREAD_TRIALS_WON, 1);
             pace->explore_gap = 2;  /* and it won */
@@ -1253,7 +1251,7 @@ static void gf_pace_choose(gf_pace* pace, int64_t now)
         /* threads lost their lead by smoothing: measure them again first */
         gf_count(GF_STAT_LEADS_CONFIRMED, 1);
         gf_start_trial(pace, 1);
-        pace->confirming = 1;
+        pace->remeasuring = 1;
     } else {
         pace->threaded = best;
     }
@@ -1379,8 +1377,7 @@ static void gf_pace_finish(const gf_pace* pace)
                      __ATOMIC_RELAXED);
     __atomic_store_n(&slot->block_steps, pace->block_steps, __ATOMIC_RELAXED);
     __atomic_store_n(&slot->trial_left,
-                     pace->trying_other && !pace->remeasuring && !pace->confirming
-                     ? pace->trial_left : 0,
+                     pace->trying_other && !pace->remeasuring ? pace->trial_left : 0,
                      __ATOMIC_RELAXED);
     __atomic_store_n(&slot->trial_min_x16, (int64_t)(pace->trial_min * 16), __ATOMIC_RELAXED);
     __atomic_store_n(&slot->stall_ema_ns, (int64_t)pace->stall_ema, __ATOMIC_RELAXED);
