@@ -6,9 +6,12 @@
 the packed kernel or onto BLAS (``_core._force_projection``).  ``--products
 over_rows``: one forward+backward call with backward's dx, dW_ih, dW_hh
 forced onto either (``_core._force_over_rows``).  The variants are
-interleaved, each in three settings:
+interleaved, each in the settings of --settings:
 
-* quiet: nothing runs before the call but the previous sample;
+* quiet: nothing runs before the call but the previous call (back to back, as in a
+  training loop or compare.py's samples);
+* paused: 0.25 s idle before each call (every library's workers asleep: the first
+  call of a burst);
 * busy: a NumPy ``A @ A`` (512 x 512, NumPy's own OpenBLAS) right before the
   call, so that BLAS's workers still spin when the core starts;
 * blas1: BLAS limited to one thread (threadpoolctl), which shows whether
@@ -30,7 +33,7 @@ rule, ``functional._projection_chunk_rows``).
 Usage (under the bench lock)::
 
     flock -x /tmp/gru_cpu.lock python bench/blas_ab.py [--products over_rows]
-        [--shapes large,odd] [--repeats 7] [--threads 1,2] [--settings quiet,busy,blas1]
+        [--shapes large,odd] [--repeats 7] [--threads 1,2] [--settings quiet,paused,busy,blas1]
         [--blas-mode caller|pieces] [--chunk-rows 256]
 """
 
@@ -109,7 +112,8 @@ def main():
         for threads in [int(n) for n in args.threads.split(",")]:
             for setting in args.settings.split(","):
                 for call_name, call in calls.items():
-                    before = (lambda: matrix @ matrix) if setting == "busy" else None
+                    before = {"busy": lambda: matrix @ matrix,
+                              "paused": lambda: time.sleep(0.25)}.get(setting)
                     times = {False: [], True: []}
                     ratios = []
                     for repeat in range(args.repeats):

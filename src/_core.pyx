@@ -199,7 +199,7 @@ cdef enum:
 # Backward's dx and dW_ih go to BLAS, in float64, from this many multiply-adds
 # on (N * 3H * 2I), where the kernel's double tile has fewer than
 # KERNEL_PACE_TILE_ROWS rows: see over_rows_on_blas.
-cdef long long OVER_ROWS_BLAS_MIN_MACS = 1 << 31
+cdef long long OVER_ROWS_BLAS_MIN_MACS = 1LL << 32
 cdef int KERNEL_PACE_TILE_ROWS = 6
 
 # Backward sums dW_hh (3H x H) step by step up to this many times the packed
@@ -1967,12 +1967,19 @@ def over_rows_on_blas(Py_ssize_t n_rows, Py_ssize_t input_size, Py_ssize_t hidde
     in float32 the packed kernel matched or beat BLAS at every size.  In
     float64 it depends on the level's double register tile, whose rows are
     the FMAs each loaded panel vector feeds: with 3 rows (avx2; a Zen 3)
-    OpenBLAS's dgemm ran 0.79-0.90 of the kernel's time on one core and BLAS
-    won from about OVER_ROWS_BLAS_MIN_MACS multiply-adds on (forward+backward
-    on two threads, large 0.97); with 6 rows (avx512; a Zen 4) the kernel
-    matched dgemm on one core (0.86-1.05 by product) and forward+backward on
-    two threads ran 1.13x (large) and 1.11x (wide) faster than with BLAS, so
-    from KERNEL_PACE_TILE_ROWS rows on, float64 stays on the kernel too.
+    OpenBLAS's dgemm ran 0.79-0.90 of the kernel's time on one core, so BLAS
+    saves time in proportion to the products' size; but its workers keep
+    spinning after the call, and when the next call follows at once (a
+    training loop; compare.py's samples) they make its workers late, a cost
+    about fixed per call.  On a Zen 3 (forward+backward on two threads,
+    BLAS / kernel back to back, after 0.25 s idle, after a NumPy matmul):
+    large (5.0e9 multiply-adds) 1.01-1.03, 0.91, 0.94: BLAS wins; wide
+    (2.5e9) 1.10-1.12, 0.96, 0.99-1.03: the kernel wins.  Hence BLAS from
+    OVER_ROWS_BLAS_MIN_MACS (2^32) multiply-adds on.  With 6 rows (avx512; a
+    Zen 4) the kernel matched dgemm on one core (0.86-1.05 by product) and
+    forward+backward on two threads ran 1.13x (large) and 1.11x (wide)
+    faster than with BLAS, so from KERNEL_PACE_TILE_ROWS rows on, float64
+    stays on the kernel too.
     The packed kernel needs W_ih and x packed as scratch
     (functional.gru_backward allocates it only then).
     """

@@ -61,11 +61,14 @@ def test_the_paths_really_differ(force_over_rows):
 
 def test_the_rule_follows_the_size_dtype_and_level():
     # T*B rows, I, H, itemsize: float32 always on the packed kernel; float64 on BLAS
-    # from 2^31 multiply-adds (N * 3H * 2I) on, below the avx512 level only (its
+    # from 2^32 multiply-adds (N * 3H * 2I) on, below the avx512 level only (its
     # double tile of 6 rows kept pace with dgemm; avx2's of 3 did not)
     for shape in ((100, 64, 64), (800, 64, 128), (3200, 128, 256), (3200, 512, 512)):
         assert not _core.over_rows_on_blas(*shape, 4)
     assert not _core.over_rows_on_blas(3200, 128, 256, 8)
     large_on_blas = _core.CPU_LEVEL != "avx512"
-    assert _core.over_rows_on_blas(3200, 512, 512, 8) == large_on_blas
-    assert _core.over_rows_on_blas(400, 1024, 1024, 8) == large_on_blas
+    assert _core.over_rows_on_blas(3200, 512, 512, 8) == large_on_blas  # 5.0e9
+    assert _core.over_rows_on_blas(1400, 1024, 512, 8) == large_on_blas  # just above 2^32
+    assert not _core.over_rows_on_blas(1364, 1024, 512, 8)  # just below 2^32
+    # wide (2.5e9): BLAS's spinning workers cost the next call more than dgemm saves
+    assert not _core.over_rows_on_blas(400, 1024, 1024, 8)
