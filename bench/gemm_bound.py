@@ -44,19 +44,18 @@ sys.path.insert(1, str(HERE.parent))
 
 from benchmarks.common import ALL_SHAPES as SHAPES, make_inputs  # noqa: E402
 from benchmarks.pipeline_scenarios import SCENARIOS, make_scenario  # noqa: E402
-from compare_lib.contestants import (frozen_callable, gru_fast_callable,  # noqa: E402
-                                     onnxruntime_callable, torch_callable)
+from compare_lib.contestants import gru_fast_callable, torch_callable  # noqa: E402
 from compare_lib.machine import cpu_model, usable_cores  # noqa: E402
 from compare_lib.timing import serial_share  # noqa: E402
 from compare_lib.targets import (FROZEN_VS_ONNXRUNTIME, FWDBWD_F32_VS_TORCH,  # noqa: E402
                                  FWDBWD_F64_VS_TORCH, ratio_interval)
 from pipeline import VS_ONNXRUNTIME as PIPELINE_VS_ONNXRUNTIME  # noqa: E402
 from pipeline import VS_TORCH as PIPELINE_VS_TORCH  # noqa: E402
+from pipeline import make_contestants as forward_contestants  # noqa: E402
 
+OURS = ("gru_forward", "FrozenGRU", "gru_fast")  # gru_fast's runs (serial shares)
 
 # task -> (title, dtype, pass); forward runs reset_after=True like pipeline.py.
-OURS = ("gru_forward", "FrozenGRU", "gru_fast")
-
 TASKS = {
     "fwd_f32": ("forward float32 reset_after=True", "float32", "fwd"),
     "fb_f32": ("forward+backward float32 reset_after=True", "float32", "fwdbwd"),
@@ -118,12 +117,9 @@ def bound_callable(products):
 def contestants_of(shape, task, threads):
     """{name: callable} of the task: gru_fast's entry points and the peers that run it."""
     _, dtype, pass_ = TASKS[task]
+    if pass_ == "fwd":  # pipeline.py's: float32, reset_after=True
+        return forward_contestants(shape, threads)
     problem = make_inputs(shape, dtype)
-    if pass_ == "fwd":
-        return {"gru_forward": gru_fast_callable(problem, True, "fwd"),
-                "FrozenGRU": frozen_callable(problem, True),
-                "onnxruntime": onnxruntime_callable(problem, True, threads),
-                "torch": torch_callable(problem, "fwd")}
     return {"gru_fast": gru_fast_callable(problem, True, "fwdbwd"),
             "torch": torch_callable(problem, "fwdbwd")}
 
@@ -145,7 +141,7 @@ def time_interleaved(runs, repeats, calls, pause, before=None):
     for repeat in range(repeats):
         shift = repeat % len(names)
         for name in names[shift:] + names[:shift]:
-            stats_before = _core._thread_stats()
+            stats_before = _core._thread_stats() if name in shares else None
             if before is None:
                 time.sleep(pause)
                 best = float("inf")
@@ -178,8 +174,13 @@ def measure(shape_name, task, args, scenario=None):
                 medians={name: statistics.median(v) for name, v in samples.items()})
 
 
+def _interval_text(interval):
+    """' (low-high)' of a ratio's 5-95% interval, '' without one."""
+    return f" ({interval[0]:.2f}-{interval[1]:.2f})" if interval else ""
+
+
 def report(shape_name, task, result, out=print):
-    """The table of one shape and task; returns its rows as a dict."""
+    """Print the table of one shape and task."""
     title = TASKS[task][0]
     medians, samples, flops = result["medians"], result["samples"], result["flops"]
     bound = medians["GEMM bound"]
@@ -191,26 +192,15 @@ def report(shape_name, task, result, out=print):
                           for v in result["shares"].get(name, []))
         out(f"  {name:<14}{seconds * 1e3:>11.2f}{flops / seconds / 1e9:>9.1f}"
             f"{bound / seconds:>12.3f}   {shares}")
-    ours = [name for name in medians if name in OURS]
     targets = targets_of(task, shape_name)
-    rows = {}
     for peer in [name for name in medians if name in ("onnxruntime", "torch")]:
-        room = medians[peer] / bound
-        interval = ratio_interval(samples[peer], samples["GEMM bound"])
         wanted = ", ".join(f"{threshold}x ({source})" for threshold, source in targets.get(peer, []))
-        out(f"  {peer} / bound: {room:.2f}x" + (f" ({interval[0]:.2f}-{interval[1]:.2f})"
-                                                 if interval else "")
+        out(f"  {peer} / bound: {medians[peer] / bound:.2f}x"
+            + _interval_text(ratio_interval(samples[peer], samples["GEMM bound"]))
             + "  the speed-up over it at BLAS's rate" + (f"; targets {wanted}" if wanted else ""))
-        for name in ours:
-            ratio = medians[peer] / medians[name]
-            interval = ratio_interval(samples[peer], samples[name])
-            out(f"    {peer} / {name}: {ratio:.2f}x" + (f" ({interval[0]:.2f}-{interval[1]:.2f})"
-                                                       if interval else ""))
-        rows[peer] = dict(room=room, targets=targets.get(peer, []),
-                          ours={name: medians[peer] / medians[name] for name in ours})
-    return dict(medians_ms={k: v * 1e3 for k, v in medians.items()},
-                bound_fraction={k: bound / v for k, v in medians.items()},
-                gflops={k: flops / v / 1e9 for k, v in medians.items()}, peers=rows)
+        for name in [name for name in medians if name in OURS]:
+            out(f"    {peer} / {name}: {medians[peer] / medians[name]:.2f}x"
+                + _interval_text(ratio_interval(samples[peer], samples[name])))
 
 
 def parse_args(argv):
